@@ -1,0 +1,82 @@
+#include "cli/commands.h"
+
+#include <cstdio>
+#include <functional>
+#include <string_view>
+
+namespace schism::cli {
+namespace {
+
+using Handler = std::function<int(const std::vector<std::string>&)>;
+
+struct Subcommand {
+  std::string_view name;
+  std::string_view usage;
+  std::string_view summary;
+  Handler handler;  // empty: not implemented yet
+};
+
+const std::vector<Subcommand>& Subcommands() {
+  static const std::vector<Subcommand> kSubcommands = {
+      {"run", "[CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]",
+       "embedded study: coordinator + N local workers, no servers", {}},
+      {"coordinator", "--listen H:P [--http H:P] --store DIR|redis://H:P[/db] [--token-file F]",
+       "serve studies to workers over gRPC", {}},
+      {"worker", "--coordinator H:P [--token-file F] [--device cpu|cuda:N] [--trials-per-batch K]",
+       "evaluate trials leased from a coordinator", {}},
+      {"export-worker", "--coordinator H:P [--token-file F] --output-root DIR",
+       "full-precision merges for a coordinator", {}},
+      {"submit", "CONFIG.toml --coordinator H:P", "queue a study; prints its id", {}},
+      {"status", "[STUDY] --coordinator H:P [--json]", "studies and their progress", {}},
+      {"trials", "STUDY [--pareto] --coordinator H:P [--json]", "a study's trials", {}},
+      {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P",
+       "export an abliterated model", {}},
+      {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",
+       "refusal and KL scores of one parameter set", {}},
+      {"generate", "--model M --prompt TEXT [--max-new-tokens N] [--params TRIAL.json]",
+       "greedy completion of one prompt", {}},
+      {"chat", "--model M [--params TRIAL.json]", "interactive chat", {}},
+      {"tpe-replay", "SPACE.json TOLD.jsonl [--seed S] [--constant-liar]",
+       "print what the C++ TPE sampler asks for a recorded run", {}},
+  };
+  return kSubcommands;
+}
+
+void PrintHelp(std::FILE* out) {
+  std::fprintf(out,
+               "schism: automatic abliteration as a distributed job system\n\n"
+               "usage: schism <command> [args]\n\ncommands:\n");
+  for (const Subcommand& sub : Subcommands()) {
+    std::fprintf(out, "  %-14.*s %.*s\n", static_cast<int>(sub.name.size()), sub.name.data(),
+                 static_cast<int>(sub.summary.size()), sub.summary.data());
+    std::fprintf(out, "  %-14s   schism %.*s %.*s\n", "", static_cast<int>(sub.name.size()),
+                 sub.name.data(), static_cast<int>(sub.usage.size()), sub.usage.data());
+  }
+  std::fprintf(out, "\nexit codes: 0 success, 1 runtime failure, 2 usage or config error\n");
+}
+
+}  // namespace
+
+int RunSchism(const std::vector<std::string>& argv) {
+  if (argv.empty()) {
+    PrintHelp(stderr);
+    return kExitUsageError;
+  }
+  const std::string& name = argv[0];
+  if (name == "--help" || name == "-h" || name == "help") {
+    PrintHelp(stdout);
+    return kExitOk;
+  }
+  for (const Subcommand& sub : Subcommands()) {
+    if (sub.name != name) continue;
+    if (!sub.handler) {
+      std::fprintf(stderr, "schism %s: not implemented yet\n", name.c_str());
+      return kExitUsageError;
+    }
+    return sub.handler(std::vector<std::string>(argv.begin() + 1, argv.end()));
+  }
+  std::fprintf(stderr, "schism: unknown command \"%s\" (see schism --help)\n", name.c_str());
+  return kExitUsageError;
+}
+
+}  // namespace schism::cli

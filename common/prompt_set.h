@@ -1,0 +1,34 @@
+// Prompt sets: the lists of prompts used for directions, refusal and KL scoring (DESIGN.md §2).
+#ifndef SCHISM_COMMON_PROMPT_SET_H_
+#define SCHISM_COMMON_PROMPT_SET_H_
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace schism::common {
+
+// A Python-style slice "[a:b]" with optional, possibly negative bounds, as Heretic's `split`.
+struct PromptSlice {
+  std::optional<long> start;
+  std::optional<long> stop;
+};
+
+// Parses "[:400]", "[10:]", "[-5:]", "[2:7]"; an empty string means the whole set.
+absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text);
+
+// Applies `slice` to `prompts` with Python semantics (bounds clamp, negatives count from the end).
+std::vector<std::string> ApplySlice(std::vector<std::string> prompts, const PromptSlice& slice);
+
+// Reads a text file holding one prompt per line (LF or CRLF; blank lines skipped) and applies
+// `split`. Errors name the file and, for a bad split, the text that did not parse.
+absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
+                                                         absl::string_view split = "");
+
+}  // namespace schism::common
+
+#endif  // SCHISM_COMMON_PROMPT_SET_H_

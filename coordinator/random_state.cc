@@ -1,0 +1,1 @@
+#include "coordinator/random_state.h"

@@ -1,0 +1,61 @@
+#include "common/prompt_set.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/env.h"
+
+namespace schism::common {
+namespace {
+
+std::vector<std::string> Range(int n) {
+  std::vector<std::string> v;
+  for (int i = 0; i < n; ++i) v.push_back(std::to_string(i));
+  return v;
+}
+
+TEST(PromptSlice, FollowsPythonSliceSemantics) {
+  auto slice = [](const char* text) { return ApplySlice(Range(10), *ParsePromptSlice(text)); };
+  EXPECT_EQ(slice("[:3]"), (std::vector<std::string>{"0", "1", "2"}));
+  EXPECT_EQ(slice("[8:]"), (std::vector<std::string>{"8", "9"}));
+  EXPECT_EQ(slice("[-2:]"), (std::vector<std::string>{"8", "9"}));
+  EXPECT_EQ(slice("[2:-7]"), (std::vector<std::string>{"2"}));
+  EXPECT_EQ(slice("[:400]").size(), 10u);
+  EXPECT_TRUE(slice("[5:2]").empty());
+  EXPECT_EQ(slice("").size(), 10u);
+}
+
+TEST(PromptSlice, RejectsMalformedSplitsWithTheOffendingText) {
+  auto bad = ParsePromptSlice("[a:3]");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("\"a\" is not an integer"), std::string::npos);
+  EXPECT_FALSE(ParsePromptSlice(":400").ok());
+  EXPECT_FALSE(ParsePromptSlice("[1:2:3]").ok());
+}
+
+TEST(LoadPromptLines, ReadsTheSharedDatasetsWithHereticSplits) {
+  const std::string dir = DefaultDataDir();
+  auto harmful = LoadPromptLines(dir + "/harmful_test.txt", "[:100]");
+  ASSERT_TRUE(harmful.ok()) << harmful.status();
+  EXPECT_EQ(harmful->size(), 100u);
+  auto harmless = LoadPromptLines(dir + "/harmless_train.txt");
+  ASSERT_TRUE(harmless.ok()) << harmless.status();
+  EXPECT_EQ(harmless->size(), 400u);
+  EXPECT_EQ(harmless->front().find('\n'), std::string::npos);
+}
+
+TEST(LoadPromptLines, MissingAndEmptyFilesNameThePath) {
+  auto missing = LoadPromptLines("/nonexistent/prompts.txt");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/prompts.txt"), std::string::npos);
+
+  const std::string path = testing::TempDir() + "/blank_prompts.txt";
+  std::ofstream(path) << "\n  \r\n";
+  auto blank = LoadPromptLines(path);
+  ASSERT_FALSE(blank.ok());
+  EXPECT_NE(blank.status().message().find("holds no prompts"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace schism::common
