@@ -1,0 +1,57 @@
+// GGML tensor element types as stored in GGUF files, their block geometry, and dequantization to
+// float32. One place for every quantization format schism reads (DESIGN.md §4).
+#ifndef SCHISM_COMMON_FORMATS_GGML_TYPES_H_
+#define SCHISM_COMMON_FORMATS_GGML_TYPES_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace schism::formats {
+
+// Values are the on-disk type ids of the GGUF specification.
+enum class GgmlType : uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ4_1 = 3,
+  kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ6_K = 14,
+  kBF16 = 30,
+};
+
+// Elements per block and bytes per block of a type. Block layouts (all little-endian):
+//   F32/F16/BF16  1 element per "block"
+//   Q4_0  32: f16 d, u8 qs[16]                 x = (nibble - 8) * d
+//   Q4_1  32: f16 d, f16 m, u8 qs[16]          x = nibble * d + m
+//   Q8_0  32: f16 d, i8 qs[32]                 x = q * d
+//   Q4_K 256: f16 d, f16 dmin, u8 scales[12] (8 packed 6-bit scale/min pairs), u8 qs[128]
+//   Q6_K 256: u8 ql[128], u8 qh[64], i8 scales[16], f16 d
+// In the 32-element formats byte j of qs holds element j (low nibble) and element j+16 (high).
+struct GgmlTypeInfo {
+  const char* name;
+  size_t block_elements;
+  size_t block_bytes;
+};
+
+// Geometry of a supported type, or nullopt for an id schism cannot dequantize.
+std::optional<GgmlTypeInfo> LookupGgmlType(uint32_t type_id);
+
+// Human-readable name of any type id ("Q4_K", or "type 7" when unsupported).
+std::string GgmlTypeName(uint32_t type_id);
+
+// Dequantizes `n_elements` values of `type` from `src` into `dst`. `n_elements` must be a
+// multiple of the type's block size (the caller checks row lengths when reading the file).
+absl::Status DequantizeToFloat(GgmlType type, const void* src, size_t n_elements, float* dst);
+
+// IEEE half and bfloat16 to float.
+float HalfToFloat(uint16_t h);
+float Bf16ToFloat(uint16_t b);
+
+}  // namespace schism::formats
+
+#endif  // SCHISM_COMMON_FORMATS_GGML_TYPES_H_

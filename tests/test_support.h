@@ -1,0 +1,28 @@
+// Helpers shared by the test suites: where the real model and datasets are, and running the
+// independent Python oracles (tests/oracles/, installed by scripts/setup).
+#ifndef SCHISM_TESTS_TEST_SUPPORT_H_
+#define SCHISM_TESTS_TEST_SUPPORT_H_
+
+#include <string>
+#include <vector>
+
+namespace schism::testing_support {
+
+// The real model fetched by scripts/setup ($SCHISM_TEST_MODEL overrides).
+std::string RealModelPath();
+
+// A fresh empty directory under the test temp dir.
+std::string MakeTempDir(const std::string& name);
+
+// Runs `python3 tests/oracles/<script> <args...>`; returns its exit code and fills `output`.
+int RunOracle(const std::string& script, const std::vector<std::string>& args,
+              std::string* output = nullptr);
+
+// Reads a whole file of raw float32 values.
+std::vector<float> ReadFloats(const std::string& path);
+
+std::string ReadFile(const std::string& path);
+
+}  // namespace schism::testing_support
+
+#endif  // SCHISM_TESTS_TEST_SUPPORT_H_
