@@ -1,0 +1,137 @@
+#include "common/tokenizer/tokenizer_spec.h"
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/formats/gguf_reader.h"
+
+namespace schism::tokenizer {
+namespace {
+
+// GGUF token types (llama.cpp): 3 = control, 4 = user-defined; both are matched verbatim.
+constexpr int64_t kTokenTypeControl = 3;
+constexpr int64_t kTokenTypeUserDefined = 4;
+
+absl::StatusOr<PreTokenizer> PreTokenizerFromGgufName(const std::string& name) {
+  if (name == "smollm") return PreTokenizer::kGpt2Digits;
+  if (name == "gpt-2" || name == "default" || name == "gpt2") return PreTokenizer::kGpt2;
+  if (name == "llama-bpe" || name == "llama3") return PreTokenizer::kLlama3;
+  if (name == "qwen2") return PreTokenizer::kQwen2;
+  return absl::UnimplementedError(absl::StrCat(
+      "tokenizer.ggml.pre \"", name, "\" is not supported (supported: smollm, gpt-2, llama-bpe, "
+      "qwen2)"));
+}
+
+std::optional<int32_t> OptionalId(const formats::GgufReader& gguf, const std::string& key) {
+  auto v = gguf.GetInt(key);
+  if (!v.ok()) return std::nullopt;
+  return static_cast<int32_t>(*v);
+}
+
+}  // namespace
+
+absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& gguf) {
+  auto model = gguf.GetString("tokenizer.ggml.model");
+  if (!model.ok()) return model.status();
+  if (*model != "gpt2") {
+    return absl::UnimplementedError(absl::StrCat(gguf.path(), ": tokenizer.ggml.model \"", *model,
+                                                 "\" is not supported (supported: gpt2)"));
+  }
+  TokenizerSpec spec;
+  auto tokens = gguf.GetStringArray("tokenizer.ggml.tokens");
+  if (!tokens.ok()) return tokens.status();
+  spec.tokens = std::move(*tokens);
+  auto merges = gguf.GetStringArray("tokenizer.ggml.merges");
+  if (!merges.ok()) return merges.status();
+  spec.merges = std::move(*merges);
+  if (gguf.Has("tokenizer.ggml.token_type")) {
+    auto types = gguf.GetIntArray("tokenizer.ggml.token_type");
+    if (!types.ok()) return types.status();
+    if (types->size() != spec.tokens.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", types->size(),
+                                                     " token types for ", spec.tokens.size(),
+                                                     " tokens"));
+    }
+    for (size_t i = 0; i < types->size(); ++i) {
+      if ((*types)[i] == kTokenTypeControl || (*types)[i] == kTokenTypeUserDefined) {
+        spec.special_token_ids.push_back(static_cast<int32_t>(i));
+      }
+    }
+  }
+  std::string pre = "default";
+  if (gguf.Has("tokenizer.ggml.pre")) {
+    auto p = gguf.GetString("tokenizer.ggml.pre");
+    if (!p.ok()) return p.status();
+    pre = *p;
+  }
+  auto pre_tokenizer = PreTokenizerFromGgufName(pre);
+  if (!pre_tokenizer.ok()) {
+    return absl::Status(pre_tokenizer.status().code(),
+                        absl::StrCat(gguf.path(), ": ", pre_tokenizer.status().message()));
+  }
+  spec.pre_tokenizer = *pre_tokenizer;
+  spec.bos_id = OptionalId(gguf, "tokenizer.ggml.bos_token_id");
+  spec.eos_id = OptionalId(gguf, "tokenizer.ggml.eos_token_id");
+  spec.unk_id = OptionalId(gguf, "tokenizer.ggml.unknown_token_id");
+  spec.pad_id = OptionalId(gguf, "tokenizer.ggml.padding_token_id");
+  if (auto add_bos = gguf.GetBool("tokenizer.ggml.add_bos_token"); add_bos.ok()) {
+    spec.add_bos = *add_bos;
+  }
+  return spec;
+}
+
+absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  nlohmann::json root = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
+  const nlohmann::json& model = root["model"];
+  if (!model.is_object() || model.value("type", "") != "BPE") {
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": model.type must be \"BPE\" (byte-level BPE tokenizers only)"));
+  }
+  TokenizerSpec spec;
+  const nlohmann::json& vocab = model["vocab"];
+  if (!vocab.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": no model.vocab"));
+  auto place = [&spec](const std::string& text, int64_t id) {
+    if (id < 0) return;
+    if (static_cast<size_t>(id) >= spec.tokens.size()) spec.tokens.resize(id + 1);
+    spec.tokens[id] = text;
+  };
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) place(it.key(), it.value().get<int64_t>());
+  for (const nlohmann::json& merge : model["merges"]) {
+    if (merge.is_string()) {
+      spec.merges.push_back(merge.get<std::string>());
+    } else if (merge.is_array() && merge.size() == 2) {
+      spec.merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": malformed entry in model.merges"));
+    }
+  }
+  for (const nlohmann::json& added : root["added_tokens"]) {
+    const int32_t id = added.value("id", -1);
+    place(added.value("content", ""), id);
+    spec.special_token_ids.push_back(id);
+  }
+  // Recognise the pre-tokenizer by its regex, as llama.cpp's converter does.
+  const std::string pre = root["pre_tokenizer"].dump();
+  if (pre.find("\\\\p{N}{1,3}") != std::string::npos) {
+    spec.pre_tokenizer = PreTokenizer::kLlama3;
+  } else if (pre.find("[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}|") != std::string::npos) {
+    spec.pre_tokenizer = PreTokenizer::kQwen2;
+  } else if (pre.find("\"Digits\"") != std::string::npos) {
+    spec.pre_tokenizer = PreTokenizer::kGpt2Digits;
+  } else {
+    spec.pre_tokenizer = PreTokenizer::kGpt2;
+  }
+  if (model.contains("unk_token") && model["unk_token"].is_string()) {
+    auto it = vocab.find(model["unk_token"].get<std::string>());
+    if (it != vocab.end()) spec.unk_id = it->get<int32_t>();
+  }
+  return spec;
+}
+
+}  // namespace schism::tokenizer

@@ -1,0 +1,120 @@
+#include "common/tokenizer/bpe_tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "common/env.h"
+#include "common/formats/gguf_reader.h"
+#include "tests/test_support.h"
+
+namespace schism::tokenizer {
+namespace {
+
+struct OracleRun {
+  std::vector<std::string> strings;
+  std::vector<std::vector<int32_t>> ids;
+  std::string tokenizer_json;
+};
+
+// Runs the `tokenizers` oracle once for the whole suite.
+const OracleRun& Oracle() {
+  static const OracleRun* run = [] {
+    auto* r = new OracleRun;
+    const std::string dir = testing_support::MakeTempDir("tokenizer_oracle");
+    std::string log;
+    const int rc = testing_support::RunOracle(
+        "tokenizer_oracle.py", {testing_support::RealModelPath(), common::DefaultDataDir(), dir},
+        &log);
+    EXPECT_EQ(rc, 0) << log;
+    if (rc != 0) return r;
+    r->strings = nlohmann::json::parse(testing_support::ReadFile(dir + "/strings.json"))
+                     .get<std::vector<std::string>>();
+    r->ids = nlohmann::json::parse(testing_support::ReadFile(dir + "/ids.json"))
+                 .get<std::vector<std::vector<int32_t>>>();
+    r->tokenizer_json = dir + "/tokenizer.json";
+    return r;
+  }();
+  return *run;
+}
+
+std::unique_ptr<BpeTokenizer> RealModelTokenizer() {
+  auto gguf = formats::GgufReader::Open(testing_support::RealModelPath());
+  EXPECT_TRUE(gguf.ok()) << gguf.status();
+  auto spec = TokenizerSpecFromGguf(**gguf);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  auto tok = BpeTokenizer::Create(std::move(*spec));
+  EXPECT_TRUE(tok.ok()) << tok.status();
+  return std::move(*tok);
+}
+
+void ExpectMatchesOracle(const BpeTokenizer& tok, const char* source) {
+  const OracleRun& oracle = Oracle();
+  ASSERT_GE(oracle.strings.size(), 2000u);
+  size_t mismatches = 0;
+  for (size_t i = 0; i < oracle.strings.size(); ++i) {
+    if (tok.Encode(oracle.strings[i]) != oracle.ids[i]) {
+      if (++mismatches <= 5) ADD_FAILURE() << source << ": ids differ for \"" << oracle.strings[i] << "\"";
+    }
+  }
+  EXPECT_EQ(mismatches, 0u) << source << " of " << oracle.strings.size() << " strings";
+}
+
+TEST(BpeTokenizer, GgufVocabularyMatchesHuggingFaceTokenizersOnAllTestStrings) {
+  ExpectMatchesOracle(*RealModelTokenizer(), "GGUF");
+}
+
+TEST(BpeTokenizer, TokenizerJsonMatchesHuggingFaceTokenizersOnAllTestStrings) {
+  auto spec = TokenizerSpecFromJson(Oracle().tokenizer_json);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->pre_tokenizer, PreTokenizer::kGpt2Digits);
+  auto tok = BpeTokenizer::Create(std::move(*spec));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  ExpectMatchesOracle(**tok, "tokenizer.json");
+}
+
+TEST(BpeTokenizer, DecodeInvertsEncodeExactly) {
+  auto tok = RealModelTokenizer();
+  for (const std::string& s : Oracle().strings) EXPECT_EQ(tok->Decode(tok->Encode(s)), s);
+}
+
+TEST(BpeTokenizer, SpecialTokensAreMatchedVerbatim) {
+  auto tok = RealModelTokenizer();
+  auto ids = tok->Encode("<|im_start|>user\nhi<|im_end|>");
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), *tok->TokenId("<|im_start|>"));
+  EXPECT_EQ(ids.back(), *tok->TokenId("<|im_end|>"));
+  EXPECT_EQ(tok->spec().eos_id, tok->TokenId("<|im_end|>"));
+}
+
+TEST(StreamingDecoder, NeverEmitsHalfACharacter) {
+  auto tok = RealModelTokenizer();
+  const std::string text = "Emoji 👨‍👩‍👧 and 日本語 and café 🇺🇸!";
+  StreamingDecoder stream(*tok);
+  std::string assembled;
+  for (int32_t id : tok->Encode(text)) {
+    std::string piece = stream.Push(id);
+    // Every emitted piece must be complete UTF-8 on its own.
+    for (size_t i = 0; i < piece.size();) {
+      const uint8_t b = static_cast<uint8_t>(piece[i]);
+      const size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : 4;
+      ASSERT_LE(i + len, piece.size()) << "split character in \"" << piece << "\"";
+      i += len;
+    }
+    assembled += piece;
+  }
+  assembled += stream.Flush();
+  EXPECT_EQ(assembled, text);
+}
+
+TEST(TokenizerSpec, RejectsUnsupportedTokenizerKind) {
+  const std::string path = testing_support::MakeTempDir("tok_bad") + "/tokenizer.json";
+  std::ofstream(path) << R"({"model": {"type": "Unigram", "vocab": []}})";
+  auto spec = TokenizerSpecFromJson(path);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_NE(spec.status().message().find("BPE"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace schism::tokenizer
