@@ -1,0 +1,36 @@
+// Loads a model for inference: config, weights (dequantized to the compute dtype), tokenizer and
+// chat template, from a GGUF file.
+#ifndef SCHISM_COMMON_MODEL_MODEL_LOADER_H_
+#define SCHISM_COMMON_MODEL_MODEL_LOADER_H_
+
+#include <c10/core/ScalarType.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model/transformer.h"
+#include "common/tokenizer/bpe_tokenizer.h"
+
+namespace schism::model {
+
+struct LoadOptions {
+  c10::ScalarType dtype = c10::kFloat;  // compute dtype: float32 or bfloat16
+};
+
+struct LoadedModel {
+  std::unique_ptr<Transformer> transformer;
+  std::unique_ptr<tokenizer::BpeTokenizer> tokenizer;
+  std::string chat_template;   // Jinja source; empty when the model has none
+  std::string bos_token;       // text of BOS/EOS for templates that print them
+  std::string eos_token;
+  std::vector<int32_t> stop_ids;  // generation ends at any of these
+};
+
+// `path` is a .gguf file. Errors name the file and, for weights, the tensor.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});
+
+}  // namespace schism::model
+
+#endif  // SCHISM_COMMON_MODEL_MODEL_LOADER_H_
