@@ -1,0 +1,63 @@
+// The Jinja interpreter against Python's jinja2 (configured as transformers configures it).
+#include "common/template/chat_template.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "tests/test_support.h"
+
+namespace schism::jinja {
+namespace {
+
+TEST(ChatTemplate, RendersExactlyAsJinja2ForRealAndFamilyTemplates) {
+  const std::string out = testing_support::MakeTempDir("chat_template") + "/cases.json";
+  std::string log;
+  ASSERT_EQ(testing_support::RunOracle("chat_template_oracle.py",
+                                       {testing_support::RealModelPath(), out}, &log),
+            0)
+      << log;
+  auto cases = nlohmann::ordered_json::parse(testing_support::ReadFile(out));
+  ASSERT_GE(cases.size(), 100u);
+  size_t raised = 0;
+  std::set<std::string> families;
+  for (const auto& c : cases) {
+    const std::string name = c["name"].get<std::string>();
+    families.insert(name.substr(0, name.find('/')));
+    auto tmpl = ChatTemplate::Create(c["template"].get<std::string>(), "<s>", "</s>");
+    ASSERT_TRUE(tmpl.ok()) << name << ": " << tmpl.status();
+    auto rendered = tmpl->RenderJson(c["messages"].dump(), c["add_generation_prompt"].get<bool>(),
+                                     c["extra"].dump());
+    if (c["ok"].get<bool>()) {
+      ASSERT_TRUE(rendered.ok()) << name << ": " << rendered.status();
+      EXPECT_EQ(*rendered, c["output"].get<std::string>()) << name;
+    } else {
+      ++raised;
+      ASSERT_FALSE(rendered.ok()) << name << " should raise: " << c["output"];
+      EXPECT_NE(rendered.status().message().find(c["output"].get<std::string>()), std::string::npos)
+          << name << ": " << rendered.status();
+    }
+  }
+  EXPECT_GT(raised, 0u);
+  for (const char* family : {"smollm2", "qwen25", "llama3", "mistral", "gemma2", "gemma3"}) {
+    EXPECT_TRUE(families.count(family)) << family;
+  }
+}
+
+TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
+  auto bad = ChatTemplate::Create("line one\n{% for x in %}\n{% endfor %}", "", "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("line 2"), std::string::npos) << bad.status();
+  auto unclosed = ChatTemplate::Create("{% if true %}never closed", "", "");
+  ASSERT_FALSE(unclosed.ok());
+  EXPECT_NE(unclosed.status().message().find("endif"), std::string::npos) << unclosed.status();
+  auto unknown = ChatTemplate::Create("{{ x | frobnicate }}", "", "");
+  ASSERT_TRUE(unknown.ok());
+  auto rendered = unknown->Render({{"user", "hi"}}, true);
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_NE(rendered.status().message().find("frobnicate"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace schism::jinja
