@@ -4,6 +4,8 @@
 #include <functional>
 #include <string_view>
 
+#include "cli/model_commands.h"
+
 namespace schism::cli {
 namespace {
 
@@ -34,8 +36,8 @@ const std::vector<Subcommand>& Subcommands() {
       {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",
        "refusal and KL scores of one parameter set", {}},
       {"generate", "--model M --prompt TEXT [--max-new-tokens N] [--params TRIAL.json]",
-       "greedy completion of one prompt", {}},
-      {"chat", "--model M [--params TRIAL.json]", "interactive chat", {}},
+       "greedy completion of one prompt", RunGenerate},
+      {"chat", "--model M [--params TRIAL.json]", "interactive chat", RunChat},
       {"tpe-replay", "SPACE.json TOLD.jsonl [--seed S] [--constant-liar]",
        "print what the C++ TPE sampler asks for a recorded run", {}},
   };

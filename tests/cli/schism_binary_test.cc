@@ -4,7 +4,10 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <string>
+
+#include "tests/test_support.h"
 
 namespace {
 
@@ -40,6 +43,36 @@ TEST(SchismBinary, UnknownCommandIsAUsageError) {
   EXPECT_EQ(outcome.exit_code, 2);
   EXPECT_NE(outcome.output.find("unknown command \"frobnicate\""), std::string::npos);
   EXPECT_EQ(RunSchism("").exit_code, 2);
+}
+
+TEST(SchismBinary, GenerateAnswersWithTheRealModel) {
+  Outcome outcome = RunSchism("generate --model " + schism::testing_support::RealModelPath() +
+                              " --prompt 'What is the capital of France?' --max-new-tokens 12");
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.output;
+  EXPECT_NE(outcome.output.find("Paris"), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("prompt tokens"), std::string::npos) << outcome.output;
+}
+
+TEST(SchismBinary, GenerateReportsBadInputSpecifically) {
+  Outcome missing = RunSchism("generate --model /nonexistent/m.gguf --prompt hi");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("/nonexistent/m.gguf"), std::string::npos) << missing.output;
+  Outcome no_prompt = RunSchism("generate --model " + schism::testing_support::RealModelPath());
+  EXPECT_EQ(no_prompt.exit_code, 2);
+  EXPECT_NE(no_prompt.output.find("--prompt is required"), std::string::npos) << no_prompt.output;
+  Outcome bad_tokens = RunSchism("generate --model x.gguf --prompt hi --max-new-tokens many");
+  EXPECT_EQ(bad_tokens.exit_code, 2);
+  EXPECT_NE(bad_tokens.output.find("--max-new-tokens"), std::string::npos) << bad_tokens.output;
+}
+
+TEST(SchismBinary, ChatKeepsTheConversationAcrossTurns) {
+  const std::string input = schism::testing_support::MakeTempDir("chat") + "/input.txt";
+  std::ofstream(input) << "What is the capital of France?\n/reset\nSay hello.\n/exit\n";
+  Outcome outcome = RunSchism("chat --max-new-tokens 10 --model " +
+                              schism::testing_support::RealModelPath() + " < " + input);
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.output;
+  EXPECT_NE(outcome.output.find("Paris"), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("/reset starts over"), std::string::npos) << outcome.output;
 }
 
 TEST(SchismBinary, UnimplementedCommandExitsTwoAndSaysSo) {

@@ -1,0 +1,210 @@
+#include "cli/model_commands.h"
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/model/device.h"
+#include "common/model/generator.h"
+#include "common/model/model_loader.h"
+#include "common/template/chat_template.h"
+
+namespace schism::cli {
+namespace {
+
+constexpr const char* kDefaultSystemPrompt = "You are a helpful assistant.";
+
+const FlagSpec kModelFlags{
+    {"model", "prompt", "max-new-tokens", "system", "dtype", "threads", "params"},
+    {"raw", "help"}};
+
+// What generate and chat share: the loaded model, its template, and the run settings.
+struct Session {
+  model::LoadedModel model;
+  std::optional<jinja::ChatTemplate> chat_template;
+  std::string system_prompt = kDefaultSystemPrompt;
+  int max_new_tokens = 256;
+};
+
+void Usage(const char* command) {
+  std::fprintf(stderr,
+               "usage: schism %s --model M%s [--max-new-tokens N] [--system TEXT] [--raw]\n"
+               "                [--dtype float32|bfloat16] [--threads T]\n",
+               command, std::string(command) == "generate" ? " --prompt TEXT" : "");
+}
+
+// Parses the shared flags and loads the model; returns an exit code on failure.
+std::optional<int> OpenSession(const char* command, const Args& args, Session* session) {
+  if (args.Has("help")) {
+    Usage(command);
+    return kExitOk;
+  }
+  auto model_path = args.Get("model");
+  if (!model_path) {
+    std::fprintf(stderr, "schism %s: --model is required (a .gguf file)\n", command);
+    return kExitUsageError;
+  }
+  if (args.Has("params")) {
+    std::fprintf(stderr, "schism %s: --params is not implemented yet (ablation core, issue 4)\n",
+                 command);
+    return kExitUsageError;
+  }
+  auto max_tokens = args.GetInt("max-new-tokens");
+  auto threads = args.GetInt("threads");
+  for (const auto* parsed : {&max_tokens, &threads}) {
+    if (!parsed->ok()) {
+      std::fprintf(stderr, "schism %s: %s\n", command, std::string(parsed->status().message()).c_str());
+      return kExitUsageError;
+    }
+  }
+  if (*max_tokens) session->max_new_tokens = static_cast<int>(**max_tokens);
+  if (session->max_new_tokens <= 0) {
+    std::fprintf(stderr, "schism %s: --max-new-tokens must be positive\n", command);
+    return kExitUsageError;
+  }
+  if (*threads) model::SetComputeThreads(static_cast<int>(**threads));
+  model::LoadOptions options;
+  const std::string dtype = args.Get("dtype").value_or("float32");
+  if (dtype == "bfloat16" || dtype == "bf16") {
+    options.dtype = c10::kBFloat16;
+  } else if (dtype != "float32" && dtype != "fp32") {
+    std::fprintf(stderr, "schism %s: --dtype: expected float32 or bfloat16, got \"%s\"\n", command,
+                 dtype.c_str());
+    return kExitUsageError;
+  }
+  if (auto system = args.Get("system")) session->system_prompt = *system;
+
+  auto loaded = model::LoadModel(*model_path, options);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "schism %s: %s\n", command, std::string(loaded.status().message()).c_str());
+    return kExitRuntimeError;
+  }
+  session->model = std::move(*loaded);
+  if (!args.Has("raw")) {
+    auto tmpl = jinja::ChatTemplate::Create(session->model.chat_template, session->model.bos_token,
+                                            session->model.eos_token);
+    if (!tmpl.ok()) {
+      std::fprintf(stderr, "schism %s: %s (use --raw to send the prompt as is)\n", command,
+                   std::string(tmpl.status().message()).c_str());
+      return kExitRuntimeError;
+    }
+    session->chat_template = std::move(*tmpl);
+  }
+  return std::nullopt;
+}
+
+struct ReplyStats {
+  size_t prompt_tokens = 0;
+  size_t new_tokens = 0;
+  double seconds = 0;
+};
+
+// Greedy reply to `prompt_text`, streamed to stdout as it is decoded.
+ReplyStats StreamReply(const Session& session, const std::string& prompt_text, std::string* reply) {
+  const auto& model = session.model;
+  ReplyStats stats;
+  model::TokenIds prompt = model.tokenizer->Encode(prompt_text, /*add_bos=*/true);
+  stats.prompt_tokens = prompt.size();
+  tokenizer::StreamingDecoder stream(*model.tokenizer);
+  model::GreedyOptions options;
+  options.max_new_tokens = session.max_new_tokens;
+  options.stop_ids = model.stop_ids;
+  options.pad_id = model.tokenizer->spec().pad_id.value_or(0);
+  options.stop_early = [&](size_t, const model::TokenIds& generated) {
+    const std::string piece = stream.Push(generated.back());
+    *reply += piece;
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    return false;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  auto out = model::GreedyGenerate(*model.transformer, {prompt}, options);
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stats.new_tokens = out[0].size();
+  const std::string rest = stream.Flush();
+  *reply += rest;
+  std::fwrite(rest.data(), 1, rest.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  return stats;
+}
+
+absl::StatusOr<std::string> RenderConversation(const Session& session,
+                                               const std::vector<jinja::ChatMessage>& turns) {
+  if (!session.chat_template) return turns.back().content;
+  std::vector<jinja::ChatMessage> messages;
+  if (!session.system_prompt.empty()) messages.push_back({"system", session.system_prompt});
+  messages.insert(messages.end(), turns.begin(), turns.end());
+  return session.chat_template->Render(messages, /*add_generation_prompt=*/true);
+}
+
+}  // namespace
+
+int RunGenerate(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, kModelFlags);
+  if (!args.ok()) {
+    std::fprintf(stderr, "schism generate: %s\n", std::string(args.status().message()).c_str());
+    Usage("generate");
+    return kExitUsageError;
+  }
+  Session session;
+  if (auto exit = OpenSession("generate", *args, &session)) return *exit;
+  auto prompt = args->Get("prompt");
+  if (!prompt) {
+    std::fprintf(stderr, "schism generate: --prompt is required\n");
+    return kExitUsageError;
+  }
+  auto text = RenderConversation(session, {{"user", *prompt}});
+  if (!text.ok()) {
+    std::fprintf(stderr, "schism generate: %s\n", std::string(text.status().message()).c_str());
+    return kExitRuntimeError;
+  }
+  std::string reply;
+  ReplyStats stats = StreamReply(session, *text, &reply);
+  std::fprintf(stderr, "[%zu prompt tokens, %zu new tokens in %.2f s: %.1f tokens/s]\n",
+               stats.prompt_tokens, stats.new_tokens, stats.seconds,
+               stats.seconds > 0 ? stats.new_tokens / stats.seconds : 0.0);
+  return kExitOk;
+}
+
+int RunChat(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, kModelFlags);
+  if (!args.ok()) {
+    std::fprintf(stderr, "schism chat: %s\n", std::string(args.status().message()).c_str());
+    Usage("chat");
+    return kExitUsageError;
+  }
+  Session session;
+  if (auto exit = OpenSession("chat", *args, &session)) return *exit;
+  std::fprintf(stderr, "Chatting with %s. /reset starts over, /exit or Ctrl-D ends.\n",
+               args->Get("model")->c_str());
+  std::vector<jinja::ChatMessage> turns;
+  std::string line;
+  while (true) {
+    std::fputs("> ", stdout);
+    std::fflush(stdout);
+    if (!std::getline(std::cin, line) || line == "/exit") break;
+    if (line == "/reset") {
+      turns.clear();
+      continue;
+    }
+    if (line.empty()) continue;
+    turns.push_back({"user", line});
+    auto text = RenderConversation(session, turns);
+    if (!text.ok()) {
+      std::fprintf(stderr, "schism chat: %s\n", std::string(text.status().message()).c_str());
+      turns.pop_back();
+      continue;
+    }
+    std::string reply;
+    StreamReply(session, *text, &reply);
+    turns.push_back({"assistant", reply});
+  }
+  return kExitOk;
+}
+
+}  // namespace schism::cli
