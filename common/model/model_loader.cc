@@ -2,38 +2,310 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "common/formats/gguf_reader.h"
+#include "common/formats/safetensors.h"
 
 namespace schism::model {
 namespace {
 
-// Reads a GGUF tensor as a float32 torch tensor in PyTorch dimension order (GGUF's reversed).
-absl::StatusOr<at::Tensor> ReadTensor(const formats::GgufReader& gguf, const std::string& name,
-                                      std::vector<int64_t> expected_shape) {
-  const formats::GgufTensorInfo* info = gguf.FindTensor(name);
-  if (info == nullptr) {
-    return absl::NotFoundError(absl::StrCat(gguf.path(), ": missing tensor ", name));
-  }
-  std::vector<int64_t> shape(info->dims.rbegin(), info->dims.rend());
-  if (shape != expected_shape) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        gguf.path(), ": tensor ", name, " has shape [", absl::StrJoin(shape, ", "),
-        "], the config implies [", absl::StrJoin(expected_shape, ", "), "]"));
-  }
-  auto tensor = torch::empty(shape, torch::kFloat);
-  if (auto s = gguf.ReadTensorAsFloat(*info, tensor.data_ptr<float>()); !s.ok()) return s;
-  return tensor;
+// Where weights come from, addressed by Hugging Face tensor names.
+class TensorSource {
+ public:
+  virtual ~TensorSource() = default;
+  virtual bool Has(const std::string& hf_name) const = 0;
+  // Float32 tensor in PyTorch (out, in) order; a shape differing from `expected` is an error.
+  virtual absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
+                                          const std::vector<int64_t>& expected) const = 0;
+};
+
+absl::Status ShapeMismatch(const std::string& file, const std::string& name,
+                           const std::vector<int64_t>& got, const std::vector<int64_t>& expected) {
+  return absl::InvalidArgumentError(absl::StrCat(file, ": tensor ", name, " has shape [",
+                                                 absl::StrJoin(got, ", "), "], the config implies [",
+                                                 absl::StrJoin(expected, ", "), "]"));
 }
 
 // convert_hf_to_gguf.py interleaves the two RoPE halves of each head of q and k for llama-arch
 // models (llama.cpp's rotary is pairwise); this restores Hugging Face's row order.
 at::Tensor UndoRopePermutation(const at::Tensor& w, int64_t heads) {
-  const int64_t rows = w.size(0);
-  return w.view({heads, rows / heads / 2, 2, -1}).transpose(1, 2).reshape(w.sizes());
+  auto sizes = w.sizes().vec();
+  return w.view({heads, w.size(0) / heads / 2, 2, -1}).transpose(1, 2).reshape(sizes);
+}
+
+class GgufSource : public TensorSource {
+ public:
+  GgufSource(const formats::GgufReader& gguf, const ModelConfig& config)
+      : gguf_(gguf), config_(config) {}
+
+  bool Has(const std::string& hf_name) const override {
+    return gguf_.FindTensor(GgufName(hf_name)) != nullptr;
+  }
+
+  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
+                                  const std::vector<int64_t>& expected) const override {
+    const std::string name = GgufName(hf_name);
+    const formats::GgufTensorInfo* info = gguf_.FindTensor(name);
+    if (info == nullptr) {
+      return absl::NotFoundError(absl::StrCat(gguf_.path(), ": missing tensor ", name));
+    }
+    std::vector<int64_t> shape(info->dims.rbegin(), info->dims.rend());
+    if (shape.size() == 2 && shape[0] == 1 && expected.size() == 1) shape.erase(shape.begin());
+    if (shape != expected) return ShapeMismatch(gguf_.path(), name, shape, expected);
+    auto tensor = torch::empty(shape, torch::kFloat);
+    if (auto s = gguf_.ReadTensorAsFloat(*info, tensor.data_ptr<float>()); !s.ok()) return s;
+    const bool permuted = config_.architecture == Architecture::kLlama ||
+                          config_.architecture == Architecture::kMistral;
+    if (permuted && absl::EndsWith(hf_name, "q_proj.weight")) {
+      tensor = UndoRopePermutation(tensor, config_.num_heads);
+    } else if (permuted && absl::EndsWith(hf_name, "k_proj.weight")) {
+      tensor = UndoRopePermutation(tensor, config_.num_kv_heads);
+    }
+    return tensor;
+  }
+
+ private:
+  static std::string GgufName(const std::string& hf) {
+    static const std::map<std::string, std::string> kWhole = {
+        {"model.embed_tokens.weight", "token_embd.weight"},
+        {"model.norm.weight", "output_norm.weight"},
+        {"lm_head.weight", "output.weight"},
+        {"rope_freqs", "rope_freqs.weight"},
+    };
+    if (auto it = kWhole.find(hf); it != kWhole.end()) return it->second;
+    return absl::StrReplaceAll(hf, {{"model.layers.", "blk."},
+                                    {"input_layernorm", "attn_norm"},
+                                    {"post_attention_layernorm", "ffn_norm"},
+                                    {"self_attn.q_proj", "attn_q"},
+                                    {"self_attn.k_proj", "attn_k"},
+                                    {"self_attn.v_proj", "attn_v"},
+                                    {"self_attn.o_proj", "attn_output"},
+                                    {"self_attn.q_norm", "attn_q_norm"},
+                                    {"self_attn.k_norm", "attn_k_norm"},
+                                    {"mlp.gate_proj", "ffn_gate"},
+                                    {"mlp.up_proj", "ffn_up"},
+                                    {"mlp.down_proj", "ffn_down"}});
+  }
+
+  const formats::GgufReader& gguf_;
+  const ModelConfig& config_;
+};
+
+class SafetensorsSource : public TensorSource {
+ public:
+  explicit SafetensorsSource(const formats::SafetensorsModel& model) : model_(model) {}
+  bool Has(const std::string& hf_name) const override { return model_.Find(hf_name) != nullptr; }
+  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
+                                  const std::vector<int64_t>& expected) const override {
+    const formats::SafetensorsTensor* t = model_.Find(hf_name);
+    if (t == nullptr) return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
+    if (t->shape != expected) return ShapeMismatch("safetensors", hf_name, t->shape, expected);
+    auto tensor = torch::empty(t->shape, torch::kFloat);
+    if (auto s = formats::ReadSafetensorAsFloat(*t, tensor.data_ptr<float>()); !s.ok()) return s;
+    return tensor;
+  }
+
+ private:
+  const formats::SafetensorsModel& model_;
+};
+
+// Llama 3's "rope_type": "llama3" as per-frequency divisors (what llama.cpp stores as
+// rope_freqs.weight): high frequencies kept, low ones divided by `factor`, smooth in between.
+at::Tensor Llama3RopeFactors(const ModelConfig& c) {
+  const Llama3RopeScaling& s = c.rope_scaling;
+  const int64_t half = c.head_dim / 2;
+  auto factors = torch::empty({half}, torch::kFloat);
+  const double low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+  const double high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+  for (int64_t i = 0; i < half; ++i) {
+    const double freq = 1.0 / std::pow(c.rope_theta, 2.0 * i / c.head_dim);
+    const double wavelen = 2 * M_PI / freq;
+    double scaled;
+    if (wavelen < high_wavelen) {
+      scaled = freq;
+    } else if (wavelen > low_wavelen) {
+      scaled = freq / s.factor;
+    } else {
+      const double smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
+      scaled = (1 - smooth) * freq / s.factor + smooth * freq;
+    }
+    factors[i] = static_cast<float>(freq / scaled);
+  }
+  return factors;
+}
+
+absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const ModelConfig& c,
+                                         c10::ScalarType dtype) {
+  ModelWeights w;
+  absl::Status status;
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
+    if (!status.ok()) return {};
+    auto t = source.Read(name, shape);
+    if (!t.ok()) {
+      status = t.status();
+      return {};
+    }
+    return t->to(dtype);
+  };
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
+  const int64_t q_rows = c.num_heads * hd, kv_rows = c.num_kv_heads * hd;
+  w.embed_tokens = load("model.embed_tokens.weight", {V, H});
+  w.final_norm = load("model.norm.weight", {H});
+  w.lm_head = c.tie_word_embeddings || !source.Has("lm_head.weight")
+                  ? w.embed_tokens
+                  : load("lm_head.weight", {V, H});
+  if (source.Has("rope_freqs")) {
+    w.rope_freq_factors = load("rope_freqs", {hd / 2}).to(torch::kFloat);
+  } else if (c.rope_scaling.enabled) {
+    w.rope_freq_factors = Llama3RopeFactors(c);
+  }
+  for (int i = 0; i < c.num_layers && status.ok(); ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    LayerWeights layer;
+    layer.attn_norm = load(p + "input_layernorm.weight", {H});
+    layer.q_proj.weight = load(p + "self_attn.q_proj.weight", {q_rows, H});
+    layer.k_proj.weight = load(p + "self_attn.k_proj.weight", {kv_rows, H});
+    layer.v_proj.weight = load(p + "self_attn.v_proj.weight", {kv_rows, H});
+    layer.o_proj.weight = load(p + "self_attn.o_proj.weight", {H, q_rows});
+    if (c.attention_bias) {
+      layer.q_proj.bias = load(p + "self_attn.q_proj.bias", {q_rows});
+      layer.k_proj.bias = load(p + "self_attn.k_proj.bias", {kv_rows});
+      layer.v_proj.bias = load(p + "self_attn.v_proj.bias", {kv_rows});
+    }
+    if (c.qk_norm) {
+      layer.q_norm = load(p + "self_attn.q_norm.weight", {hd});
+      layer.k_norm = load(p + "self_attn.k_norm.weight", {hd});
+    }
+    layer.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
+    layer.gate_proj.weight = load(p + "mlp.gate_proj.weight", {I, H});
+    layer.up_proj.weight = load(p + "mlp.up_proj.weight", {I, H});
+    layer.down_proj.weight = load(p + "mlp.down_proj.weight", {H, I});
+    w.layers.push_back(std::move(layer));
+  }
+  if (!status.ok()) return status;
+  return w;
+}
+
+// End-of-turn markers of the supported chat formats also end generation (llama.cpp's EOG set).
+void AddStopIds(LoadedModel* model, const std::vector<int32_t>& configured) {
+  auto add = [&](int32_t id) {
+    if (std::find(model->stop_ids.begin(), model->stop_ids.end(), id) == model->stop_ids.end()) {
+      model->stop_ids.push_back(id);
+    }
+  };
+  for (int32_t id : configured) add(id);
+  for (const char* text : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>",
+                           "<end_of_turn>", "<|end|>"}) {
+    if (auto id = model->tokenizer->TokenId(text)) add(*id);
+  }
+}
+
+absl::StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions& options) {
+  auto gguf = formats::GgufReader::Open(path);
+  if (!gguf.ok()) return gguf.status();
+  auto config = ModelConfigFromGguf(**gguf);
+  if (!config.ok()) return config.status();
+  auto weights = LoadWeights(GgufSource(**gguf, *config), *config, options.dtype);
+  if (!weights.ok()) return weights.status();
+  auto spec = tokenizer::TokenizerSpecFromGguf(**gguf);
+  if (!spec.ok()) return spec.status();
+  auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
+  if (!tok.ok()) return tok.status();
+
+  LoadedModel model;
+  model.transformer = std::make_unique<Transformer>(*config, std::move(*weights));
+  model.tokenizer = std::move(*tok);
+  if (auto tmpl = (*gguf)->GetString("tokenizer.chat_template"); tmpl.ok()) model.chat_template = *tmpl;
+  const auto& ts = model.tokenizer->spec();
+  if (ts.bos_id) model.bos_token = ts.tokens[*ts.bos_id];
+  if (ts.eos_id) model.eos_token = ts.tokens[*ts.eos_id];
+  AddStopIds(&model, ts.eos_id ? std::vector<int32_t>{*ts.eos_id} : std::vector<int32_t>{});
+  return model;
+}
+
+absl::StatusOr<nlohmann::json> ReadJson(const std::filesystem::path& path, bool required) {
+  std::ifstream in(path);
+  if (!in) {
+    if (required) return absl::NotFoundError(absl::StrCat(path.string(), ": missing"));
+    return nlohmann::json::object();
+  }
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": invalid JSON"));
+  return j;
+}
+
+// tokenizer_config.json writes special tokens as strings or as {"content": ...} objects.
+std::string TokenText(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
+  return "";
+}
+
+absl::StatusOr<LoadedModel> LoadHfFolder(const std::string& folder, const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  auto config = ModelConfigFromHfJson((fs::path(folder) / "config.json").string());
+  if (!config.ok()) return config.status();
+  auto tensors = formats::SafetensorsModel::Open(folder);
+  if (!tensors.ok()) return tensors.status();
+  auto weights = LoadWeights(SafetensorsSource(**tensors), *config, options.dtype);
+  if (!weights.ok()) return weights.status();
+  auto spec = tokenizer::TokenizerSpecFromJson((fs::path(folder) / "tokenizer.json").string());
+  if (!spec.ok()) return spec.status();
+  auto tok_config = ReadJson(fs::path(folder) / "tokenizer_config.json", true);
+  if (!tok_config.ok()) return tok_config.status();
+  auto gen_config = ReadJson(fs::path(folder) / "generation_config.json", false);
+  if (!gen_config.ok()) return gen_config.status();
+
+  LoadedModel model;
+  const nlohmann::json& tc = *tok_config;
+  model.bos_token = tc.contains("bos_token") ? TokenText(tc["bos_token"]) : "";
+  model.eos_token = tc.contains("eos_token") ? TokenText(tc["eos_token"]) : "";
+  if (tc.contains("chat_template") && tc["chat_template"].is_string()) {
+    model.chat_template = tc["chat_template"].get<std::string>();
+  } else if (fs::exists(fs::path(folder) / "chat_template.jinja")) {
+    std::ifstream in(fs::path(folder) / "chat_template.jinja");
+    model.chat_template.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  spec->add_bos = tc.value("add_bos_token", false);
+  // tokenizer_config.json names the special tokens by text; the spec wants their ids.
+  auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
+    if (text.empty()) return std::nullopt;
+    auto it = std::find(spec->tokens.begin(), spec->tokens.end(), text);
+    if (it == spec->tokens.end()) return std::nullopt;
+    return static_cast<int32_t>(it - spec->tokens.begin());
+  };
+  if (auto id = id_of(model.bos_token)) spec->bos_id = *id;
+  if (auto id = id_of(model.eos_token)) spec->eos_id = *id;
+  if (tc.contains("pad_token")) {
+    if (auto id = id_of(TokenText(tc["pad_token"]))) spec->pad_id = *id;
+  }
+  const std::optional<int32_t> eos_id = spec->eos_id;
+  auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
+  if (!tok.ok()) return tok.status();
+  model.tokenizer = std::move(*tok);
+  std::vector<int32_t> eos_ids;
+  if (gen_config->contains("eos_token_id")) {
+    const auto& e = (*gen_config)["eos_token_id"];
+    if (e.is_number_integer()) eos_ids.push_back(e.get<int32_t>());
+    if (e.is_array()) {
+      for (const auto& id : e) eos_ids.push_back(id.get<int32_t>());
+    }
+  }
+  if (eos_id) eos_ids.push_back(*eos_id);
+  AddStopIds(&model, eos_ids);
+  model.transformer = std::make_unique<Transformer>(*config, std::move(*weights));
+  return model;
 }
 
 }  // namespace
@@ -42,94 +314,16 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions
   if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16) {
     return absl::InvalidArgumentError("compute dtype must be float32 or bfloat16");
   }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return LoadHfFolder(path, options);
+  if (!std::filesystem::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such model file or folder"));
+  }
   if (!absl::EndsWith(path, ".gguf")) {
-    return absl::UnimplementedError(
-        absl::StrCat(path, ": only .gguf model files are supported by this build"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a model is a Hugging Face folder or a .gguf file"));
   }
-  auto gguf = formats::GgufReader::Open(path);
-  if (!gguf.ok()) return gguf.status();
-  const formats::GgufReader& g = **gguf;
-  auto config = ModelConfigFromGguf(g);
-  if (!config.ok()) return config.status();
-  const ModelConfig& c = *config;
-
-  ModelWeights w;
-  absl::Status status;
-  auto load = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
-    if (!status.ok()) return {};
-    auto t = ReadTensor(g, name, std::move(shape));
-    if (!t.ok()) {
-      status = t.status();
-      return {};
-    }
-    return t->to(options.dtype);
-  };
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
-  const int64_t q_rows = c.num_heads * hd, kv_rows = c.num_kv_heads * hd;
-  const bool permuted_qk =
-      c.architecture == Architecture::kLlama || c.architecture == Architecture::kMistral;
-
-  w.embed_tokens = load("token_embd.weight", {V, H});
-  w.final_norm = load("output_norm.weight", {H});
-  w.lm_head = c.tie_word_embeddings ? w.embed_tokens : load("output.weight", {V, H});
-  if (g.FindTensor("rope_freqs.weight") != nullptr) {
-    w.rope_freq_factors = load("rope_freqs.weight", {hd / 2}).to(torch::kFloat);
-  }
-  for (int i = 0; i < c.num_layers && status.ok(); ++i) {
-    const std::string p = absl::StrCat("blk.", i, ".");
-    LayerWeights layer;
-    layer.attn_norm = load(p + "attn_norm.weight", {H});
-    layer.q_proj.weight = load(p + "attn_q.weight", {q_rows, H});
-    layer.k_proj.weight = load(p + "attn_k.weight", {kv_rows, H});
-    layer.v_proj.weight = load(p + "attn_v.weight", {kv_rows, H});
-    layer.o_proj.weight = load(p + "attn_output.weight", {H, q_rows});
-    if (c.attention_bias) {
-      layer.q_proj.bias = load(p + "attn_q.bias", {q_rows});
-      layer.k_proj.bias = load(p + "attn_k.bias", {kv_rows});
-      layer.v_proj.bias = load(p + "attn_v.bias", {kv_rows});
-    }
-    if (c.qk_norm) {
-      layer.q_norm = load(p + "attn_q_norm.weight", {hd});
-      layer.k_norm = load(p + "attn_k_norm.weight", {hd});
-    }
-    layer.mlp_norm = load(p + "ffn_norm.weight", {H});
-    layer.gate_proj.weight = load(p + "ffn_gate.weight", {I, H});
-    layer.up_proj.weight = load(p + "ffn_up.weight", {I, H});
-    layer.down_proj.weight = load(p + "ffn_down.weight", {H, I});
-    if (!status.ok()) break;
-    if (permuted_qk) {
-      layer.q_proj.weight = UndoRopePermutation(layer.q_proj.weight, c.num_heads);
-      layer.k_proj.weight = UndoRopePermutation(layer.k_proj.weight, c.num_kv_heads);
-    }
-    w.layers.push_back(std::move(layer));
-  }
-  if (!status.ok()) return status;
-
-  auto spec = tokenizer::TokenizerSpecFromGguf(g);
-  if (!spec.ok()) return spec.status();
-  auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
-  if (!tok.ok()) return tok.status();
-
-  LoadedModel model;
-  model.transformer = std::make_unique<Transformer>(c, std::move(w));
-  model.tokenizer = std::move(*tok);
-  if (auto tmpl = g.GetString("tokenizer.chat_template"); tmpl.ok()) model.chat_template = *tmpl;
-  const auto& ts = model.tokenizer->spec();
-  if (ts.bos_id) model.bos_token = ts.tokens[*ts.bos_id];
-  if (ts.eos_id) {
-    model.eos_token = ts.tokens[*ts.eos_id];
-    model.stop_ids.push_back(*ts.eos_id);
-  }
-  // End-of-turn markers of the supported chat formats also end generation (llama.cpp's EOG set).
-  for (const char* text : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>",
-                           "<end_of_turn>", "<|end|>"}) {
-    if (auto id = model.tokenizer->TokenId(text)) {
-      if (std::find(model.stop_ids.begin(), model.stop_ids.end(), *id) == model.stop_ids.end()) {
-        model.stop_ids.push_back(*id);
-      }
-    }
-  }
-  return model;
+  return LoadGguf(path, options);
 }
 
 }  // namespace schism::model

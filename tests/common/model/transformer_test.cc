@@ -4,13 +4,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <fstream>
-#include <nlohmann/json.hpp>
-
 #include "common/env.h"
 #include "common/model/generator.h"
 #include "common/model/model_loader.h"
 #include "common/prompt_set.h"
+#include "tests/common/model/llama_cpp_oracle.h"
 #include "tests/test_support.h"
 
 namespace schism::model {
@@ -21,31 +19,6 @@ constexpr int kGreedyTokens = 32;
 std::string ChatMl(const std::string& user) {
   return "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" + user +
          "<|im_end|>\n<|im_start|>assistant\n";
-}
-
-struct OracleResult {
-  at::Tensor logits;  // (n, vocab)
-  std::vector<TokenIds> greedy;
-};
-
-OracleResult RunLlamaCpp(const std::string& model_path, const std::vector<TokenIds>& prompts,
-                         int64_t vocab, const std::string& name) {
-  const std::string dir = testing_support::MakeTempDir(name);
-  std::ofstream(dir + "/prompts.json") << nlohmann::json(prompts).dump();
-  std::string log;
-  const int rc = testing_support::RunOracle(
-      "llama_cpp_oracle.py",
-      {model_path, dir + "/prompts.json", dir, std::to_string(kGreedyTokens)}, &log);
-  EXPECT_EQ(rc, 0) << log;
-  OracleResult result;
-  if (rc != 0) return result;
-  std::vector<float> flat = testing_support::ReadFloats(dir + "/logits.f32");
-  result.logits = torch::from_blob(flat.data(), {static_cast<int64_t>(prompts.size()), vocab},
-                                   torch::kFloat)
-                      .clone();
-  result.greedy = nlohmann::json::parse(testing_support::ReadFile(dir + "/greedy.json"))
-                      .get<std::vector<TokenIds>>();
-  return result;
 }
 
 TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
@@ -60,8 +33,8 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   }
   ASSERT_EQ(prompts.size(), 20u);
   const Transformer& t = *model->transformer;
-  OracleResult oracle = RunLlamaCpp(testing_support::RealModelPath(), prompts,
-                                    t.config().vocab_size, "llama_cpp_real");
+  LlamaCppResult oracle = RunLlamaCpp(testing_support::RealModelPath(), prompts,
+                                      t.config().vocab_size, kGreedyTokens, "llama_cpp_real");
   ASSERT_TRUE(oracle.logits.defined());
 
   // All 20 prompts in one left-padded batch.

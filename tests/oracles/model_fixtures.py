@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Model fixtures for tests, written with numpy, `gguf` and `safetensors` (PyPI).
+
+  model_fixtures.py hf-from-gguf MODEL.gguf OUT_DIR
+      A Hugging Face folder holding the GGUF's weights dequantized to F32 (q/k rows restored to
+      HF order), tokenizer.json, tokenizer_config.json (chat template) and generation_config.json.
+  model_fixtures.py tiny VARIANT OUT_DIR SOURCE.gguf
+      A tiny random model (3 layers) as both OUT_DIR/hf/ and OUT_DIR/model.gguf, with the
+      tokenizer of SOURCE.gguf. VARIANT: llama3 (llama3 rope scaling, GQA), llama-tied (tied
+      embeddings, MHA), mistral, qwen2 (qkv bias), qwen3 (qk-norm, head_dim != hidden/heads).
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import gguf
+from gguf.quants import dequantize
+from safetensors.numpy import save_file
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tokenizer_oracle import build as build_tokenizer  # noqa: E402
+
+HF_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+LAYER_NAMES = {
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
+
+def permute(w, heads):
+    """llama.cpp's convert_hf_to_gguf permutation of q/k rows (HF order -> GGUF order)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute(w, heads):
+    return w.reshape(heads, w.shape[0] // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_name(gguf_name):
+    if gguf_name in HF_NAMES:
+        return HF_NAMES[gguf_name]
+    _, layer, kind, suffix = gguf_name.split(".")
+    return f"model.layers.{layer}.{LAYER_NAMES[kind]}.{suffix}"
+
+
+def write_tokenizer_files(source_gguf, out, chat_template, bos, eos, eos_id):
+    build_tokenizer(source_gguf).save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump({"chat_template": chat_template, "bos_token": bos, "eos_token": eos,
+                   "pad_token": eos, "add_bos_token": False}, f, indent=2)
+    with open(os.path.join(out, "generation_config.json"), "w") as f:
+        json.dump({"eos_token_id": eos_id}, f)
+
+
+def hf_from_gguf(model, out):
+    os.makedirs(out, exist_ok=True)
+    r = gguf.GGUFReader(model)
+    f = lambda k: r.fields[k].contents()
+    heads, kv_heads = f("llama.attention.head_count"), f("llama.attention.head_count_kv")
+    tensors = {}
+    for t in r.tensors:
+        w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
+        if t.name.endswith("attn_q.weight"):
+            w = unpermute(w, heads)
+        elif t.name.endswith("attn_k.weight"):
+            w = unpermute(w, kv_heads)
+        tensors[hf_name(t.name)] = np.ascontiguousarray(w)
+    save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    hidden = f("llama.embedding_length")
+    config = {"architectures": ["LlamaForCausalLM"], "hidden_size": hidden,
+              "intermediate_size": f("llama.feed_forward_length"),
+              "num_hidden_layers": f("llama.block_count"), "num_attention_heads": heads,
+              "num_key_value_heads": kv_heads, "rms_norm_eps": f("llama.attention.layer_norm_rms_epsilon"),
+              "rope_theta": f("llama.rope.freq_base"), "vocab_size": f("llama.vocab_size"),
+              "tie_word_embeddings": "lm_head.weight" not in tensors,
+              "max_position_embeddings": f("llama.context_length")}
+    with open(os.path.join(out, "config.json"), "w") as fp:
+        json.dump(config, fp, indent=2)
+    tokens = r.fields["tokenizer.ggml.tokens"]
+    token = lambda i: bytes(tokens.parts[tokens.data[i]]).decode()
+    bos_id, eos_id = f("tokenizer.ggml.bos_token_id"), f("tokenizer.ggml.eos_token_id")
+    write_tokenizer_files(model, out, f("tokenizer.chat_template"), token(bos_id), token(eos_id), eos_id)
+
+
+VARIANTS = {
+    "llama3": dict(arch="llama", hf="LlamaForCausalLM", heads=4, kv=2, head_dim=16, tied=False,
+                   bias=False, qk_norm=False, theta=500000.0,
+                   rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                 "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}),
+    "llama-tied": dict(arch="llama", hf="LlamaForCausalLM", heads=4, kv=4, head_dim=16, tied=True,
+                       bias=False, qk_norm=False, theta=10000.0, rope_scaling=None),
+    "mistral": dict(arch="llama", hf="MistralForCausalLM", heads=4, kv=1, head_dim=16, tied=False,
+                    bias=False, qk_norm=False, theta=1000000.0, rope_scaling=None),
+    "qwen2": dict(arch="qwen2", hf="Qwen2ForCausalLM", heads=4, kv=2, head_dim=16, tied=True,
+                  bias=True, qk_norm=False, theta=1000000.0, rope_scaling=None),
+    "qwen3": dict(arch="qwen3", hf="Qwen3ForCausalLM", heads=4, kv=2, head_dim=32, tied=False,
+                  bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None),
+}
+
+
+def llama3_factors(head_dim, theta, rs):
+    freqs = 1.0 / theta ** (np.arange(0, head_dim, 2) / head_dim)
+    low_wavelen = rs["original_max_position_embeddings"] / rs["low_freq_factor"]
+    high_wavelen = rs["original_max_position_embeddings"] / rs["high_freq_factor"]
+    factors = []
+    for freq in freqs:
+        wavelen = 2 * np.pi / freq
+        if wavelen < high_wavelen:
+            factors.append(1.0)
+        elif wavelen > low_wavelen:
+            factors.append(rs["factor"])
+        else:
+            smooth = (rs["original_max_position_embeddings"] / wavelen - rs["low_freq_factor"]) / (
+                rs["high_freq_factor"] - rs["low_freq_factor"])
+            factors.append(1.0 / ((1 - smooth) / rs["factor"] + smooth))
+    return np.array(factors, dtype=np.float32)
+
+
+def tiny(variant, out, source):
+    v = VARIANTS[variant]
+    rng = np.random.default_rng(sum(variant.encode()))
+    src = gguf.GGUFReader(source)
+    vocab = len(src.fields["tokenizer.ggml.tokens"].data)
+    hidden, inter, layers, hd = 64, 128, 3, v["head_dim"]
+    heads, kv = v["heads"], v["kv"]
+    normal = lambda *shape, s=0.25: (rng.standard_normal(shape) * s).astype(np.float32)
+    norm = lambda n: (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    hf = {"model.embed_tokens.weight": normal(vocab, hidden, s=1.0), "model.norm.weight": norm(hidden)}
+    if not v["tied"]:
+        hf["lm_head.weight"] = normal(vocab, hidden, s=0.5)
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        hf[p + "input_layernorm.weight"] = norm(hidden)
+        hf[p + "post_attention_layernorm.weight"] = norm(hidden)
+        hf[p + "self_attn.q_proj.weight"] = normal(heads * hd, hidden)
+        hf[p + "self_attn.k_proj.weight"] = normal(kv * hd, hidden)
+        hf[p + "self_attn.v_proj.weight"] = normal(kv * hd, hidden)
+        hf[p + "self_attn.o_proj.weight"] = normal(hidden, heads * hd)
+        if v["bias"]:
+            hf[p + "self_attn.q_proj.bias"] = normal(heads * hd, s=0.5)
+            hf[p + "self_attn.k_proj.bias"] = normal(kv * hd, s=0.5)
+            hf[p + "self_attn.v_proj.bias"] = normal(kv * hd, s=0.5)
+        if v["qk_norm"]:
+            hf[p + "self_attn.q_norm.weight"] = norm(hd)
+            hf[p + "self_attn.k_norm.weight"] = norm(hd)
+        hf[p + "mlp.gate_proj.weight"] = normal(inter, hidden)
+        hf[p + "mlp.up_proj.weight"] = normal(inter, hidden)
+        hf[p + "mlp.down_proj.weight"] = normal(hidden, inter)
+
+    hf_dir = os.path.join(out, "hf")
+    os.makedirs(hf_dir, exist_ok=True)
+    save_file(hf, os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
+    config = {"architectures": [v["hf"]], "hidden_size": hidden, "intermediate_size": inter,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
+              "head_dim": hd, "rms_norm_eps": 1e-6, "rope_theta": v["theta"], "vocab_size": vocab,
+              "tie_word_embeddings": v["tied"], "max_position_embeddings": 4096}
+    if v["rope_scaling"]:
+        config["rope_scaling"] = v["rope_scaling"]
+    with open(os.path.join(hf_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    chat = src.fields["tokenizer.chat_template"].contents()
+    write_tokenizer_files(source, hf_dir, chat, "<|im_start|>", "<|im_end|>", 2)
+
+    arch = v["arch"]
+    w = gguf.GGUFWriter(os.path.join(out, "model.gguf"), arch)
+    w.add_uint32(f"{arch}.context_length", 4096)
+    w.add_uint32(f"{arch}.embedding_length", hidden)
+    w.add_uint32(f"{arch}.feed_forward_length", inter)
+    w.add_uint32(f"{arch}.block_count", layers)
+    w.add_uint32(f"{arch}.attention.head_count", heads)
+    w.add_uint32(f"{arch}.attention.head_count_kv", kv)
+    w.add_uint32(f"{arch}.attention.key_length", hd)
+    w.add_uint32(f"{arch}.attention.value_length", hd)
+    w.add_uint32(f"{arch}.rope.dimension_count", hd)
+    w.add_float32(f"{arch}.rope.freq_base", v["theta"])
+    w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
+    w.add_uint32(f"{arch}.vocab_size", vocab)
+    for name, field in src.fields.items():
+        if name.startswith("tokenizer."):
+            sub = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            w.add_key_value(name, field.contents(), field.types[0], sub_type=sub)
+    inv = {v2: k for k, v2 in HF_NAMES.items()}
+    inv_layer = {v2: k for k, v2 in LAYER_NAMES.items()}
+    for name, t in hf.items():
+        if name in inv:
+            gname = inv[name]
+        else:
+            _, _, layer, a, b, suffix = (name.split(".") + [""])[:6]
+            kind = f"{a}.{b}" if suffix else a
+            suffix = suffix or b
+            gname = f"blk.{layer}.{inv_layer[kind]}.{suffix}"
+        if arch == "llama" and name.endswith("q_proj.weight"):
+            t = permute(t, heads)
+        elif arch == "llama" and name.endswith("k_proj.weight"):
+            t = permute(t, kv)
+        w.add_tensor(gname, np.ascontiguousarray(t))
+    if v["rope_scaling"]:
+        w.add_tensor("rope_freqs.weight", llama3_factors(hd, v["theta"], v["rope_scaling"]))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "hf-from-gguf":
+        hf_from_gguf(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "tiny":
+        tiny(sys.argv[2], sys.argv[3], sys.argv[4])
+    else:
+        sys.exit(f"unknown mode {sys.argv[1]}")
