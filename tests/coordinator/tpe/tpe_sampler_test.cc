@@ -1,0 +1,197 @@
+// End-to-end replays of real Optuna 4.8.0 runs (spec/tpe.md Appendix A, ../shared/spec/tpe_vectors):
+// the C++ sampler must choose the same parameters for every trial.
+#include "coordinator/tpe/tpe_sampler.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace schism::tpe {
+namespace {
+
+std::string VectorsDir() { return std::string(SCHISM_SOURCE_DIR) + "/../shared/spec/tpe_vectors"; }
+
+struct RecordedTrial {
+  int64_t number;
+  nlohmann::json params;  // external values
+  std::vector<double> values;
+  TrialState state = TrialState::kComplete;
+};
+
+std::vector<RecordedTrial> ReadRun(const std::string& name) {
+  std::ifstream in(VectorsDir() + "/" + name + ".txt");
+  EXPECT_TRUE(in) << name;
+  std::vector<RecordedTrial> trials;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("LOG", 0) == 0) break;
+    if (line.empty() || line[0] != 'T') continue;
+    RecordedTrial t;
+    std::istringstream ss(line.substr(1));
+    ss >> t.number;
+    const size_t params_begin = line.find('{');
+    const size_t params_end = line.find("} ", params_begin) + 1;
+    t.params = nlohmann::json::parse(line.substr(params_begin, params_end - params_begin));
+    std::string rest = line.substr(params_end + 1);
+    const size_t space = rest[0] == '[' ? rest.find(']') + 1 : rest.find(' ');
+    auto values = nlohmann::json::parse(rest.substr(0, space));
+    if (values.is_array()) t.values = values.get<std::vector<double>>();
+    if (space != std::string::npos && space < rest.size()) {
+      const std::string state = rest.substr(space + 1);
+      t.state = state == "PRUNED" ? TrialState::kPruned
+                : state == "FAIL" ? TrialState::kFail
+                                  : TrialState::kComplete;
+    }
+    trials.push_back(std::move(t));
+  }
+  return trials;
+}
+
+// The Heretic-like space of runs A and B (L = 31), in suggest order.
+SearchSpace HereticSpace() {
+  const double L = 31;
+  SearchSpace s;
+  s.emplace_back("direction_scope", *Distribution::Categorical({"global", "per layer"}));
+  s.emplace_back("direction_index", *Distribution::Float(0.4 * L, 0.9 * L));
+  for (std::string c : {"attn.o_proj", "mlp.down_proj"}) {
+    s.emplace_back(c + ".max_weight", *Distribution::Float(c == "mlp.down_proj" ? -0.25 : 0.8, 1.5));
+    s.emplace_back(c + ".max_weight_position", *Distribution::Float(0.6 * L, 1.0 * L));
+    s.emplace_back(c + ".min_weight", *Distribution::Float(0.0, 1.0));
+    s.emplace_back(c + ".min_weight_distance", *Distribution::Float(1.0, std::max(0.6 * L, 1.0)));
+  }
+  return s;
+}
+
+SearchSpace MixedSpace() {
+  SearchSpace s;
+  s.emplace_back("a_int", *Distribution::Int(1, 10));
+  s.emplace_back("b_intlog", *Distribution::Int(1, 1000, /*log=*/true));
+  s.emplace_back("c_flog", *Distribution::Float(1e-4, 1, /*log=*/true));
+  s.emplace_back("d_fstep", *Distribution::Float(0, 2, false, 0.25));
+  s.emplace_back("e_intstep", *Distribution::Int(0, 20, false, 5));
+  s.emplace_back("f_cat3", *Distribution::Categorical({"x", "y", "z"}));
+  return s;
+}
+
+// Compares the sampled parameters with Optuna's; returns the largest float difference.
+double ExpectSameParams(const SearchSpace& space, const std::map<std::string, double>& got,
+                        const RecordedTrial& want) {
+  double max_diff = 0;
+  for (const auto& [name, d] : space) {
+    const ExternalValue value = ToExternal(d, got.at(name));
+    const auto& expected = want.params.at(name);
+    if (const auto* s = std::get_if<std::string>(&value)) {
+      EXPECT_EQ(*s, expected.get<std::string>()) << "trial " << want.number << " " << name;
+    } else if (const auto* i = std::get_if<int64_t>(&value)) {
+      EXPECT_EQ(*i, expected.get<int64_t>()) << "trial " << want.number << " " << name;
+    } else {
+      const double f = std::get<double>(value), e = expected.get<double>();
+      EXPECT_NEAR(f, e, 1e-9 * std::max(1.0, std::fabs(e))) << "trial " << want.number << " " << name;
+      max_diff = std::max(max_diff, std::fabs(f - e));
+    }
+  }
+  return max_diff;
+}
+
+TrialRecord Asked(int64_t number, const SearchSpace& space, const std::map<std::string, double>& params) {
+  TrialRecord t;
+  t.number = number;
+  t.state = TrialState::kRunning;
+  t.params = params;
+  for (const auto& [name, d] : space) t.distributions.emplace(name, d);
+  return t;
+}
+
+void Tell(TrialRecord* t, const RecordedTrial& recorded) {
+  t->state = recorded.state;
+  t->values = recorded.values;
+}
+
+TEST(TpeSamplerReplay, RunA_Seed42Sequential40Trials) {
+  const auto recorded = ReadRun("A");
+  ASSERT_EQ(recorded.size(), 40u);
+  TpeOptions options;
+  options.seed = 42;
+  options.n_startup_trials = 10;
+  options.n_ei_candidates = 128;
+  options.directions = {Direction::kMinimize, Direction::kMinimize};
+  TpeSampler sampler(options);
+  const SearchSpace space = HereticSpace();
+  std::vector<TrialRecord> trials;
+  double max_diff = 0;
+  for (const RecordedTrial& r : recorded) {
+    auto params = sampler.SampleTrial(trials, r.number, space);
+    max_diff = std::max(max_diff, ExpectSameParams(space, params, r));
+    trials.push_back(Asked(r.number, space, params));
+    Tell(&trials.back(), r);
+  }
+  std::cout << "run A max |param - optuna| = " << max_diff << "\n";
+}
+
+TEST(TpeSamplerReplay, RunB_ConstantLiarFourWorkers) {
+  const auto recorded = ReadRun("B");
+  ASSERT_EQ(recorded.size(), 32u);
+  TpeOptions options;
+  options.seed = 7;
+  options.n_startup_trials = 8;
+  options.n_ei_candidates = 128;
+  options.constant_liar = true;
+  options.directions = {Direction::kMinimize, Direction::kMinimize};
+  TpeSampler sampler(options);
+  const SearchSpace space = HereticSpace();
+  std::vector<TrialRecord> trials;
+  double max_diff = 0;
+  for (size_t round = 0; round < 8; ++round) {
+    for (size_t w = 0; w < 4; ++w) {
+      const RecordedTrial& r = recorded[round * 4 + w];
+      auto params = sampler.SampleTrial(trials, r.number, space);
+      max_diff = std::max(max_diff, ExpectSameParams(space, params, r));
+      trials.push_back(Asked(r.number, space, params));
+    }
+    for (size_t w = 0; w < 4; ++w) Tell(&trials[round * 4 + w], recorded[round * 4 + w]);
+  }
+  std::cout << "run B max |param - optuna| = " << max_diff << "\n";
+}
+
+TEST(TpeSamplerReplay, RunC_MixedKindsWithPrunedAndFailedTrials) {
+  const auto recorded = ReadRun("C");
+  ASSERT_EQ(recorded.size(), 36u);
+  TpeOptions options;
+  options.seed = 3;
+  options.n_startup_trials = 6;
+  options.n_ei_candidates = 128;
+  options.directions = {Direction::kMinimize, Direction::kMinimize};
+  TpeSampler sampler(options);
+  const SearchSpace space = MixedSpace();
+  std::vector<TrialRecord> trials;
+  double max_diff = 0;
+  for (const RecordedTrial& r : recorded) {
+    auto params = sampler.SampleTrial(trials, r.number, space);
+    max_diff = std::max(max_diff, ExpectSameParams(space, params, r));
+    trials.push_back(Asked(r.number, space, params));
+    Tell(&trials.back(), r);
+  }
+  std::cout << "run C max |param - optuna| = " << max_diff << "\n";
+}
+
+TEST(TpeSampler, GammaAndDefaultWeightsMatchSpec) {
+  const int ns[] = {0, 1, 5, 9, 10, 11, 60, 100, 249, 250, 251, 1000};
+  const int expected[] = {0, 1, 1, 1, 1, 2, 6, 10, 25, 25, 25, 25};
+  for (size_t i = 0; i < std::size(ns); ++i) EXPECT_EQ(TpeSampler::Gamma(ns[i]), expected[i]) << ns[i];
+  auto w30 = TpeSampler::DefaultWeights(30);
+  ASSERT_EQ(w30.size(), 30u);
+  const double head[] = {0.03333333333333333, 0.275, 0.5166666666666667, 0.7583333333333333, 1.0};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(w30[i], head[i]);
+  for (int i = 5; i < 30; ++i) EXPECT_EQ(w30[i], 1.0);
+  auto w26 = TpeSampler::DefaultWeights(26);
+  EXPECT_EQ(w26[0], 0.038461538461538464);
+  EXPECT_EQ(TpeSampler::DefaultWeights(24), std::vector<double>(24, 1.0));
+  EXPECT_TRUE(TpeSampler::DefaultWeights(0).empty());
+}
+
+}  // namespace
+}  // namespace schism::tpe
