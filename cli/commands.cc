@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "cli/model_commands.h"
+#include "cli/tpe_replay_command.h"
 
 namespace schism::cli {
 namespace {
@@ -39,7 +40,7 @@ const std::vector<Subcommand>& Subcommands() {
        "greedy completion of one prompt", RunGenerate},
       {"chat", "--model M [--params TRIAL.json]", "interactive chat", RunChat},
       {"tpe-replay", "SPACE.json TOLD.jsonl [--seed S] [--constant-liar]",
-       "print what the C++ TPE sampler asks for a recorded run", {}},
+       "print what the C++ TPE sampler asks for a recorded run", RunTpeReplay},
   };
   return kSubcommands;
 }

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/python_float.h"
+
 namespace schism::jinja {
 
 const Value* ValueDict::Find(const std::string& key) const {
@@ -36,20 +38,6 @@ bool Value::Truthy() const {
 }
 
 namespace {
-
-// Python's float repr: shortest round-trip digits, always with a '.' or exponent.
-std::string FloatRepr(double d) {
-  if (std::isnan(d)) return "nan";
-  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
-  char buf[32];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof(buf), "%.*g", precision, d);
-    if (std::strtod(buf, nullptr) == d) break;
-  }
-  std::string s = buf;
-  if (s.find_first_of(".en") == std::string::npos) s += ".0";
-  return s;
-}
 
 std::string StringRepr(const std::string& s) {
   const char quote = (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
@@ -84,7 +72,7 @@ std::string Value::Repr() const {
   if (is_none()) return "None";
   if (is_bool()) return std::get<bool>(v) ? "True" : "False";
   if (is_int()) return std::to_string(as_int());
-  if (is_float()) return FloatRepr(std::get<double>(v));
+  if (is_float()) return common::PythonFloatRepr(std::get<double>(v));
   if (is_string()) return StringRepr(str());
   if (is_list()) {
     std::string out = "[";

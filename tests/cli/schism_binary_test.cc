@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -73,6 +74,29 @@ TEST(SchismBinary, ChatKeepsTheConversationAcrossTurns) {
   EXPECT_EQ(outcome.exit_code, 0) << outcome.output;
   EXPECT_NE(outcome.output.find("Paris"), std::string::npos) << outcome.output;
   EXPECT_NE(outcome.output.find("/reset starts over"), std::string::npos) << outcome.output;
+}
+
+TEST(SchismBinary, TpeReplayPrintsOneLinePerAskAndRejectsBadFiles) {
+  const std::string dir = schism::testing_support::MakeTempDir("tpe_replay");
+  std::ofstream(dir + "/space.json")
+      << R"({"directions": ["minimize"], "n_startup_trials": 2, "seed": 1, "params": [)"
+      << R"({"name": "x", "type": "float", "low": 0, "high": 1},)"
+      << R"({"name": "c", "type": "categorical", "choices": ["a", "b"]}]})";
+  std::ofstream told(dir + "/told.jsonl");
+  for (int i = 0; i < 5; ++i) {
+    told << "{\"ask\": " << i << "}\n{\"tell\": " << i << ", \"values\": [" << i * 0.1 << "]}\n";
+  }
+  told.close();
+  Outcome ok = RunSchism("tpe-replay " + dir + "/space.json " + dir + "/told.jsonl --seed 9");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_NE(ok.output.find("T4 {\"c\": "), std::string::npos) << ok.output;
+  EXPECT_EQ(std::count(ok.output.begin(), ok.output.end(), '\n'), 5) << ok.output;
+  Outcome missing = RunSchism("tpe-replay " + dir + "/nope.json " + dir + "/told.jsonl");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.output.find("cannot read"), std::string::npos) << missing.output;
+  Outcome help = RunSchism("tpe-replay --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("TOLD.jsonl: one event per line"), std::string::npos);
 }
 
 TEST(SchismBinary, UnimplementedCommandExitsTwoAndSaysSo) {
