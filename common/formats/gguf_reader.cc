@@ -293,6 +293,22 @@ absl::StatusOr<std::vector<int64_t>> GgufReader::GetIntArray(const std::string& 
       absl::StrCat(path(), ": key ", key, " is not an array of integers"));
 }
 
+absl::StatusOr<std::vector<float>> GgufReader::GetFloatArray(const std::string& key) const {
+  auto it = metadata_.find(key);
+  if (it == metadata_.end()) return absl::NotFoundError(absl::StrCat(path(), ": no key ", key));
+  const auto* items = std::get_if<GgufValue::Array>(&it->second.value);
+  std::vector<float> out;
+  if (items != nullptr) {
+    for (const GgufValue& item : *items) {
+      const auto* d = std::get_if<double>(&item.value);
+      if (d == nullptr) break;
+      out.push_back(static_cast<float>(*d));
+    }
+    if (out.size() == items->size()) return out;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(path(), ": key ", key, " is not an array of floats"));
+}
+
 const GgufTensorInfo* GgufReader::FindTensor(const std::string& name) const {
   auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];

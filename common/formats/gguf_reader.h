@@ -55,6 +55,7 @@ class GgufReader {
   absl::StatusOr<bool> GetBool(const std::string& key) const;
   absl::StatusOr<std::vector<std::string>> GetStringArray(const std::string& key) const;
   absl::StatusOr<std::vector<int64_t>> GetIntArray(const std::string& key) const;
+  absl::StatusOr<std::vector<float>> GetFloatArray(const std::string& key) const;
   bool Has(const std::string& key) const { return metadata_.count(key) > 0; }
 
   const GgufTensorInfo* FindTensor(const std::string& name) const;

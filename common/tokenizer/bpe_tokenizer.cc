@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cstdio>
 #include <limits>
 
 #include "absl/status/status.h"
@@ -103,6 +105,17 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(TokenizerSpec
     tok->special_ids_.push_back(id);
   }
 
+  if (s.kind == BpeKind::kSentencePiece) {
+    tok->byte_token_ids_.assign(256, -1);
+    for (int b = 0; b < 256; ++b) {
+      char name[8];
+      std::snprintf(name, sizeof(name), "<0x%02X>", b);
+      if (auto it = tok->token_ids_.find(name); it != tok->token_ids_.end()) tok->byte_token_ids_[b] = it->second;
+    }
+    if (s.merges.empty() && s.scores.size() != s.tokens.size()) {
+      return absl::InvalidArgumentError("SentencePiece tokenizer needs merges or one score per token");
+    }
+  }
   const char* pattern = kGpt2Pattern;
   if (s.pre_tokenizer == PreTokenizer::kLlama3) pattern = kLlama3Pattern;
   if (s.pre_tokenizer == PreTokenizer::kQwen2) pattern = kQwen2Pattern;
@@ -126,48 +139,98 @@ std::optional<int32_t> BpeTokenizer::TokenId(const std::string& token_text) cons
   return it->second;
 }
 
+void BpeTokenizer::MergeSymbols(std::vector<std::string>* symbols_ptr) const {
+  std::vector<std::string>& symbols = *symbols_ptr;
+  const bool by_score = merge_ranks_.empty() && !spec_.scores.empty();
+  std::string key;
+  while (symbols.size() > 1) {
+    // Lower priority value merges first: the merge rank, or minus the merged token's score.
+    double best_priority = std::numeric_limits<double>::infinity();
+    size_t best = 0;
+    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
+      double priority;
+      if (by_score) {
+        key.assign(symbols[i]).append(symbols[i + 1]);
+        auto it = token_ids_.find(key);
+        if (it == token_ids_.end()) continue;
+        priority = -static_cast<double>(spec_.scores[it->second]);
+      } else {
+        key.assign(symbols[i]).append(" ").append(symbols[i + 1]);
+        auto it = merge_ranks_.find(key);
+        if (it == merge_ranks_.end()) continue;
+        priority = it->second;
+      }
+      if (priority < best_priority) {
+        best_priority = priority;
+        best = i;
+      }
+    }
+    if (best_priority == std::numeric_limits<double>::infinity()) break;
+    if (by_score) {  // SentencePiece merges one pair at a time
+      symbols[best] += symbols[best + 1];
+      symbols.erase(symbols.begin() + best + 1);
+      continue;
+    }
+    // Ranked BPE merges every occurrence of the best pair, left to right.
+    const std::string left = symbols[best], right = symbols[best + 1];
+    std::vector<std::string> merged;
+    merged.reserve(symbols.size());
+    for (size_t i = 0; i < symbols.size(); ++i) {
+      if (i + 1 < symbols.size() && symbols[i] == left && symbols[i + 1] == right) {
+        merged.push_back(left + right);
+        ++i;
+      } else {
+        merged.push_back(std::move(symbols[i]));
+      }
+    }
+    symbols = std::move(merged);
+  }
+}
+
 void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>* out) const {
-  // Symbols start as one mapped byte each, then the lowest-ranked adjacent pair merges until no
-  // ranked pair is left.
+  // Symbols start as one mapped byte each, then merge.
   std::vector<std::string> symbols;
   symbols.reserve(word.size());
   for (unsigned char b : word) symbols.push_back(Bytes().byte_to_text[b]);
-  if (symbols.size() > 1) {
-    std::string key;
-    while (true) {
-      int32_t best_rank = std::numeric_limits<int32_t>::max();
-      size_t best = 0;
-      for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-        key.assign(symbols[i]).append(" ").append(symbols[i + 1]);
-        auto it = merge_ranks_.find(key);
-        if (it != merge_ranks_.end() && it->second < best_rank) {
-          best_rank = it->second;
-          best = i;
-        }
-      }
-      if (best_rank == std::numeric_limits<int32_t>::max()) break;
-      // Merge every occurrence of the best pair, left to right.
-      const std::string left = symbols[best], right = symbols[best + 1];
-      std::vector<std::string> merged;
-      merged.reserve(symbols.size());
-      for (size_t i = 0; i < symbols.size(); ++i) {
-        if (i + 1 < symbols.size() && symbols[i] == left && symbols[i + 1] == right) {
-          merged.push_back(left + right);
-          ++i;
-        } else {
-          merged.push_back(std::move(symbols[i]));
-        }
-      }
-      symbols = std::move(merged);
-      if (symbols.size() == 1) break;
-    }
-  }
+  MergeSymbols(&symbols);
   for (const std::string& symbol : symbols) {
     auto it = token_ids_.find(symbol);
     if (it != token_ids_.end()) {
       out->push_back(it->second);
     } else if (spec_.unk_id) {
       out->push_back(*spec_.unk_id);
+    }
+  }
+}
+
+void BpeTokenizer::EncodeSentencePiece(std::string_view segment, std::vector<int32_t>* out) const {
+  static const std::string kSpace = "\xe2\x96\x81";  // U+2581
+  std::string text = spec_.add_space_prefix ? kSpace : "";
+  for (char c : segment) {
+    if (c == ' ') {
+      text += kSpace;
+    } else {
+      text += c;
+    }
+  }
+  std::vector<std::string> symbols;  // one per UTF-8 character
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = std::min<size_t>(std::max(1, Utf8Length(static_cast<uint8_t>(text[i]))), text.size() - i);
+    symbols.push_back(text.substr(i, len));
+    i += len;
+  }
+  MergeSymbols(&symbols);
+  for (const std::string& symbol : symbols) {
+    if (auto it = token_ids_.find(symbol); it != token_ids_.end()) {
+      out->push_back(it->second);
+      continue;
+    }
+    for (unsigned char b : symbol) {  // byte fallback
+      if (byte_token_ids_[b] >= 0) {
+        out->push_back(byte_token_ids_[b]);
+      } else if (spec_.unk_id) {
+        out->push_back(*spec_.unk_id);
+      }
     }
   }
 }
@@ -179,6 +242,10 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text, bool add_bos) c
 
   // Runs the pre-tokenizer and BPE on a stretch of text free of special tokens.
   auto encode_plain = [&](std::string_view plain) {
+    if (spec_.kind == BpeKind::kSentencePiece) {
+      EncodeSentencePiece(plain, &ids);
+      return;
+    }
     auto split_regex = [&](std::string_view piece) {
       PCRE2_SIZE start = 0;
       while (start < piece.size()) {
@@ -244,7 +311,24 @@ std::vector<int32_t> BpeTokenizer::Encode(std::string_view text, bool add_bos) c
 std::string BpeTokenizer::TokenBytes(int32_t id) const {
   if (id < 0 || id >= vocab_size()) return "";
   const std::string& text = spec_.tokens[id];
+  if (spec_.kind == BpeKind::kSentencePiece && text.size() == 6 && text.rfind("<0x", 0) == 0 &&
+      text.back() == '>' && std::isxdigit(static_cast<unsigned char>(text[3])) &&
+      std::isxdigit(static_cast<unsigned char>(text[4]))) {
+    return std::string(1, static_cast<char>(std::stoi(text.substr(3, 2), nullptr, 16)));
+  }
   if (std::find(special_ids_.begin(), special_ids_.end(), id) != special_ids_.end()) return text;
+  if (spec_.kind == BpeKind::kSentencePiece) {
+    std::string out;
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (text.compare(i, 3, "\xe2\x96\x81") == 0) {
+        out += ' ';
+        i += 2;
+      } else {
+        out += text[i];
+      }
+    }
+    return out;
+  }
   std::string out;
   for (size_t i = 0; i < text.size();) {
     const int len = std::max(1, Utf8Length(static_cast<uint8_t>(text[i])));
@@ -269,11 +353,21 @@ std::string BpeTokenizer::TokenBytes(int32_t id) const {
 std::string BpeTokenizer::Decode(const std::vector<int32_t>& ids) const {
   std::string out;
   for (int32_t id : ids) out += TokenBytes(id);
+  if (spec_.kind == BpeKind::kSentencePiece && spec_.add_space_prefix && !out.empty() && out[0] == ' ') {
+    out.erase(0, 1);
+  }
   return out;
 }
 
 std::string StreamingDecoder::Push(int32_t id) {
-  pending_ += tokenizer_.TokenBytes(id);
+  std::string bytes = tokenizer_.TokenBytes(id);
+  const auto& spec = tokenizer_.spec();
+  if (at_start_ && spec.kind == BpeKind::kSentencePiece && spec.add_space_prefix && !bytes.empty() &&
+      bytes[0] == ' ') {
+    bytes.erase(0, 1);
+  }
+  at_start_ = false;
+  pending_ += bytes;
   // Emit everything up to the start of a trailing incomplete UTF-8 sequence.
   size_t cut = pending_.size();
   for (size_t back = 1; back <= 3 && back <= pending_.size(); ++back) {

@@ -38,6 +38,10 @@ class BpeTokenizer {
  private:
   explicit BpeTokenizer(TokenizerSpec spec);
   void EncodeWord(std::string_view word, std::vector<int32_t>* out) const;
+  // SentencePiece: one text segment (no special tokens in it).
+  void EncodeSentencePiece(std::string_view segment, std::vector<int32_t>* out) const;
+  // Merges adjacent symbols by rank (merges) or by score (GGUF SentencePiece) until none apply.
+  void MergeSymbols(std::vector<std::string>* symbols) const;
 
   struct Regex;
   TokenizerSpec spec_;
@@ -45,6 +49,7 @@ class BpeTokenizer {
   std::unordered_map<std::string, int32_t> merge_ranks_;  // "left right" -> rank
   std::vector<std::string> special_texts_;                 // longest first
   std::vector<int32_t> special_ids_;
+  std::vector<int32_t> byte_token_ids_;  // SentencePiece <0xXX> tokens, -1 when absent
   std::unique_ptr<Regex> regex_;
 };
 
@@ -61,6 +66,7 @@ class StreamingDecoder {
  private:
   const BpeTokenizer& tokenizer_;
   std::string pending_;
+  bool at_start_ = true;  // SentencePiece drops the space its prefix "▁" adds
 };
 
 }  // namespace schism::tokenizer

@@ -36,17 +36,31 @@ std::optional<int32_t> OptionalId(const formats::GgufReader& gguf, const std::st
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& gguf) {
   auto model = gguf.GetString("tokenizer.ggml.model");
   if (!model.ok()) return model.status();
-  if (*model != "gpt2") {
+  if (*model != "gpt2" && *model != "llama") {
     return absl::UnimplementedError(absl::StrCat(gguf.path(), ": tokenizer.ggml.model \"", *model,
-                                                 "\" is not supported (supported: gpt2)"));
+                                                 "\" is not supported (supported: gpt2, llama)"));
   }
   TokenizerSpec spec;
+  spec.kind = *model == "llama" ? BpeKind::kSentencePiece : BpeKind::kByteLevel;
   auto tokens = gguf.GetStringArray("tokenizer.ggml.tokens");
   if (!tokens.ok()) return tokens.status();
   spec.tokens = std::move(*tokens);
-  auto merges = gguf.GetStringArray("tokenizer.ggml.merges");
-  if (!merges.ok()) return merges.status();
-  spec.merges = std::move(*merges);
+  if (spec.kind == BpeKind::kByteLevel) {
+    auto merges = gguf.GetStringArray("tokenizer.ggml.merges");
+    if (!merges.ok()) return merges.status();
+    spec.merges = std::move(*merges);
+  } else {
+    auto scores = gguf.GetFloatArray("tokenizer.ggml.scores");
+    if (!scores.ok()) return scores.status();
+    if (scores->size() != spec.tokens.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", scores->size(),
+                                                     " token scores for ", spec.tokens.size(), " tokens"));
+    }
+    spec.scores = std::move(*scores);
+    if (auto prefix = gguf.GetBool("tokenizer.ggml.add_space_prefix"); prefix.ok()) {
+      spec.add_space_prefix = *prefix;
+    }
+  }
   if (gguf.Has("tokenizer.ggml.token_type")) {
     auto types = gguf.GetIntArray("tokenizer.ggml.token_type");
     if (!types.ok()) return types.status();
@@ -62,7 +76,7 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& g
     }
   }
   std::string pre = "default";
-  if (gguf.Has("tokenizer.ggml.pre")) {
+  if (spec.kind == BpeKind::kByteLevel && gguf.Has("tokenizer.ggml.pre")) {
     auto p = gguf.GetString("tokenizer.ggml.pre");
     if (!p.ok()) return p.status();
     pre = *p;
@@ -115,6 +129,12 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
     const int32_t id = added.value("id", -1);
     place(added.value("content", ""), id);
     spec.special_token_ids.push_back(id);
+  }
+  const std::string normalizer = root["normalizer"].dump();
+  if (model.value("byte_fallback", false) || normalizer.find("\u2581") != std::string::npos ||
+      normalizer.find("\xe2\x96\x81") != std::string::npos) {
+    spec.kind = BpeKind::kSentencePiece;
+    spec.add_space_prefix = normalizer.find("Prepend") != std::string::npos;
   }
   // Recognise the pre-tokenizer by its regex, as llama.cpp's converter does.
   const std::string pre = root["pre_tokenizer"].dump();

@@ -24,9 +24,19 @@ enum class PreTokenizer {
   kQwen2,        // Qwen2 regex (single digits)
 };
 
+// The two BPE families: GPT-2's byte-level BPE (bytes mapped to printable code points, regex
+// pre-tokenizer) and SentencePiece's (Llama 2, Mistral v0.1: spaces become U+2581 "▁", merges on
+// characters, unknown characters fall back to <0xXX> byte tokens).
+enum class BpeKind { kByteLevel, kSentencePiece };
+
 struct TokenizerSpec {
+  BpeKind kind = BpeKind::kByteLevel;
   std::vector<std::string> tokens;          // id -> token text (byte-level encoded for BPE)
   std::vector<std::string> merges;          // "left right", rank = index
+  // SentencePiece from GGUF has scores instead of merges: the adjacent pair whose concatenation
+  // is the highest-scoring token merges first.
+  std::vector<float> scores;
+  bool add_space_prefix = true;             // SentencePiece: prepend "▁" to each text segment
   std::vector<int32_t> special_token_ids;   // matched verbatim in input text before BPE
   PreTokenizer pre_tokenizer = PreTokenizer::kGpt2;
   std::optional<int32_t> bos_id;
@@ -36,11 +46,12 @@ struct TokenizerSpec {
   bool add_bos = false;  // prepend BOS when encoding a whole prompt
 };
 
-// Reads tokenizer.ggml.* keys. Only byte-level BPE ("gpt2") models are supported; other kinds
-// are an error naming the kind.
+// Reads tokenizer.ggml.* keys: "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE); other
+// kinds are an error naming the kind.
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& gguf);
 
-// Reads a Hugging Face tokenizer.json (model.type "BPE" with byte-level pre-tokenizer).
+// Reads a Hugging Face tokenizer.json (model.type "BPE"; byte-level, or SentencePiece-style when
+// model.byte_fallback is set or the normalizer maps spaces to "▁").
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path);
 
 }  // namespace schism::tokenizer

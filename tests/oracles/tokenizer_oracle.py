@@ -2,6 +2,9 @@
 """Tokenizer oracle: Hugging Face `tokenizers` (PyPI) built from the model's GGUF vocabulary.
 
   tokenizer_oracle.py MODEL.gguf DATA_DIR OUT_DIR
+  tokenizer_oracle.py --sentencepiece DATA_DIR OUT_DIR
+      A SentencePiece-style BPE (Llama 2 layout: "▁" normalizer, byte fallback) trained by
+      `tokenizers` on the prompt sets, then the same three files.
 
 Writes OUT_DIR/tokenizer.json (the HF tokenizer: BPE + Digits + ByteLevel, special tokens from
 the GGUF token types), OUT_DIR/strings.json (test strings: every prompt of the four datasets plus
@@ -62,9 +65,31 @@ def test_strings(data_dir):
     return strings
 
 
+def build_sentencepiece(data_dir):
+    from tokenizers import normalizers, trainers
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    specials = ["<unk>", "<s>", "</s>"]
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=3000, special_tokens=specials + byte_tokens, limit_alphabet=120)
+    lines = []
+    for name in ("harmful_train", "harmless_train"):
+        with open(f"{data_dir}/{name}.txt", encoding="utf-8") as f:
+            lines += [line.rstrip("\n") for line in f]
+    tok.train_from_iterator(lines, trainer)
+    # Byte tokens are ordinary vocabulary entries in Llama 2, not added tokens.
+    return tok
+
+
 def main():
-    model_path, data_dir, out_dir = sys.argv[1:4]
-    tok = build(model_path)
+    if sys.argv[1] == "--sentencepiece":
+        data_dir, out_dir = sys.argv[2:4]
+        tok = build_sentencepiece(data_dir)
+    else:
+        model_path, data_dir, out_dir = sys.argv[1:4]
+        tok = build(model_path)
     tok.save(f"{out_dir}/tokenizer.json")
     strings = test_strings(data_dir)
     ids = [tok.encode(s, add_special_tokens=False).ids for s in strings]

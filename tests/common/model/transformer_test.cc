@@ -58,6 +58,24 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   }
 }
 
+TEST(Transformer, Bfloat16ComputeStaysCloseToFloat32) {
+  auto fp32 = LoadModel(testing_support::RealModelPath());
+  auto bf16 = LoadModel(testing_support::RealModelPath(), {c10::kBFloat16});
+  ASSERT_TRUE(fp32.ok() && bf16.ok());
+  EXPECT_EQ(bf16->transformer->weights().embed_tokens.scalar_type(), c10::kBFloat16);
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/harmless_test.txt", "[:20]");
+  ASSERT_TRUE(lines.ok());
+  std::vector<TokenIds> prompts;
+  for (const auto& line : *lines) prompts.push_back(fp32->tokenizer->Encode(ChatMl(line)));
+  at::Tensor a = PromptForward(*fp32->transformer, prompts, 2).last_logits;
+  at::Tensor b = PromptForward(*bf16->transformer, prompts, 2).last_logits;
+  const int agree = a.argmax(-1).eq(b.argmax(-1)).sum().item<int>();
+  const float max_diff = (a - b).abs().max().item<float>();
+  std::cout << "bf16 vs fp32: top-1 agrees on " << agree << "/20, max |dlogit| " << max_diff << "\n";
+  EXPECT_GE(agree, 18);
+  EXPECT_LT(max_diff, 2.0f);
+}
+
 TEST(Transformer, LeftPaddingDoesNotChangeResults) {
   auto model = LoadModel(testing_support::RealModelPath());
   ASSERT_TRUE(model.ok()) << model.status();

@@ -108,6 +108,51 @@ TEST(StreamingDecoder, NeverEmitsHalfACharacter) {
   EXPECT_EQ(assembled, text);
 }
 
+TEST(BpeTokenizer, SentencePieceWithByteFallbackMatchesHuggingFaceTokenizers) {
+  const std::string dir = testing_support::MakeTempDir("tokenizer_spm");
+  std::string log;
+  ASSERT_EQ(testing_support::RunOracle("tokenizer_oracle.py",
+                                       {"--sentencepiece", common::DefaultDataDir(), dir}, &log),
+            0)
+      << log;
+  auto spec = TokenizerSpecFromJson(dir + "/tokenizer.json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->kind, BpeKind::kSentencePiece);
+  auto tok = BpeTokenizer::Create(std::move(*spec));
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  const auto strings = nlohmann::json::parse(testing_support::ReadFile(dir + "/strings.json"))
+                           .get<std::vector<std::string>>();
+  const auto ids = nlohmann::json::parse(testing_support::ReadFile(dir + "/ids.json"))
+                       .get<std::vector<std::vector<int32_t>>>();
+  ASSERT_GE(strings.size(), 2000u);
+  size_t mismatches = 0, round_trips = 0;
+  for (size_t i = 0; i < strings.size(); ++i) {
+    const auto got = (*tok)->Encode(strings[i]);
+    if (got != ids[i] && ++mismatches <= 5) ADD_FAILURE() << "ids differ for \"" << strings[i] << "\"";
+    if (strings[i].find('<') == std::string::npos) {  // added-token texts do not round-trip
+      EXPECT_EQ((*tok)->Decode(got), strings[i]);
+      ++round_trips;
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  EXPECT_GT(round_trips, 1000u);
+}
+
+TEST(BpeTokenizer, SentencePieceScoresMergeHighestScoringPairFirst) {
+  TokenizerSpec spec;
+  spec.kind = BpeKind::kSentencePiece;
+  spec.tokens = {"<unk>", "\u2581", "a", "b", "c", "ab", "bc", "\u2581a", "<0x64>"};
+  spec.scores = {0, 0, 0, 0, 0, -1.0f, -0.5f, -2.0f, 0};
+  spec.unk_id = 0;
+  auto tok = BpeTokenizer::Create(spec);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  // "▁abc": bc (-0.5) beats ab (-1) and ▁a (-2); then ▁a; "▁abc" is not a token.
+  EXPECT_EQ((*tok)->Encode("abc"), (std::vector<int32_t>{7, 6}));
+  // "d" is unknown and falls back to its byte token; "e" has none and becomes <unk>.
+  EXPECT_EQ((*tok)->Encode("ade"), (std::vector<int32_t>{7, 8, 0}));
+  EXPECT_EQ((*tok)->Decode({7, 6}), "abc");
+}
+
 TEST(TokenizerSpec, RejectsUnsupportedTokenizerKind) {
   const std::string path = testing_support::MakeTempDir("tok_bad") + "/tokenizer.json";
   std::ofstream(path) << R"({"model": {"type": "Unigram", "vocab": []}})";
