@@ -4,6 +4,7 @@
 #include <functional>
 #include <string_view>
 
+#include "cli/evaluate_command.h"
 #include "cli/model_commands.h"
 #include "cli/tpe_replay_command.h"
 
@@ -35,7 +36,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P",
        "export an abliterated model", {}},
       {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",
-       "refusal and KL scores of one parameter set", {}},
+       "refusal and KL scores of one parameter set", RunEvaluate},
       {"generate", "--model M --prompt TEXT [--max-new-tokens N] [--params TRIAL.json]",
        "greedy completion of one prompt", RunGenerate},
       {"chat", "--model M [--params TRIAL.json]", "interactive chat", RunChat},

@@ -2,7 +2,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+
+#include <torch/torch.h>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +15,8 @@
 #include "common/model/device.h"
 #include "common/model/generator.h"
 #include "common/model/model_loader.h"
+#include "common/model/directions.h"
+#include "common/model/trial_evaluator.h"
 #include "common/template/chat_template.h"
 
 namespace schism::cli {
@@ -19,12 +25,15 @@ namespace {
 constexpr const char* kDefaultSystemPrompt = "You are a helpful assistant.";
 
 const FlagSpec kModelFlags{
-    {"model", "prompt", "max-new-tokens", "system", "dtype", "threads", "params"},
+    {"model", "prompt", "max-new-tokens", "system", "dtype", "threads", "params", "directions",
+     "quantization", "row-normalization"},
     {"raw", "help"}};
 
 // What generate and chat share: the loaded model, its template, and the run settings.
 struct Session {
   model::LoadedModel model;
+  std::unique_ptr<model::TrialEvaluator> evaluator;  // set with --params: holds the adapters
+  std::optional<common::TrialParameters> trial;
   std::optional<jinja::ChatTemplate> chat_template;
   std::string system_prompt = kDefaultSystemPrompt;
   int max_new_tokens = 256;
@@ -33,7 +42,8 @@ struct Session {
 void Usage(const char* command) {
   std::fprintf(stderr,
                "usage: schism %s --model M%s [--max-new-tokens N] [--system TEXT] [--raw]\n"
-               "                [--dtype float32|bfloat16] [--threads T]\n",
+               "                [--dtype float32|bfloat16] [--threads T] [--quantization none|nf4]\n"
+               "                [--params TRIAL.json --directions FILE [--row-normalization M]]\n",
                command, std::string(command) == "generate" ? " --prompt TEXT" : "");
 }
 
@@ -48,9 +58,9 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
     std::fprintf(stderr, "schism %s: --model is required (a .gguf file)\n", command);
     return kExitUsageError;
   }
-  if (args.Has("params")) {
-    std::fprintf(stderr, "schism %s: --params is not implemented yet (ablation core, issue 4)\n",
-                 command);
+  if (args.Has("params") != args.Has("directions")) {
+    std::fprintf(stderr, "schism %s: --params needs --directions FILE (from schism evaluate "
+                         "--save-directions or a study's artifacts)\n", command);
     return kExitUsageError;
   }
   auto max_tokens = args.GetInt("max-new-tokens");
@@ -77,6 +87,32 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
     return kExitUsageError;
   }
   if (auto system = args.Get("system")) session->system_prompt = *system;
+  const std::string quantization = args.Get("quantization").value_or("none");
+  if (quantization == "nf4" || quantization == "bnb_4bit") {
+    options.quantization = model::Quantization::kNf4;
+  } else if (quantization != "none") {
+    std::fprintf(stderr, "schism %s: --quantization: expected none or nf4\n", command);
+    return kExitUsageError;
+  }
+  model::EvaluatorOptions evaluator_options;
+  if (auto params_path = args.Get("params")) {
+    std::ifstream in(*params_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto trial = common::TrialParametersFromJson(text.str());
+    if (!in || !trial.ok()) {
+      std::fprintf(stderr, "schism %s: %s: %s\n", command, params_path->c_str(),
+                   in ? std::string(trial.status().message()).c_str() : "cannot read");
+      return kExitUsageError;
+    }
+    session->trial = *trial;
+    auto row_norm = model::ParseRowNormalization(args.Get("row-normalization").value_or("full"));
+    if (!row_norm.ok()) {
+      std::fprintf(stderr, "schism %s: %s\n", command, std::string(row_norm.status().message()).c_str());
+      return kExitUsageError;
+    }
+    evaluator_options.row_normalization = *row_norm;
+  }
 
   auto loaded = model::LoadModel(*model_path, options);
   if (!loaded.ok()) {
@@ -84,6 +120,19 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
     return kExitRuntimeError;
   }
   session->model = std::move(*loaded);
+  if (session->trial) {
+    auto directions = model::LoadDirections(*args.Get("directions"));
+    if (!directions.ok()) {
+      std::fprintf(stderr, "schism %s: %s\n", command, std::string(directions.status().message()).c_str());
+      return kExitRuntimeError;
+    }
+    auto evaluator = model::TrialEvaluator::Create(session->model, *directions, {}, {}, evaluator_options);
+    if (!evaluator.ok()) {
+      std::fprintf(stderr, "schism %s: %s\n", command, std::string(evaluator.status().message()).c_str());
+      return kExitRuntimeError;
+    }
+    session->evaluator = std::move(*evaluator);
+  }
   if (!args.Has("raw")) {
     auto tmpl = jinja::ChatTemplate::Create(session->model.chat_template, session->model.bos_token,
                                             session->model.eos_token);
@@ -114,6 +163,12 @@ ReplyStats StreamReply(const Session& session, const std::string& prompt_text, s
   options.max_new_tokens = session.max_new_tokens;
   options.stop_ids = model.stop_ids;
   options.pad_id = model.tokenizer->spec().pad_id.value_or(0);
+  model::AdapterBatch adapters;
+  if (session.evaluator) {
+    adapters = session.evaluator->BuildAdapters({*session.trial});
+    adapters.row_trial = torch::zeros({1}, torch::kLong);
+    options.adapters = &adapters;
+  }
   options.stop_early = [&](size_t, const model::TokenIds& generated) {
     const std::string piece = stream.Push(generated.back());
     *reply += piece;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace schism::model {
 
@@ -25,10 +26,11 @@ PaddedBatch LeftPad(const std::vector<TokenIds>& prompts, int32_t pad_id) {
 }
 
 ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
-                            int32_t pad_id, bool capture_hidden_states) {
+                            int32_t pad_id, bool capture_hidden_states,
+                            const AdapterBatch* adapters) {
   PaddedBatch batch = LeftPad(prompts, pad_id);
   KvCache cache;
-  return model.Forward(batch.input_ids, batch.attention_mask, &cache, capture_hidden_states);
+  return model.Forward(batch.input_ids, batch.attention_mask, &cache, capture_hidden_states, adapters);
 }
 
 std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector<TokenIds>& prompts,
@@ -37,7 +39,12 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
   if (prompts.empty() || options.max_new_tokens <= 0) return generated;
   PaddedBatch batch = LeftPad(prompts, options.pad_id);
   KvCache cache;
-  at::Tensor logits = model.Forward(batch.input_ids, batch.attention_mask, &cache).last_logits;
+  // Rows that finish leave the batch, so the adapters' row -> trial map shrinks with them.
+  std::optional<AdapterBatch> adapters;
+  if (options.adapters != nullptr) adapters = *options.adapters;
+  const AdapterBatch* active_adapters = adapters ? &*adapters : nullptr;
+  at::Tensor logits =
+      model.Forward(batch.input_ids, batch.attention_mask, &cache, false, active_adapters).last_logits;
 
   std::vector<size_t> active(prompts.size());  // batch row -> prompt index
   for (size_t i = 0; i < active.size(); ++i) active[i] = i;
@@ -63,13 +70,16 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
       for (auto& k : cache.keys) k = k.index_select(0, index);
       for (auto& v : cache.values) v = v.index_select(0, index);
       cache.attention_mask = cache.attention_mask.index_select(0, index);
+      if (adapters) adapters->row_trial = adapters->row_trial.index_select(0, index);
       next = next.index_select(0, index);
       std::vector<size_t> still;
       for (int64_t row : keep) still.push_back(active[row]);
       active = std::move(still);
     }
     const int64_t B = static_cast<int64_t>(active.size());
-    logits = model.Forward(next.view({B, 1}), torch::ones({B, 1}, torch::kLong), &cache).last_logits;
+    logits = model.Forward(next.view({B, 1}), torch::ones({B, 1}, torch::kLong), &cache, false,
+                           active_adapters)
+                 .last_logits;
   }
   return generated;
 }

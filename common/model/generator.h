@@ -25,7 +25,8 @@ PaddedBatch LeftPad(const std::vector<TokenIds>& prompts, int32_t pad_id);
 // Next-token logits (B, vocab) float32 for each prompt, optionally with the hidden states at the
 // last prompt token (see ForwardOutput).
 ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
-                            int32_t pad_id, bool capture_hidden_states = false);
+                            int32_t pad_id, bool capture_hidden_states = false,
+                            const AdapterBatch* adapters = nullptr);
 
 struct GreedyOptions {
   int max_new_tokens = 32;
@@ -34,6 +35,8 @@ struct GreedyOptions {
   // Called after each new token of a row with everything it generated so far; returning true
   // ends the row early (the refusal scorer stops as soon as a marker appears).
   std::function<bool(size_t row, const TokenIds& generated)> stop_early;
+  // Optional trial adapters; adapters->row_trial has one entry per prompt.
+  const AdapterBatch* adapters = nullptr;
 };
 
 // Greedy continuations of each prompt (batched together).

@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/formats/gguf_reader.h"
 #include "common/formats/safetensors.h"
+#include "common/model/nf4.h"
 
 namespace schism::model {
 namespace {
@@ -146,7 +147,8 @@ at::Tensor Llama3RopeFactors(const ModelConfig& c) {
 }
 
 absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const ModelConfig& c,
-                                         c10::ScalarType dtype) {
+                                         const LoadOptions& options) {
+  const c10::ScalarType dtype = options.dtype;
   ModelWeights w;
   absl::Status status;
   auto load = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
@@ -155,6 +157,10 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     if (!t.ok()) {
       status = t.status();
       return {};
+    }
+    const bool linear = absl::StrContains(name, "_proj.weight");
+    if (linear && options.quantization == Quantization::kNf4 && t->numel() % kNf4BlockSize == 0) {
+      return DequantizeNf4(QuantizeNf4(*t, /*double_quant=*/true)).to(dtype);
     }
     return t->to(dtype);
   };
@@ -216,7 +222,7 @@ absl::StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions&
   if (!gguf.ok()) return gguf.status();
   auto config = ModelConfigFromGguf(**gguf);
   if (!config.ok()) return config.status();
-  auto weights = LoadWeights(GgufSource(**gguf, *config), *config, options.dtype);
+  auto weights = LoadWeights(GgufSource(**gguf, *config), *config, options);
   if (!weights.ok()) return weights.status();
   auto spec = tokenizer::TokenizerSpecFromGguf(**gguf);
   if (!spec.ok()) return spec.status();
@@ -258,7 +264,7 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const std::string& folder, const LoadOp
   if (!config.ok()) return config.status();
   auto tensors = formats::SafetensorsModel::Open(folder);
   if (!tensors.ok()) return tensors.status();
-  auto weights = LoadWeights(SafetensorsSource(**tensors), *config, options.dtype);
+  auto weights = LoadWeights(SafetensorsSource(**tensors), *config, options);
   if (!weights.ok()) return weights.status();
   auto spec = tokenizer::TokenizerSpecFromJson((fs::path(folder) / "tokenizer.json").string());
   if (!spec.ok()) return spec.status();

@@ -15,8 +15,17 @@
 
 namespace schism::model {
 
+enum class Quantization {
+  kNone,
+  // bitsandbytes NF4 with double quantization for every decoder linear layer (embeddings and
+  // lm_head stay in the compute dtype). On CPU the NF4-rounded weights are kept dequantized, so
+  // the numbers are exactly those of on-the-fly dequantization without its per-step cost.
+  kNf4,
+};
+
 struct LoadOptions {
   c10::ScalarType dtype = c10::kFloat;  // compute dtype: float32 or bfloat16
+  Quantization quantization = Quantization::kNone;
 };
 
 struct LoadedModel {

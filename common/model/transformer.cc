@@ -20,6 +20,19 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
+// y = s ∘ (y + b (aᵀx)) for each row's trial; a no-op without adapters.
+at::Tensor ApplyAdapter(at::Tensor y, const at::Tensor& x, const ComponentAdapters* adapter,
+                        const at::Tensor& row_trial) {
+  if (adapter == nullptr || !adapter->a.defined()) return y;
+  const auto a = adapter->a.index_select(0, row_trial).unsqueeze(1).to(x.scalar_type());  // (B,1,in)
+  const auto b = adapter->b.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());  // (B,1,out)
+  y = y + (x * a).sum(-1, /*keepdim=*/true) * b;
+  if (adapter->scale.defined()) {
+    y = y * adapter->scale.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());
+  }
+  return y;
+}
+
 at::Tensor RotateHalf(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -41,7 +54,8 @@ Transformer::Transformer(ModelConfig config, ModelWeights weights)
 at::Tensor Transformer::Attention(const LayerWeights& layer, const at::Tensor& x,
                                   const at::Tensor& cos, const at::Tensor& sin,
                                   const at::Tensor& bias, at::Tensor* cached_k,
-                                  at::Tensor* cached_v) const {
+                                  at::Tensor* cached_v, const ComponentAdapters* o_adapter,
+                                  const at::Tensor& row_trial) const {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads, hd = config_.head_dim;
   auto q = Linear(x, layer.q_proj).view({B, T, nh, hd}).transpose(1, 2);
@@ -68,11 +82,12 @@ at::Tensor Transformer::Attention(const LayerWeights& layer, const at::Tensor& x
                 bias;
   auto probs = torch::softmax(scores, -1).to(v.scalar_type());
   auto out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, nh * hd});
-  return Linear(out, layer.o_proj);
+  return ApplyAdapter(Linear(out, layer.o_proj), out, o_adapter, row_trial);
 }
 
 ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                   KvCache* cache, bool capture_hidden_states) const {
+                                   KvCache* cache, bool capture_hidden_states,
+                                   const AdapterBatch* adapters) const {
   torch::NoGradGuard no_grad;
   const int64_t T = input_ids.size(1);
   if (cache->keys.empty()) {
@@ -111,11 +126,14 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   capture(h);
   for (int i = 0; i < config_.num_layers; ++i) {
     const LayerWeights& layer = weights_.layers[i];
+    const ComponentAdapters* o_adapter = adapters ? &adapters->o_proj[i] : nullptr;
+    const ComponentAdapters* down_adapter = adapters ? &adapters->down_proj[i] : nullptr;
+    const at::Tensor row_trial = adapters ? adapters->row_trial : at::Tensor();
     h = h + Attention(layer, RmsNorm(h, layer.attn_norm, config_.rms_norm_eps), cos, sin, bias,
-                      &cache->keys[i], &cache->values[i]);
+                      &cache->keys[i], &cache->values[i], o_adapter, row_trial);
     auto m = RmsNorm(h, layer.mlp_norm, config_.rms_norm_eps);
-    h = h + Linear(torch::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj),
-                   layer.down_proj);
+    auto act = torch::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
+    h = h + ApplyAdapter(Linear(act, layer.down_proj), act, down_adapter, row_trial);
     if (i + 1 < config_.num_layers) capture(h);
   }
   auto last = RmsNorm(h.select(1, T - 1), weights_.final_norm, config_.rms_norm_eps);

@@ -44,6 +44,21 @@ struct KvCache {
   int64_t length() const { return attention_mask.defined() ? attention_mask.size(1) : 0; }
 };
 
+// Rank-1 adapters of k trials on the attention and MLP output projections (DESIGN.md §4,
+// multi-trial batching): row b of the batch runs trial row_trial[b], and each adapted layer
+// computes s_t ∘ (Wx + b_t (a_tᵀ x)). A trial that leaves a layer alone has a = b = 0, s = 1.
+struct ComponentAdapters {
+  at::Tensor a;      // (k, in); undefined: no trial adapts this layer
+  at::Tensor b;      // (k, out)
+  at::Tensor scale;  // (k, out); undefined unless row_normalization = full
+};
+
+struct AdapterBatch {
+  std::vector<ComponentAdapters> o_proj;     // per layer
+  std::vector<ComponentAdapters> down_proj;  // per layer
+  at::Tensor row_trial;                      // (B) int64: the trial of each batch row
+};
+
 struct ForwardOutput {
   at::Tensor last_logits;  // (B, vocab) float32, at the last position
   // With capture: N+1 tensors (B, H) float32 at the last position: the embedding output, then
@@ -63,12 +78,14 @@ class Transformer {
   // real tokens (left padding = leading zeros). Appends to `cache`, which must be empty or come
   // from earlier calls with the same batch.
   ForwardOutput Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                        KvCache* cache, bool capture_hidden_states = false) const;
+                        KvCache* cache, bool capture_hidden_states = false,
+                        const AdapterBatch* adapters = nullptr) const;
 
  private:
   at::Tensor Attention(const LayerWeights& layer, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, const at::Tensor& bias, at::Tensor* cached_k,
-                       at::Tensor* cached_v) const;
+                       at::Tensor* cached_v, const ComponentAdapters* o_adapter,
+                       const at::Tensor& row_trial) const;
 
   ModelConfig config_;
   ModelWeights weights_;

@@ -1,0 +1,148 @@
+#include "cli/evaluate_command.h"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/env.h"
+#include "common/model/device.h"
+#include "common/model/directions.h"
+#include "common/model/trial_evaluator.h"
+#include "common/prompt_set.h"
+
+namespace schism::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: schism evaluate --model M (--baseline | --params TRIAL.json) [--json]\n"
+    "         [--quantization none|nf4] [--row-normalization none|pre|full]\n"
+    "         [--refusal-prompts N] [--kl-prompts N] [--direction-prompts N]\n"
+    "         [--directions FILE] [--save-directions FILE] [--no-early-stopping]\n"
+    "         [--max-response-length N] [--batch-size N] [--threads T] [--system TEXT]\n"
+    "Prompts come from $SCHISM_DATA (default ../shared/datasets): refusal = harmful_test,\n"
+    "KL = harmless_test, directions = harmless_train / harmful_train (defaults 100/100/400).\n";
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "schism evaluate: %s\n", message.c_str());
+  return code;
+}
+
+}  // namespace
+
+int RunEvaluate(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"model", "params", "quantization", "row-normalization",
+                                          "refusal-prompts", "kl-prompts", "direction-prompts",
+                                          "directions", "save-directions", "max-response-length",
+                                          "batch-size", "threads", "system"},
+                                         {"baseline", "json", "no-early-stopping", "help"}});
+  if (!args.ok()) return Fail(kExitUsageError, std::string(args.status().message()) + "\n" + kUsage);
+  if (args->Has("help")) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  auto model_path = args->Get("model");
+  if (!model_path) return Fail(kExitUsageError, "--model is required");
+  if (args->Has("baseline") == args->Has("params")) {
+    return Fail(kExitUsageError, "give exactly one of --baseline and --params TRIAL.json");
+  }
+  std::map<std::string, long> counts = {{"refusal-prompts", 100}, {"kl-prompts", 100},
+                                        {"direction-prompts", 400}, {"max-response-length", 100},
+                                        {"batch-size", 32}, {"threads", 0}};
+  for (auto& [flag, value] : counts) {
+    auto parsed = args->GetInt(flag);
+    if (!parsed.ok()) return Fail(kExitUsageError, std::string(parsed.status().message()));
+    if (*parsed) value = **parsed;
+    if (value < 0 || (value == 0 && flag != "threads")) return Fail(kExitUsageError, "--" + flag + " must be positive");
+  }
+  model::SetComputeThreads(static_cast<int>(counts["threads"]));
+  model::EvaluatorOptions options;
+  options.max_response_length = static_cast<int>(counts["max-response-length"]);
+  options.batch_size = static_cast<int>(counts["batch-size"]);
+  options.early_stopping = !args->Has("no-early-stopping");
+  auto row_norm = model::ParseRowNormalization(args->Get("row-normalization").value_or("full"));
+  if (!row_norm.ok()) return Fail(kExitUsageError, std::string(row_norm.status().message()));
+  options.row_normalization = *row_norm;
+  model::LoadOptions load_options;
+  const std::string quantization = args->Get("quantization").value_or("none");
+  if (quantization == "nf4" || quantization == "bnb_4bit") {
+    load_options.quantization = model::Quantization::kNf4;
+  } else if (quantization != "none") {
+    return Fail(kExitUsageError, "--quantization: expected none, nf4 or bnb_4bit, got \"" + quantization + "\"");
+  }
+  std::optional<common::TrialParameters> trial;
+  if (auto params_path = args->Get("params")) {
+    std::ifstream in(*params_path);
+    if (!in) return Fail(kExitUsageError, "cannot read " + *params_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto parsed = common::TrialParametersFromJson(ss.str());
+    if (!parsed.ok()) return Fail(kExitUsageError, *params_path + ": " + std::string(parsed.status().message()));
+    trial = *parsed;
+  }
+
+  auto model = model::LoadModel(*model_path, load_options);
+  if (!model.ok()) return Fail(kExitRuntimeError, std::string(model.status().message()));
+  const std::string data = common::DefaultDataDir();
+  const std::string system = args->Get("system").value_or("You are a helpful assistant.");
+  auto load_prompts = [&](const std::string& file, long n) -> absl::StatusOr<std::vector<model::TokenIds>> {
+    auto lines = common::LoadPromptLines(data + "/" + file, "[:" + std::to_string(n) + "]");
+    if (!lines.ok()) return lines.status();
+    return model::EncodeChatPrompts(*model, *lines, system, "");
+  };
+  auto refusal_prompts = load_prompts("harmful_test.txt", counts["refusal-prompts"]);
+  if (!refusal_prompts.ok()) return Fail(kExitRuntimeError, std::string(refusal_prompts.status().message()));
+  auto kl_prompts = load_prompts("harmless_test.txt", counts["kl-prompts"]);
+  if (!kl_prompts.ok()) return Fail(kExitRuntimeError, std::string(kl_prompts.status().message()));
+
+  const auto start = std::chrono::steady_clock::now();
+  at::Tensor directions;
+  if (auto path = args->Get("directions")) {
+    auto loaded = model::LoadDirections(*path);
+    if (!loaded.ok()) return Fail(kExitRuntimeError, std::string(loaded.status().message()));
+    directions = *loaded;
+  } else {
+    const long n = counts["direction-prompts"];
+    auto good = load_prompts("harmless_train.txt", n);
+    auto bad = load_prompts("harmful_train.txt", n);
+    if (!good.ok() || !bad.ok()) return Fail(kExitRuntimeError, "cannot load direction prompts");
+    const int32_t pad = model->tokenizer->spec().pad_id.value_or(0);
+    const int batch = options.batch_size;
+    directions = model::RefusalDirections(model::ResidualMeans(*model->transformer, *good, pad, batch),
+                                          model::ResidualMeans(*model->transformer, *bad, pad, batch),
+                                          /*orthogonalize=*/true);
+  }
+  if (auto path = args->Get("save-directions")) {
+    if (auto s = model::SaveDirections(*path, directions); !s.ok()) {
+      return Fail(kExitRuntimeError, std::string(s.message()));
+    }
+  }
+  auto evaluator = model::TrialEvaluator::Create(*model, directions, std::move(*refusal_prompts),
+                                                 std::move(*kl_prompts), options);
+  if (!evaluator.ok()) return Fail(kExitRuntimeError, std::string(evaluator.status().message()));
+  const auto prepared = std::chrono::steady_clock::now();
+  model::TrialScores scores = trial ? (*evaluator)->Evaluate({*trial})[0] : (*evaluator)->Baseline();
+  const auto done = std::chrono::steady_clock::now();
+  const double eval_seconds = std::chrono::duration<double>(done - prepared).count();
+  const double prep_seconds = std::chrono::duration<double>(prepared - start).count();
+  if (args->Has("json")) {
+    nlohmann::json out = {{"refusals", scores.refusals},
+                          {"refusal_prompts", scores.refusal_prompts},
+                          {"kl_divergence", scores.kl_divergence},
+                          {"evaluation_seconds", eval_seconds},
+                          {"preparation_seconds", prep_seconds}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("refusals: %d/%d\nkl_divergence: %.6f\n", scores.refusals, scores.refusal_prompts,
+                scores.kl_divergence);
+    std::fflush(stdout);
+    std::fprintf(stderr, "[directions + baseline %.1f s, evaluation %.1f s]\n", prep_seconds, eval_seconds);
+  }
+  return kExitOk;
+}
+
+}  // namespace schism::cli

@@ -1,0 +1,201 @@
+#include "common/model/trial_evaluator.h"
+
+#include <torch/torch.h>
+
+#include "absl/status/status.h"
+#include "common/model/directions.h"
+#include "common/refusal_markers.h"
+#include "common/template/chat_template.h"
+
+namespace schism::model {
+
+absl::StatusOr<std::vector<TokenIds>> EncodeChatPrompts(const LoadedModel& model,
+                                                        const std::vector<std::string>& prompts,
+                                                        const std::string& system_prompt,
+                                                        const std::string& response_prefix) {
+  auto tmpl = jinja::ChatTemplate::Create(model.chat_template, model.bos_token, model.eos_token);
+  if (!tmpl.ok()) return tmpl.status();
+  std::vector<TokenIds> out;
+  out.reserve(prompts.size());
+  for (const std::string& p : prompts) {
+    std::vector<jinja::ChatMessage> messages;
+    if (!system_prompt.empty()) messages.push_back({"system", system_prompt});
+    messages.push_back({"user", p});
+    auto text = tmpl->Render(messages, /*add_generation_prompt=*/true);
+    if (!text.ok()) return text.status();
+    out.push_back(model.tokenizer->Encode(*text + response_prefix, /*add_bos=*/true));
+  }
+  return out;
+}
+
+TrialEvaluator::TrialEvaluator(const LoadedModel& model, at::Tensor directions,
+                               std::vector<TokenIds> refusal_prompts, std::vector<TokenIds> kl_prompts,
+                               EvaluatorOptions options)
+    : model_(model),
+      directions_(std::move(directions)),
+      refusal_prompts_(std::move(refusal_prompts)),
+      kl_prompts_(std::move(kl_prompts)),
+      options_(std::move(options)) {
+  if (options_.markers.empty()) options_.markers = common::DefaultRefusalMarkers();
+  pad_id_ = model_.tokenizer->spec().pad_id.value_or(model_.stop_ids.empty() ? 0 : model_.stop_ids[0]);
+}
+
+absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
+    const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
+    std::vector<TokenIds> kl_prompts, EvaluatorOptions options) {
+  const ModelConfig& c = model.transformer->config();
+  if (directions.dim() != 2 || directions.size(0) != c.num_layers + 1 || directions.size(1) != c.hidden_size) {
+    return absl::InvalidArgumentError("refusal directions do not match the model (expected (layers+1) x hidden)");
+  }
+  if (options.batch_size <= 0 || options.max_response_length <= 0) {
+    return absl::InvalidArgumentError("batch_size and max_response_length must be positive");
+  }
+  std::unique_ptr<TrialEvaluator> e(new TrialEvaluator(model, std::move(directions), std::move(refusal_prompts),
+                                                       std::move(kl_prompts), std::move(options)));
+  torch::NoGradGuard no_grad;
+  for (const LayerWeights& layer : model.transformer->weights().layers) {
+    e->o_norms_.push_back(layer.o_proj.weight.to(torch::kFloat).norm(2, {1}));
+    e->down_norms_.push_back(layer.down_proj.weight.to(torch::kFloat).norm(2, {1}));
+  }
+  std::vector<at::Tensor> chunks;
+  for (size_t start = 0; start < e->kl_prompts_.size(); start += e->options_.batch_size) {
+    const size_t end = std::min(e->kl_prompts_.size(), start + static_cast<size_t>(e->options_.batch_size));
+    std::vector<TokenIds> batch(e->kl_prompts_.begin() + start, e->kl_prompts_.begin() + end);
+    chunks.push_back(torch::log_softmax(PromptForward(*model.transformer, batch, e->pad_id_).last_logits, -1));
+  }
+  if (!chunks.empty()) e->baseline_log_probs_ = torch::cat(chunks, 0);
+  return e;
+}
+
+AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParameters>& trials) const {
+  torch::NoGradGuard no_grad;
+  const ModelConfig& c = model_.transformer->config();
+  const int64_t k = static_cast<int64_t>(trials.size());
+  AdapterBatch batch;
+  batch.o_proj.resize(c.num_layers);
+  batch.down_proj.resize(c.num_layers);
+  const bool full = options_.row_normalization == RowNormalization::kFull;
+  for (const char* component : {common::kAttentionComponent, common::kMlpComponent}) {
+    const bool attention = std::string(component) == common::kAttentionComponent;
+    std::vector<std::vector<double>> lambdas;
+    for (const auto& t : trials) lambdas.push_back(common::LayerWeights(t.components.at(component), c.num_layers));
+    for (int layer = 0; layer < c.num_layers; ++layer) {
+      bool any = false;
+      for (const auto& l : lambdas) any |= l[layer] != 0;
+      if (!any) continue;
+      const LayerWeights& weights = model_.transformer->weights().layers[layer];
+      const at::Tensor w = (attention ? weights.o_proj.weight : weights.down_proj.weight).to(torch::kFloat);
+      const at::Tensor& norms = attention ? o_norms_[layer] : down_norms_[layer];
+      ComponentAdapters adapters;
+      adapters.a = torch::zeros({k, w.size(1)}, torch::kFloat);
+      adapters.b = torch::zeros({k, w.size(0)}, torch::kFloat);
+      if (full) adapters.scale = torch::ones({k, w.size(0)}, torch::kFloat);
+      for (int64_t t = 0; t < k; ++t) {
+        if (lambdas[t][layer] == 0) continue;
+        const at::Tensor v = DirectionForLayer(directions_, trials[t], layer);
+        MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
+        adapters.a[t] = adapter.a;
+        adapters.b[t] = adapter.b;
+        if (full) adapters.scale[t] = adapter.scale;
+      }
+      (attention ? batch.o_proj : batch.down_proj)[layer] = std::move(adapters);
+    }
+  }
+  return batch;
+}
+
+std::vector<std::pair<std::string, bool>> TrialEvaluator::Generate(
+    const std::vector<common::TrialParameters>& trials, const std::vector<TokenIds>& prompts,
+    bool early_stopping) {
+  const size_t k = std::max<size_t>(trials.size(), 1);
+  AdapterBatch adapters;
+  if (!trials.empty()) adapters = BuildAdapters(trials);
+  std::vector<std::pair<std::string, bool>> results(k * prompts.size());
+  const size_t rows = k * prompts.size();
+  for (size_t start = 0; start < rows; start += options_.batch_size) {
+    const size_t end = std::min(rows, start + static_cast<size_t>(options_.batch_size));
+    std::vector<TokenIds> batch;
+    std::vector<int64_t> row_trial;
+    for (size_t r = start; r < end; ++r) {
+      batch.push_back(prompts[r % prompts.size()]);
+      row_trial.push_back(static_cast<int64_t>(r / prompts.size()));
+    }
+    GreedyOptions options;
+    options.max_new_tokens = options_.max_response_length;
+    options.stop_ids = model_.stop_ids;
+    options.pad_id = pad_id_;
+    if (!trials.empty()) {
+      adapters.row_trial = torch::tensor(row_trial, torch::kLong);
+      options.adapters = &adapters;
+    }
+    if (early_stopping) {
+      // Exact: a marker in the text so far stays in the full response (prefix-monotone
+      // normalization); an empty text so far is not yet a verdict.
+      options.stop_early = [&](size_t, const TokenIds& generated) {
+        const std::string normalized = common::NormalizeResponse(model_.tokenizer->Decode(generated));
+        return !normalized.empty() && common::IsRefusal(normalized, options_.markers);
+      };
+    }
+    std::vector<TokenIds> responses = GreedyGenerate(*model_.transformer, batch, options);
+    for (size_t i = 0; i < responses.size(); ++i) {
+      std::string text = model_.tokenizer->Decode(responses[i]);
+      const bool refusal = common::IsRefusal(text, options_.markers);
+      results[start + i] = {std::move(text), refusal};
+    }
+  }
+  return results;
+}
+
+TrialScores TrialEvaluator::Baseline() {
+  TrialScores scores;
+  scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
+  for (const auto& [text, refusal] : Generate({}, refusal_prompts_, options_.early_stopping)) {
+    scores.refusals += refusal;
+  }
+  return scores;
+}
+
+std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::TrialParameters>& trials) {
+  torch::NoGradGuard no_grad;
+  const size_t k = trials.size();
+  std::vector<TrialScores> scores(k);
+  if (k == 0) return scores;
+  const auto responses = Generate(trials, refusal_prompts_, options_.early_stopping);
+  for (size_t r = 0; r < responses.size(); ++r) {
+    TrialScores& s = scores[r / refusal_prompts_.size()];
+    s.refusal_prompts += 1;
+    s.refusals += responses[r].second;
+  }
+  // KL of the first token against the baseline, batchmean over prompts, per trial.
+  AdapterBatch adapters = BuildAdapters(trials);
+  const size_t n = kl_prompts_.size();
+  std::vector<double> kl_sum(k, 0.0);
+  for (size_t start = 0; start < k * n; start += options_.batch_size) {
+    const size_t end = std::min(k * n, start + static_cast<size_t>(options_.batch_size));
+    std::vector<TokenIds> batch;
+    std::vector<int64_t> row_trial, row_prompt;
+    for (size_t r = start; r < end; ++r) {
+      batch.push_back(kl_prompts_[r % n]);
+      row_trial.push_back(static_cast<int64_t>(r / n));
+      row_prompt.push_back(static_cast<int64_t>(r % n));
+    }
+    adapters.row_trial = torch::tensor(row_trial, torch::kLong);
+    auto log_probs = torch::log_softmax(PromptForward(*model_.transformer, batch, pad_id_, false, &adapters).last_logits, -1);
+    auto base = baseline_log_probs_.index_select(0, torch::tensor(row_prompt, torch::kLong));
+    auto kl = (base.exp() * (base - log_probs)).sum(-1).to(torch::kDouble);
+    auto kl_acc = kl.accessor<double, 1>();
+    for (size_t i = 0; i < row_trial.size(); ++i) kl_sum[row_trial[i]] += kl_acc[i];
+  }
+  for (size_t t = 0; t < k; ++t) scores[t].kl_divergence = n > 0 ? kl_sum[t] / static_cast<double>(n) : 0.0;
+  return scores;
+}
+
+std::vector<std::string> TrialEvaluator::Responses(const std::vector<common::TrialParameters>& trials,
+                                                   const std::vector<TokenIds>& prompts,
+                                                   bool early_stopping) {
+  std::vector<std::string> out;
+  for (auto& [text, refusal] : Generate(trials, prompts, early_stopping)) out.push_back(std::move(text));
+  return out;
+}
+
+}  // namespace schism::model
