@@ -104,13 +104,13 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
   return batch;
 }
 
-std::vector<std::pair<std::string, bool>> TrialEvaluator::Generate(
+std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
     const std::vector<common::TrialParameters>& trials, const std::vector<TokenIds>& prompts,
     bool early_stopping) {
   const size_t k = std::max<size_t>(trials.size(), 1);
   AdapterBatch adapters;
   if (!trials.empty()) adapters = BuildAdapters(trials);
-  std::vector<std::pair<std::string, bool>> results(k * prompts.size());
+  std::vector<Response> results(k * prompts.size());
   const size_t rows = k * prompts.size();
   for (size_t start = 0; start < rows; start += options_.batch_size) {
     const size_t end = std::min(rows, start + static_cast<size_t>(options_.batch_size));
@@ -149,9 +149,7 @@ std::vector<std::pair<std::string, bool>> TrialEvaluator::Generate(
 TrialScores TrialEvaluator::Baseline() {
   TrialScores scores;
   scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
-  for (const auto& [text, refusal] : Generate({}, refusal_prompts_, options_.early_stopping)) {
-    scores.refusals += refusal;
-  }
+  for (const Response& r : Respond({}, refusal_prompts_, options_.early_stopping)) scores.refusals += r.refusal;
   return scores;
 }
 
@@ -160,11 +158,11 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::Tria
   const size_t k = trials.size();
   std::vector<TrialScores> scores(k);
   if (k == 0) return scores;
-  const auto responses = Generate(trials, refusal_prompts_, options_.early_stopping);
+  const auto responses = Respond(trials, refusal_prompts_, options_.early_stopping);
   for (size_t r = 0; r < responses.size(); ++r) {
     TrialScores& s = scores[r / refusal_prompts_.size()];
     s.refusal_prompts += 1;
-    s.refusals += responses[r].second;
+    s.refusals += responses[r].refusal;
   }
   // KL of the first token against the baseline, batchmean over prompts, per trial.
   AdapterBatch adapters = BuildAdapters(trials);
@@ -188,14 +186,6 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::Tria
   }
   for (size_t t = 0; t < k; ++t) scores[t].kl_divergence = n > 0 ? kl_sum[t] / static_cast<double>(n) : 0.0;
   return scores;
-}
-
-std::vector<std::string> TrialEvaluator::Responses(const std::vector<common::TrialParameters>& trials,
-                                                   const std::vector<TokenIds>& prompts,
-                                                   bool early_stopping) {
-  std::vector<std::string> out;
-  for (auto& [text, refusal] : Generate(trials, prompts, early_stopping)) out.push_back(std::move(text));
-  return out;
 }
 
 }  // namespace schism::model

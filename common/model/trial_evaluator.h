@@ -53,9 +53,14 @@ class TrialEvaluator {
   // Scores of k trials evaluated together; result i belongs to trials[i].
   std::vector<TrialScores> Evaluate(const std::vector<common::TrialParameters>& trials);
 
-  // Greedy responses of each trial (trial-major) to `prompts`, for inspection.
-  std::vector<std::string> Responses(const std::vector<common::TrialParameters>& trials,
-                                     const std::vector<TokenIds>& prompts, bool early_stopping);
+  struct Response {
+    std::string text;
+    bool refusal = false;
+  };
+  // Greedy responses of each trial to `prompts`, trial-major (all prompts of trial 0 first);
+  // no trials means the unmodified model.
+  std::vector<Response> Respond(const std::vector<common::TrialParameters>& trials,
+                                const std::vector<TokenIds>& prompts, bool early_stopping);
 
   // The k-trial adapters; exposed for tests.
   AdapterBatch BuildAdapters(const std::vector<common::TrialParameters>& trials) const;
@@ -63,11 +68,6 @@ class TrialEvaluator {
  private:
   TrialEvaluator(const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
                  std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
-  // Responses for (trial, prompt) rows, with the refusal verdict of each.
-  std::vector<std::pair<std::string, bool>> Generate(const std::vector<common::TrialParameters>& trials,
-                                                     const std::vector<TokenIds>& prompts,
-                                                     bool early_stopping);
-
   const LoadedModel& model_;
   at::Tensor directions_;
   std::vector<TokenIds> refusal_prompts_, kl_prompts_;
