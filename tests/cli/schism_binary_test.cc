@@ -99,6 +99,31 @@ TEST(SchismBinary, TpeReplayPrintsOneLinePerAskAndRejectsBadFiles) {
   EXPECT_NE(help.output.find("TOLD.jsonl: one event per line"), std::string::npos);
 }
 
+TEST(SchismBinary, EvaluatePrintsBaselineAndTrialScores) {
+  const std::string model = schism::testing_support::RealModelPath();
+  const std::string dir = schism::testing_support::MakeTempDir("evaluate");
+  const std::string small = " --refusal-prompts 4 --kl-prompts 4 --direction-prompts 8 --max-response-length 16";
+  Outcome baseline = RunSchism("evaluate --model " + model + " --baseline --save-directions " + dir +
+                               "/r.bin" + small);
+  EXPECT_EQ(baseline.exit_code, 0) << baseline.output;
+  EXPECT_NE(baseline.output.find("/4\nkl_divergence: 0.000000"), std::string::npos) << baseline.output;
+  std::ofstream(dir + "/trial.json")
+      << R"({"direction_scope": "per layer", "direction_index": 15, "attn.o_proj.max_weight": 1.2,)"
+      << R"("attn.o_proj.max_weight_position": 20, "attn.o_proj.min_weight": 0.5,)"
+      << R"("attn.o_proj.min_weight_distance": 10, "mlp.down_proj.max_weight": 0.5,)"
+      << R"("mlp.down_proj.max_weight_position": 20, "mlp.down_proj.min_weight": 0.5,)"
+      << R"("mlp.down_proj.min_weight_distance": 10})";
+  Outcome trial = RunSchism("evaluate --model " + model + " --params " + dir + "/trial.json --directions " +
+                            dir + "/r.bin --json" + small);
+  EXPECT_EQ(trial.exit_code, 0) << trial.output;
+  EXPECT_NE(trial.output.find("\"refusal_prompts\":4"), std::string::npos) << trial.output;
+  EXPECT_EQ(trial.output.find("\"kl_divergence\":0.0,"), std::string::npos) << trial.output;
+  std::ofstream(dir + "/bad.json") << R"({"direction_scope": "sideways"})";
+  Outcome bad = RunSchism("evaluate --model " + model + " --params " + dir + "/bad.json");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("sideways"), std::string::npos) << bad.output;
+}
+
 TEST(SchismBinary, UnimplementedCommandExitsTwoAndSaysSo) {
   Outcome outcome = RunSchism("export-worker --coordinator localhost:1");
   EXPECT_EQ(outcome.exit_code, 2);

@@ -1,0 +1,75 @@
+// Trial evaluation throughput on the real model: prompts scored per second (refusal prompts
+// decoded up to 100 tokens + KL prompts), for quantization none/nf4, early stopping on/off,
+// and k = 1 or 4 trials per batch.
+//   build/benchmarks/trial_throughput_bench [--model PATH]
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "common/env.h"
+#include "common/model/directions.h"
+#include "common/model/trial_evaluator.h"
+#include "common/prompt_set.h"
+
+namespace {
+
+using namespace schism;
+
+std::string g_model_path;
+constexpr int kPrompts = 8;
+
+common::TrialParameters Trial(double position) {
+  common::TrialParameters p;
+  p.global_direction = true;
+  p.direction_index = 17.5;
+  p.components[common::kAttentionComponent] = {1.4, position, 0.5, 12.0};
+  p.components[common::kMlpComponent] = {0.8, position, 0.5, 12.0};
+  return p;
+}
+
+// args: nf4 (0/1), early stopping (0/1), k
+void BM_EvaluateTrials(benchmark::State& state) {
+  model::LoadOptions load;
+  if (state.range(0)) load.quantization = model::Quantization::kNf4;
+  auto m = model::LoadModel(g_model_path, load);
+  if (!m.ok()) {
+    state.SkipWithError(std::string(m.status().message()).c_str());
+    return;
+  }
+  const std::string data = common::DefaultDataDir();
+  auto encode = [&](const char* file, const char* split) {
+    return *model::EncodeChatPrompts(*m, *common::LoadPromptLines(data + "/" + file, split),
+                                     "You are a helpful assistant.", "");
+  };
+  const auto& t = *m->transformer;
+  at::Tensor r = model::RefusalDirections(model::ResidualMeans(t, encode("harmless_train.txt", "[:32]"), 2, 32),
+                                          model::ResidualMeans(t, encode("harmful_train.txt", "[:32]"), 2, 32), true);
+  model::EvaluatorOptions options;
+  options.early_stopping = state.range(1) != 0;
+  auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:8]"),
+                                                 encode("harmless_test.txt", "[:8]"), options);
+  std::vector<common::TrialParameters> trials;
+  for (int i = 0; i < state.range(2); ++i) trials.push_back(Trial(16 + 2 * i));
+  for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
+  state.counters["prompts_per_s"] = benchmark::Counter(
+      static_cast<double>(2 * kPrompts * trials.size()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_EvaluateTrials)
+    ->ArgNames({"nf4", "early_stop", "k"})
+    ->ArgsProduct({{0, 1}, {1, 0}, {1, 4}})
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  common::ConfigureProcessEnvironment();
+  g_model_path = std::string(SCHISM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--model") g_model_path = argv[i + 1];
+  }
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  return 0;
+}
