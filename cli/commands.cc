@@ -4,6 +4,7 @@
 #include <functional>
 #include <string_view>
 
+#include "cli/cluster_commands.h"
 #include "cli/evaluate_command.h"
 #include "cli/model_commands.h"
 #include "cli/tpe_replay_command.h"
@@ -23,16 +24,16 @@ struct Subcommand {
 const std::vector<Subcommand>& Subcommands() {
   static const std::vector<Subcommand> kSubcommands = {
       {"run", "[CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]",
-       "embedded study: coordinator + N local workers, no servers", {}},
+       "embedded study: coordinator + N local workers, no servers", RunEmbedded},
       {"coordinator", "--listen H:P [--http H:P] --store DIR|redis://H:P[/db] [--token-file F]",
-       "serve studies to workers over gRPC", {}},
+       "serve studies to workers over gRPC", RunCoordinator},
       {"worker", "--coordinator H:P [--token-file F] [--device cpu|cuda:N] [--trials-per-batch K]",
-       "evaluate trials leased from a coordinator", {}},
+       "evaluate trials leased from a coordinator", RunWorker},
       {"export-worker", "--coordinator H:P [--token-file F] --output-root DIR",
        "full-precision merges for a coordinator", {}},
-      {"submit", "CONFIG.toml --coordinator H:P", "queue a study; prints its id", {}},
-      {"status", "[STUDY] --coordinator H:P [--json]", "studies and their progress", {}},
-      {"trials", "STUDY [--pareto] --coordinator H:P [--json]", "a study's trials", {}},
+      {"submit", "CONFIG.toml --coordinator H:P", "queue a study; prints its id", RunSubmit},
+      {"status", "[STUDY] --coordinator H:P [--json]", "studies and their progress", RunStatus},
+      {"trials", "STUDY [--pareto] --coordinator H:P [--json]", "a study's trials", RunTrials},
       {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P",
        "export an abliterated model", {}},
       {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",

@@ -1,0 +1,371 @@
+#include "cli/cluster_commands.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/env.h"
+#include "coordinator/coordinator_server.h"
+#include "coordinator/journal_store.h"
+#include "coordinator/study_config.h"
+#include "coordinator/study_manager.h"
+#include "schism/v1/coordinator.grpc.pb.h"
+#include "worker/trial_worker.h"
+
+#ifndef SCHISM_SOURCE_DIR
+#error "SCHISM_SOURCE_DIR must be defined by the build"
+#endif
+
+namespace schism::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void HandleSignal(int) { g_stop = true; }
+
+void InstallSignalHandlers() {
+  std::signal(SIGINT, HandleSignal);
+  std::signal(SIGTERM, HandleSignal);
+}
+
+int Fail(const char* command, int code, const std::string& message) {
+  std::fprintf(stderr, "schism %s: %s\n", command, message.c_str());
+  return code;
+}
+
+absl::StatusOr<std::string> ReadToken(const Args& args) {
+  auto path = args.Get("token-file");
+  if (!path) return std::string();
+  std::ifstream in(*path);
+  if (!in) return absl::NotFoundError("--token-file " + *path + ": cannot read");
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.empty()) return absl::InvalidArgumentError("--token-file " + *path + ": empty token");
+  return token;
+}
+
+std::string JsonOf(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+const char* StateName(v1::StudyState s) {
+  switch (s) {
+    case v1::STUDY_STATE_QUEUED: return "queued";
+    case v1::STUDY_STATE_PREPARING: return "preparing";
+    case v1::STUDY_STATE_RUNNING: return "running";
+    case v1::STUDY_STATE_FINISHED: return "finished";
+    case v1::STUDY_STATE_CANCELLED: return "cancelled";
+    case v1::STUDY_STATE_FAILED: return "failed";
+    default: return "unknown";
+  }
+}
+
+void PrintParetoTable(const v1::StudyDetail& detail) {
+  std::printf("\nPareto-optimal trials (refusals, KL divergence):\n");
+  for (int64_t number : detail.pareto_front()) {
+    const v1::Trial& t = detail.trials(static_cast<int>(number));
+    std::printf("  [Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n", static_cast<long long>(number),
+                t.scores().refusals(), t.scores().refusal_prompts(), t.scores().kl_divergence());
+  }
+}
+
+// A client-side call context carrying the token.
+std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
+  auto c = std::make_unique<grpc::ClientContext>();
+  if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
+  c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  return c;
+}
+
+}  // namespace
+
+int RunCoordinator(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"listen", "store", "token-file", "tls-cert", "tls-key", "http"}, {"help"}});
+  if (!args.ok()) return Fail("coordinator", kExitUsageError, std::string(args.status().message()));
+  auto store_dir = args->Get("store");
+  if (!store_dir) return Fail("coordinator", kExitUsageError, "--store DIR is required");
+  if (store_dir->rfind("redis://", 0) == 0) {
+    return Fail("coordinator", kExitUsageError, "the Redis store is not implemented yet; use a directory");
+  }
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("coordinator", kExitUsageError, std::string(token.status().message()));
+  coordinator::JournalStore store(*store_dir);
+  coordinator::StudyManager manager(&store);
+  if (auto s = manager.Recover(); !s.ok()) return Fail("coordinator", kExitRuntimeError, std::string(s.message()));
+  coordinator::ServerOptions options;
+  options.listen = args->Get("listen").value_or("127.0.0.1:50051");
+  options.token = *token;
+  options.tls_cert_file = args->Get("tls-cert").value_or("");
+  options.tls_key_file = args->Get("tls-key").value_or("");
+  auto server = coordinator::CoordinatorServer::Start(&manager, options);
+  if (!server.ok()) return Fail("coordinator", kExitRuntimeError, std::string(server.status().message()));
+  std::printf("schism coordinator listening on port %d (store %s)\n", (*server)->port(), store_dir->c_str());
+  std::fflush(stdout);
+  InstallSignalHandlers();
+  while (!g_stop) {
+    manager.ExpireLeases();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  (*server)->Shutdown();
+  return kExitOk;
+}
+
+int RunWorker(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "device", "trials-per-batch", "threads"}, {"help"}});
+  if (!args.ok()) return Fail("worker", kExitUsageError, std::string(args.status().message()));
+  auto address = args->Get("coordinator");
+  if (!address) return Fail("worker", kExitUsageError, "--coordinator H:P is required");
+  if (args->Get("device").value_or("cpu") != "cpu") {
+    return Fail("worker", kExitUsageError, "only --device cpu is supported by this build");
+  }
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("worker", kExitUsageError, std::string(token.status().message()));
+  auto k = args->GetInt("trials-per-batch");
+  auto threads = args->GetInt("threads");
+  if (!k.ok() || !threads.ok()) return Fail("worker", kExitUsageError, "--trials-per-batch and --threads take integers");
+  InstallSignalHandlers();
+  worker::WorkerOptions options;
+  options.coordinator = *address;
+  options.token = *token;
+  options.trials_per_batch = static_cast<int>(k->value_or(1));
+  options.threads = static_cast<int>(threads->value_or(0));
+  options.stop = &g_stop;
+  worker::TrialWorker w(options);
+  if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
+  return kExitOk;
+}
+
+int RunSubmit(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file"}, {"json"}});
+  if (!args.ok()) return Fail("submit", kExitUsageError, std::string(args.status().message()));
+  if (args->positionals().size() != 1 || !args->Get("coordinator")) {
+    return Fail("submit", kExitUsageError, "usage: schism submit CONFIG.toml --coordinator H:P");
+  }
+  auto spec = coordinator::StudySpecFromTomlFile(args->positionals()[0]);
+  if (!spec.ok()) return Fail("submit", kExitUsageError, std::string(spec.status().message()));
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("submit", kExitUsageError, std::string(token.status().message()));
+  auto stub = v1::StudyService::NewStub(grpc::CreateChannel(*args->Get("coordinator"), grpc::InsecureChannelCredentials()));
+  v1::SubmitStudyRequest req;
+  *req.mutable_spec() = *spec;
+  v1::SubmitStudyResponse resp;
+  auto c = Context(*token);
+  const grpc::Status s = stub->SubmitStudy(c.get(), req, &resp);
+  if (!s.ok()) return Fail("submit", s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? kExitUsageError : kExitRuntimeError, s.error_message());
+  std::printf("%s\n", resp.study_id().c_str());
+  return kExitOk;
+}
+
+int RunStatus(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file"}, {"json"}});
+  if (!args.ok() || !args->Get("coordinator")) {
+    return Fail("status", kExitUsageError, "usage: schism status [STUDY] --coordinator H:P [--json]");
+  }
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("status", kExitUsageError, std::string(token.status().message()));
+  auto stub = v1::StudyService::NewStub(grpc::CreateChannel(*args->Get("coordinator"), grpc::InsecureChannelCredentials()));
+  v1::ListStudiesResponse list;
+  auto c = Context(*token);
+  const grpc::Status s = stub->ListStudies(c.get(), v1::ListStudiesRequest(), &list);
+  if (!s.ok()) return Fail("status", kExitRuntimeError, s.error_message());
+  for (const v1::StudySummary& study : list.studies()) {
+    if (!args->positionals().empty() && study.study_id() != args->positionals()[0]) continue;
+    if (args->Has("json")) {
+      std::printf("%s\n", JsonOf(study).c_str());
+    } else {
+      std::printf("%s  %-9s  %d/%d complete, %d failed, %d running  %s\n", study.study_id().c_str(),
+                  StateName(study.state()), study.completed_trials(), study.spec().n_trials(),
+                  study.failed_trials(), study.running_trials(), study.spec().model().c_str());
+    }
+  }
+  return kExitOk;
+}
+
+int RunTrials(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file"}, {"json", "pareto"}});
+  if (!args.ok() || !args->Get("coordinator") || args->positionals().size() != 1) {
+    return Fail("trials", kExitUsageError, "usage: schism trials STUDY [--pareto] --coordinator H:P [--json]");
+  }
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("trials", kExitUsageError, std::string(token.status().message()));
+  auto stub = v1::StudyService::NewStub(grpc::CreateChannel(*args->Get("coordinator"), grpc::InsecureChannelCredentials()));
+  v1::GetStudyRequest req;
+  req.set_study_id(args->positionals()[0]);
+  v1::StudyDetail detail;
+  auto c = Context(*token);
+  const grpc::Status s = stub->GetStudy(c.get(), req, &detail);
+  if (!s.ok()) return Fail("trials", s.error_code() == grpc::StatusCode::NOT_FOUND ? kExitUsageError : kExitRuntimeError, s.error_message());
+  std::vector<int64_t> numbers;
+  if (args->Has("pareto")) {
+    numbers.assign(detail.pareto_front().begin(), detail.pareto_front().end());
+  } else {
+    for (const v1::Trial& t : detail.trials()) numbers.push_back(t.number());
+  }
+  for (int64_t n : numbers) {
+    const v1::Trial& t = detail.trials(static_cast<int>(n));
+    if (args->Has("json")) {
+      std::printf("%s\n", JsonOf(t).c_str());
+    } else if (t.state() == v1::TRIAL_STATE_COMPLETE) {
+      std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n", static_cast<long long>(n),
+                  t.scores().refusals(), t.scores().refusal_prompts(), t.scores().kl_divergence());
+    } else {
+      std::printf("[Trial %3lld] %s\n", static_cast<long long>(n),
+                  t.state() == v1::TRIAL_STATE_FAILED ? "failed" : "pending");
+    }
+  }
+  return kExitOk;
+}
+
+int RunEmbedded(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"model", "workers", "trials", "store", "trials-per-batch", "threads"}, {"help"}});
+  if (!args.ok()) return Fail("run", kExitUsageError, std::string(args.status().message()));
+  if (args->Has("help")) {
+    std::printf("usage: schism run [CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]\n");
+    return kExitOk;
+  }
+  // Without a config: the quick study README's main command runs on 2 CPU cores in minutes.
+  v1::StudySpec spec;
+  if (!args->positionals().empty()) {
+    auto parsed = coordinator::StudySpecFromTomlFile(args->positionals()[0]);
+    if (!parsed.ok()) return Fail("run", kExitUsageError, std::string(parsed.status().message()));
+    spec = *parsed;
+  } else {
+    const std::string data = common::DefaultDataDir();
+    spec.set_model(std::string(SCHISM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    spec.set_n_trials(16);
+    spec.set_n_startup_trials(8);
+    spec.set_max_response_length(32);
+    spec.set_orthogonalize_direction(true);
+    spec.mutable_good_prompts()->set_path(data + "/harmless_train.txt");
+    spec.mutable_good_prompts()->set_split("[:64]");
+    spec.mutable_bad_prompts()->set_path(data + "/harmful_train.txt");
+    spec.mutable_bad_prompts()->set_split("[:64]");
+    spec.mutable_refusal_prompts()->set_path(data + "/harmful_test.txt");
+    spec.mutable_refusal_prompts()->set_split("[:16]");
+    spec.mutable_kl_prompts()->set_path(data + "/harmless_test.txt");
+    spec.mutable_kl_prompts()->set_split("[:16]");
+  }
+  if (auto m = args->Get("model")) spec.set_model(*m);
+  auto trials = args->GetInt("trials");
+  auto workers = args->GetInt("workers");
+  auto k = args->GetInt("trials-per-batch");
+  auto threads = args->GetInt("threads");
+  if (!trials.ok() || !workers.ok() || !k.ok() || !threads.ok()) {
+    return Fail("run", kExitUsageError, "--trials, --workers, --trials-per-batch and --threads take integers");
+  }
+  if (*trials) spec.set_n_trials(static_cast<int32_t>(**trials));
+  if (*k) spec.set_trials_per_lease(static_cast<int32_t>(**k));
+  const int n_workers = static_cast<int>(workers->value_or(1));
+  if (n_workers < 1 || n_workers > 64) return Fail("run", kExitUsageError, "--workers must be in [1, 64]");
+  auto normalized = coordinator::NormalizeStudySpec(spec);
+  if (!normalized.ok()) return Fail("run", kExitUsageError, std::string(normalized.status().message()));
+
+  const std::string store_dir = args->Get("store").value_or("schism-study");
+  coordinator::JournalStore store(store_dir);
+  coordinator::StudyManager manager(&store);
+  if (auto s = manager.Recover(); !s.ok()) return Fail("run", kExitRuntimeError, std::string(s.message()));
+  // Resume the newest unfinished study of this store, else start a new one.
+  std::string study_id;
+  for (const auto& s : manager.List()) {
+    if (s.state() != v1::STUDY_STATE_FINISHED && s.state() != v1::STUDY_STATE_CANCELLED &&
+        s.state() != v1::STUDY_STATE_FAILED) {
+      study_id = s.study_id();
+    }
+  }
+  if (study_id.empty()) {
+    auto id = manager.Submit(*normalized);
+    if (!id.ok()) return Fail("run", kExitUsageError, std::string(id.status().message()));
+    study_id = *id;
+    std::printf("Study %s: %d trials on %s (store %s)\n", study_id.c_str(), normalized->n_trials(),
+                normalized->model().c_str(), store_dir.c_str());
+  } else {
+    std::printf("Resuming study %s (store %s)\n", study_id.c_str(), store_dir.c_str());
+  }
+  std::fflush(stdout);
+
+  coordinator::ServerOptions server_options;
+  std::random_device rd;
+  server_options.token = std::to_string(rd()) + std::to_string(rd());
+  auto server = coordinator::CoordinatorServer::Start(&manager, server_options);
+  if (!server.ok()) return Fail("run", kExitRuntimeError, std::string(server.status().message()));
+  InstallSignalHandlers();
+  std::atomic<bool> workers_stop{false};
+  std::vector<std::thread> pool;
+  for (int i = 0; i < n_workers; ++i) {
+    pool.emplace_back([&, i] {
+      worker::WorkerOptions options;
+      options.coordinator = "127.0.0.1:" + std::to_string((*server)->port());
+      options.token = server_options.token;
+      options.trials_per_batch = normalized->trials_per_lease();
+      options.threads = static_cast<int>(threads->value_or(0));
+      options.wait_seconds = 1;
+      options.stop = &workers_stop;
+      worker::TrialWorker w(options);
+      if (auto s = w.Run(); !s.ok()) std::fprintf(stderr, "worker %d: %s\n", i, std::string(s.message()).c_str());
+    });
+  }
+  const auto start = std::chrono::steady_clock::now();
+  int last_done = -1;
+  v1::StudyDetail detail;
+  while (true) {
+    auto got = manager.Get(study_id);
+    if (!got.ok()) break;
+    detail = *got;
+    const auto& sum = detail.summary();
+    const int done = sum.completed_trials() + sum.failed_trials();
+    if (done != last_done) {
+      last_done = done;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::string best = "-";
+      if (!detail.pareto_front().empty()) {
+        const v1::Trial& t = detail.trials(static_cast<int>(detail.pareto_front(0)));
+        char buf[96];
+        std::snprintf(buf, sizeof(buf), "%d/%d refusals (KL %.4f)", t.scores().refusals(),
+                      t.scores().refusal_prompts(), t.scores().kl_divergence());
+        best = buf;
+      }
+      const double eta = done > 0 ? elapsed / done * (sum.spec().n_trials() - done) : 0;
+      std::printf("[%s] trial %d/%d  elapsed %.0fs  ETA %s  baseline %d refusals  best %s\n",
+                  StateName(sum.state()), done, sum.spec().n_trials(), elapsed,
+                  done > 0 ? (std::to_string(static_cast<int>(eta)) + "s").c_str() : "?",
+                  sum.baseline_refusals(), best.c_str());
+      std::fflush(stdout);
+    }
+    if (sum.state() == v1::STUDY_STATE_FINISHED || sum.state() == v1::STUDY_STATE_FAILED ||
+        sum.state() == v1::STUDY_STATE_CANCELLED || g_stop) {
+      break;
+    }
+    manager.WaitForChange(std::chrono::milliseconds(1000));
+  }
+  workers_stop = true;
+  if (g_stop) {
+    std::printf("\nInterrupted. Everything finished so far is saved in %s; run the same command again to resume.\n",
+                store_dir.c_str());
+    std::fflush(stdout);
+    std::_Exit(130);  // workers may be mid-trial; their leases simply expire
+  }
+  for (auto& t : pool) t.join();
+  (*server)->Shutdown();
+  if (detail.summary().state() == v1::STUDY_STATE_FAILED) {
+    return Fail("run", kExitRuntimeError, "study failed: " + detail.summary().error());
+  }
+  PrintParetoTable(detail);
+  return kExitOk;
+}
+
+}  // namespace schism::cli

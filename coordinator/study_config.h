@@ -1,0 +1,19 @@
+// Study configuration files (TOML, Heretic's keys and meanings; DESIGN.md §8) to StudySpec.
+#ifndef SCHISM_COORDINATOR_STUDY_CONFIG_H_
+#define SCHISM_COORDINATOR_STUDY_CONFIG_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "schism/v1/study.pb.h"
+
+namespace schism::coordinator {
+
+// Parses TOML text; `where` names the file in errors. Unknown keys, wrong types and malformed
+// TOML are errors naming the key (and line). Unset orthogonalize_direction means true.
+absl::StatusOr<v1::StudySpec> StudySpecFromToml(const std::string& text, const std::string& where);
+absl::StatusOr<v1::StudySpec> StudySpecFromTomlFile(const std::string& path);
+
+}  // namespace schism::coordinator
+
+#endif  // SCHISM_COORDINATOR_STUDY_CONFIG_H_

@@ -1,0 +1,115 @@
+// The coordinator's state machine, independent of gRPC (DESIGN.md §3): the queue of studies,
+// the TPE sampler of each, the leases handed to workers, and the store every change is
+// journaled to before it is acknowledged. Thread-safe; every public method takes the lock.
+//
+// Invariants: a trial number is asked once and never reused; a trial counts as COMPLETE at most
+// once (the first accepted report of a live lease); an expired lease's trials are re-queued with
+// the same parameters (attempt + 1) or FAILED after max_attempts; a study has exactly n_trials
+// trials when it finishes.
+#ifndef SCHISM_COORDINATOR_STUDY_MANAGER_H_
+#define SCHISM_COORDINATOR_STUDY_MANAGER_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "coordinator/study_store.h"
+#include "coordinator/tpe/tpe_sampler.h"
+#include "schism/v1/coordinator.pb.h"
+
+namespace schism::coordinator {
+
+using Clock = std::chrono::steady_clock;
+
+// Fills defaults (prompt sets under the data directory, Heretic's numbers) and validates;
+// errors name the field.
+absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec);
+
+class StudyManager {
+ public:
+  explicit StudyManager(StudyStore* store, std::function<Clock::time_point()> clock = Clock::now);
+  StudyManager(const StudyManager&) = delete;
+  StudyManager& operator=(const StudyManager&) = delete;
+
+  // Replays the store: studies come back in their last state; trials that were running are
+  // waiting again (their leases died with the old coordinator).
+  absl::Status Recover();
+
+  absl::StatusOr<std::string> Submit(v1::StudySpec spec);
+  std::vector<v1::StudySummary> List();
+  absl::StatusOr<v1::StudyDetail> Get(const std::string& study_id);
+  absl::StatusOr<v1::StudySummary> Cancel(const std::string& study_id);
+
+  std::string RegisterWorker(const v1::RegisterRequest& request);
+  // Hands out work, or an empty item (no lease id) when there is none right now.
+  absl::StatusOr<v1::WorkItem> Acquire(const v1::AcquireWorkRequest& request);
+  // Waits until something changed (a report, an expiry, a submission) or `timeout` passed.
+  void WaitForChange(std::chrono::milliseconds timeout);
+  absl::StatusOr<int64_t> Heartbeat(const std::string& worker_id, const std::string& lease_id);
+  absl::Status Report(const v1::ReportResultRequest& request);
+  absl::Status ReportFailure(const v1::ReportFailureRequest& request);
+  absl::StatusOr<std::string> Artifact(const std::string& study_id);
+
+  // Re-queues the trials of leases past their deadline. Every public call does this too.
+  void ExpireLeases();
+
+ private:
+  struct TrialEntry {
+    int64_t number = 0;
+    v1::TrialState state = v1::TRIAL_STATE_WAITING;
+    std::map<std::string, double> params;  // TPE internal values
+    int attempts = 0;
+    v1::TrialScores scores;
+  };
+  struct Study {
+    std::string id;
+    v1::StudySpec spec;
+    v1::StudyState state = v1::STUDY_STATE_QUEUED;
+    int64_t order = 0;
+    int num_layers = 0;
+    int baseline_refusals = -1;
+    int prepare_attempts = 0;
+    std::string error;
+    std::vector<TrialEntry> trials;
+    tpe::SearchSpace space;
+    std::unique_ptr<tpe::TpeSampler> sampler;
+  };
+  struct Lease {
+    std::string id, study_id, worker_id;
+    bool prepare = false;
+    std::vector<int64_t> trials;
+    Clock::time_point deadline;
+  };
+
+  absl::Status Journal(const std::string& study_id, const std::string& record);
+  void StartTrials(Study* study, uint32_t seed_offset);
+  v1::Trial TrialProto(const Study& study, const TrialEntry& t) const;
+  v1::StudySummary Summary(const Study& study) const;
+  std::optional<int64_t> AskTrial(Study* study);
+  void RequeueLease(const Lease& lease, const std::string& reason);
+  void MaybeFinish(Study* study);
+  int64_t DeadlineUnixMs(Clock::time_point deadline) const;
+  void ExpireLeasesLocked();
+
+  StudyStore* store_;
+  std::function<Clock::time_point()> clock_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, std::unique_ptr<Study>> studies_;
+  std::map<std::string, Lease> leases_;
+  std::set<std::string> expired_leases_, finished_leases_;
+  std::set<std::string> workers_;
+  int64_t next_order_ = 0;
+};
+
+}  // namespace schism::coordinator
+
+#endif  // SCHISM_COORDINATOR_STUDY_MANAGER_H_

@@ -1,0 +1,45 @@
+// A trial worker (DESIGN.md §4): registers with the coordinator, long-polls for work, computes a
+// study's directions and baseline (Prepare) or evaluates leased trials k at a time (Evaluate),
+// heartbeats from a separate thread while it computes, reports, and reconnects with backoff
+// when the coordinator is away. Setting *stop makes it finish the current lease and return.
+#ifndef SCHISM_WORKER_TRIAL_WORKER_H_
+#define SCHISM_WORKER_TRIAL_WORKER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace schism::worker {
+
+struct WorkerOptions {
+  std::string coordinator;      // host:port
+  std::string token;            // sent as "authorization: Bearer <token>"
+  int trials_per_batch = 1;     // k
+  int wait_seconds = 5;         // long-poll length
+  int threads = 0;              // libtorch threads; 0 = default
+  const std::atomic<bool>* stop = nullptr;
+  // Exit after this many consecutive empty polls (0 = never); `schism run` uses it to end
+  // workers once the study is done.
+  int exit_after_idle_polls = 0;
+};
+
+class TrialWorker {
+ public:
+  explicit TrialWorker(WorkerOptions options);
+  ~TrialWorker();
+  TrialWorker(const TrialWorker&) = delete;
+  TrialWorker& operator=(const TrialWorker&) = delete;
+
+  absl::Status Run();
+
+ private:
+  struct State;
+  WorkerOptions options_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace schism::worker
+
+#endif  // SCHISM_WORKER_TRIAL_WORKER_H_
