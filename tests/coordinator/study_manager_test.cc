@@ -1,0 +1,215 @@
+// The coordinator's state machine against a real journal store on disk, with a test clock.
+#include "coordinator/study_manager.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "coordinator/journal_store.h"
+#include "tests/test_support.h"
+
+namespace schism::coordinator {
+namespace {
+
+struct TestClock {
+  Clock::time_point now = Clock::now();
+  std::function<Clock::time_point()> fn() {
+    return [this] { return now; };
+  }
+};
+
+v1::StudySpec SmallSpec(int n_trials) {
+  v1::StudySpec spec;
+  spec.set_model("tiny.gguf");
+  spec.set_n_trials(n_trials);
+  spec.set_n_startup_trials(3);
+  spec.set_lease_seconds(10);
+  spec.set_max_attempts(2);
+  spec.set_seed(5);
+  return spec;
+}
+
+// Completes the Prepare lease of the study with a fake 4-layer artifact.
+void Prepare(StudyManager& m, const std::string& worker) {
+  v1::AcquireWorkRequest acquire;
+  acquire.set_worker_id(worker);
+  acquire.set_capacity(1);
+  auto item = m.Acquire(acquire);
+  ASSERT_TRUE(item.ok()) << item.status();
+  ASSERT_TRUE(item->has_prepare());
+  v1::ReportResultRequest report;
+  report.set_worker_id(worker);
+  report.set_lease_id(item->lease_id());
+  report.set_artifact("directions");
+  report.set_num_layers(4);
+  report.set_baseline_refusals(7);
+  ASSERT_TRUE(m.Report(report).ok());
+}
+
+v1::ReportResultRequest ScoresFor(const v1::WorkItem& item, const std::string& worker) {
+  v1::ReportResultRequest report;
+  report.set_worker_id(worker);
+  report.set_lease_id(item.lease_id());
+  for (const auto& t : item.evaluate().trials()) {
+    auto* r = report.add_results();
+    r->set_number(t.number());
+    r->mutable_scores()->set_refusals(static_cast<int>(t.number() % 5));
+    r->mutable_scores()->set_refusal_prompts(10);
+    r->mutable_scores()->set_kl_divergence(0.01 * (t.number() + 1));
+  }
+  return report;
+}
+
+v1::AcquireWorkRequest Acquire(const std::string& worker, int capacity) {
+  v1::AcquireWorkRequest a;
+  a.set_worker_id(worker);
+  a.set_capacity(capacity);
+  return a;
+}
+
+TEST(StudyManager, RunsAStudyToExactlyNTrialsWithExpiredLeasesRequeued) {
+  const std::string dir = testing_support::MakeTempDir("manager_run");
+  JournalStore store(dir);
+  TestClock clock;
+  StudyManager m(&store, clock.fn());
+  auto spec = SmallSpec(7);
+  spec.set_trials_per_lease(3);
+  auto id = m.Submit(spec);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const std::string w = m.RegisterWorker({});
+  Prepare(m, w);
+
+  // A lease that dies: its 3 trials come back with the same parameters.
+  auto lost = m.Acquire(Acquire(w, 3));
+  ASSERT_TRUE(lost.ok());
+  ASSERT_EQ(lost->evaluate().trials_size(), 3);
+  clock.now += std::chrono::seconds(11);
+  auto stale = m.Report(ScoresFor(*lost, w));
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
+  auto again = m.Acquire(Acquire(w, 3));
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->evaluate().trials_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(again->evaluate().trials(i).number(), lost->evaluate().trials(i).number());
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(again->evaluate().trials(i).params(),
+                                                                   lost->evaluate().trials(i).params()));
+    EXPECT_EQ(again->evaluate().trials(i).attempts(), 2);
+  }
+  ASSERT_TRUE(m.Report(ScoresFor(*again, w)).ok());
+  EXPECT_TRUE(m.Report(ScoresFor(*again, w)).ok()) << "a repeated report is idempotent";
+
+  while (true) {
+    auto item = m.Acquire(Acquire(w, 3));
+    ASSERT_TRUE(item.ok());
+    if (item->lease_id().empty()) break;
+    ASSERT_TRUE(m.Report(ScoresFor(*item, w)).ok());
+  }
+  auto detail = m.Get(*id);
+  ASSERT_TRUE(detail.ok());
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FINISHED);
+  EXPECT_EQ(detail->trials_size(), 7);
+  EXPECT_EQ(detail->summary().completed_trials(), 7);
+  EXPECT_EQ(detail->summary().baseline_refusals(), 7);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(detail->trials(i).number(), i);
+  EXPECT_FALSE(detail->pareto_front().empty());
+}
+
+TEST(StudyManager, TrialsFailAfterMaxAttemptsAndStillCountTowardTheStudy) {
+  JournalStore store(testing_support::MakeTempDir("manager_fail"));
+  TestClock clock;
+  StudyManager m(&store, clock.fn());
+  auto id = m.Submit(SmallSpec(1));
+  ASSERT_TRUE(id.ok());
+  const std::string w = m.RegisterWorker({});
+  Prepare(m, w);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto item = m.Acquire(Acquire(w, 1));
+    ASSERT_EQ(item->evaluate().trials_size(), 1);
+    clock.now += std::chrono::seconds(11);
+    m.ExpireLeases();
+  }
+  auto detail = m.Get(*id);
+  EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FINISHED);
+}
+
+TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
+  JournalStore store(testing_support::MakeTempDir("manager_bad"));
+  TestClock clock;
+  StudyManager m(&store, clock.fn());
+  ASSERT_TRUE(m.Submit(SmallSpec(4)).ok());
+  const std::string w = m.RegisterWorker({}), other = m.RegisterWorker({});
+  Prepare(m, w);
+  auto item = m.Acquire(Acquire(w, 1));
+  auto report = ScoresFor(*item, w);
+  report.mutable_results(0)->mutable_scores()->set_kl_divergence(std::nan(""));
+  auto nan = m.Report(report);
+  EXPECT_EQ(nan.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(nan.message().find("invalid scores"), std::string::npos) << nan;
+  // The NaN report re-queued the trial; it comes back with attempt 2.
+  auto retry = m.Acquire(Acquire(w, 1));
+  EXPECT_EQ(retry->evaluate().trials(0).number(), item->evaluate().trials(0).number());
+  EXPECT_EQ(m.Report(ScoresFor(*retry, other)).code(), absl::StatusCode::kPermissionDenied);
+  v1::ReportResultRequest unknown = ScoresFor(*retry, w);
+  unknown.set_lease_id("l-nope");
+  EXPECT_EQ(m.Report(unknown).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(m.Acquire(Acquire("w-unregistered", 1)).status().code(), absl::StatusCode::kFailedPrecondition);
+  v1::StudySpec bad = SmallSpec(4);
+  bad.set_row_normalization("sideways");
+  auto rejected = m.Submit(bad);
+  EXPECT_NE(rejected.status().message().find("row_normalization"), std::string::npos);
+}
+
+TEST(StudyManager, RecoversFromTheJournalIncludingATornTail) {
+  const std::string dir = testing_support::MakeTempDir("manager_recover");
+  std::string id;
+  std::vector<v1::TrialParams> params_before;
+  {
+    JournalStore store(dir);
+    StudyManager m(&store);
+    id = *m.Submit(SmallSpec(6));
+    const std::string w = m.RegisterWorker({});
+    Prepare(m, w);
+    for (int i = 0; i < 3; ++i) {
+      auto item = m.Acquire(Acquire(w, 1));
+      ASSERT_TRUE(m.Report(ScoresFor(*item, w)).ok());
+    }
+    auto running = m.Acquire(Acquire(w, 1));  // dies with the coordinator
+    auto detail = m.Get(id);
+    for (const auto& t : detail->trials()) params_before.push_back(t.params());
+  }
+  // A crash mid-append leaves half a record at the end of the journal.
+  std::ofstream(dir + "/" + id + "/journal.log", std::ios::app | std::ios::binary) << std::string("\x40\x00\x00\x00\x01\x02", 6);
+  JournalStore store(dir);
+  StudyManager m(&store);
+  ASSERT_TRUE(m.Recover().ok());
+  auto detail = m.Get(id);
+  ASSERT_TRUE(detail.ok());
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_RUNNING);
+  EXPECT_EQ(detail->summary().completed_trials(), 3);
+  ASSERT_EQ(detail->trials_size(), 4);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(detail->trials(i).params(), params_before[i])) << i;
+  }
+  EXPECT_EQ(detail->trials(3).state(), v1::TRIAL_STATE_WAITING);
+  const std::string w = m.RegisterWorker({});
+  while (true) {
+    auto item = m.Acquire(Acquire(w, 2));
+    if (item->lease_id().empty()) break;
+    ASSERT_TRUE(m.Report(ScoresFor(*item, w)).ok());
+  }
+  detail = m.Get(id);
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FINISHED);
+  EXPECT_EQ(detail->summary().completed_trials(), 6);
+  EXPECT_EQ(detail->trials_size(), 6);
+  size_t valid = 0;
+  auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
+  EXPECT_EQ(valid, std::filesystem::file_size(dir + "/" + id + "/journal.log"));
+}
+
+}  // namespace
+}  // namespace schism::coordinator
