@@ -1,0 +1,149 @@
+// The gRPC coordinator over real loopback sockets: authentication, hostile input, stale leases.
+#include "coordinator/coordinator_server.h"
+
+#include <arpa/inet.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "coordinator/journal_store.h"
+#include "schism/v1/coordinator.grpc.pb.h"
+#include "tests/test_support.h"
+
+namespace schism::coordinator {
+namespace {
+
+class CoordinatorServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store_ = std::make_unique<JournalStore>(testing_support::MakeTempDir("server"));
+    manager_ = std::make_unique<StudyManager>(store_.get());
+    ServerOptions options;
+    options.token = "s3cret-token";
+    options.max_message_bytes = 64 * 1024;
+    auto server = CoordinatorServer::Start(manager_.get(), options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
+    studies_ = v1::StudyService::NewStub(channel_);
+    workers_ = v1::WorkerService::NewStub(channel_);
+  }
+
+  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token = "s3cret-token") {
+    auto c = std::make_unique<grpc::ClientContext>();
+    if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
+    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return c;
+  }
+
+  bool StillServing() {
+    v1::ListStudiesResponse resp;
+    return studies_->ListStudies(Ctx().get(), v1::ListStudiesRequest(), &resp).ok();
+  }
+
+  std::unique_ptr<JournalStore> store_;
+  std::unique_ptr<StudyManager> manager_;
+  std::unique_ptr<CoordinatorServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::StudyService::Stub> studies_;
+  std::unique_ptr<v1::WorkerService::Stub> workers_;
+};
+
+TEST_F(CoordinatorServerTest, MissingOrWrongTokenIsRefused) {
+  v1::ListStudiesResponse resp;
+  grpc::Status none = studies_->ListStudies(Ctx("").get(), v1::ListStudiesRequest(), &resp);
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(none.error_message(), "missing authorization token");
+  grpc::Status wrong = studies_->ListStudies(Ctx("s3cret-tokem").get(), v1::ListStudiesRequest(), &resp);
+  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(wrong.error_message(), "wrong authorization token");
+  v1::RegisterResponse reg;
+  EXPECT_EQ(workers_->Register(Ctx("nope").get(), v1::RegisterRequest(), &reg).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(StillServing());
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abcd"));
+}
+
+TEST_F(CoordinatorServerTest, GarbageBytesOnThePortDoNotHurtTheServer) {
+  for (int round = 0; round < 3; ++round) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string junk = round == 0 ? "GET / HTTP/1.1\r\n\r\n" : std::string(4096, static_cast<char>(0x5a + round));
+    ASSERT_GT(::write(fd, junk.data(), junk.size()), 0);
+    ::close(fd);
+  }
+  EXPECT_TRUE(StillServing());
+}
+
+TEST_F(CoordinatorServerTest, OversizedAndInvalidRequestsGetSpecificErrors) {
+  v1::SubmitStudyRequest big;
+  big.mutable_spec()->set_model(std::string(200 * 1024, 'm'));
+  v1::SubmitStudyResponse resp;
+  EXPECT_EQ(studies_->SubmitStudy(Ctx().get(), big, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  v1::SubmitStudyRequest invalid;
+  invalid.mutable_spec()->set_model("m.gguf");
+  invalid.mutable_spec()->set_quantization("int3");
+  grpc::Status s = studies_->SubmitStudy(Ctx().get(), invalid, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("quantization"), std::string::npos) << s.error_message();
+  v1::GetStudyRequest get;
+  get.set_study_id("s-missing");
+  v1::StudyDetail detail;
+  EXPECT_EQ(studies_->GetStudy(Ctx().get(), get, &detail).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(StillServing());
+}
+
+TEST_F(CoordinatorServerTest, ReportsForUnknownOrStaleLeasesAreRefused) {
+  v1::SubmitStudyRequest submit;
+  submit.mutable_spec()->set_model("m.gguf");
+  submit.mutable_spec()->set_lease_seconds(1);
+  v1::SubmitStudyResponse submitted;
+  ASSERT_TRUE(studies_->SubmitStudy(Ctx().get(), submit, &submitted).ok());
+  v1::RegisterResponse reg;
+  ASSERT_TRUE(workers_->Register(Ctx().get(), v1::RegisterRequest(), &reg).ok());
+  v1::AcquireWorkRequest acquire;
+  acquire.set_worker_id(reg.worker_id());
+  acquire.set_capacity(1);
+  v1::WorkItem item;
+  ASSERT_TRUE(workers_->AcquireWork(Ctx().get(), acquire, &item).ok());
+  ASSERT_TRUE(item.has_prepare());
+
+  v1::ReportResultRequest unknown;
+  unknown.set_worker_id(reg.worker_id());
+  unknown.set_lease_id("l-forged");
+  v1::ReportResultResponse ack;
+  grpc::Status u = workers_->ReportResult(Ctx().get(), unknown, &ack);
+  EXPECT_EQ(u.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(u.error_message().find("unknown"), std::string::npos);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));  // the 1 s lease runs out
+  v1::HeartbeatRequest beat;
+  beat.set_worker_id(reg.worker_id());
+  beat.set_lease_id(item.lease_id());
+  v1::HeartbeatResponse beat_resp;
+  grpc::Status h = workers_->Heartbeat(Ctx().get(), beat, &beat_resp);
+  EXPECT_EQ(h.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(h.error_message().find("expired"), std::string::npos) << h.error_message();
+  v1::ReportResultRequest stale;
+  stale.set_worker_id(reg.worker_id());
+  stale.set_lease_id(item.lease_id());
+  stale.set_artifact("x");
+  stale.set_num_layers(4);
+  grpc::Status st = workers_->ReportResult(Ctx().get(), stale, &ack);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("expired"), std::string::npos) << st.error_message();
+  // The prepare work is offered again.
+  ASSERT_TRUE(workers_->AcquireWork(Ctx().get(), acquire, &item).ok());
+  EXPECT_TRUE(item.has_prepare());
+  EXPECT_TRUE(StillServing());
+}
+
+}  // namespace
+}  // namespace schism::coordinator
