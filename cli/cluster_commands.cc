@@ -238,7 +238,9 @@ int RunEmbedded(const std::vector<std::string>& argv) {
     std::printf("usage: schism run [CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]\n");
     return kExitOk;
   }
-  // Without a config: the quick study README's main command runs on 2 CPU cores in minutes.
+  // Without a config: the quick study README's main command runs on 2 CPU cores in minutes:
+  // 16 trials (8 random), k = 2 per lease, directions from 64 + 64 prompts, refusals on all 100
+  // harmful test prompts with 32-token responses, KL on 32 harmless test prompts.
   v1::StudySpec spec;
   if (!args->positionals().empty()) {
     auto parsed = coordinator::StudySpecFromTomlFile(args->positionals()[0]);
@@ -250,15 +252,16 @@ int RunEmbedded(const std::vector<std::string>& argv) {
     spec.set_n_trials(16);
     spec.set_n_startup_trials(8);
     spec.set_max_response_length(32);
+    spec.set_trials_per_lease(2);
     spec.set_orthogonalize_direction(true);
     spec.mutable_good_prompts()->set_path(data + "/harmless_train.txt");
     spec.mutable_good_prompts()->set_split("[:64]");
     spec.mutable_bad_prompts()->set_path(data + "/harmful_train.txt");
     spec.mutable_bad_prompts()->set_split("[:64]");
     spec.mutable_refusal_prompts()->set_path(data + "/harmful_test.txt");
-    spec.mutable_refusal_prompts()->set_split("[:16]");
+    spec.mutable_refusal_prompts()->set_split("[:100]");
     spec.mutable_kl_prompts()->set_path(data + "/harmless_test.txt");
-    spec.mutable_kl_prompts()->set_split("[:16]");
+    spec.mutable_kl_prompts()->set_split("[:32]");
   }
   if (auto m = args->Get("model")) spec.set_model(*m);
   auto trials = args->GetInt("trials");
