@@ -18,6 +18,7 @@
 #include "common/env.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/journal_store.h"
+#include "coordinator/redis_store.h"
 #include "coordinator/study_config.h"
 #include "coordinator/study_manager.h"
 #include "schism/v1/coordinator.grpc.pb.h"
@@ -99,13 +100,17 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   if (!args.ok()) return Fail("coordinator", kExitUsageError, std::string(args.status().message()));
   auto store_dir = args->Get("store");
   if (!store_dir) return Fail("coordinator", kExitUsageError, "--store DIR is required");
-  if (store_dir->rfind("redis://", 0) == 0) {
-    return Fail("coordinator", kExitUsageError, "the Redis store is not implemented yet; use a directory");
-  }
   auto token = ReadToken(*args);
   if (!token.ok()) return Fail("coordinator", kExitUsageError, std::string(token.status().message()));
-  coordinator::JournalStore store(*store_dir);
-  coordinator::StudyManager manager(&store);
+  std::unique_ptr<coordinator::StudyStore> store;
+  if (store_dir->rfind("redis://", 0) == 0) {
+    auto redis = coordinator::RedisStore::Connect(*store_dir);
+    if (!redis.ok()) return Fail("coordinator", kExitRuntimeError, std::string(redis.status().message()));
+    store = std::move(*redis);
+  } else {
+    store = std::make_unique<coordinator::JournalStore>(*store_dir);
+  }
+  coordinator::StudyManager manager(store.get());
   if (auto s = manager.Recover(); !s.ok()) return Fail("coordinator", kExitRuntimeError, std::string(s.message()));
   coordinator::ServerOptions options;
   options.listen = args->Get("listen").value_or("127.0.0.1:50051");

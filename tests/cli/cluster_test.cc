@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/journal_store.h"
+#include "tests/redis_server.h"
 #include "tests/test_support.h"
 
 extern char** environ;
@@ -61,7 +62,7 @@ class Process {
 };
 
 int FreePort() {
-  static int next = 43000 + (::getpid() % 1000) * 5;
+  static int next = 40000 + (::getpid() % 600) * 5;  // below the redis test ports
   return next++;
 }
 
@@ -219,6 +220,39 @@ TEST(Cluster, CoordinatorKilledMidStudyResumesFromItsJournal) {
   coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
   ASSERT_TRUE(WaitFor([&] { return Finished(c, study); }, 240)) << schism::testing_support::ReadFile(c.log);
   ExpectEachTrialOnce(c, study);
+}
+
+TEST(Cluster, CoordinatorKilledMidStudyResumesFromRedis) {
+  schism::testing_support::RedisServer redis(/*base_port_offset=*/1000);
+  ASSERT_TRUE(redis.running());
+  Cluster c = MakeCluster("cluster_redis", 4);
+  c.store = redis.url(3);
+  auto coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
+  const std::string study = Submit(c);
+  Process w1(WorkerArgs(c), c.log), w2(WorkerArgs(c), c.log);
+  auto status = [&] {
+    return RunCli("status " + study + " --coordinator " + c.address + " --token-file " + c.token_file);
+  };
+  ASSERT_TRUE(WaitFor([&] { return status().find(" 0/12 complete") == std::string::npos &&
+                                   status().find(" 1/12 complete") == std::string::npos &&
+                                   status().find(" 2/12 complete") == std::string::npos &&
+                                   status().find(" 3/12 complete") == std::string::npos; }, 240));
+  coordinator->Kill(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
+  ASSERT_TRUE(WaitFor([&] { return status().find("finished") != std::string::npos; }, 240))
+      << schism::testing_support::ReadFile(c.log);
+  const std::string out = RunCli("trials " + study + " --json --coordinator " + c.address + " --token-file " + c.token_file);
+  std::multiset<int64_t> numbers;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto t = nlohmann::json::parse(line);
+    EXPECT_EQ(t["state"], "TRIAL_STATE_COMPLETE") << line;
+    numbers.insert(t.contains("number") ? std::stoll(t["number"].get<std::string>()) : 0);
+  }
+  ASSERT_EQ(numbers.size(), 12u) << out;
+  for (int64_t n = 0; n < 12; ++n) EXPECT_EQ(numbers.count(n), 1u) << n;
 }
 
 TEST(Cluster, EmbeddedRunOnTheRealModelPrintsAParetoFrontAndResumes) {

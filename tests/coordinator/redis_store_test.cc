@@ -1,0 +1,138 @@
+// The Redis study store against a real redis-server that the fixture starts on a free port.
+#include "coordinator/redis_store.h"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
+
+#include "coordinator/journal_store.h"
+#include "coordinator/study_manager.h"
+#include "tests/redis_server.h"
+#include "tests/test_support.h"
+
+namespace schism::coordinator {
+namespace {
+
+testing_support::RedisServer* g_server = nullptr;
+
+// Starts redis-server before the first test of this binary and stops it after the last one.
+class RedisEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    delete g_server;
+    g_server = nullptr;
+  }
+};
+const auto* const kRedisEnvironment = ::testing::AddGlobalTestEnvironment(new RedisEnvironment);
+
+testing_support::RedisServer& Server() {
+  if (g_server == nullptr) g_server = new testing_support::RedisServer();
+  return *g_server;
+}
+
+TEST(RedisStore, AppendsReplaysInOrderAndKeepsArtifacts) {
+  ASSERT_TRUE(Server().running()) << "redis-server (Debian package redis-server) must be installed";
+  auto store = RedisStore::Connect(Server().url());
+  ASSERT_TRUE(store.ok()) << store.status();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*store)->Append("s-order", "{\"i\":" + std::to_string(i) + "}").ok());
+  auto all = (*store)->ReplayAll();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->at("s-order").size(), 5u);
+  EXPECT_EQ(all->at("s-order")[3], "{\"i\":3}");
+  const std::string blob("\0binary\xff", 8);
+  ASSERT_TRUE((*store)->PutArtifact("s-order", blob).ok());
+  EXPECT_EQ(*(*store)->GetArtifact("s-order"), blob);
+  EXPECT_EQ((*store)->GetArtifact("s-none").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(RedisStore, BadUrlsAndUnreachableServersGiveSpecificErrors) {
+  EXPECT_NE(RedisStore::Connect("http://x").status().message().find("redis://"), std::string::npos);
+  EXPECT_NE(RedisStore::Connect("redis://127.0.0.1:notaport").status().message().find("notaport"), std::string::npos);
+  auto down = RedisStore::Connect("redis://127.0.0.1:1");
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable);
+}
+
+// One sequential worker: every lease reported with scores that depend on the parameters.
+std::vector<v1::Trial> DriveStudy(StudyManager& m, const std::string& id, int stop_after = -1) {
+  const std::string w = m.RegisterWorker({});
+  v1::AcquireWorkRequest acquire;
+  acquire.set_worker_id(w);
+  acquire.set_capacity(1);
+  int reports = 0;
+  while (stop_after < 0 || reports < stop_after) {
+    auto item = m.Acquire(acquire);
+    EXPECT_TRUE(item.ok()) << item.status();
+    if (item->lease_id().empty()) break;
+    v1::ReportResultRequest report;
+    report.set_worker_id(w);
+    report.set_lease_id(item->lease_id());
+    if (item->has_prepare()) {
+      report.set_artifact("directions");
+      report.set_num_layers(6);
+    }
+    for (const auto& t : item->evaluate().trials()) {
+      const double a = t.params().values().at("attn.o_proj.max_weight").float_value();
+      auto* r = report.add_results();
+      r->set_number(t.number());
+      r->mutable_scores()->set_refusals(static_cast<int>(10 * std::fabs(a - 1.2)));
+      r->mutable_scores()->set_refusal_prompts(10);
+      r->mutable_scores()->set_kl_divergence(a * a / 10);
+    }
+    EXPECT_TRUE(m.Report(report).ok());
+    ++reports;
+  }
+  auto detail = m.Get(id);
+  return {detail->trials().begin(), detail->trials().end()};
+}
+
+v1::StudySpec Spec() {
+  v1::StudySpec spec;
+  spec.set_model("tiny.gguf");
+  spec.set_n_trials(10);
+  spec.set_n_startup_trials(4);
+  spec.set_seed(21);
+  return spec;
+}
+
+TEST(RedisStore, SameSeedGivesTheSameTrialsAsTheJournalStore) {
+  ASSERT_TRUE(Server().running());
+  JournalStore journal(testing_support::MakeTempDir("same_seed_journal"));
+  StudyManager on_journal(&journal);
+  auto redis = RedisStore::Connect(Server().url(1));
+  ASSERT_TRUE(redis.ok());
+  StudyManager on_redis(redis->get());
+  const auto a = DriveStudy(on_journal, *on_journal.Submit(Spec()));
+  const auto b = DriveStudy(on_redis, *on_redis.Submit(Spec()));
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), 10u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(a[i].params(), b[i].params())) << i;
+  }
+}
+
+TEST(RedisStore, ARestartedCoordinatorContinuesTheStudy) {
+  ASSERT_TRUE(Server().running());
+  std::string id;
+  {
+    auto redis = RedisStore::Connect(Server().url(2));
+    StudyManager m(redis->get());
+    id = *m.Submit(Spec());
+    DriveStudy(m, id, /*stop_after=*/5);  // prepare + 4 trials, then the coordinator "dies"
+  }
+  auto redis = RedisStore::Connect(Server().url(2));
+  StudyManager m(redis->get());
+  ASSERT_TRUE(m.Recover().ok());
+  EXPECT_EQ(m.Get(id)->summary().completed_trials(), 4);
+  const auto trials = DriveStudy(m, id);
+  EXPECT_EQ(trials.size(), 10u);
+  EXPECT_EQ(m.Get(id)->summary().completed_trials(), 10);
+  EXPECT_EQ(m.Get(id)->summary().state(), v1::STUDY_STATE_FINISHED);
+}
+
+}  // namespace
+}  // namespace schism::coordinator
