@@ -50,6 +50,20 @@ class Process {
       pid_ = -1;
     }
   }
+  // SIGTERM, then the exit code if the process ends within `seconds` (else -1, and SIGKILL).
+  int Terminate(int seconds) {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < seconds * 20; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    Kill(SIGKILL);
+    return -1;
+  }
   int Wait() {
     int status = 0;
     ::waitpid(pid_, &status, 0);
@@ -185,6 +199,9 @@ TEST(Cluster, CoordinatorAndTwoWorkerProcessesCompleteA12TrialStudy) {
   const std::string status = RunCli("status " + study + " --coordinator " + c.address + " --token-file " + c.token_file);
   EXPECT_NE(status.find("finished"), std::string::npos) << status;
   EXPECT_NE(status.find("12/12 complete, 0 failed, 0 running"), std::string::npos) << status;
+  // Idle workers shut down cleanly on SIGTERM (a busy one finishes its lease first).
+  EXPECT_EQ(w1.Terminate(15), 0);
+  EXPECT_EQ(w2.Terminate(15), 0);
 }
 
 TEST(Cluster, WorkersKilledWhileHoldingLeasesLoseNothing) {
