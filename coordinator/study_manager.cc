@@ -169,6 +169,7 @@ absl::Status StudyManager::Recover() {
         next_order_ = std::max(next_order_, study->order + 1);
       } else if (type == "prepared") {
         study->num_layers = r["num_layers"];
+        study->spec.set_response_prefix(r.value("response_prefix", study->spec.response_prefix()));
         study->baseline_refusals = r["baseline_refusals"];
         study->state = v1::STUDY_STATE_RUNNING;
         StartTrials(study.get(), 0);
@@ -469,11 +470,15 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
       return absl::InvalidArgumentError(absl::StrCat("prepare report: num_layers ", request.num_layers(), " is out of range"));
     }
     if (auto s = store_->PutArtifact(study.id, request.artifact()); !s.ok()) return s;
+    const std::string prefix = study.spec.response_prefix().empty() ? request.response_prefix()
+                                                                     : study.spec.response_prefix();
     if (auto s = Journal(study.id, Json{{"type", "prepared"}, {"num_layers", num_layers},
-                                        {"baseline_refusals", request.baseline_refusals()}}.dump());
+                                        {"baseline_refusals", request.baseline_refusals()},
+                                        {"response_prefix", prefix}}.dump());
         !s.ok()) {
       return s;
     }
+    study.spec.set_response_prefix(prefix);
     study.num_layers = num_layers;
     study.baseline_refusals = request.baseline_refusals();
     if (study.state == v1::STUDY_STATE_PREPARING) {

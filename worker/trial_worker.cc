@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/model/device.h"
 #include "common/model/directions.h"
+#include "common/model/response_prefix.h"
 #include "common/model/trial_evaluator.h"
 #include "common/prompt_set.h"
 #include "schism/v1/coordinator.grpc.pb.h"
@@ -152,7 +153,7 @@ absl::Status TrialWorker::Run() {
     }
     idle_polls = 0;
 
-    const v1::StudySpec& spec = item.spec();
+    v1::StudySpec spec = item.spec();
     HeartbeatThread heartbeat(
         [&] {
           v1::HeartbeatRequest req;
@@ -213,14 +214,42 @@ absl::Status TrialWorker::Run() {
     report.set_worker_id(st.worker_id);
     report.set_lease_id(item.lease_id());
     if (item.has_prepare()) {
+      const int32_t pad = st.model->tokenizer->spec().pad_id.value_or(0);
+      const auto& t = *st.model->transformer;
+      if (spec.response_prefix().empty()) {
+        // Greedy responses to 100 good + 100 bad prompts; their common start is the prefix.
+        auto good_lines = common::LoadPromptLines(spec.good_prompts().path(), "[:100]");
+        auto bad_lines = common::LoadPromptLines(spec.bad_prompts().path(), "[:100]");
+        if (!good_lines.ok() || !bad_lines.ok()) {
+          fail(std::string((good_lines.ok() ? bad_lines.status() : good_lines.status()).message()));
+          continue;
+        }
+        std::vector<std::string> lines = *good_lines;
+        lines.insert(lines.end(), bad_lines->begin(), bad_lines->end());
+        model::GreedyOptions greedy;
+        greedy.max_new_tokens = spec.max_response_length();
+        greedy.stop_ids = st.model->stop_ids;
+        greedy.pad_id = pad;
+        auto encoded = model::EncodeChatPrompts(*st.model, lines, spec.system_prompt(), "");
+        if (!encoded.ok()) {
+          fail(std::string(encoded.status().message()));
+          continue;
+        }
+        std::string prefix = model::CommonResponsePrefix(t, *st.model->tokenizer, *encoded, greedy);
+        const std::string skipped = model::ApplyChainOfThoughtSkip(prefix);
+        if (skipped != prefix) {  // a closed thinking block; look again for what follows it
+          auto again = model::EncodeChatPrompts(*st.model, lines, spec.system_prompt(), skipped);
+          if (again.ok()) prefix = skipped + model::CommonResponsePrefix(t, *st.model->tokenizer, *again, greedy);
+        }
+        spec.set_response_prefix(prefix);
+        report.set_response_prefix(prefix);
+      }
       auto good = prompts(spec.good_prompts());
       auto bad = prompts(spec.bad_prompts());
       if (!good.ok() || !bad.ok()) {
         fail(std::string((good.ok() ? bad.status() : good.status()).message()));
         continue;
       }
-      const int32_t pad = st.model->tokenizer->spec().pad_id.value_or(0);
-      const auto& t = *st.model->transformer;
       at::Tensor directions = model::RefusalDirections(model::ResidualMeans(t, *good, pad, spec.batch_size()),
                                                        model::ResidualMeans(t, *bad, pad, spec.batch_size()),
                                                        spec.orthogonalize_direction());
