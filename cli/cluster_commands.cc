@@ -56,6 +56,21 @@ absl::StatusOr<std::string> ReadToken(const Args& args) {
   return token;
 }
 
+// --tls-ca / --tls-cert / --tls-key of the client commands.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Args& args) {
+  return coordinator::ClientCredentials(args.Get("tls-ca").value_or(""), args.Get("tls-cert").value_or(""),
+                                        args.Get("tls-key").value_or(""));
+}
+
+std::shared_ptr<grpc::Channel> ClientChannel(const Args& args, std::string* error) {
+  auto credentials = Credentials(args);
+  if (!credentials.ok()) {
+    *error = std::string(credentials.status().message());
+    return nullptr;
+  }
+  return grpc::CreateChannel(*args.Get("coordinator"), *credentials);
+}
+
 std::string JsonOf(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
@@ -96,7 +111,7 @@ std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
 }  // namespace
 
 int RunCoordinator(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"listen", "store", "token-file", "tls-cert", "tls-key", "http"}, {"help"}});
+  auto args = Args::Parse(argv, FlagSpec{{"listen", "store", "token-file", "tls-cert", "tls-key", "client-ca", "http"}, {"help"}});
   if (!args.ok()) return Fail("coordinator", kExitUsageError, std::string(args.status().message()));
   auto store_dir = args->Get("store");
   if (!store_dir) return Fail("coordinator", kExitUsageError, "--store DIR is required");
@@ -117,6 +132,7 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   options.token = *token;
   options.tls_cert_file = args->Get("tls-cert").value_or("");
   options.tls_key_file = args->Get("tls-key").value_or("");
+  options.client_ca_file = args->Get("client-ca").value_or("");
   auto server = coordinator::CoordinatorServer::Start(&manager, options);
   if (!server.ok()) return Fail("coordinator", kExitRuntimeError, std::string(server.status().message()));
   std::printf("schism coordinator listening on port %d (store %s)\n", (*server)->port(), store_dir->c_str());
@@ -131,7 +147,8 @@ int RunCoordinator(const std::vector<std::string>& argv) {
 }
 
 int RunWorker(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "device", "trials-per-batch", "threads"}, {"help"}});
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "device", "trials-per-batch", "threads",
+                                          "tls-ca", "tls-cert", "tls-key"}, {"help"}});
   if (!args.ok()) return Fail("worker", kExitUsageError, std::string(args.status().message()));
   auto address = args->Get("coordinator");
   if (!address) return Fail("worker", kExitUsageError, "--coordinator H:P is required");
@@ -144,9 +161,12 @@ int RunWorker(const std::vector<std::string>& argv) {
   auto threads = args->GetInt("threads");
   if (!k.ok() || !threads.ok()) return Fail("worker", kExitUsageError, "--trials-per-batch and --threads take integers");
   InstallSignalHandlers();
+  auto credentials = Credentials(*args);
+  if (!credentials.ok()) return Fail("worker", kExitUsageError, std::string(credentials.status().message()));
   worker::WorkerOptions options;
   options.coordinator = *address;
   options.token = *token;
+  options.credentials = *credentials;
   options.trials_per_batch = static_cast<int>(k->value_or(1));
   options.threads = static_cast<int>(threads->value_or(0));
   options.stop = &g_stop;
@@ -156,7 +176,7 @@ int RunWorker(const std::vector<std::string>& argv) {
 }
 
 int RunSubmit(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file"}, {"json"}});
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json"}});
   if (!args.ok()) return Fail("submit", kExitUsageError, std::string(args.status().message()));
   if (args->positionals().size() != 1 || !args->Get("coordinator")) {
     return Fail("submit", kExitUsageError, "usage: schism submit CONFIG.toml --coordinator H:P");
@@ -165,7 +185,10 @@ int RunSubmit(const std::vector<std::string>& argv) {
   if (!spec.ok()) return Fail("submit", kExitUsageError, std::string(spec.status().message()));
   auto token = ReadToken(*args);
   if (!token.ok()) return Fail("submit", kExitUsageError, std::string(token.status().message()));
-  auto stub = v1::StudyService::NewStub(grpc::CreateChannel(*args->Get("coordinator"), grpc::InsecureChannelCredentials()));
+  std::string channel_error;
+  auto channel = ClientChannel(*args, &channel_error);
+  if (!channel) return Fail("client", kExitUsageError, channel_error);
+  auto stub = v1::StudyService::NewStub(channel);
   v1::SubmitStudyRequest req;
   *req.mutable_spec() = *spec;
   v1::SubmitStudyResponse resp;
@@ -177,13 +200,16 @@ int RunSubmit(const std::vector<std::string>& argv) {
 }
 
 int RunStatus(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file"}, {"json"}});
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json"}});
   if (!args.ok() || !args->Get("coordinator")) {
     return Fail("status", kExitUsageError, "usage: schism status [STUDY] --coordinator H:P [--json]");
   }
   auto token = ReadToken(*args);
   if (!token.ok()) return Fail("status", kExitUsageError, std::string(token.status().message()));
-  auto stub = v1::StudyService::NewStub(grpc::CreateChannel(*args->Get("coordinator"), grpc::InsecureChannelCredentials()));
+  std::string channel_error;
+  auto channel = ClientChannel(*args, &channel_error);
+  if (!channel) return Fail("client", kExitUsageError, channel_error);
+  auto stub = v1::StudyService::NewStub(channel);
   v1::ListStudiesResponse list;
   auto c = Context(*token);
   const grpc::Status s = stub->ListStudies(c.get(), v1::ListStudiesRequest(), &list);
@@ -202,13 +228,16 @@ int RunStatus(const std::vector<std::string>& argv) {
 }
 
 int RunTrials(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file"}, {"json", "pareto"}});
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json", "pareto"}});
   if (!args.ok() || !args->Get("coordinator") || args->positionals().size() != 1) {
     return Fail("trials", kExitUsageError, "usage: schism trials STUDY [--pareto] --coordinator H:P [--json]");
   }
   auto token = ReadToken(*args);
   if (!token.ok()) return Fail("trials", kExitUsageError, std::string(token.status().message()));
-  auto stub = v1::StudyService::NewStub(grpc::CreateChannel(*args->Get("coordinator"), grpc::InsecureChannelCredentials()));
+  std::string channel_error;
+  auto channel = ClientChannel(*args, &channel_error);
+  if (!channel) return Fail("client", kExitUsageError, channel_error);
+  auto stub = v1::StudyService::NewStub(channel);
   v1::GetStudyRequest req;
   req.set_study_id(args->positionals()[0]);
   v1::StudyDetail detail;

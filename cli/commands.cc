@@ -25,9 +25,9 @@ const std::vector<Subcommand>& Subcommands() {
   static const std::vector<Subcommand> kSubcommands = {
       {"run", "[CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]",
        "embedded study: coordinator + N local workers, no servers", RunEmbedded},
-      {"coordinator", "--listen H:P [--http H:P] --store DIR|redis://H:P[/db] [--token-file F]",
+      {"coordinator", "--listen H:P --store DIR|redis://H:P[/db] [--token-file F] [--tls-cert F --tls-key F [--client-ca F]]",
        "serve studies to workers over gRPC", RunCoordinator},
-      {"worker", "--coordinator H:P [--token-file F] [--device cpu|cuda:N] [--trials-per-batch K]",
+      {"worker", "--coordinator H:P [--token-file F] [--tls-ca F [--tls-cert F --tls-key F]] [--trials-per-batch K]",
        "evaluate trials leased from a coordinator", RunWorker},
       {"export-worker", "--coordinator H:P [--token-file F] --output-root DIR",
        "full-precision merges for a coordinator", {}},

@@ -57,6 +57,28 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     *resp = std::move(*detail);
     return grpc::Status::OK;
   }
+  grpc::Status WatchStudy(grpc::ServerContext* c, const v1::GetStudyRequest* req,
+                          grpc::ServerWriter<v1::StudySummary>* writer) override {
+    if (auto a = Authorize(c, token_); !a.ok()) return a;
+    std::string last;
+    while (!c->IsCancelled()) {
+      auto detail = m_->Get(req->study_id());
+      if (!detail.ok()) return ToGrpc(detail.status());
+      const v1::StudySummary& summary = detail->summary();
+      const std::string bytes = summary.SerializeAsString();
+      if (bytes != last) {
+        if (!writer->Write(summary)) break;
+        last = bytes;
+      }
+      const auto state = summary.state();
+      if (state == v1::STUDY_STATE_FINISHED || state == v1::STUDY_STATE_FAILED ||
+          state == v1::STUDY_STATE_CANCELLED) {
+        break;
+      }
+      m_->WaitForChange(std::chrono::milliseconds(500));
+    }
+    return grpc::Status::OK;
+  }
   grpc::Status CancelStudy(grpc::ServerContext* c, const v1::CancelStudyRequest* req,
                            v1::StudySummary* resp) override {
     if (auto a = Authorize(c, token_); !a.ok()) return a;
@@ -134,8 +156,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   std::string token_;
 };
 
-std::string ReadWhole(const std::string& path) {
+absl::StatusOr<std::string> ReadWhole(const std::string& path) {
   std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -161,9 +184,21 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Stud
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
-    grpc::SslServerCredentialsOptions ssl;
-    ssl.pem_key_cert_pairs.push_back({ReadWhole(options.tls_key_file), ReadWhole(options.tls_cert_file)});
+    auto key = ReadWhole(options.tls_key_file);
+    auto cert = ReadWhole(options.tls_cert_file);
+    if (!key.ok()) return key.status();
+    if (!cert.ok()) return cert.status();
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    if (!options.client_ca_file.empty()) {
+      auto ca = ReadWhole(options.client_ca_file);
+      if (!ca.ok()) return ca.status();
+      ssl = grpc::SslServerCredentialsOptions(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+      ssl.pem_root_certs = *ca;
+    }
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
     credentials = grpc::SslServerCredentials(ssl);
+  } else if (!options.client_ca_file.empty()) {
+    return absl::InvalidArgumentError("a client CA (mTLS) needs --tls-cert and --tls-key too");
   }
   builder.AddListeningPort(options.listen, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
@@ -174,6 +209,29 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Stud
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   return server;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientCredentials(
+    const std::string& ca_file, const std::string& cert_file, const std::string& key_file) {
+  if (ca_file.empty()) {
+    if (!cert_file.empty() || !key_file.empty()) {
+      return absl::InvalidArgumentError("a client certificate needs --tls-ca too");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions ssl;
+  auto ca = ReadWhole(ca_file);
+  if (!ca.ok()) return ca.status();
+  ssl.pem_root_certs = *ca;
+  if (!cert_file.empty() || !key_file.empty()) {
+    auto cert = ReadWhole(cert_file);
+    auto key = ReadWhole(key_file);
+    if (!cert.ok()) return cert.status();
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *cert;
+    ssl.pem_private_key = *key;
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 void CoordinatorServer::Shutdown() {

@@ -10,6 +10,7 @@
 #include "coordinator/study_manager.h"
 
 namespace grpc {
+class ChannelCredentials;
 class Server;
 class Service;
 }  // namespace grpc
@@ -21,7 +22,13 @@ struct ServerOptions {
   std::string token;                   // empty: no authentication (loopback use only)
   int max_message_bytes = 4 << 20;
   std::string tls_cert_file, tls_key_file;  // both set: TLS
+  std::string client_ca_file;               // set (with TLS): mTLS, client certificates required
 };
+
+// Client credentials for talking to a coordinator: insecure without `ca_file`; TLS with it;
+// mutual TLS when `cert_file` and `key_file` are given too. Unreadable files are errors.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientCredentials(
+    const std::string& ca_file, const std::string& cert_file, const std::string& key_file);
 
 // Compares in time independent of where the strings differ.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);

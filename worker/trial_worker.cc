@@ -93,7 +93,8 @@ TrialWorker::~TrialWorker() = default;
 
 absl::Status TrialWorker::Run() {
   State& st = *state_;
-  st.channel = grpc::CreateChannel(options_.coordinator, grpc::InsecureChannelCredentials());
+  st.channel = grpc::CreateChannel(options_.coordinator, options_.credentials ? options_.credentials
+                                                                                : grpc::InsecureChannelCredentials());
   st.stub = v1::WorkerService::NewStub(st.channel);
   model::SetComputeThreads(options_.threads);
   auto context = [&](int seconds) {

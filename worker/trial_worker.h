@@ -11,11 +11,16 @@
 
 #include "absl/status/status.h"
 
+namespace grpc {
+class ChannelCredentials;
+}
+
 namespace schism::worker {
 
 struct WorkerOptions {
   std::string coordinator;      // host:port
   std::string token;            // sent as "authorization: Bearer <token>"
+  std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext
   int trials_per_batch = 1;     // k
   int wait_seconds = 5;         // long-poll length
   int threads = 0;              // libtorch threads; 0 = default

@@ -8,6 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <thread>
+
 #include "coordinator/journal_store.h"
 #include "schism/v1/coordinator.grpc.pb.h"
 #include "tests/test_support.h"
@@ -143,6 +146,78 @@ TEST_F(CoordinatorServerTest, ReportsForUnknownOrStaleLeasesAreRefused) {
   ASSERT_TRUE(workers_->AcquireWork(Ctx().get(), acquire, &item).ok());
   EXPECT_TRUE(item.has_prepare());
   EXPECT_TRUE(StillServing());
+}
+
+TEST_F(CoordinatorServerTest, WatchStudyStreamsChangesUntilTheStudyEnds) {
+  v1::SubmitStudyRequest submit;
+  submit.mutable_spec()->set_model("m.gguf");
+  v1::SubmitStudyResponse submitted;
+  ASSERT_TRUE(studies_->SubmitStudy(Ctx().get(), submit, &submitted).ok());
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    v1::CancelStudyRequest cancel;
+    cancel.set_study_id(submitted.study_id());
+    v1::StudySummary summary;
+    EXPECT_TRUE(studies_->CancelStudy(Ctx().get(), cancel, &summary).ok());
+  });
+  v1::GetStudyRequest watch;
+  watch.set_study_id(submitted.study_id());
+  auto ctx = Ctx();
+  auto reader = studies_->WatchStudy(ctx.get(), watch);
+  std::vector<v1::StudyState> states;
+  v1::StudySummary summary;
+  while (reader->Read(&summary)) states.push_back(summary.state());
+  EXPECT_TRUE(reader->Finish().ok());
+  canceller.join();
+  ASSERT_GE(states.size(), 2u);
+  EXPECT_EQ(states.front(), v1::STUDY_STATE_QUEUED);
+  EXPECT_EQ(states.back(), v1::STUDY_STATE_CANCELLED);
+}
+
+// A CA, a server certificate for localhost and a client certificate, made with openssl.
+std::string MakeCertificates() {
+  const std::string dir = testing_support::MakeTempDir("tls");
+  const std::string script =
+      "cd " + dir + " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=schism-test-ca && "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost && "
+      "printf 'subjectAltName=DNS:localhost' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext && "
+      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=worker && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2";
+  EXPECT_EQ(std::system((script + " >/dev/null 2>&1").c_str()), 0) << "openssl failed";
+  return dir;
+}
+
+TEST(CoordinatorTls, MutualTlsAcceptsCertifiedClientsAndRefusesOthers) {
+  const std::string certs = MakeCertificates();
+  JournalStore store(testing_support::MakeTempDir("tls_store"));
+  StudyManager manager(&store);
+  ServerOptions options;
+  options.listen = "localhost:0";
+  options.tls_cert_file = certs + "/server.pem";
+  options.tls_key_file = certs + "/server.key";
+  options.client_ca_file = certs + "/ca.pem";
+  auto server = CoordinatorServer::Start(&manager, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string target = "localhost:" + std::to_string((*server)->port());
+  auto call = [&](const std::string& cert, const std::string& key) {
+    auto credentials = ClientCredentials(certs + "/ca.pem", cert, key);
+    EXPECT_TRUE(credentials.ok()) << credentials.status();
+    auto stub = v1::StudyService::NewStub(grpc::CreateChannel(target, *credentials));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListStudiesResponse resp;
+    return stub->ListStudies(&context, v1::ListStudiesRequest(), &resp);
+  };
+  EXPECT_TRUE(call(certs + "/client.pem", certs + "/client.key").ok());
+  EXPECT_FALSE(call("", "").ok()) << "a client without a certificate must be refused";
+  auto plaintext = v1::StudyService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ListStudiesResponse resp;
+  EXPECT_FALSE(plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp).ok());
+  EXPECT_FALSE(ClientCredentials(certs + "/missing.pem", "", "").ok());
 }
 
 }  // namespace
