@@ -1,1 +1,0 @@
-#include "coordinator/random_state.h"
