@@ -272,10 +272,28 @@ TEST(Cluster, CoordinatorKilledMidStudyResumesFromRedis) {
   for (int64_t n = 0; n < 12; ++n) EXPECT_EQ(numbers.count(n), 1u) << n;
 }
 
-TEST(Cluster, EmbeddedRunOnTheRealModelPrintsAParetoFrontAndResumes) {
+TEST(Cluster, EmbeddedRunOnTheRealModelResumesAfterCtrlCAndPrintsAParetoFront) {
+  // The real model with a reduced prompt budget so CI stays fast.
   const std::string dir = MakeTempDir("embedded_run");
-  const std::string out = RunCli("run --trials 3 --store " + dir + "/store --threads 2");
-  EXPECT_NE(out.find("trial 3/3"), std::string::npos) << out;
+  const std::string data = std::string(SCHISM_SOURCE_DIR) + "/../shared/datasets";
+  std::ofstream(dir + "/run.toml")
+      << "model = \"" << schism::testing_support::RealModelPath() << "\"\n"
+      << "n_trials = 4\nn_startup_trials = 2\nmax_response_length = 16\n"
+      << "[good_prompts]\npath = \"" << data << "/harmless_train.txt\"\nsplit = \"[:16]\"\n"
+      << "[bad_prompts]\npath = \"" << data << "/harmful_train.txt\"\nsplit = \"[:16]\"\n"
+      << "[scorer.KeywordRate.prompts]\npath = \"" << data << "/harmful_test.txt\"\nsplit = \"[:16]\"\n"
+      << "[scorer.KLDivergence.prompts]\npath = \"" << data << "/harmless_test.txt\"\nsplit = \"[:8]\"\n";
+  const std::string log = dir + "/first.log";
+  {
+    Process first({"run", dir + "/run.toml", "--store", dir + "/store"}, log);
+    ASSERT_TRUE(WaitFor([&] { return schism::testing_support::ReadFile(log).find("trial 1/4") != std::string::npos; }, 300))
+        << schism::testing_support::ReadFile(log);
+    EXPECT_EQ(first.Terminate(30), 130) << "Ctrl-C (SIGINT/SIGTERM) exits 130 after saving";
+  }
+  EXPECT_NE(schism::testing_support::ReadFile(log).find("run the same command again to resume"), std::string::npos);
+  const std::string out = RunCli("run " + dir + "/run.toml --store " + dir + "/store");
+  EXPECT_NE(out.find("Resuming study"), std::string::npos) << out;
+  EXPECT_NE(out.find("trial 4/4"), std::string::npos) << out;
   EXPECT_NE(out.find("Pareto-optimal trials"), std::string::npos) << out;
   EXPECT_NE(out.find("Refusals:"), std::string::npos) << out;
 }
