@@ -107,9 +107,14 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
 std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
     const std::vector<common::TrialParameters>& trials, const std::vector<TokenIds>& prompts,
     bool early_stopping) {
-  const size_t k = std::max<size_t>(trials.size(), 1);
-  AdapterBatch adapters;
-  if (!trials.empty()) adapters = BuildAdapters(trials);
+  if (trials.empty()) return RespondWith(nullptr, 1, prompts, early_stopping);
+  AdapterBatch adapters = BuildAdapters(trials);
+  return RespondWith(&adapters, trials.size(), prompts, early_stopping);
+}
+
+std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(AdapterBatch* adapters, size_t k,
+                                                                  const std::vector<TokenIds>& prompts,
+                                                                  bool early_stopping) {
   std::vector<Response> results(k * prompts.size());
   const size_t rows = k * prompts.size();
   for (size_t start = 0; start < rows; start += options_.batch_size) {
@@ -124,9 +129,9 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
     options.max_new_tokens = options_.max_response_length;
     options.stop_ids = model_.stop_ids;
     options.pad_id = pad_id_;
-    if (!trials.empty()) {
-      adapters.row_trial = torch::tensor(row_trial, torch::kLong);
-      options.adapters = &adapters;
+    if (adapters != nullptr) {
+      adapters->row_trial = torch::tensor(row_trial, torch::kLong);
+      options.adapters = adapters;
     }
     if (early_stopping) {
       // Exact: a marker in the text so far stays in the full response (prefix-monotone
@@ -149,7 +154,9 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
 TrialScores TrialEvaluator::Baseline() {
   TrialScores scores;
   scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
-  for (const Response& r : Respond({}, refusal_prompts_, options_.early_stopping)) scores.refusals += r.refusal;
+  for (const Response& r : RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping)) {
+    scores.refusals += r.refusal;
+  }
   return scores;
 }
 
@@ -158,14 +165,14 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::Tria
   const size_t k = trials.size();
   std::vector<TrialScores> scores(k);
   if (k == 0) return scores;
-  const auto responses = Respond(trials, refusal_prompts_, options_.early_stopping);
+  AdapterBatch adapters = BuildAdapters(trials);  // shared by the refusal and KL passes
+  const auto responses = RespondWith(&adapters, k, refusal_prompts_, options_.early_stopping);
   for (size_t r = 0; r < responses.size(); ++r) {
     TrialScores& s = scores[r / refusal_prompts_.size()];
     s.refusal_prompts += 1;
     s.refusals += responses[r].refusal;
   }
   // KL of the first token against the baseline, batchmean over prompts, per trial.
-  AdapterBatch adapters = BuildAdapters(trials);
   const size_t n = kl_prompts_.size();
   std::vector<double> kl_sum(k, 0.0);
   for (size_t start = 0; start < k * n; start += options_.batch_size) {

@@ -68,6 +68,9 @@ class TrialEvaluator {
  private:
   TrialEvaluator(const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
                  std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
+  // Respond with adapters already built for `k` trials (null: the unmodified model).
+  std::vector<Response> RespondWith(AdapterBatch* adapters, size_t k, const std::vector<TokenIds>& prompts,
+                                    bool early_stopping);
   const LoadedModel& model_;
   at::Tensor directions_;
   std::vector<TokenIds> refusal_prompts_, kl_prompts_;
