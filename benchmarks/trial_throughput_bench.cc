@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "benchmarks/bench_model.h"
 #include "common/env.h"
 #include "common/model/directions.h"
 #include "common/model/trial_evaluator.h"
@@ -63,13 +64,4 @@ BENCHMARK(BM_EvaluateTrials)
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  common::ConfigureProcessEnvironment();
-  g_model_path = std::string(SCHISM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--model") g_model_path = argv[i + 1];
-  }
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  return 0;
-}
+int main(int argc, char** argv) { return schism::bench::RunModelBenchmarks(argc, argv, &g_model_path); }

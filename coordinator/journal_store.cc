@@ -10,18 +10,11 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/checksum.h"
 
 namespace schism::coordinator {
 namespace {
 
-uint32_t Fnv1a32(const char* data, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(data[i]);
-    h *= 16777619u;
-  }
-  return h;
-}
 
 bool ValidStudyId(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
@@ -66,7 +59,7 @@ absl::Status JournalStore::Append(const std::string& study_id, const std::string
   }
   std::string frame(8, '\0');
   const uint32_t len = static_cast<uint32_t>(record.size());
-  const uint32_t sum = Fnv1a32(record.data(), record.size());
+  const uint32_t sum = common::Fnv1a32(record.data(), record.size());
   std::memcpy(frame.data(), &len, 4);
   std::memcpy(frame.data() + 4, &sum, 4);
   frame += record;
@@ -89,7 +82,7 @@ absl::StatusOr<std::vector<std::string>> JournalStore::ReadJournal(const std::st
     std::memcpy(&len, data.data() + pos, 4);
     std::memcpy(&sum, data.data() + pos + 4, 4);
     if (pos + 8 + len > data.size()) break;  // torn: payload cut short
-    if (Fnv1a32(data.data() + pos + 8, len) != sum) break;  // torn or corrupt
+    if (common::Fnv1a32(data.data() + pos + 8, len) != sum) break;  // torn or corrupt
     records.emplace_back(data, pos + 8, len);
     pos += 8 + len;
   }

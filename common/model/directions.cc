@@ -9,20 +9,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/checksum.h"
 
 namespace schism::model {
 namespace {
 
 constexpr char kMagic[] = "SCHDIR1\n";
 
-uint64_t Fnv1a(const char* data, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<uint8_t>(data[i]);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -79,7 +72,7 @@ std::string SerializeDirections(const at::Tensor& directions) {
   const char* data = reinterpret_cast<const char*>(r.data_ptr<float>());
   const size_t n = rows * cols * sizeof(float);
   out.append(data, n);
-  const uint64_t checksum = Fnv1a(data, n);
+  const uint64_t checksum = common::Fnv1a64(data, n);
   out.append(reinterpret_cast<const char*>(&checksum), 8);
   return out;
 }
@@ -98,7 +91,7 @@ absl::StatusOr<at::Tensor> ParseDirections(const std::string& bytes, const std::
   const char* data = bytes.data() + 24;
   uint64_t checksum;
   std::memcpy(&checksum, bytes.data() + 24 + rows * cols * sizeof(float), 8);
-  if (checksum != Fnv1a(data, rows * cols * sizeof(float))) {
+  if (checksum != common::Fnv1a64(data, rows * cols * sizeof(float))) {
     return absl::DataLossError(absl::StrCat(where, ": checksum mismatch (corrupt artifact)"));
   }
   auto r = torch::empty({static_cast<int64_t>(rows), static_cast<int64_t>(cols)}, torch::kFloat);
