@@ -15,6 +15,9 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "common/byte_size.h"
+#include "absl/strings/numbers.h"
+#include "common/model/device.h"
 #include "common/env.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/journal_store.h"
@@ -22,6 +25,7 @@
 #include "coordinator/study_config.h"
 #include "coordinator/study_manager.h"
 #include "schism/v1/coordinator.grpc.pb.h"
+#include "worker/export_worker.h"
 #include "worker/trial_worker.h"
 
 #ifndef SCHISM_SOURCE_DIR
@@ -172,6 +176,104 @@ int RunWorker(const std::vector<std::string>& argv) {
   options.stop = &g_stop;
   worker::TrialWorker w(options);
   if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
+  return kExitOk;
+}
+
+int RunExportWorker(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "output-root", "threads", "tls-ca", "tls-cert",
+                                          "tls-key"}, {"help"}});
+  if (!args.ok()) return Fail("export-worker", kExitUsageError, std::string(args.status().message()));
+  auto address = args->Get("coordinator");
+  auto root = args->Get("output-root");
+  if (!address || !root) return Fail("export-worker", kExitUsageError, "--coordinator H:P and --output-root DIR are required");
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("export-worker", kExitUsageError, std::string(token.status().message()));
+  auto credentials = Credentials(*args);
+  if (!credentials.ok()) return Fail("export-worker", kExitUsageError, std::string(credentials.status().message()));
+  auto threads = args->GetInt("threads");
+  if (!threads.ok()) return Fail("export-worker", kExitUsageError, std::string(threads.status().message()));
+  model::SetComputeThreads(static_cast<int>(threads->value_or(0)));
+  InstallSignalHandlers();
+  worker::ExportWorkerOptions options;
+  options.link.coordinator = *address;
+  options.link.token = *token;
+  options.link.credentials = *credentials;
+  options.link.stop = &g_stop;
+  options.output_root = *root;
+  if (auto s = worker::RunExportWorker(options); !s.ok()) {
+    return Fail("export-worker", s.code() == absl::StatusCode::kFailedPrecondition ? kExitUsageError : kExitRuntimeError,
+                std::string(s.message()));
+  }
+  return kExitOk;
+}
+
+int RunRemoteExport(const std::vector<std::string>& argv) {
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key", "dest", "format",
+                                          "dtype", "source-model", "max-shard-size"},
+                                         {"overwrite", "json", "no-wait"}});
+  constexpr const char* kUsage =
+      "usage: schism export STUDY TRIAL --dest DIR --coordinator H:P [--format merged|adapter|both]\n"
+      "         [--dtype float32|bfloat16|float16] [--source-model M] [--max-shard-size 5GB] [--overwrite]\n"
+      "         [--no-wait] [--json]";
+  if (!args.ok()) return Fail("export", kExitUsageError, std::string(args.status().message()) + "\n" + kUsage);
+  int64_t trial = -1;
+  if (args->positionals().size() != 2 || !absl::SimpleAtoi(args->positionals()[1], &trial) || !args->Get("dest")) {
+    return Fail("export", kExitUsageError, kUsage);
+  }
+  auto token = ReadToken(*args);
+  if (!token.ok()) return Fail("export", kExitUsageError, std::string(token.status().message()));
+  std::string channel_error;
+  auto channel = ClientChannel(*args, &channel_error);
+  if (!channel) return Fail("client", kExitUsageError, channel_error);
+  auto stub = v1::StudyService::NewStub(channel);
+  v1::RequestExportRequest req;
+  req.set_study_id(args->positionals()[0]);
+  req.set_trial(trial);
+  req.set_dest(*args->Get("dest"));
+  req.set_format(args->Get("format").value_or(""));  // empty: the study's [export] format
+  req.set_dtype(args->Get("dtype").value_or(""));
+  req.set_source_model(args->Get("source-model").value_or(""));
+  req.set_overwrite(args->Has("overwrite"));
+  if (auto size = args->Get("max-shard-size")) {
+    auto bytes = common::ParseByteSize(*size);
+    if (!bytes.ok()) return Fail("export", kExitUsageError, "--max-shard-size: " + std::string(bytes.status().message()));
+    req.set_max_shard_bytes(*bytes);
+  }
+  v1::ExportJob job;
+  auto c = Context(*token);
+  grpc::Status s = stub->RequestExport(c.get(), req, &job);
+  if (!s.ok()) {
+    const bool usage = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                       s.error_code() == grpc::StatusCode::NOT_FOUND ||
+                       s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
+    return Fail("export", usage ? kExitUsageError : kExitRuntimeError, s.error_message());
+  }
+  if (!args->Has("json")) std::fprintf(stderr, "export %s queued\n", job.export_id().c_str());
+  // Waits for an export worker, polling the coordinator; transient errors are retried.
+  while (!args->Has("no-wait") && job.state() != v1::EXPORT_STATE_DONE && job.state() != v1::EXPORT_STATE_FAILED) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    v1::GetExportRequest get;
+    get.set_export_id(job.export_id());
+    v1::ExportJob latest;
+    auto gc = Context(*token);
+    s = stub->GetExport(gc.get(), get, &latest);
+    if (s.ok()) {
+      job = std::move(latest);
+    } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return Fail("export", kExitRuntimeError, s.error_message());
+    }
+  }
+  if (args->Has("json")) {
+    std::printf("%s\n", JsonOf(job).c_str());
+  } else if (job.state() == v1::EXPORT_STATE_DONE) {
+    uint64_t bytes = 0;
+    for (const v1::ExportedFile& f : job.files()) bytes += f.bytes();
+    std::printf("exported trial %lld of %s to %s: %d files, %.1f MB\n", static_cast<long long>(trial),
+                req.study_id().c_str(), job.destination().c_str(), job.files_size(), bytes / 1e6);
+  } else if (job.state() != v1::EXPORT_STATE_FAILED) {
+    std::printf("%s\n", job.export_id().c_str());
+  }
+  if (job.state() == v1::EXPORT_STATE_FAILED) return Fail("export", kExitRuntimeError, job.error());
   return kExitOk;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli/cluster_commands.h"
 #include "cli/evaluate_command.h"
+#include "cli/export_commands.h"
 #include "cli/model_commands.h"
 #include "cli/tpe_replay_command.h"
 
@@ -18,7 +19,7 @@ struct Subcommand {
   std::string_view name;
   std::string_view usage;
   std::string_view summary;
-  Handler handler;  // empty: not implemented yet
+  Handler handler;
 };
 
 const std::vector<Subcommand>& Subcommands() {
@@ -30,12 +31,13 @@ const std::vector<Subcommand>& Subcommands() {
       {"worker", "--coordinator H:P [--token-file F] [--tls-ca F [--tls-cert F --tls-key F]] [--trials-per-batch K]",
        "evaluate trials leased from a coordinator", RunWorker},
       {"export-worker", "--coordinator H:P [--token-file F] --output-root DIR",
-       "full-precision merges for a coordinator", {}},
+       "full-precision merges for a coordinator", RunExportWorker},
       {"submit", "CONFIG.toml --coordinator H:P", "queue a study; prints its id", RunSubmit},
       {"status", "[STUDY] --coordinator H:P [--json]", "studies and their progress", RunStatus},
       {"trials", "STUDY [--pareto] --coordinator H:P [--json]", "a study's trials", RunTrials},
-      {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P",
-       "export an abliterated model", {}},
+      {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P\n"
+                 "                   schism export --model M --study DIR --trial N --dest DIR ...   (local)",
+       "export an abliterated model (full-precision merge and/or PEFT adapter)", RunExport},
       {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",
        "refusal and KL scores of one parameter set", RunEvaluate},
       {"generate", "--model M --prompt TEXT [--max-new-tokens N] [--params TRIAL.json]",
@@ -74,10 +76,6 @@ int RunSchism(const std::vector<std::string>& argv) {
   }
   for (const Subcommand& sub : Subcommands()) {
     if (sub.name != name) continue;
-    if (!sub.handler) {
-      std::fprintf(stderr, "schism %s: not implemented yet\n", name.c_str());
-      return kExitUsageError;
-    }
     return sub.handler(std::vector<std::string>(argv.begin() + 1, argv.end()));
   }
   std::fprintf(stderr, "schism: unknown command \"%s\" (see schism --help)\n", name.c_str());

@@ -87,6 +87,21 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     *resp = std::move(*summary);
     return grpc::Status::OK;
   }
+  grpc::Status RequestExport(grpc::ServerContext* c, const v1::RequestExportRequest* req,
+                             v1::ExportJob* resp) override {
+    if (auto a = Authorize(c, token_); !a.ok()) return a;
+    auto job = m_->RequestExport(*req);
+    if (!job.ok()) return ToGrpc(job.status());
+    *resp = std::move(*job);
+    return grpc::Status::OK;
+  }
+  grpc::Status GetExport(grpc::ServerContext* c, const v1::GetExportRequest* req, v1::ExportJob* resp) override {
+    if (auto a = Authorize(c, token_); !a.ok()) return a;
+    auto job = m_->GetExport(req->export_id());
+    if (!job.ok()) return ToGrpc(job.status());
+    *resp = std::move(*job);
+    return grpc::Status::OK;
+  }
 
  private:
   StudyManager* m_;

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/byte_size.h"
 
 namespace schism::coordinator {
 namespace {
@@ -109,6 +110,33 @@ absl::StatusOr<v1::StudySpec> StudySpecFromToml(const std::string& text, const s
           } else {
             return KeyError(where, full, "unknown key");
           }
+        }
+      }
+    } else if (key == "max_shard_size") {
+      auto size = v.is_integer() ? absl::StatusOr<uint64_t>(static_cast<uint64_t>(std::max<int64_t>(0, *v.value<int64_t>())))
+                                 : v.is_string() ? common::ParseByteSize(*v.value<std::string>())
+                                                 : absl::StatusOr<uint64_t>(absl::InvalidArgumentError("expected \"5GB\" or bytes"));
+      if (!size.ok() || *size == 0) {
+        return KeyError(where, key, size.ok() ? "must be positive" : std::string(size.status().message()));
+      }
+      spec.set_max_shard_bytes(*size);
+    } else if (key == "export") {
+      if (!v.is_table()) return KeyError(where, key, "expected a table");
+      for (const auto& [ek, ev] : *v.as_table()) {
+        const std::string name(ek.str());
+        const std::string full = "export." + name;
+        auto s = string(ev, full);
+        if (!s.ok()) return s.status();
+        if (name == "format") {
+          if (*s != "merged" && *s != "adapter" && *s != "both") return KeyError(where, full, "expected merged, adapter or both");
+          spec.set_export_format(*s);
+        } else if (name == "dtype") {
+          if (*s != "float32" && *s != "bfloat16" && *s != "float16") {
+            return KeyError(where, full, "expected float32, bfloat16 or float16");
+          }
+          spec.set_export_dtype(*s);
+        } else {
+          return KeyError(where, full, "unknown key");
         }
       }
     } else if (key == "cluster") {

@@ -4,9 +4,11 @@
 #include <random>
 
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/env.h"
 #include "coordinator/pareto_front.h"
@@ -195,6 +197,15 @@ absl::Status StudyManager::Recover() {
         study->state = v1::STUDY_STATE_FINISHED;
       } else if (type == "cancelled") {
         study->state = v1::STUDY_STATE_CANCELLED;
+      } else if (type == "export") {
+        v1::ExportJob job;
+        if (!google::protobuf::util::JsonStringToMessage(r["job"].get<std::string>(), &job).ok()) {
+          return absl::DataLossError(absl::StrCat("study ", id, ": bad export record"));
+        }
+        // Its lease died with the old coordinator.
+        if (job.state() == v1::EXPORT_STATE_RUNNING) job.set_state(v1::EXPORT_STATE_QUEUED);
+        if (!exports_.count(job.export_id())) export_order_.push_back(job.export_id());
+        exports_[job.export_id()] = job;
       }
     }
     if (study->sampler) StartTrials(study.get(), static_cast<uint32_t>(study->trials.size()));
@@ -313,6 +324,7 @@ absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest&
     return absl::FailedPreconditionError(absl::StrCat("unknown worker \"", request.worker_id(), "\"; register first"));
   }
   ExpireLeasesLocked();
+  if (request.role() == v1::WORKER_ROLE_EXPORT) return AcquireExport(request);
   const int capacity = std::clamp(request.capacity(), 1, 64);
   std::vector<Study*> order;
   for (auto& [id, s] : studies_) order.push_back(s.get());
@@ -393,6 +405,10 @@ absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id, co
 void StudyManager::RequeueLease(const Lease& lease, const std::string& reason) {
   Study& study = *studies_.at(lease.study_id);
   expired_leases_.insert(lease.id);
+  if (!lease.export_id.empty()) {
+    RequeueExport(lease, reason, /*permanent=*/false);
+    return;
+  }
   if (lease.prepare) {
     if (study.prepare_attempts >= study.spec.max_attempts()) {
       study.state = v1::STUDY_STATE_FAILED;
@@ -463,7 +479,18 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
     return absl::PermissionDeniedError(absl::StrCat("lease ", lease.id, " belongs to another worker"));
   }
   Study& study = *studies_.at(lease.study_id);
-  if (lease.prepare) {
+  if (!lease.export_id.empty()) {
+    if (request.export_destination().empty() || request.export_files().empty()) {
+      return absl::InvalidArgumentError("export report without a destination or files");
+    }
+    v1::ExportJob job = exports_.at(lease.export_id);
+    job.set_state(v1::EXPORT_STATE_DONE);
+    job.set_destination(request.export_destination());
+    *job.mutable_files() = request.export_files();
+    job.clear_error();
+    if (auto s = JournalExport(job); !s.ok()) return s;
+    exports_[job.export_id()] = job;
+  } else if (lease.prepare) {
     if (request.artifact().empty()) return absl::InvalidArgumentError("prepare report without an artifact");
     const int num_layers = request.num_layers();
     if (num_layers < 1 || num_layers > 1024) {
@@ -539,6 +566,12 @@ absl::Status StudyManager::ReportFailure(const v1::ReportFailureRequest& request
   }
   const Lease lease = it->second;
   leases_.erase(it);
+  if (!lease.export_id.empty()) {
+    expired_leases_.insert(lease.id);
+    RequeueExport(lease, request.reason(), request.permanent());
+    changed_.notify_all();
+    return absl::OkStatus();
+  }
   RequeueLease(lease, "worker reported: " + request.reason());
   changed_.notify_all();
   return absl::OkStatus();
@@ -550,6 +583,114 @@ absl::StatusOr<std::string> StudyManager::Artifact(const std::string& study_id) 
     if (!studies_.count(study_id)) return absl::NotFoundError(absl::StrCat("no study \"", study_id, "\""));
   }
   return store_->GetArtifact(study_id);
+}
+
+absl::Status StudyManager::JournalExport(const v1::ExportJob& job) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(job, &json).ok()) {
+    return absl::InternalError("export job does not serialize");
+  }
+  return Journal(job.request().study_id(), Json{{"type", "export"}, {"job", json}}.dump());
+}
+
+absl::StatusOr<v1::ExportJob> StudyManager::RequestExport(const v1::RequestExportRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto study = studies_.find(request.study_id());
+  if (study == studies_.end()) return absl::NotFoundError(absl::StrCat("no study \"", request.study_id(), "\""));
+  const auto& trials = study->second->trials;
+  if (request.trial() < 0 || request.trial() >= static_cast<int64_t>(trials.size()) ||
+      trials[request.trial()].state != v1::TRIAL_STATE_COMPLETE) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("study ", request.study_id(), " has no completed trial ", request.trial()));
+  }
+  const v1::StudySpec& spec = study->second->spec;
+  v1::RequestExportRequest normalized = request;
+  if (normalized.format().empty()) normalized.set_format(spec.export_format().empty() ? "merged" : spec.export_format());
+  if (normalized.dtype().empty()) normalized.set_dtype(spec.export_dtype());
+  if (normalized.max_shard_bytes() == 0) normalized.set_max_shard_bytes(spec.max_shard_bytes());
+  if (normalized.format() != "merged" && normalized.format() != "adapter" && normalized.format() != "both") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("format \"", normalized.format(), "\": expected merged, adapter or both"));
+  }
+  const std::string& dtype = normalized.dtype();
+  if (!dtype.empty() && dtype != "float32" && dtype != "bfloat16" && dtype != "float16") {
+    return absl::InvalidArgumentError(absl::StrCat("dtype \"", dtype, "\": expected float32, bfloat16 or float16"));
+  }
+  const std::string& dest = normalized.dest();
+  if (dest.empty() || dest[0] == '/' || dest == ".." || absl::StartsWith(dest, "../") ||
+      absl::StrContains(dest, "/../") || absl::EndsWith(dest, "/..")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dest \"", dest, "\": must be a relative path inside the export worker's output root"));
+  }
+  if (normalized.source_model().empty()) normalized.set_source_model(study->second->spec.model());
+  for (const std::string& id : export_order_) {
+    const v1::ExportJob& existing = exports_.at(id);
+    if (existing.state() != v1::EXPORT_STATE_FAILED &&
+        google::protobuf::util::MessageDifferencer::Equals(existing.request(), normalized)) {
+      return existing;  // idempotent repeat
+    }
+  }
+  v1::ExportJob job;
+  job.set_export_id(RandomId("x"));
+  *job.mutable_request() = normalized;
+  job.set_state(v1::EXPORT_STATE_QUEUED);
+  if (auto s = JournalExport(job); !s.ok()) return s;
+  exports_[job.export_id()] = job;
+  export_order_.push_back(job.export_id());
+  changed_.notify_all();
+  return job;
+}
+
+absl::StatusOr<v1::ExportJob> StudyManager::GetExport(const std::string& export_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ExpireLeasesLocked();
+  auto it = exports_.find(export_id);
+  if (it == exports_.end()) return absl::NotFoundError(absl::StrCat("no export \"", export_id, "\""));
+  return it->second;
+}
+
+absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRequest& request) {
+  v1::WorkItem item;
+  for (const std::string& id : export_order_) {
+    v1::ExportJob& job = exports_.at(id);
+    if (job.state() != v1::EXPORT_STATE_QUEUED) continue;
+    const Study& study = *studies_.at(job.request().study_id());
+    job.set_state(v1::EXPORT_STATE_RUNNING);
+    job.set_attempts(job.attempts() + 1);
+    job.set_worker_id(request.worker_id());
+    (void)JournalExport(job);
+    Lease lease;
+    lease.id = RandomId("l");
+    lease.study_id = study.id;
+    lease.worker_id = request.worker_id();
+    lease.export_id = id;
+    lease.deadline = clock_() + std::chrono::seconds(study.spec.lease_seconds());
+    item.set_lease_id(lease.id);
+    item.set_study_id(study.id);
+    *item.mutable_spec() = study.spec;
+    item.set_lease_deadline_unix_ms(DeadlineUnixMs(lease.deadline));
+    v1::ExportWork* work = item.mutable_export_trial();
+    *work->mutable_job() = job;
+    *work->mutable_trial() = TrialProto(study, study.trials.at(job.request().trial()));
+    work->set_baseline_refusals(study.baseline_refusals);
+    leases_[lease.id] = std::move(lease);
+    return item;
+  }
+  return item;
+}
+
+void StudyManager::RequeueExport(const Lease& lease, const std::string& reason, bool permanent) {
+  v1::ExportJob& job = exports_.at(lease.export_id);
+  if (job.state() != v1::EXPORT_STATE_RUNNING) return;
+  const Study& study = *studies_.at(lease.study_id);
+  if (permanent || job.attempts() >= study.spec.max_attempts()) {
+    job.set_state(v1::EXPORT_STATE_FAILED);
+    job.set_error(permanent ? reason : absl::StrCat("failed ", job.attempts(), " times; last: ", reason));
+  } else {
+    job.set_state(v1::EXPORT_STATE_QUEUED);
+    job.set_error(reason);
+  }
+  (void)JournalExport(job);
 }
 
 }  // namespace schism::coordinator

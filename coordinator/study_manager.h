@@ -58,6 +58,12 @@ class StudyManager {
   absl::Status ReportFailure(const v1::ReportFailureRequest& request);
   absl::StatusOr<std::string> Artifact(const std::string& study_id);
 
+  // Exports (DESIGN.md §5): queued per request, leased only to workers with the EXPORT role, and
+  // journaled in the study's log so a restarted coordinator still knows them (a RUNNING export
+  // is QUEUED again, like a running trial).
+  absl::StatusOr<v1::ExportJob> RequestExport(const v1::RequestExportRequest& request);
+  absl::StatusOr<v1::ExportJob> GetExport(const std::string& export_id);
+
   // Re-queues the trials of leases past their deadline. Every public call does this too.
   void ExpireLeases();
 
@@ -84,6 +90,7 @@ class StudyManager {
   };
   struct Lease {
     std::string id, study_id, worker_id;
+    std::string export_id;  // set for Export work
     bool prepare = false;
     std::vector<int64_t> trials;
     Clock::time_point deadline;
@@ -98,6 +105,10 @@ class StudyManager {
   void MaybeFinish(Study* study);
   int64_t DeadlineUnixMs(Clock::time_point deadline) const;
   void ExpireLeasesLocked();
+  absl::StatusOr<v1::WorkItem> AcquireExport(const v1::AcquireWorkRequest& request);
+  // Journals the export's current state under its study.
+  absl::Status JournalExport(const v1::ExportJob& job);
+  void RequeueExport(const Lease& lease, const std::string& reason, bool permanent);
 
   StudyStore* store_;
   std::function<Clock::time_point()> clock_;
@@ -105,6 +116,8 @@ class StudyManager {
   std::condition_variable changed_;
   std::map<std::string, std::unique_ptr<Study>> studies_;
   std::map<std::string, Lease> leases_;
+  std::map<std::string, v1::ExportJob> exports_;    // by export id
+  std::vector<std::string> export_order_;           // request order
   std::set<std::string> expired_leases_, finished_leases_;
   std::set<std::string> workers_;
   int64_t next_order_ = 0;

@@ -1,16 +1,6 @@
 #include "worker/trial_worker.h"
 
-#include <grpcpp/grpcpp.h>
 #include <torch/torch.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <condition_variable>
-#include <cstdio>
-#include <mutex>
-#include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/model/device.h"
@@ -18,69 +8,12 @@
 #include "common/model/response_prefix.h"
 #include "common/model/trial_evaluator.h"
 #include "common/prompt_set.h"
-#include "schism/v1/coordinator.grpc.pb.h"
-#include "worker/reconnect_backoff.h"
+#include "worker/coordinator_link.h"
 
 namespace schism::worker {
-namespace {
-
-absl::Status FromGrpc(const grpc::Status& s) {
-  if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
-std::string ParamsJson(const v1::Trial& trial) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, value] : trial.params().values()) {
-    switch (value.value_case()) {
-      case v1::ParamValue::kFloatValue: j[name] = value.float_value(); break;
-      case v1::ParamValue::kIntValue: j[name] = value.int_value(); break;
-      case v1::ParamValue::kCategoricalValue: j[name] = value.categorical_value(); break;
-      default: break;
-    }
-  }
-  return j.dump();
-}
-
-// Sends heartbeats for a lease every `period` until destroyed; remembers if the lease was lost.
-class HeartbeatThread {
- public:
-  HeartbeatThread(std::function<grpc::Status()> beat, std::chrono::milliseconds period)
-      : thread_([this, beat = std::move(beat), period] {
-          std::unique_lock<std::mutex> lock(mu_);
-          while (!cv_.wait_for(lock, period, [this] { return done_; })) {
-            lock.unlock();
-            const grpc::Status s = beat();
-            lock.lock();
-            if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) lost_ = true;
-          }
-        }) {}
-  ~HeartbeatThread() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  bool lost() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return lost_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false, lost_ = false;
-  std::thread thread_;
-};
-
-}  // namespace
 
 struct TrialWorker::State {
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::WorkerService::Stub> stub;
-  std::string worker_id;
+  std::unique_ptr<CoordinatorLink> link;
   // Loaded model and the evaluator of the study it serves.
   std::string model_key;
   std::unique_ptr<model::LoadedModel> model;
@@ -93,88 +26,20 @@ TrialWorker::~TrialWorker() = default;
 
 absl::Status TrialWorker::Run() {
   State& st = *state_;
-  st.channel = grpc::CreateChannel(options_.coordinator, options_.credentials ? options_.credentials
-                                                                                : grpc::InsecureChannelCredentials());
-  st.stub = v1::WorkerService::NewStub(st.channel);
+  st.link = std::make_unique<CoordinatorLink>(LinkOptions{options_.coordinator, options_.token, options_.credentials,
+                                                          v1::WORKER_ROLE_TRIALS, options_.wait_seconds, options_.stop});
+  CoordinatorLink& link = *st.link;
   model::SetComputeThreads(options_.threads);
-  auto context = [&](int seconds) {
-    auto c = std::make_unique<grpc::ClientContext>();
-    if (!options_.token.empty()) c->AddMetadata("authorization", "Bearer " + options_.token);
-    c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-    return c;
-  };
-  auto stopping = [&] { return options_.stop != nullptr && options_.stop->load(); };
-  ReconnectBackoff backoff(std::chrono::milliseconds(200), std::chrono::milliseconds(5000), ::getpid());
-  auto pause = [&] {
-    const auto delay = backoff.NextDelay();
-    for (auto waited = std::chrono::milliseconds(0); waited < delay && !stopping(); waited += std::chrono::milliseconds(50)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  };
 
-  int idle_polls = 0;
-  while (!stopping()) {
-    if (st.worker_id.empty()) {
-      v1::RegisterRequest req;
-      char host[256] = {0};
-      ::gethostname(host, sizeof(host) - 1);
-      req.set_host(host);
-      req.set_device("cpu");
-      v1::RegisterResponse resp;
-      auto c = context(10);
-      const grpc::Status s = st.stub->Register(c.get(), req, &resp);
-      if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return FromGrpc(s);
-      if (!s.ok()) {
-        pause();
-        continue;
-      }
-      st.worker_id = resp.worker_id();
-      backoff.Reset();
-    }
-    v1::AcquireWorkRequest acquire;
-    acquire.set_worker_id(st.worker_id);
-    acquire.set_capacity(options_.trials_per_batch);
-    acquire.set_loaded_model(st.model ? st.model_key.substr(0, st.model_key.find('|')) : "");
-    acquire.set_wait_seconds(options_.wait_seconds);
-    v1::WorkItem item;
-    auto c = context(options_.wait_seconds + 10);
-    const grpc::Status s = st.stub->AcquireWork(c.get(), acquire, &item);
-    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {  // coordinator restarted
-      st.worker_id.clear();
-      continue;
-    }
-    if (!s.ok()) {
-      pause();
-      continue;
-    }
-    backoff.Reset();
-    if (item.lease_id().empty()) {
-      if (options_.exit_after_idle_polls > 0 && ++idle_polls >= options_.exit_after_idle_polls) break;
-      continue;
-    }
-    idle_polls = 0;
-
+  while (true) {
+    auto next = link.Next(options_.trials_per_batch, st.model ? st.model_key.substr(0, st.model_key.find('|')) : "",
+                          options_.exit_after_idle_polls);
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    const v1::WorkItem item = std::move(**next);
     v1::StudySpec spec = item.spec();
-    HeartbeatThread heartbeat(
-        [&] {
-          v1::HeartbeatRequest req;
-          req.set_worker_id(st.worker_id);
-          req.set_lease_id(item.lease_id());
-          v1::HeartbeatResponse resp;
-          auto hc = context(10);
-          return st.stub->Heartbeat(hc.get(), req, &resp);
-        },
-        std::chrono::milliseconds(std::max(200, spec.lease_seconds() * 1000 / 3)));
-    auto fail = [&](const std::string& reason) {
-      v1::ReportFailureRequest req;
-      req.set_worker_id(st.worker_id);
-      req.set_lease_id(item.lease_id());
-      req.set_reason(reason);
-      v1::ReportResultResponse resp;
-      auto fc = context(10);
-      st.stub->ReportFailure(fc.get(), req, &resp);
-      std::fprintf(stderr, "schism worker: lease %s failed: %s\n", item.lease_id().c_str(), reason.c_str());
-    };
+    auto heartbeat = link.StartHeartbeat(item);
+    auto fail = [&](const std::string& reason) { link.Fail(item, reason); };
 
     // The model, loaded once per (path, quantization).
     const std::string model_key = spec.model() + "|" + spec.quantization();
@@ -212,8 +77,6 @@ absl::Status TrialWorker::Run() {
     };
 
     v1::ReportResultRequest report;
-    report.set_worker_id(st.worker_id);
-    report.set_lease_id(item.lease_id());
     if (item.has_prepare()) {
       const int32_t pad = st.model->tokenizer->spec().pad_id.value_or(0);
       const auto& t = *st.model->transformer;
@@ -266,16 +129,9 @@ absl::Status TrialWorker::Run() {
       st.evaluator_study = item.study_id();
     } else {
       if (st.evaluator_study != item.study_id()) {
-        v1::FetchArtifactRequest req;
-        req.set_study_id(item.study_id());
-        auto fc = context(60);
-        auto reader = st.stub->FetchArtifact(fc.get(), req);
-        std::string bytes;
-        v1::ArtifactChunk chunk;
-        while (reader->Read(&chunk)) bytes += chunk.data();
-        const grpc::Status fs = reader->Finish();
-        auto directions = fs.ok() ? model::ParseDirections(bytes, "study " + item.study_id() + " artifact")
-                                  : absl::StatusOr<at::Tensor>(FromGrpc(fs));
+        auto bytes = link.FetchArtifact(item.study_id());
+        auto directions = bytes.ok() ? model::ParseDirections(*bytes, "study " + item.study_id() + " artifact")
+                                     : absl::StatusOr<at::Tensor>(bytes.status());
         if (!directions.ok()) {
           fail(std::string(directions.status().message()));
           continue;
@@ -290,7 +146,7 @@ absl::Status TrialWorker::Run() {
       }
       std::vector<common::TrialParameters> trials;
       for (const v1::Trial& t : item.evaluate().trials()) {
-        auto params = common::TrialParametersFromJson(ParamsJson(t));
+        auto params = common::TrialParametersFromJson(TrialParamsJson(t));
         if (!params.ok()) break;
         trials.push_back(*params);
       }
@@ -307,18 +163,8 @@ absl::Status TrialWorker::Run() {
         r->mutable_scores()->set_kl_divergence(scores[i].kl_divergence);
       }
     }
-    if (heartbeat.lost()) continue;  // the lease went to someone else; the report would be stale
-    // Reports are idempotent by lease id, so retrying through a coordinator blip is safe.
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      v1::ReportResultResponse resp;
-      auto rc = context(30);
-      const grpc::Status rs = st.stub->ReportResult(rc.get(), report, &resp);
-      if (rs.ok() || rs.error_code() != grpc::StatusCode::UNAVAILABLE) {
-        if (!rs.ok()) std::fprintf(stderr, "schism worker: report refused: %s\n", rs.error_message().c_str());
-        break;
-      }
-      pause();
-    }
+    if (heartbeat->lost()) continue;  // the lease went to someone else; the report would be stale
+    (void)link.Report(item, std::move(report));
   }
   return absl::OkStatus();
 }

@@ -59,6 +59,8 @@ class GgufReader {
   bool Has(const std::string& key) const { return metadata_.count(key) > 0; }
 
   const GgufTensorInfo* FindTensor(const std::string& name) const;
+  // The start of the mapping; a tensor's bytes are at mapping_data() + offset.
+  const uint8_t* mapping_data() const { return file_->data(); }
 
   // Dequantizes a whole tensor to float32 into `dst` (n_elements floats). Unsupported types are
   // an error naming the tensor and its type.

@@ -31,6 +31,11 @@ class MappedFile {
   size_t size_;
 };
 
+// Tells the kernel that a mapped range will not be read again soon: its pages leave this
+// process's resident set (they stay in the page cache and fault back in if touched). Streaming
+// readers call this after each tensor so peak RSS tracks one tensor, not the file.
+void DropMappedPages(const void* data, size_t n_bytes);
+
 }  // namespace schism::formats
 
 #endif  // SCHISM_COMMON_FORMATS_MAPPED_FILE_H_

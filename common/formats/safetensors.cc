@@ -224,9 +224,11 @@ absl::Status ReadSafetensorAsFloat(const SafetensorsTensor& t, float* dst) {
 }
 
 SafetensorsWriter::SafetensorsWriter(std::string folder, uint64_t max_shard_bytes,
-                                     std::map<std::string, std::string> metadata)
+                                     std::map<std::string, std::string> metadata,
+                                     std::string base_name)
     : folder_(std::move(folder)),
       max_shard_bytes_(max_shard_bytes == 0 ? UINT64_MAX : max_shard_bytes),
+      base_name_(std::move(base_name)),
       metadata_(std::move(metadata)) {}
 
 SafetensorsWriter::~SafetensorsWriter() {
@@ -298,8 +300,8 @@ absl::Status SafetensorsWriter::Finish() {
   for (size_t i = 0; i < n; ++i) {
     const Shard& shard = shards_[i];
     const std::string file_name =
-        n == 1 ? "model.safetensors"
-               : absl::StrCat("model-", absl::Dec(i + 1, absl::kZeroPad5), "-of-",
+        n == 1 ? absl::StrCat(base_name_, ".safetensors")
+               : absl::StrCat(base_name_, "-", absl::Dec(i + 1, absl::kZeroPad5), "-of-",
                               absl::Dec(n, absl::kZeroPad5), ".safetensors");
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     if (!metadata_.empty()) header["__metadata__"] = metadata_;
@@ -332,7 +334,7 @@ absl::Status SafetensorsWriter::Finish() {
   }
   if (n > 1) {
     nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
-    const std::string path = absl::StrCat(folder_, "/model.safetensors.index.json");
+    const std::string path = absl::StrCat(folder_, "/", base_name_, ".safetensors.index.json");
     std::ofstream(path) << index.dump(2) << "\n";
     written_.push_back(path);
   }

@@ -74,12 +74,14 @@ absl::Status ReadSafetensorAsFloat(const SafetensorsTensor& tensor, float* dst);
 
 // Writes tensors in the order added into shards of at most `max_shard_bytes` of data (a tensor
 // larger than that gets a shard of its own), named model-0000i-of-0000n.safetensors plus
-// model.safetensors.index.json, or a single model.safetensors when everything fits in one.
+// model.safetensors.index.json, or a single model.safetensors when everything fits in one
+// ("model" is `base_name`; PEFT adapters use "adapter_model").
 // Data streams to disk as it is added; memory use does not grow with the model.
 class SafetensorsWriter {
  public:
   SafetensorsWriter(std::string folder, uint64_t max_shard_bytes,
-                    std::map<std::string, std::string> metadata = {{"format", "pt"}});
+                    std::map<std::string, std::string> metadata = {{"format", "pt"}},
+                    std::string base_name = "model");
   ~SafetensorsWriter();
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
@@ -108,6 +110,7 @@ class SafetensorsWriter {
 
   std::string folder_;
   uint64_t max_shard_bytes_;
+  std::string base_name_;
   std::map<std::string, std::string> metadata_;
   std::vector<Shard> shards_;
   std::FILE* data_ = nullptr;

@@ -60,6 +60,20 @@ absl::Status Validate(const ModelConfig& c, const std::string& where) {
 
 }  // namespace
 
+const char* HfArchitectureName(Architecture architecture) {
+  for (const ArchitectureName& a : kArchitectures) {
+    if (a.architecture == architecture) return a.hf_name;
+  }
+  return "";
+}
+
+const char* HfModelType(Architecture architecture) {
+  for (const ArchitectureName& a : kArchitectures) {
+    if (a.architecture == architecture) return a.gguf_name;  // the two agree for these families
+  }
+  return "";
+}
+
 std::vector<std::string> SupportedArchitectureNames() {
   std::vector<std::string> names;
   for (const auto& a : kArchitectures) names.push_back(a.hf_name);

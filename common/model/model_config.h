@@ -44,6 +44,10 @@ struct ModelConfig {
   int max_position_embeddings = 4096;
 };
 
+// config.json "architectures"[0] and "model_type" of an architecture.
+const char* HfArchitectureName(Architecture architecture);
+const char* HfModelType(Architecture architecture);
+
 // Names accepted in config.json "architectures" and GGUF general.architecture.
 std::vector<std::string> SupportedArchitectureNames();
 

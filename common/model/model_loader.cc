@@ -16,109 +16,10 @@
 #include "common/formats/gguf_reader.h"
 #include "common/formats/safetensors.h"
 #include "common/model/nf4.h"
+#include "common/model/tensor_source.h"
 
 namespace schism::model {
 namespace {
-
-// Where weights come from, addressed by Hugging Face tensor names.
-class TensorSource {
- public:
-  virtual ~TensorSource() = default;
-  virtual bool Has(const std::string& hf_name) const = 0;
-  // Float32 tensor in PyTorch (out, in) order; a shape differing from `expected` is an error.
-  virtual absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
-                                          const std::vector<int64_t>& expected) const = 0;
-};
-
-absl::Status ShapeMismatch(const std::string& file, const std::string& name,
-                           const std::vector<int64_t>& got, const std::vector<int64_t>& expected) {
-  return absl::InvalidArgumentError(absl::StrCat(file, ": tensor ", name, " has shape [",
-                                                 absl::StrJoin(got, ", "), "], the config implies [",
-                                                 absl::StrJoin(expected, ", "), "]"));
-}
-
-// convert_hf_to_gguf.py interleaves the two RoPE halves of each head of q and k for llama-arch
-// models (llama.cpp's rotary is pairwise); this restores Hugging Face's row order.
-at::Tensor UndoRopePermutation(const at::Tensor& w, int64_t heads) {
-  auto sizes = w.sizes().vec();
-  return w.view({heads, w.size(0) / heads / 2, 2, -1}).transpose(1, 2).reshape(sizes);
-}
-
-class GgufSource : public TensorSource {
- public:
-  GgufSource(const formats::GgufReader& gguf, const ModelConfig& config)
-      : gguf_(gguf), config_(config) {}
-
-  bool Has(const std::string& hf_name) const override {
-    return gguf_.FindTensor(GgufName(hf_name)) != nullptr;
-  }
-
-  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
-                                  const std::vector<int64_t>& expected) const override {
-    const std::string name = GgufName(hf_name);
-    const formats::GgufTensorInfo* info = gguf_.FindTensor(name);
-    if (info == nullptr) {
-      return absl::NotFoundError(absl::StrCat(gguf_.path(), ": missing tensor ", name));
-    }
-    std::vector<int64_t> shape(info->dims.rbegin(), info->dims.rend());
-    if (shape.size() == 2 && shape[0] == 1 && expected.size() == 1) shape.erase(shape.begin());
-    if (shape != expected) return ShapeMismatch(gguf_.path(), name, shape, expected);
-    auto tensor = torch::empty(shape, torch::kFloat);
-    if (auto s = gguf_.ReadTensorAsFloat(*info, tensor.data_ptr<float>()); !s.ok()) return s;
-    const bool permuted = config_.architecture == Architecture::kLlama ||
-                          config_.architecture == Architecture::kMistral;
-    if (permuted && absl::EndsWith(hf_name, "q_proj.weight")) {
-      tensor = UndoRopePermutation(tensor, config_.num_heads);
-    } else if (permuted && absl::EndsWith(hf_name, "k_proj.weight")) {
-      tensor = UndoRopePermutation(tensor, config_.num_kv_heads);
-    }
-    return tensor;
-  }
-
- private:
-  static std::string GgufName(const std::string& hf) {
-    static const std::map<std::string, std::string> kWhole = {
-        {"model.embed_tokens.weight", "token_embd.weight"},
-        {"model.norm.weight", "output_norm.weight"},
-        {"lm_head.weight", "output.weight"},
-        {"rope_freqs", "rope_freqs.weight"},
-    };
-    if (auto it = kWhole.find(hf); it != kWhole.end()) return it->second;
-    return absl::StrReplaceAll(hf, {{"model.layers.", "blk."},
-                                    {"input_layernorm", "attn_norm"},
-                                    {"post_attention_layernorm", "ffn_norm"},
-                                    {"self_attn.q_proj", "attn_q"},
-                                    {"self_attn.k_proj", "attn_k"},
-                                    {"self_attn.v_proj", "attn_v"},
-                                    {"self_attn.o_proj", "attn_output"},
-                                    {"self_attn.q_norm", "attn_q_norm"},
-                                    {"self_attn.k_norm", "attn_k_norm"},
-                                    {"mlp.gate_proj", "ffn_gate"},
-                                    {"mlp.up_proj", "ffn_up"},
-                                    {"mlp.down_proj", "ffn_down"}});
-  }
-
-  const formats::GgufReader& gguf_;
-  const ModelConfig& config_;
-};
-
-class SafetensorsSource : public TensorSource {
- public:
-  explicit SafetensorsSource(const formats::SafetensorsModel& model) : model_(model) {}
-  bool Has(const std::string& hf_name) const override { return model_.Find(hf_name) != nullptr; }
-  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
-                                  const std::vector<int64_t>& expected) const override {
-    const formats::SafetensorsTensor* t = model_.Find(hf_name);
-    if (t == nullptr) return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
-    if (t->shape != expected) return ShapeMismatch("safetensors", hf_name, t->shape, expected);
-    auto tensor = torch::empty(t->shape, torch::kFloat);
-    if (auto s = formats::ReadSafetensorAsFloat(*t, tensor.data_ptr<float>()); !s.ok()) return s;
-    return tensor;
-  }
-
- private:
-  const formats::SafetensorsModel& model_;
-};
 
 // Llama 3's "rope_type": "llama3" as per-frequency divisors (what llama.cpp stores as
 // rope_freqs.weight): high frequencies kept, low ones divided by `factor`, smooth in between.
@@ -217,22 +118,19 @@ void AddStopIds(LoadedModel* model, const std::vector<int32_t>& configured) {
   }
 }
 
-absl::StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions& options) {
-  auto gguf = formats::GgufReader::Open(path);
-  if (!gguf.ok()) return gguf.status();
-  auto config = ModelConfigFromGguf(**gguf);
-  if (!config.ok()) return config.status();
-  auto weights = LoadWeights(GgufSource(**gguf, *config), *config, options);
+absl::StatusOr<LoadedModel> LoadGguf(const ModelSource& source, const LoadOptions& options) {
+  const formats::GgufReader* gguf = source.gguf.get();
+  auto weights = LoadWeights(*source.tensors, source.config, options);
   if (!weights.ok()) return weights.status();
-  auto spec = tokenizer::TokenizerSpecFromGguf(**gguf);
+  auto spec = tokenizer::TokenizerSpecFromGguf(*gguf);
   if (!spec.ok()) return spec.status();
   auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
   if (!tok.ok()) return tok.status();
 
   LoadedModel model;
-  model.transformer = std::make_unique<Transformer>(*config, std::move(*weights));
+  model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
   model.tokenizer = std::move(*tok);
-  if (auto tmpl = (*gguf)->GetString("tokenizer.chat_template"); tmpl.ok()) model.chat_template = *tmpl;
+  if (auto tmpl = gguf->GetString("tokenizer.chat_template"); tmpl.ok()) model.chat_template = *tmpl;
   const auto& ts = model.tokenizer->spec();
   if (ts.bos_id) model.bos_token = ts.tokens[*ts.bos_id];
   if (ts.eos_id) model.eos_token = ts.tokens[*ts.eos_id];
@@ -258,13 +156,10 @@ std::string TokenText(const nlohmann::json& j) {
   return "";
 }
 
-absl::StatusOr<LoadedModel> LoadHfFolder(const std::string& folder, const LoadOptions& options) {
+absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOptions& options) {
   namespace fs = std::filesystem;
-  auto config = ModelConfigFromHfJson((fs::path(folder) / "config.json").string());
-  if (!config.ok()) return config.status();
-  auto tensors = formats::SafetensorsModel::Open(folder);
-  if (!tensors.ok()) return tensors.status();
-  auto weights = LoadWeights(SafetensorsSource(**tensors), *config, options);
+  const std::string& folder = source.path;
+  auto weights = LoadWeights(*source.tensors, source.config, options);
   if (!weights.ok()) return weights.status();
   auto spec = tokenizer::TokenizerSpecFromJson((fs::path(folder) / "tokenizer.json").string());
   if (!spec.ok()) return spec.status();
@@ -310,7 +205,7 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const std::string& folder, const LoadOp
   }
   if (eos_id) eos_ids.push_back(*eos_id);
   AddStopIds(&model, eos_ids);
-  model.transformer = std::make_unique<Transformer>(*config, std::move(*weights));
+  model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
   return model;
 }
 
@@ -320,16 +215,10 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions
   if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16) {
     return absl::InvalidArgumentError("compute dtype must be float32 or bfloat16");
   }
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return LoadHfFolder(path, options);
-  if (!std::filesystem::exists(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such model file or folder"));
-  }
-  if (!absl::EndsWith(path, ".gguf")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": a model is a Hugging Face folder or a .gguf file"));
-  }
-  return LoadGguf(path, options);
+  auto source = OpenModelSource(path);
+  if (!source.ok()) return source.status();
+  return (*source)->kind == ModelSource::Kind::kGguf ? LoadGguf(**source, options)
+                                                     : LoadHfFolder(**source, options);
 }
 
 }  // namespace schism::model

@@ -68,6 +68,14 @@ int Utf8Length(uint8_t lead) {
 
 }  // namespace
 
+const char* PreTokenizerPattern(PreTokenizer pre) {
+  switch (pre) {
+    case PreTokenizer::kLlama3: return kLlama3Pattern;
+    case PreTokenizer::kQwen2: return kQwen2Pattern;
+    default: return kGpt2Pattern;
+  }
+}
+
 struct BpeTokenizer::Regex {
   pcre2_code* code = nullptr;
   ~Regex() { pcre2_code_free(code); }
@@ -116,9 +124,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(TokenizerSpec
       return absl::InvalidArgumentError("SentencePiece tokenizer needs merges or one score per token");
     }
   }
-  const char* pattern = kGpt2Pattern;
-  if (s.pre_tokenizer == PreTokenizer::kLlama3) pattern = kLlama3Pattern;
-  if (s.pre_tokenizer == PreTokenizer::kQwen2) pattern = kQwen2Pattern;
+  const char* pattern = PreTokenizerPattern(s.pre_tokenizer);
   int error = 0;
   PCRE2_SIZE error_offset = 0;
   tok->regex_ = std::make_unique<Regex>();

@@ -16,6 +16,10 @@
 
 namespace schism::tokenizer {
 
+// The regex that cuts text into words for `pre` (kGpt2Digits isolates digits first, then uses
+// the GPT-2 pattern).
+const char* PreTokenizerPattern(PreTokenizer pre);
+
 class BpeTokenizer {
  public:
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>> Create(TokenizerSpec spec);

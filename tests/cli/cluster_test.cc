@@ -204,6 +204,70 @@ TEST(Cluster, CoordinatorAndTwoWorkerProcessesCompleteA12TrialStudy) {
   EXPECT_EQ(w2.Terminate(15), 0);
 }
 
+nlohmann::json ExportJson(const std::string& out) {
+  const size_t brace = out.find('{');
+  auto j = nlohmann::json::parse(brace == std::string::npos ? "" : out.substr(brace), nullptr, false);
+  return j.is_discarded() ? nlohmann::json{{"output", out}} : j;
+}
+
+TEST(Cluster, ExportWorkerWritesATrialUnderItsRootAndExportsSurviveACoordinatorRestart) {
+  Cluster c = MakeCluster("cluster_export", 30);
+  auto coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
+  const std::string study = Submit(c);
+  Process trial_worker(WorkerArgs(c), c.log);
+  ASSERT_TRUE(WaitFor([&] { return Finished(c, study); }, 240)) << schism::testing_support::ReadFile(c.log);
+  const std::string root = c.dir + "/exports", outside = MakeTempDir("cluster_export_outside");
+  std::filesystem::create_directories(root);
+  std::filesystem::create_symlink(outside, root + "/link");
+  const std::string client = " --coordinator " + c.address + " --token-file " + c.token_file;
+
+  // Queued while only a trial worker runs: trial workers never take exports.
+  const auto queued = ExportJson(RunCli("export " + study + " 3 --dest team/tiny --format both --json --no-wait" + client));
+  const std::string export_id = queued["export_id"];
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(ExportJson(RunCli("export " + study + " 3 --dest team/tiny --format both --json --no-wait" + client))["state"],
+            "EXPORT_STATE_QUEUED");
+
+  Process export_worker({"export-worker", "--coordinator", c.address, "--token-file", c.token_file, "--output-root",
+                         root, "--threads", "1"},
+                        c.log);
+  // The same request again is the same export (idempotent), and waits for it.
+  const auto done = ExportJson(RunCli("export " + study + " 3 --dest team/tiny --format both --json" + client));
+  EXPECT_EQ(done["export_id"], export_id);
+  ASSERT_EQ(done["state"], "EXPORT_STATE_DONE") << done.dump() << schism::testing_support::ReadFile(c.log);
+  const std::string dest = done["destination"];
+  EXPECT_EQ(std::filesystem::weakly_canonical(dest), std::filesystem::weakly_canonical(root + "/team/tiny"));
+  for (const auto& f : done["files"]) EXPECT_TRUE(std::filesystem::exists(dest + "/" + f["path"].get<std::string>()));
+  EXPECT_TRUE(std::filesystem::exists(dest + "/adapter/adapter_config.json"));
+  std::ifstream in(dest + "/reproduce.json");
+  const auto reproduce = nlohmann::json::parse(in);
+  EXPECT_EQ(reproduce["study"]["id"], study);
+  EXPECT_EQ(reproduce["trial"]["number"], 3);
+  EXPECT_EQ(reproduce["source"]["model"], c.dir + "/tiny/model.gguf");
+
+  // Bad destinations: refused by the coordinator (..) or, through a symlink, by the worker.
+  const std::string dotdot = RunCli("export " + study + " 3 --dest ../x" + client);
+  EXPECT_NE(dotdot.find("relative path inside"), std::string::npos) << dotdot;
+  const auto escaped = ExportJson(RunCli("export " + study + " 3 --dest link/x --json" + client));
+  EXPECT_EQ(escaped["state"], "EXPORT_STATE_FAILED");
+  EXPECT_NE(escaped["error"].get<std::string>().find("outside the output root"), std::string::npos) << escaped.dump();
+  EXPECT_TRUE(std::filesystem::is_empty(outside));
+  const std::string missing = RunCli("export " + study + " 99 --dest y" + client);
+  EXPECT_NE(missing.find("no completed trial 99"), std::string::npos) << missing;
+
+  // A restarted coordinator still knows the finished export.
+  coordinator.reset();
+  coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
+  nlohmann::json again;
+  ASSERT_TRUE(WaitFor([&] {
+    again = ExportJson(RunCli("export " + study + " 3 --dest team/tiny --format both --json --no-wait" + client));
+    return again.contains("state");
+  }, 30));
+  EXPECT_EQ(again["export_id"], export_id);
+  EXPECT_EQ(again["state"], "EXPORT_STATE_DONE");
+  EXPECT_EQ(export_worker.Terminate(15), 0);
+}
+
 TEST(Cluster, WorkersKilledWhileHoldingLeasesLoseNothing) {
   Cluster c = MakeCluster("cluster_kill", 2);
   Process coordinator(CoordinatorArgs(c), c.log);

@@ -124,10 +124,19 @@ TEST(SchismBinary, EvaluatePrintsBaselineAndTrialScores) {
   EXPECT_NE(bad.output.find("sideways"), std::string::npos) << bad.output;
 }
 
-TEST(SchismBinary, UnimplementedCommandExitsTwoAndSaysSo) {
-  Outcome outcome = RunSchism("export-worker --coordinator localhost:1");
-  EXPECT_EQ(outcome.exit_code, 2);
-  EXPECT_NE(outcome.output.find("not implemented yet"), std::string::npos);
+TEST(SchismBinary, ExportCommandsRejectMissingOrBadFlagsAsUsageErrors) {
+  Outcome no_root = RunSchism("export-worker --coordinator localhost:1");
+  EXPECT_EQ(no_root.exit_code, 2);
+  EXPECT_NE(no_root.output.find("--output-root"), std::string::npos) << no_root.output;
+  Outcome bad_root = RunSchism("export-worker --coordinator localhost:1 --output-root /nonexistent/exports");
+  EXPECT_EQ(bad_root.exit_code, 2);
+  EXPECT_NE(bad_root.output.find("/nonexistent/exports is not a directory"), std::string::npos) << bad_root.output;
+  Outcome no_dest = RunSchism("export --model m.gguf --params p.json --directions r.bin");
+  EXPECT_EQ(no_dest.exit_code, 2);
+  EXPECT_NE(no_dest.output.find("--dest is required"), std::string::npos) << no_dest.output;
+  Outcome remote = RunSchism("export STUDY three --dest x --coordinator localhost:1");
+  EXPECT_EQ(remote.exit_code, 2);
+  EXPECT_NE(remote.output.find("usage: schism export STUDY TRIAL"), std::string::npos) << remote.output;
 }
 
 }  // namespace

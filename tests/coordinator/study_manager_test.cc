@@ -70,6 +70,121 @@ v1::AcquireWorkRequest Acquire(const std::string& worker, int capacity) {
   return a;
 }
 
+// A study with its first trial COMPLETE, ready for export requests.
+std::string StudyWithACompletedTrial(StudyManager& m, const std::string& w) {
+  auto id = m.Submit(SmallSpec(2));
+  EXPECT_TRUE(id.ok());
+  Prepare(m, w);
+  auto item = m.Acquire(Acquire(w, 1));
+  EXPECT_TRUE(item.ok() && item->has_evaluate());
+  EXPECT_TRUE(m.Report(ScoresFor(*item, w)).ok());
+  return *id;
+}
+
+v1::AcquireWorkRequest AcquireExport(const std::string& worker) {
+  v1::AcquireWorkRequest a = Acquire(worker, 1);
+  a.set_role(v1::WORKER_ROLE_EXPORT);
+  return a;
+}
+
+TEST(StudyManager, ExportsGoOnlyToExportWorkersAreIdempotentAndSurviveARestart) {
+  const std::string dir = testing_support::MakeTempDir("manager_export");
+  JournalStore store(dir);
+  TestClock clock;
+  std::string study, export_id;
+  {
+    StudyManager m(&store, clock.fn());
+    const std::string w = m.RegisterWorker({}), exporter = m.RegisterWorker({});
+    study = StudyWithACompletedTrial(m, w);
+    v1::RequestExportRequest request;
+    request.set_study_id(study);
+    request.set_trial(0);
+    request.set_dest("team/model");
+    auto job = m.RequestExport(request);
+    ASSERT_TRUE(job.ok()) << job.status();
+    export_id = job->export_id();
+    EXPECT_EQ(job->state(), v1::EXPORT_STATE_QUEUED);
+    EXPECT_EQ(job->request().format(), "merged");             // defaults filled in
+    EXPECT_EQ(job->request().source_model(), "tiny.gguf");    // the study's model
+    EXPECT_EQ(m.RequestExport(request)->export_id(), export_id);  // the same request is the same export
+
+    // Bad requests name what is wrong.
+    auto bad = request;
+    bad.set_dest("../escape");
+    EXPECT_EQ(m.RequestExport(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    bad.set_dest("/abs");
+    EXPECT_EQ(m.RequestExport(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    bad = request;
+    bad.set_trial(1);  // asked but not complete
+    EXPECT_EQ(m.RequestExport(bad).status().code(), absl::StatusCode::kFailedPrecondition);
+    bad = request;
+    bad.set_format("gguf");
+    EXPECT_EQ(m.RequestExport(bad).status().code(), absl::StatusCode::kInvalidArgument);
+    bad.set_study_id("nope");
+    EXPECT_EQ(m.RequestExport(bad).status().code(), absl::StatusCode::kNotFound);
+
+    // A trial worker gets trial work, never the export.
+    auto trial_item = m.Acquire(Acquire(w, 1));
+    ASSERT_TRUE(trial_item.ok());
+    EXPECT_FALSE(trial_item->has_export_trial());
+    // The export worker gets it with the trial's parameters and scores; its lease expires once.
+    auto item = m.Acquire(AcquireExport(exporter));
+    ASSERT_TRUE(item.ok() && item->has_export_trial());
+    EXPECT_EQ(item->export_trial().trial().number(), 0);
+    EXPECT_EQ(item->export_trial().trial().state(), v1::TRIAL_STATE_COMPLETE);
+    EXPECT_EQ(item->export_trial().baseline_refusals(), 7);
+    EXPECT_TRUE(m.Acquire(AcquireExport(exporter))->lease_id().empty());  // nothing else queued
+    clock.now += std::chrono::seconds(11);
+    EXPECT_EQ(m.GetExport(export_id)->state(), v1::EXPORT_STATE_QUEUED);
+    v1::ReportResultRequest stale;
+    stale.set_worker_id(exporter);
+    stale.set_lease_id(item->lease_id());
+    stale.set_export_destination("/exports/team/model");
+    stale.add_export_files()->set_path("config.json");
+    EXPECT_EQ(m.Report(stale).code(), absl::StatusCode::kFailedPrecondition);
+    // The second lease reports; the repeat of that report changes nothing.
+    auto again = m.Acquire(AcquireExport(exporter));
+    ASSERT_TRUE(again->has_export_trial());
+    EXPECT_EQ(again->export_trial().job().attempts(), 2);
+    v1::ReportResultRequest empty;
+    empty.set_worker_id(exporter);
+    empty.set_lease_id(again->lease_id());
+    EXPECT_EQ(m.Report(empty).code(), absl::StatusCode::kInvalidArgument);  // no files
+    stale.set_lease_id(again->lease_id());
+    ASSERT_TRUE(m.Report(stale).ok());
+    ASSERT_TRUE(m.Report(stale).ok());
+    EXPECT_EQ(m.GetExport(export_id)->state(), v1::EXPORT_STATE_DONE);
+    EXPECT_EQ(m.GetExport(export_id)->files_size(), 1);
+
+    // A permanent failure is not retried.
+    request.set_dest("other");
+    auto second = m.RequestExport(request);
+    auto leased = m.Acquire(AcquireExport(exporter));
+    v1::ReportFailureRequest failure;
+    failure.set_worker_id(exporter);
+    failure.set_lease_id(leased->lease_id());
+    failure.set_reason("other exists and is not empty");
+    failure.set_permanent(true);
+    ASSERT_TRUE(m.ReportFailure(failure).ok());
+    EXPECT_EQ(m.GetExport(second->export_id())->state(), v1::EXPORT_STATE_FAILED);
+    EXPECT_EQ(m.GetExport(second->export_id())->error(), "other exists and is not empty");
+    // A failed export can be requested again (a new export).
+    EXPECT_NE(m.RequestExport(request)->export_id(), second->export_id());
+  }
+  StudyManager restarted(&store, clock.fn());
+  ASSERT_TRUE(restarted.Recover().ok());
+  auto done = restarted.GetExport(export_id);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::EXPORT_STATE_DONE);
+  EXPECT_EQ(done->destination(), "/exports/team/model");
+  // The queued one is still queued and can be leased by a new export worker.
+  const std::string exporter = restarted.RegisterWorker({});
+  auto item = restarted.Acquire(AcquireExport(exporter));
+  ASSERT_TRUE(item.ok() && item->has_export_trial());
+  EXPECT_EQ(item->export_trial().job().request().dest(), "other");
+  EXPECT_EQ(item->export_trial().job().state(), v1::EXPORT_STATE_RUNNING);
+}
+
 TEST(StudyManager, RunsAStudyToExactlyNTrialsWithExpiredLeasesRequeued) {
   const std::string dir = testing_support::MakeTempDir("manager_run");
   JournalStore store(dir);

@@ -1,0 +1,180 @@
+#include "cli/export_commands.h"
+
+#include <cctype>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <google/protobuf/util/json_util.h>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cli/args.h"
+#include "cli/cluster_commands.h"
+#include "cli/commands.h"
+#include "common/byte_size.h"
+#include "common/staged_folder.h"
+#include "coordinator/study_folder.h"
+#include "worker/coordinator_link.h"
+#include "worker/export_job.h"
+
+namespace schism::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kUsage =
+    "usage: schism export (--study DIR --trial N [--model M] | --model M --params TRIAL.json --directions FILE)\n"
+    "                     --dest DIR [--output-root DIR] [--format merged|adapter|both]\n"
+    "                     [--dtype float32|bfloat16|float16] [--max-shard-size 5GB]\n"
+    "                     [--row-normalization none|pre|full] [--overwrite] [--json]\n"
+    "Writes the trial's abliterated model at full precision from M (a Hugging Face folder or a\n"
+    ".gguf file; GGUF tensors are dequantized), streaming one tensor at a time.\n"
+    "--study is a study folder of the embedded store (<store>/<study id>); M defaults to the study's\n"
+    "model (pass the full-precision folder when the study ran on a quantized copy). The study's\n"
+    "max_shard_size and [export] settings apply unless flags override them. --dest is relative to\n"
+    "--output-root when given, and must stay inside it. Through a coordinator:\n"
+    "       schism export STUDY TRIAL --dest DIR --coordinator H:P [--token-file F] ...\n";
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "schism export: %s\n", message.c_str());
+  return code;
+}
+
+int ExitCodeFor(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kAlreadyExists ||
+                 s.code() == absl::StatusCode::kPermissionDenied
+             ? kExitUsageError
+             : kExitRuntimeError;
+}
+
+std::string ReadFile(const std::string& path, bool* ok) {
+  std::ifstream in(path, std::ios::binary);
+  *ok = static_cast<bool>(in);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void PrintResult(const worker::ExportResult& result, bool json) {
+  if (json) {
+    nlohmann::json files = nlohmann::json::array();
+    for (const auto& f : result.files) files.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+    std::printf("%s\n", nlohmann::json{{"destination", result.destination},
+                                       {"files", files},
+                                       {"adapted_tensors", result.stats.adapted},
+                                       {"seconds", result.seconds}}
+                            .dump(2)
+                            .c_str());
+    return;
+  }
+  uint64_t bytes = 0;
+  for (const auto& f : result.files) bytes += f.bytes;
+  std::printf("exported to %s: %zu files, %.1f MB, %d weights adapted, %.1f s\n", result.destination.c_str(),
+              result.files.size(), bytes / 1e6, result.stats.adapted, result.seconds);
+}
+
+}  // namespace
+
+int RunExport(const std::vector<std::string>& argv) {
+  for (const std::string& a : argv) {
+    if (a == "--coordinator" || a.rfind("--coordinator=", 0) == 0) return RunRemoteExport(argv);
+  }
+  auto args = Args::Parse(argv, FlagSpec{{"model", "study", "trial", "params", "directions", "dest", "output-root",
+                                          "format", "dtype", "max-shard-size", "row-normalization"},
+                                         {"overwrite", "json", "help"}});
+  if (!args.ok()) return Fail(kExitUsageError, std::string(args.status().message()) + "\n" + kUsage);
+  if (args->Has("help")) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  auto dest = args->Get("dest");
+  if (!dest) return Fail(kExitUsageError, "--dest is required\n" + std::string(kUsage));
+  worker::ExportRequest request;
+  request.source_model = args->Get("model").value_or("");
+  if (request.source_model.empty() && !args->Has("study")) {
+    return Fail(kExitUsageError, "--model is required without --study\n" + std::string(kUsage));
+  }
+  request.overwrite = args->Has("overwrite");
+  // Flags win; a study's config (max_shard_size, [export]) fills what they leave out.
+  std::string format = args->Get("format").value_or("");
+  std::string dtype = args->Get("dtype").value_or("");
+  if (auto size = args->Get("max-shard-size")) {
+    auto parsed = common::ParseByteSize(*size);
+    if (!parsed.ok()) return Fail(kExitUsageError, "--max-shard-size: " + std::string(parsed.status().message()));
+    request.merge.max_shard_bytes = *parsed;
+  }
+  std::string row_normalization = args->Get("row-normalization").value_or("");
+
+  if (auto study_dir = args->Get("study")) {
+    auto trial_number = args->GetInt("trial");
+    if (!trial_number.ok()) return Fail(kExitUsageError, std::string(trial_number.status().message()));
+    if (!*trial_number) return Fail(kExitUsageError, "--study needs --trial N");
+    if (args->Has("params") || args->Has("directions")) {
+      return Fail(kExitUsageError, "give either --study and --trial, or --params and --directions");
+    }
+    auto study = coordinator::ReadStudyFolder(*study_dir);
+    if (!study.ok()) return Fail(kExitRuntimeError, std::string(study.status().message()));
+    const v1::Trial* trial = nullptr;
+    for (const v1::Trial& t : study->trials()) {
+      if (t.number() == **trial_number) trial = &t;
+    }
+    if (trial == nullptr || trial->state() != v1::TRIAL_STATE_COMPLETE) {
+      return Fail(kExitUsageError, absl::StrCat("study ", study->summary().study_id(), " has no completed trial ",
+                                                **trial_number));
+    }
+    request.params_json = worker::TrialParamsJson(*trial);
+    request.directions_path = coordinator::StudyDirectionsPath(*study_dir);
+    request.study_id = study->summary().study_id();
+    google::protobuf::util::JsonPrintOptions options;
+    options.preserve_proto_field_names = true;
+    (void)google::protobuf::util::MessageToJsonString(study->summary().spec(), &request.study_spec_json, options);
+    request.trial_number = trial->number();
+    request.scores = worker::ExportScores{trial->scores().refusals(), trial->scores().refusal_prompts(),
+                                          trial->scores().kl_divergence(), study->summary().baseline_refusals()};
+    const v1::StudySpec& spec = study->summary().spec();
+    if (request.source_model.empty()) request.source_model = spec.model();  // the study's own model
+    if (row_normalization.empty()) row_normalization = spec.row_normalization();
+    if (format.empty()) format = spec.export_format();
+    if (dtype.empty()) dtype = spec.export_dtype();
+    if (!args->Has("max-shard-size") && spec.max_shard_bytes() > 0) request.merge.max_shard_bytes = spec.max_shard_bytes();
+  } else {
+    auto params_path = args->Get("params");
+    auto directions_path = args->Get("directions");
+    if (!params_path || !directions_path) {
+      return Fail(kExitUsageError, "give --study DIR --trial N, or --params TRIAL.json --directions FILE");
+    }
+    bool ok = false;
+    request.params_json = ReadFile(*params_path, &ok);
+    if (!ok) return Fail(kExitUsageError, "cannot read " + *params_path);
+    request.directions_path = *directions_path;
+  }
+  request.format = format.empty() ? "merged" : format;
+  if (auto s = worker::ValidateExportFormat(request.format); !s.ok()) return Fail(kExitUsageError, std::string(s.message()));
+  if (!dtype.empty()) {
+    auto parsed = model::ParseExportDtype(dtype);
+    if (!parsed.ok()) return Fail(kExitUsageError, std::string(parsed.status().message()));
+    request.merge.dtype = *parsed;
+  }
+  auto mode = model::ParseRowNormalization(row_normalization.empty() ? "full" : row_normalization);
+  if (!mode.ok()) return Fail(kExitUsageError, std::string(mode.status().message()));
+  request.merge.row_normalization = *mode;
+
+  if (auto root = args->Get("output-root")) {
+    auto resolved = common::ResolveExportDestination(*root, *dest);
+    if (!resolved.ok()) return Fail(ExitCodeFor(resolved.status()), std::string(resolved.status().message()));
+    request.destination = *resolved;
+  } else {
+    request.destination = fs::absolute(*dest).lexically_normal().string();
+  }
+  auto result = worker::RunExport(request);
+  if (!result.ok()) return Fail(ExitCodeFor(result.status()), std::string(result.status().message()));
+  PrintResult(*result, args->Has("json"));
+  return kExitOk;
+}
+
+}  // namespace schism::cli

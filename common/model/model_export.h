@@ -1,0 +1,70 @@
+// Writes a chosen trial's abliterated model at full precision (DESIGN.md §5), streaming the
+// source one tensor at a time so peak memory tracks the largest tensor, not the model.
+//
+// For every adapted weight W (attention o_proj and MLP down_proj of layers the trial touches) the
+// MPOA adapter (A, B, s) is recomputed from the full-precision W with the trial's parameters and
+// the study's refusal directions, exactly as a worker computes it on the 4-bit model, and
+// diag(s)(W + BA) is written. Every other tensor is copied byte for byte (or converted when an
+// output dtype is forced).
+#ifndef SCHISM_COMMON_MODEL_MODEL_EXPORT_H_
+#define SCHISM_COMMON_MODEL_MODEL_EXPORT_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/formats/safetensors.h"
+#include "common/model/mpoa.h"
+#include "common/model/tensor_source.h"
+#include "common/trial_parameters.h"
+
+namespace schism::model {
+
+struct MergeOptions {
+  RowNormalization row_normalization = RowNormalization::kFull;
+  // Output dtype of floating-point tensors; nullopt keeps each tensor's source dtype (float32
+  // for quantized GGUF tensors).
+  std::optional<formats::SafetensorsDtype> dtype;
+  uint64_t max_shard_bytes = 5ull << 30;
+};
+
+struct MergeStats {
+  int adapted = 0;    // weights rewritten as diag(s)(W + BA)
+  int copied = 0;     // tensors copied byte for byte
+  int converted = 0;  // tensors dequantized or cast
+  uint64_t bytes = 0;
+};
+
+// "float32" | "bfloat16" | "float16" (also F32/BF16/F16); anything else is an error naming it.
+absl::StatusOr<formats::SafetensorsDtype> ParseExportDtype(const std::string& name);
+// PyTorch's name of a float dtype ("bfloat16"), as config.json's torch_dtype spells it.
+const char* TorchDtypeName(formats::SafetensorsDtype dtype);
+
+// The trial's adapter for decoder layer `layer` of `component` (common::kAttentionComponent or
+// kMlpComponent) from the full-precision weight `w` (out, in); nullopt when the trial leaves it
+// alone (λ = 0).
+std::optional<MpoaAdapter> TrialAdapter(const at::Tensor& w, const at::Tensor& directions,
+                                        const common::TrialParameters& params, int num_layers, int layer,
+                                        const char* component, RowNormalization mode);
+
+// The merged model as a Hugging Face folder in `folder` (which must exist): sharded safetensors
+// with an index, config.json, tokenizer and generation files (copied from an HF source, written
+// from GGUF metadata otherwise).
+absl::StatusOr<MergeStats> WriteMergedModel(const ModelSource& source, const at::Tensor& directions,
+                                            const common::TrialParameters& params,
+                                            const MergeOptions& options, const std::string& folder);
+
+// The trial as a PEFT adapter in `folder`: adapter_config.json + adapter_model.safetensors with
+// rank-1 lora_A (1, in) and lora_B (out, 1) per adapted module (lora_alpha = r = 1, so PEFT's
+// scaling is 1), plus lora_magnitude_vector (out) = ‖W_i‖ and use_dora for row normalization
+// "full" (DoRA's m ∘ (W + BA)/‖W + BA‖ is then exactly diag(s)(W + BA)).
+absl::Status WritePeftAdapter(const ModelSource& source, const at::Tensor& directions,
+                              const common::TrialParameters& params, RowNormalization mode,
+                              const std::string& base_model_name, const std::string& folder);
+
+}  // namespace schism::model
+
+#endif  // SCHISM_COMMON_MODEL_MODEL_EXPORT_H_

@@ -1,0 +1,359 @@
+// The export (DESIGN.md §5): a merged full-precision folder and a PEFT adapter for a trial,
+// reloaded and compared with the adapted in-memory model, checked against PEFT's formulas
+// (tests/oracles/export_reference.py), and the rules on destinations.
+#include "worker/export_job.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "common/env.h"
+#include "common/model/directions.h"
+#include "common/model/model_loader.h"
+#include "common/model/trial_evaluator.h"
+#include "common/prompt_set.h"
+#include "common/sha256.h"
+#include "common/staged_folder.h"
+#include "tests/test_support.h"
+
+namespace schism::worker {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_support::MakeTempDir;
+using testing_support::RealModelPath;
+using testing_support::RunOracle;
+
+constexpr const char* kSystem = "You are a helpful assistant.";
+
+// A trial that touches every layer of a 3-layer model with different weights per layer.
+std::string TinyTrialJson() {
+  return R"({"direction_scope": "global", "direction_index": 1.4,
+             "attn.o_proj.max_weight": 1.2, "attn.o_proj.max_weight_position": 1.0,
+             "attn.o_proj.min_weight": 0.4, "attn.o_proj.min_weight_distance": 2.0,
+             "mlp.down_proj.max_weight": 0.9, "mlp.down_proj.max_weight_position": 0.5,
+             "mlp.down_proj.min_weight": 0.6, "mlp.down_proj.min_weight_distance": 1.5})";
+}
+
+std::string RandomDirections(int rows, int hidden, const std::string& path) {
+  torch::manual_seed(3);
+  auto d = torch::randn({rows, hidden});
+  d = d / d.norm(2, {1}, true);
+  EXPECT_TRUE(model::SaveDirections(path, d).ok());
+  return path;
+}
+
+std::string WriteText(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+  return path;
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+std::vector<model::TokenIds> RandomPrompts(int vocab, int n) {
+  std::vector<model::TokenIds> prompts;
+  for (int i = 0; i < n; ++i) {
+    model::TokenIds p(4 + i % 7);
+    for (size_t j = 0; j < p.size(); ++j) p[j] = static_cast<int32_t>((i * 7919 + j * 104729) % vocab);
+    prompts.push_back(p);
+  }
+  return prompts;
+}
+
+// The source with the trial's adapters applied on the fly, as a worker evaluates it.
+at::Tensor AdaptedLogits(const model::LoadedModel& source, const at::Tensor& directions,
+                         const common::TrialParameters& trial, model::RowNormalization mode,
+                         const std::vector<model::TokenIds>& prompts, int32_t pad) {
+  model::EvaluatorOptions options;
+  options.row_normalization = mode;
+  auto evaluator = model::TrialEvaluator::Create(source, directions, {}, {}, options);
+  EXPECT_TRUE(evaluator.ok()) << evaluator.status();
+  model::AdapterBatch adapters = (*evaluator)->BuildAdapters({trial});
+  adapters.row_trial = torch::zeros({static_cast<int64_t>(prompts.size())}, torch::kLong);
+  return model::PromptForward(*source.transformer, prompts, pad, false, &adapters).last_logits;
+}
+
+class TinyExport : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
+  const std::string mode_name = GetParam();
+  const std::string dir = MakeTempDir("export_tiny_" + mode_name);
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "qwen3", dir, RealModelPath()}, &log), 0) << log;
+  const std::string source_dir = dir + "/hf";
+  auto source = model::LoadModel(source_dir);
+  ASSERT_TRUE(source.ok()) << source.status();
+  const model::ModelConfig& c = source->transformer->config();
+
+  ExportRequest request;
+  request.source_model = source_dir;
+  request.directions_path = RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
+  request.params_json = TinyTrialJson();
+  request.format = "both";
+  request.merge.row_normalization = *model::ParseRowNormalization(mode_name);
+  request.merge.max_shard_bytes = 4 << 20;  // several shards for a ~28 MB model
+  request.destination = dir + "/out/tiny-abliterated";
+  auto result = RunExport(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->stats.adapted, 2 * c.num_layers);
+  const std::string out = request.destination;
+  std::set<std::string> shards;
+  const auto index = ReadJson(out + "/model.safetensors.index.json");
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+    shards.insert(it.value().get<std::string>());
+  }
+  EXPECT_GE(shards.size(), 3u);
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                        "README.md", "reproduce.json", "adapter/adapter_config.json",
+                        "adapter/adapter_model.safetensors"}) {
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  }
+  // Nothing but the destination appeared next to it (the staging folder was renamed).
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
+
+  // Reloaded, the export is the adapted model.
+  auto exported = model::LoadModel(out);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  auto trial = common::TrialParametersFromJson(request.params_json);
+  auto directions = model::LoadDirections(request.directions_path);
+  const auto prompts = RandomPrompts(c.vocab_size, 12);
+  const at::Tensor expected = AdaptedLogits(*source, *directions, *trial, request.merge.row_normalization, prompts, 0);
+  const at::Tensor got = model::PromptForward(*exported->transformer, prompts, 0).last_logits;
+  const at::Tensor unmodified = model::PromptForward(*source->transformer, prompts, 0).last_logits;
+  const float delta = (got - expected).abs().max().item<float>();
+  std::cout << mode_name << ": max |logit(export) - logit(adapted)| = " << delta
+            << ", vs unmodified " << (got - unmodified).abs().max().item<float>() << "\n";
+  EXPECT_LT(delta, 1e-4f);
+  EXPECT_GT((got - unmodified).abs().max().item<float>(), 1e-2f);  // the trial changed something
+  EXPECT_TRUE(torch::equal(got.argmax(-1), expected.argmax(-1)));
+
+  // PEFT's formulas applied to the source give the merged weights.
+  std::string report;
+  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report), 0) << report;
+  const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
+  std::cout << mode_name << ": PEFT reference " << peft.dump() << "\n";
+  EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
+  EXPECT_EQ(peft["modules"].get<int>(), 2 * c.num_layers);
+  EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
+  EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
+  EXPECT_EQ(peft["stray_adapter_keys"].get<int>(), 0);
+  EXPECT_EQ(ReadJson(out + "/adapter/adapter_config.json")["use_dora"].get<bool>(), mode_name == "full");
+
+  // reproduce.json: the parameters, the settings, and hashes that match the files.
+  const auto reproduce = ReadJson(out + "/reproduce.json");
+  EXPECT_EQ(reproduce["trial"]["parameters"]["direction_index"].get<double>(), 1.4);
+  EXPECT_EQ(reproduce["export"]["row_normalization"].get<std::string>(), mode_name);
+  EXPECT_EQ(reproduce["directions"]["sha256"].get<std::string>(), *common::Sha256OfFile(request.directions_path));
+  ASSERT_GE(reproduce["outputs"].size(), 10u);
+  for (const auto& f : reproduce["outputs"]) {
+    EXPECT_EQ(f["sha256"].get<std::string>(), *common::Sha256OfFile(out + "/" + f["path"].get<std::string>()))
+        << f["path"];
+  }
+  EXPECT_EQ(reproduce["source"]["files"].size(), 5u);  // safetensors, config, tokenizer x2, generation
+}
+
+INSTANTIATE_TEST_SUITE_P(RowNormalization, TinyExport, ::testing::Values("none", "pre", "full"));
+
+std::vector<std::string> PromptLines(const std::string& file, const std::string& split) {
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/" + file, split);
+  EXPECT_TRUE(lines.ok()) << lines.status();
+  return *lines;
+}
+
+// Mean KL(p || q) of rows of log-probabilities, in nats.
+double MeanKl(const at::Tensor& log_p, const at::Tensor& log_q) {
+  return (log_p.exp() * (log_p - log_q)).sum(-1).mean().item<double>();
+}
+
+TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
+  const std::string dir = MakeTempDir("export_real");
+  auto source = model::LoadModel(RealModelPath());
+  ASSERT_TRUE(source.ok()) << source.status();
+  const model::Transformer& t = *source->transformer;
+  const int32_t pad = source->tokenizer->spec().pad_id.value_or(source->stop_ids[0]);
+  auto good = model::EncodeChatPrompts(*source, PromptLines("harmless_train.txt", "[:32]"), kSystem, "");
+  auto bad = model::EncodeChatPrompts(*source, PromptLines("harmful_train.txt", "[:32]"), kSystem, "");
+  const at::Tensor directions =
+      model::RefusalDirections(model::ResidualMeans(t, *good, pad, 16), model::ResidualMeans(t, *bad, pad, 16), true);
+  ExportRequest request;
+  request.source_model = RealModelPath();
+  request.directions_path = dir + "/directions.bin";
+  ASSERT_TRUE(model::SaveDirections(request.directions_path, directions).ok());
+  request.params_json = R"({"direction_scope": "global", "direction_index": 17.5,
+      "attn.o_proj.max_weight": 1.0, "attn.o_proj.max_weight_position": 20, "attn.o_proj.min_weight": 0.5,
+      "attn.o_proj.min_weight_distance": 12, "mlp.down_proj.max_weight": 0.8,
+      "mlp.down_proj.max_weight_position": 20, "mlp.down_proj.min_weight": 0.5,
+      "mlp.down_proj.min_weight_distance": 12})";
+  request.destination = dir + "/SmolLM2-abliterated";
+  auto result = RunExport(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::cout << "real model export: " << result->files.size() << " files, " << result->stats.adapted
+            << " weights adapted, " << result->seconds << " s\n";
+  auto exported = model::LoadModel(request.destination);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_EQ(exported->chat_template, source->chat_template);
+  EXPECT_EQ(exported->stop_ids, source->stop_ids);
+  EXPECT_EQ(exported->transformer->config().num_layers, t.config().num_layers);
+
+  // Same token ids from the export's tokenizer.json, in schism and in Hugging Face tokenizers.
+  std::vector<std::string> texts;
+  for (const std::string& p : PromptLines("harmful_test.txt", "[:20]")) {
+    texts.push_back("<|im_start|>user\n" + p + "<|im_end|>\n<|im_start|>assistant\n");
+  }
+  texts.push_back("naïve café 日本語 😀 3.14159 x = [1, 2]\n\n  done");
+  nlohmann::json strings = texts;
+  WriteText(dir + "/strings.json", strings.dump());
+  std::string log;
+  ASSERT_EQ(RunOracle("export_reference.py", {"tokenizer", request.destination + "/tokenizer.json",
+                                              dir + "/strings.json", dir + "/ids.json"}, &log), 0) << log;
+  const auto hf_ids = ReadJson(dir + "/ids.json");
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const model::TokenIds ids = source->tokenizer->Encode(texts[i], /*add_bos=*/false);
+    EXPECT_EQ(exported->tokenizer->Encode(texts[i], false), ids) << texts[i];
+    EXPECT_EQ(hf_ids[i].get<std::vector<int32_t>>(), ids) << texts[i];
+  }
+
+  // Next-token logits: the reloaded export against the source with the trial's adapters.
+  auto trial = common::TrialParametersFromJson(request.params_json);
+  ASSERT_TRUE(trial.ok());
+  std::vector<std::string> lines = PromptLines("harmful_test.txt", "[:16]");
+  for (const std::string& l : PromptLines("harmless_test.txt", "[:16]")) lines.push_back(l);
+  auto prompts = model::EncodeChatPrompts(*source, lines, kSystem, "");
+  const at::Tensor expected = AdaptedLogits(*source, directions, *trial, model::RowNormalization::kFull, *prompts, pad);
+  const at::Tensor got = model::PromptForward(*exported->transformer, *prompts, pad).last_logits;
+  const float delta = (got - expected).abs().max().item<float>();
+  std::cout << "real model: max |logit(export) - logit(adapted)| = " << delta << " over " << prompts->size()
+            << " prompts\n";
+  EXPECT_LT(delta, 2e-3f);
+  EXPECT_TRUE(torch::equal(got.argmax(-1), expected.argmax(-1)));
+
+  // The export scores what the trial scored.
+  model::EvaluatorOptions options;
+  options.max_response_length = 32;
+  auto refusal = model::EncodeChatPrompts(*source, PromptLines("harmful_test.txt", "[:24]"), kSystem, "");
+  auto kl = model::EncodeChatPrompts(*source, PromptLines("harmless_test.txt", "[:24]"), kSystem, "");
+  auto on_source = model::TrialEvaluator::Create(*source, directions, *refusal, *kl, options);
+  ASSERT_TRUE(on_source.ok());
+  const model::TrialScores trial_scores = (*on_source)->Evaluate({*trial})[0];
+  auto on_export = model::TrialEvaluator::Create(*exported, directions, *refusal, *kl, options);
+  ASSERT_TRUE(on_export.ok());
+  const int export_refusals = (*on_export)->Baseline().refusals;
+  const double export_kl = MeanKl(torch::log_softmax(model::PromptForward(t, *kl, pad).last_logits, -1),
+                                  torch::log_softmax(model::PromptForward(*exported->transformer, *kl, pad).last_logits, -1));
+  std::cout << "trial: " << trial_scores.refusals << "/24 refusals, KL " << trial_scores.kl_divergence
+            << "; export: " << export_refusals << "/24, KL " << export_kl << "\n";
+  EXPECT_EQ(export_refusals, trial_scores.refusals);
+  EXPECT_NEAR(export_kl, trial_scores.kl_divergence, 0.02 * trial_scores.kl_divergence + 1e-5);
+  EXPECT_GT(trial_scores.kl_divergence, 1e-4);
+}
+
+TEST(Export, Bfloat16OutputIsTheFloat32ExportRoundedOnce) {
+  const std::string dir = MakeTempDir("export_bf16");
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  auto config = model::ModelConfigFromHfJson(dir + "/hf/config.json");
+  ASSERT_TRUE(config.ok());
+  ExportRequest request;
+  request.source_model = dir + "/hf";
+  request.directions_path = RandomDirections(config->num_layers + 1, config->hidden_size, dir + "/d.bin");
+  request.params_json = TinyTrialJson();
+  request.destination = dir + "/f32";
+  ASSERT_TRUE(RunExport(request).ok());
+  request.merge.dtype = formats::SafetensorsDtype::kBF16;
+  request.destination = dir + "/bf16";
+  ASSERT_TRUE(RunExport(request).ok());
+  EXPECT_EQ(ReadJson(dir + "/bf16/config.json")["torch_dtype"].get<std::string>(), "bfloat16");
+  auto f32 = formats::SafetensorsModel::Open(dir + "/f32");
+  auto bf16 = formats::SafetensorsModel::Open(dir + "/bf16");
+  ASSERT_TRUE(f32.ok() && bf16.ok());
+  ASSERT_EQ((*f32)->TensorNames(), (*bf16)->TensorNames());
+  // Tied embeddings stay tied: no lm_head in the export, as in the source.
+  EXPECT_EQ((*bf16)->Find("lm_head.weight"), nullptr);
+  for (const std::string& name : (*bf16)->TensorNames()) {
+    const formats::SafetensorsTensor* a = (*f32)->Find(name);
+    const formats::SafetensorsTensor* b = (*bf16)->Find(name);
+    ASSERT_EQ(a->dtype, formats::SafetensorsDtype::kF32) << name;
+    ASSERT_EQ(b->dtype, formats::SafetensorsDtype::kBF16) << name;
+    const at::Tensor full = torch::from_blob(const_cast<uint8_t*>(a->data), a->shape, torch::kFloat);
+    const at::Tensor half = torch::from_blob(const_cast<uint8_t*>(b->data), b->shape, torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(full.to(torch::kBFloat16), half)) << name;
+  }
+  EXPECT_TRUE(model::LoadModel(dir + "/bf16").ok());
+}
+
+TEST(Export, DestinationsStayInsideTheOutputRoot) {
+  const std::string root = MakeTempDir("export_root");
+  const std::string outside = MakeTempDir("export_outside");
+  fs::create_symlink(outside, root + "/escape");
+  EXPECT_TRUE(common::ResolveExportDestination(root, "models/a").ok());
+  for (const std::string& dest : {std::string("../x"), std::string("a/../../x"), outside + "/x",
+                                  std::string("escape/x"), std::string("."), std::string("")}) {
+    auto resolved = common::ResolveExportDestination(root, dest);
+    EXPECT_FALSE(resolved.ok()) << dest << " -> " << *resolved;
+  }
+  auto escaped = common::ResolveExportDestination(root, "escape/x");
+  EXPECT_EQ(escaped.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(escaped.status().message().find("outside the output root"), std::string::npos) << escaped.status();
+  EXPECT_FALSE(common::ResolveExportDestination(root + "/missing", "x").ok());
+}
+
+TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
+  const std::string dir = MakeTempDir("export_overwrite");
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  auto source = model::LoadModel(dir + "/hf");
+  ASSERT_TRUE(source.ok());
+  const model::ModelConfig& c = source->transformer->config();
+  fs::create_directories(dir + "/out/dest");
+  WriteText(dir + "/out/dest/old.txt", "old");
+
+  ExportRequest request;
+  request.source_model = dir + "/hf";
+  request.directions_path = RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/d.bin");
+  request.params_json = TinyTrialJson();
+  request.format = "adapter";
+  request.destination = dir + "/out/dest";
+  auto refused = RunExport(request);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(refused.status().message().find("--overwrite"), std::string::npos) << refused.status();
+  EXPECT_TRUE(fs::exists(dir + "/out/dest/old.txt"));
+
+  // Directions of another model: the export fails and leaves neither a destination nor debris.
+  ExportRequest bad = request;
+  bad.destination = dir + "/out/new";
+  bad.directions_path = RandomDirections(c.num_layers + 3, c.hidden_size, dir + "/wrong.bin");
+  auto failed = RunExport(bad);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.status().message().find("another model"), std::string::npos) << failed.status();
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
+
+  request.overwrite = true;
+  auto replaced = RunExport(request);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_FALSE(fs::exists(dir + "/out/dest/old.txt"));
+  EXPECT_TRUE(fs::exists(dir + "/out/dest/adapter_model.safetensors"));
+  EXPECT_FALSE(fs::exists(dir + "/out/dest/model.safetensors"));  // adapter only
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
+}
+
+TEST(Export, Sha256MatchesKnownVectors) {
+  EXPECT_EQ(common::Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(common::Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const std::string dir = MakeTempDir("sha");
+  std::string big(3 << 20, 'a');  // spans several read chunks
+  WriteText(dir + "/f", big);
+  EXPECT_EQ(*common::Sha256OfFile(dir + "/f"), common::Sha256Hex(big));
+  EXPECT_EQ(common::Sha256OfFile(dir + "/missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace schism::worker

@@ -1,0 +1,65 @@
+// One export, start to finish (DESIGN.md §5): the merged model and/or the PEFT adapter written
+// into a staging folder next to the destination, reproduce.json and a model card beside them,
+// every output hashed, then one rename into place. Used by `schism export` (local) and by the
+// export worker (work from the coordinator).
+//
+// Layout of the destination: format "merged": the Hugging Face folder; "adapter": the PEFT
+// adapter folder; "both": the merged folder with the adapter in adapter/. reproduce.json and
+// README.md (the model card) are at the top in every case.
+#ifndef SCHISM_WORKER_EXPORT_JOB_H_
+#define SCHISM_WORKER_EXPORT_JOB_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model/model_export.h"
+
+namespace schism::worker {
+
+struct ExportScores {
+  int refusals = 0;
+  int refusal_prompts = 0;
+  double kl_divergence = 0;
+  int baseline_refusals = -1;  // -1: unknown
+};
+
+struct ExportRequest {
+  std::string source_model;     // full-precision HF folder or .gguf
+  std::string directions_path;  // the study's directions artifact (schism's format)
+  std::string directions_origin;  // what reproduce.json names as their origin; empty: the path
+  std::string params_json;      // the trial's parameters, as the optimizer names them
+  std::string format = "merged";  // merged | adapter | both
+  model::MergeOptions merge;
+  std::string destination;      // absolute, already confined by the caller
+  bool overwrite = false;
+  // Provenance for reproduce.json and the card; empty/absent when unknown.
+  std::string study_id;
+  std::string study_spec_json;
+  int64_t trial_number = -1;
+  std::optional<ExportScores> scores;
+};
+
+struct ExportedFile {
+  std::string path;  // relative to the destination
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+
+struct ExportResult {
+  std::string destination;
+  std::vector<ExportedFile> files;
+  model::MergeStats stats;
+  double seconds = 0;
+};
+
+// "merged" | "adapter" | "both"; anything else is INVALID_ARGUMENT naming it.
+absl::Status ValidateExportFormat(const std::string& format);
+
+absl::StatusOr<ExportResult> RunExport(const ExportRequest& request);
+
+}  // namespace schism::worker
+
+#endif  // SCHISM_WORKER_EXPORT_JOB_H_

@@ -1,0 +1,126 @@
+#include "worker/export_worker.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/staged_folder.h"
+#include "worker/export_job.h"
+
+namespace schism::worker {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Errors that another attempt cannot fix.
+bool IsPermanent(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kFailedPrecondition:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The export request of a work item, with the study's directions written to `directions_path`.
+absl::StatusOr<ExportRequest> RequestFor(const v1::WorkItem& item, const std::string& destination,
+                                         const std::string& directions_path) {
+  const v1::ExportWork& work = item.export_trial();
+  const v1::RequestExportRequest& r = work.job().request();
+  ExportRequest request;
+  request.source_model = r.source_model().empty() ? item.spec().model() : r.source_model();
+  request.directions_path = directions_path;
+  request.directions_origin = absl::StrCat("study ", item.study_id(), " artifact");
+  request.params_json = TrialParamsJson(work.trial());
+  request.format = r.format().empty() ? "merged" : r.format();
+  if (!r.dtype().empty()) {
+    auto dtype = model::ParseExportDtype(r.dtype());
+    if (!dtype.ok()) return dtype.status();
+    request.merge.dtype = *dtype;
+  }
+  if (r.max_shard_bytes() > 0) request.merge.max_shard_bytes = r.max_shard_bytes();
+  auto mode = model::ParseRowNormalization(item.spec().row_normalization().empty() ? "full"
+                                                                                   : item.spec().row_normalization());
+  if (!mode.ok()) return mode.status();
+  request.merge.row_normalization = *mode;
+  request.destination = destination;
+  request.overwrite = r.overwrite();
+  request.study_id = item.study_id();
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(item.spec(), &request.study_spec_json, options);
+  request.trial_number = work.trial().number();
+  request.scores = ExportScores{work.trial().scores().refusals(), work.trial().scores().refusal_prompts(),
+                                work.trial().scores().kl_divergence(), work.baseline_refusals()};
+  return request;
+}
+
+}  // namespace
+
+absl::Status RunExportWorker(ExportWorkerOptions options) {
+  std::error_code ec;
+  if (!fs::is_directory(options.output_root, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat("--output-root ", options.output_root, " is not a directory"));
+  }
+  options.link.role = v1::WORKER_ROLE_EXPORT;
+  CoordinatorLink link(options.link);
+  while (true) {
+    auto next = link.Next(1, "", options.exit_after_idle_polls);
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    const v1::WorkItem item = std::move(**next);
+    if (!item.has_export_trial()) {
+      link.Fail(item, "an export worker was handed work that is not an export");
+      continue;
+    }
+    auto heartbeat = link.StartHeartbeat(item);
+    const v1::ExportJob& job = item.export_trial().job();
+    auto destination = common::ResolveExportDestination(options.output_root, job.request().dest());
+    if (!destination.ok()) {
+      link.Fail(item, std::string(destination.status().message()), /*permanent=*/true);
+      continue;
+    }
+    auto artifact = link.FetchArtifact(item.study_id());
+    if (!artifact.ok()) {
+      link.Fail(item, std::string(artifact.status().message()));
+      continue;
+    }
+    // The directions live next to the root for the length of the export, out of every destination.
+    const std::string directions_path =
+        (fs::path(options.output_root) / absl::StrCat(".directions-", job.export_id(), "-", ::getpid(), ".bin")).string();
+    std::ofstream(directions_path, std::ios::binary) << *artifact;
+    auto request = RequestFor(item, *destination, directions_path);
+    absl::StatusOr<ExportResult> result = request.ok() ? RunExport(*request) : request.status();
+    fs::remove(directions_path, ec);
+    if (!result.ok()) {
+      link.Fail(item, std::string(result.status().message()), IsPermanent(result.status()));
+      continue;
+    }
+    std::fprintf(stderr, "schism export-worker: %s: trial %lld of study %s -> %s (%.1f s)\n", job.export_id().c_str(),
+                 static_cast<long long>(item.export_trial().trial().number()), item.study_id().c_str(),
+                 result->destination.c_str(), result->seconds);
+    if (heartbeat->lost()) continue;
+    v1::ReportResultRequest report;
+    report.set_export_destination(result->destination);
+    for (const ExportedFile& f : result->files) {
+      v1::ExportedFile* out = report.add_export_files();
+      out->set_path(f.path);
+      out->set_bytes(f.bytes);
+      out->set_sha256(f.sha256);
+    }
+    (void)link.Report(item, std::move(report));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace schism::worker
