@@ -168,12 +168,12 @@ int RunWorker(const std::vector<std::string>& argv) {
   auto credentials = Credentials(*args);
   if (!credentials.ok()) return Fail("worker", kExitUsageError, std::string(credentials.status().message()));
   worker::WorkerOptions options;
-  options.coordinator = *address;
-  options.token = *token;
-  options.credentials = *credentials;
+  options.link.coordinator = *address;
+  options.link.token = *token;
+  options.link.credentials = *credentials;
   options.trials_per_batch = static_cast<int>(k->value_or(1));
   options.threads = static_cast<int>(threads->value_or(0));
-  options.stop = &g_stop;
+  options.link.stop = &g_stop;
   worker::TrialWorker w(options);
   if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
   return kExitOk;
@@ -448,12 +448,12 @@ int RunEmbedded(const std::vector<std::string>& argv) {
   for (int i = 0; i < n_workers; ++i) {
     pool.emplace_back([&, i] {
       worker::WorkerOptions options;
-      options.coordinator = "127.0.0.1:" + std::to_string((*server)->port());
-      options.token = server_options.token;
+      options.link.coordinator = "127.0.0.1:" + std::to_string((*server)->port());
+      options.link.token = server_options.token;
       options.trials_per_batch = normalized->trials_per_lease();
       options.threads = static_cast<int>(threads->value_or(0));
-      options.wait_seconds = 1;
-      options.stop = &workers_stop;
+      options.link.wait_seconds = 1;
+      options.link.stop = &workers_stop;
       worker::TrialWorker w(options);
       if (auto s = w.Run(); !s.ok()) std::fprintf(stderr, "worker %d: %s\n", i, std::string(s.message()).c_str());
     });
@@ -504,6 +504,11 @@ int RunEmbedded(const std::vector<std::string>& argv) {
     return Fail("run", kExitRuntimeError, "study failed: " + detail.summary().error());
   }
   PrintParetoTable(detail);
+  if (!detail.pareto_front().empty()) {
+    std::printf("\nTo save a trial at full precision (add --format both for a PEFT adapter too):\n"
+                "  schism export --study %s/%s --trial %lld --dest DIR\n",
+                store_dir.c_str(), study_id.c_str(), static_cast<long long>(detail.pareto_front(0)));
+  }
   return kExitOk;
 }
 

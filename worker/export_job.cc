@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/text_file.h"
 #include "absl/strings/str_format.h"
 #include "common/model/directions.h"
 #include "common/sha256.h"
@@ -76,8 +77,8 @@ std::string UtcNow() {
 }
 
 std::string ModelCard(const ExportRequest& r, const std::string& source_name, const Json& params) {
-  std::string card = absl::StrCat("---\nbase_model: ", source_name,
-                                  "\ntags:\n- abliterated\n- uncensored\n- schism\n",
+  // No base_model key: the Hub wants a repository id there, and schism only knows a local path.
+  std::string card = absl::StrCat("---\ntags:\n- abliterated\n- uncensored\n- schism\n",
                                   r.format == "adapter" ? "library_name: peft\n" : "library_name: transformers\n",
                                   "---\n\n# ", source_name, " (abliterated)\n\n",
                                   "Refusal directions removed from ", source_name,
@@ -107,14 +108,6 @@ std::string ModelCard(const ExportRequest& r, const std::string& source_name, co
   absl::StrAppend(&card, "\n`reproduce.json` records the settings, the parameters, the scores and the SHA-256 of "
                          "every source and output file.\n");
   return card;
-}
-
-absl::Status WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.flush();
-  if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -158,7 +151,7 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
       return s;
     }
   }
-  if (auto s = WriteText(out / "README.md", ModelCard(r, source_name, params_json)); !s.ok()) return s;
+  if (auto s = common::WriteTextFile((out / "README.md").string(), ModelCard(r, source_name, params_json)); !s.ok()) return s;
 
   auto source_files = HashFiles(r.source_model);
   if (!source_files.ok()) return source_files.status();
@@ -190,7 +183,7 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
                          {"dtype", r.merge.dtype ? model::TorchDtypeName(*r.merge.dtype) : "source"},
                          {"max_shard_bytes", r.merge.max_shard_bytes}};
   reproduce["outputs"] = FilesJson(*outputs);
-  if (auto s = WriteText(out / "reproduce.json", reproduce.dump(2) + "\n"); !s.ok()) return s;
+  if (auto s = common::WriteTextFile((out / "reproduce.json").string(), reproduce.dump(2) + "\n"); !s.ok()) return s;
 
   if (auto s = (*staged)->Commit(); !s.ok()) return s;
   result.files = std::move(*outputs);

@@ -26,8 +26,8 @@ TrialWorker::~TrialWorker() = default;
 
 absl::Status TrialWorker::Run() {
   State& st = *state_;
-  st.link = std::make_unique<CoordinatorLink>(LinkOptions{options_.coordinator, options_.token, options_.credentials,
-                                                          v1::WORKER_ROLE_TRIALS, options_.wait_seconds, options_.stop});
+  options_.link.role = v1::WORKER_ROLE_TRIALS;
+  st.link = std::make_unique<CoordinatorLink>(options_.link);
   CoordinatorLink& link = *st.link;
   model::SetComputeThreads(options_.threads);
 

@@ -10,21 +10,14 @@
 #include <string>
 
 #include "absl/status/status.h"
-
-namespace grpc {
-class ChannelCredentials;
-}
+#include "worker/coordinator_link.h"
 
 namespace schism::worker {
 
 struct WorkerOptions {
-  std::string coordinator;      // host:port
-  std::string token;            // sent as "authorization: Bearer <token>"
-  std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext
+  LinkOptions link;             // coordinator, token, TLS, long-poll length, stop flag
   int trials_per_batch = 1;     // k
-  int wait_seconds = 5;         // long-poll length
   int threads = 0;              // libtorch threads; 0 = default
-  const std::atomic<bool>* stop = nullptr;
   // Exit after this many consecutive empty polls (0 = never); `schism run` uses it to end
   // workers once the study is done.
   int exit_after_idle_polls = 0;

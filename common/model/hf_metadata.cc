@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/text_file.h"
 #include "common/tokenizer/bpe_tokenizer.h"
 
 namespace schism::model {
@@ -38,14 +39,6 @@ Json PreTokenizerJson(tokenizer::PreTokenizer pre) {
 
 std::string TokenText(const tokenizer::TokenizerSpec& spec, const std::optional<int32_t>& id) {
   return id && *id >= 0 && static_cast<size_t>(*id) < spec.tokens.size() ? spec.tokens[*id] : "";
-}
-
-absl::Status WriteText(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.flush();
-  if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -156,10 +149,10 @@ absl::Status WriteHfMetadataFromGguf(const formats::GgufReader& gguf, const Mode
   if (spec->pad_id) gen["pad_token_id"] = *spec->pad_id;
 
   const std::string f = folder + "/";
-  if (auto s = WriteText(f + "config.json", HfConfigJson(config, torch_dtype, *spec)); !s.ok()) return s;
-  if (auto s = WriteText(f + "tokenizer.json", *tokenizer_json); !s.ok()) return s;
-  if (auto s = WriteText(f + "tokenizer_config.json", tc.dump(2) + "\n"); !s.ok()) return s;
-  return WriteText(f + "generation_config.json", gen.dump(2) + "\n");
+  if (auto s = common::WriteTextFile(f + "config.json", HfConfigJson(config, torch_dtype, *spec)); !s.ok()) return s;
+  if (auto s = common::WriteTextFile(f + "tokenizer.json", *tokenizer_json); !s.ok()) return s;
+  if (auto s = common::WriteTextFile(f + "tokenizer_config.json", tc.dump(2) + "\n"); !s.ok()) return s;
+  return common::WriteTextFile(f + "generation_config.json", gen.dump(2) + "\n");
 }
 
 }  // namespace schism::model

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/text_file.h"
 #include "common/model/directions.h"
 #include "common/model/hf_metadata.h"
 
@@ -66,14 +67,6 @@ absl::Status CheckDirections(const ModelSource& source, const at::Tensor& direct
   return absl::OkStatus();
 }
 
-absl::Status WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  out.flush();
-  if (!out) return absl::DataLossError(absl::StrCat(path.string(), ": write failed"));
-  return absl::OkStatus();
-}
-
 // Weight files and the source's model card stay behind; everything else (config, tokenizer,
 // generation config, chat template) is copied.
 bool IsWeightOrCard(const std::string& name) {
@@ -94,7 +87,7 @@ absl::Status CopyHfMetadata(const ModelSource& source, const MergeOptions& optio
       auto config = nlohmann::ordered_json::parse(in, nullptr, false);
       if (config.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(entry.path().string(), ": invalid JSON"));
       config["torch_dtype"] = TorchDtypeName(*options.dtype);
-      if (auto s = WriteText(fs::path(folder) / name, config.dump(2) + "\n"); !s.ok()) return s;
+      if (auto s = common::WriteTextFile((fs::path(folder) / name).string(), config.dump(2) + "\n"); !s.ok()) return s;
       continue;
     }
     fs::copy_file(entry.path(), fs::path(folder) / name, fs::copy_options::overwrite_existing, ec);
@@ -262,7 +255,7 @@ absl::Status WritePeftAdapter(const ModelSource& source, const at::Tensor& direc
   config["init_lora_weights"] = true;
   config["inference_mode"] = true;
   config["modules_to_save"] = nullptr;
-  return WriteText(fs::path(folder) / "adapter_config.json", config.dump(2) + "\n");
+  return common::WriteTextFile((fs::path(folder) / "adapter_config.json").string(), config.dump(2) + "\n");
 }
 
 }  // namespace schism::model

@@ -1,0 +1,16 @@
+// Whole-file writes with an error that names the file.
+#ifndef SCHISM_COMMON_TEXT_FILE_H_
+#define SCHISM_COMMON_TEXT_FILE_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace schism::common {
+
+// Creates or truncates `path` and writes `text` (bytes, unchanged).
+absl::Status WriteTextFile(const std::string& path, const std::string& text);
+
+}  // namespace schism::common
+
+#endif  // SCHISM_COMMON_TEXT_FILE_H_
