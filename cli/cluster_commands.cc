@@ -20,6 +20,7 @@
 #include "common/model/device.h"
 #include "common/env.h"
 #include "coordinator/coordinator_server.h"
+#include "coordinator/http_side_port.h"
 #include "coordinator/journal_store.h"
 #include "coordinator/redis_store.h"
 #include "coordinator/study_config.h"
@@ -137,9 +138,24 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   options.tls_cert_file = args->Get("tls-cert").value_or("");
   options.tls_key_file = args->Get("tls-key").value_or("");
   options.client_ca_file = args->Get("client-ca").value_or("");
+  // The side port answers /healthz at once and /readyz once the store is replayed and gRPC serves.
+  std::unique_ptr<coordinator::HttpSidePort> http;
+  if (auto http_listen = args->Get("http")) {
+    auto started = coordinator::HttpSidePort::Start(&manager, *http_listen, *token);
+    if (!started.ok()) {
+      return Fail("coordinator", started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsageError
+                                                                                                : kExitRuntimeError,
+                  std::string(started.status().message()));
+    }
+    http = std::move(*started);
+  }
   auto server = coordinator::CoordinatorServer::Start(&manager, options);
   if (!server.ok()) return Fail("coordinator", kExitRuntimeError, std::string(server.status().message()));
   std::printf("schism coordinator listening on port %d (store %s)\n", (*server)->port(), store_dir->c_str());
+  if (http) {
+    http->SetReady(true);
+    std::printf("dashboard, /metrics, /healthz, /readyz on http port %d\n", http->port());
+  }
   std::fflush(stdout);
   InstallSignalHandlers();
   while (!g_stop) {

@@ -26,7 +26,7 @@ const std::vector<Subcommand>& Subcommands() {
   static const std::vector<Subcommand> kSubcommands = {
       {"run", "[CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]",
        "embedded study: coordinator + N local workers, no servers", RunEmbedded},
-      {"coordinator", "--listen H:P --store DIR|redis://H:P[/db] [--token-file F] [--tls-cert F --tls-key F [--client-ca F]]",
+      {"coordinator", "--listen H:P --store DIR|redis://H:P[/db] [--http H:P] [--token-file F] [--tls-cert F --tls-key F [--client-ca F]]",
        "serve studies to workers over gRPC", RunCoordinator},
       {"worker", "--coordinator H:P [--token-file F] [--tls-ca F [--tls-cert F --tls-key F]] [--trials-per-batch K]",
        "evaluate trials leased from a coordinator", RunWorker},

@@ -649,6 +649,20 @@ absl::StatusOr<v1::ExportJob> StudyManager::GetExport(const std::string& export_
   return it->second;
 }
 
+ManagerMetrics StudyManager::Metrics() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ExpireLeasesLocked();
+  ManagerMetrics m;
+  for (const auto& [id, study] : studies_) {
+    m.studies[study->state]++;
+    for (const TrialEntry& t : study->trials) m.trials[t.state]++;
+  }
+  for (const auto& [id, job] : exports_) m.exports[job.state()]++;
+  m.active_leases = static_cast<int>(leases_.size());
+  m.registered_workers = static_cast<int>(workers_.size());
+  return m;
+}
+
 absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRequest& request) {
   v1::WorkItem item;
   for (const std::string& id : export_order_) {

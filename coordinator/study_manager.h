@@ -33,6 +33,15 @@ using Clock = std::chrono::steady_clock;
 // errors name the field.
 absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec);
 
+// A consistent snapshot of the counts the HTTP side port exports as Prometheus gauges.
+struct ManagerMetrics {
+  std::map<v1::StudyState, int> studies;
+  std::map<v1::TrialState, int> trials;
+  std::map<v1::ExportState, int> exports;
+  int active_leases = 0;
+  int registered_workers = 0;
+};
+
 class StudyManager {
  public:
   explicit StudyManager(StudyStore* store, std::function<Clock::time_point()> clock = Clock::now);
@@ -63,6 +72,8 @@ class StudyManager {
   // is QUEUED again, like a running trial).
   absl::StatusOr<v1::ExportJob> RequestExport(const v1::RequestExportRequest& request);
   absl::StatusOr<v1::ExportJob> GetExport(const std::string& export_id);
+
+  ManagerMetrics Metrics();
 
   // Re-queues the trials of leases past their deadline. Every public call does this too.
   void ExpireLeases();

@@ -4,12 +4,12 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/staged_folder.h"
+#include "common/text_file.h"
 #include "worker/export_job.h"
 
 namespace schism::worker {
@@ -98,9 +98,9 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
     // The directions live next to the root for the length of the export, out of every destination.
     const std::string directions_path =
         (fs::path(options.output_root) / absl::StrCat(".directions-", job.export_id(), "-", ::getpid(), ".bin")).string();
-    std::ofstream(directions_path, std::ios::binary) << *artifact;
     auto request = RequestFor(item, *destination, directions_path);
-    absl::StatusOr<ExportResult> result = request.ok() ? RunExport(*request) : request.status();
+    absl::Status written = common::WriteTextFile(directions_path, *artifact);
+    absl::StatusOr<ExportResult> result = !written.ok() ? written : request.ok() ? RunExport(*request) : request.status();
     fs::remove(directions_path, ec);
     if (!result.ok()) {
       link.Fail(item, std::string(result.status().message()), IsPermanent(result.status()));
