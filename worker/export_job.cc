@@ -191,4 +191,28 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
   return result;
 }
 
+absl::StatusOr<std::vector<ExportedFile>> FindFinishedExport(const std::string& destination,
+                                                             const std::string& study_id, int64_t trial_number,
+                                                             const std::string& format) {
+  std::ifstream in(fs::path(destination) / "reproduce.json");
+  if (!in) return absl::NotFoundError(absl::StrCat(destination, " holds no finished export"));
+  const Json r = Json::parse(in, nullptr, false);
+  if (r.is_discarded() || !r.contains("trial") || !r.contains("export") ||
+      (r.contains("study") ? r["study"].value("id", "") : "") != study_id ||
+      r["trial"].value("number", int64_t{-1}) != trial_number ||
+      r["export"].value("format", "") != format || !r.contains("outputs") || !r["outputs"].is_array()) {
+    return absl::NotFoundError(absl::StrCat(destination, " holds another export"));
+  }
+  std::vector<ExportedFile> files;
+  for (const Json& f : r["outputs"]) {
+    const std::string rel = f.value("path", "");
+    auto sha = common::Sha256OfFile((fs::path(destination) / rel).string());
+    if (!sha.ok() || *sha != f.value("sha256", "")) {
+      return absl::DataLossError(absl::StrCat(destination, "/", rel, " differs from its reproduce.json"));
+    }
+    files.push_back({rel, f.value("bytes", uint64_t{0}), *sha});
+  }
+  return files;
+}
+
 }  // namespace schism::worker

@@ -60,6 +60,15 @@ absl::Status ValidateExportFormat(const std::string& format);
 
 absl::StatusOr<ExportResult> RunExport(const ExportRequest& request);
 
+// When `destination` already holds the export of this study's trial in this format, intact
+// (every output listed in its reproduce.json present with that SHA-256), its files; NOT_FOUND
+// otherwise, DATA_LOSS naming the first file that no longer matches. The export worker asks this
+// before writing so a re-delivered export (its first lease expired just as it finished) is
+// reported instead of failing on the existing folder.
+absl::StatusOr<std::vector<ExportedFile>> FindFinishedExport(const std::string& destination,
+                                                             const std::string& study_id, int64_t trial_number,
+                                                             const std::string& format);
+
 }  // namespace schism::worker
 
 #endif  // SCHISM_WORKER_EXPORT_JOB_H_

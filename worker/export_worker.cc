@@ -65,6 +65,18 @@ absl::StatusOr<ExportRequest> RequestFor(const v1::WorkItem& item, const std::st
   return request;
 }
 
+v1::ReportResultRequest ExportReport(const std::string& destination, const std::vector<ExportedFile>& files) {
+  v1::ReportResultRequest report;
+  report.set_export_destination(destination);
+  for (const ExportedFile& f : files) {
+    v1::ExportedFile* out = report.add_export_files();
+    out->set_path(f.path);
+    out->set_bytes(f.bytes);
+    out->set_sha256(f.sha256);
+  }
+  return report;
+}
+
 }  // namespace
 
 absl::Status RunExportWorker(ExportWorkerOptions options) {
@@ -90,6 +102,15 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
       link.Fail(item, std::string(destination.status().message()), /*permanent=*/true);
       continue;
     }
+    const v1::RequestExportRequest& asked = job.request();
+    if (!asked.overwrite()) {
+      auto finished = FindFinishedExport(*destination, item.study_id(), item.export_trial().trial().number(),
+                                         asked.format().empty() ? "merged" : asked.format());
+      if (finished.ok()) {  // an earlier lease of this export finished after all
+        if (!heartbeat->lost()) (void)link.Report(item, ExportReport(*destination, *finished));
+        continue;
+      }
+    }
     auto artifact = link.FetchArtifact(item.study_id());
     if (!artifact.ok()) {
       link.Fail(item, std::string(artifact.status().message()));
@@ -110,15 +131,7 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
                  static_cast<long long>(item.export_trial().trial().number()), item.study_id().c_str(),
                  result->destination.c_str(), result->seconds);
     if (heartbeat->lost()) continue;
-    v1::ReportResultRequest report;
-    report.set_export_destination(result->destination);
-    for (const ExportedFile& f : result->files) {
-      v1::ExportedFile* out = report.add_export_files();
-      out->set_path(f.path);
-      out->set_bytes(f.bytes);
-      out->set_sha256(f.sha256);
-    }
-    (void)link.Report(item, std::move(report));
+    (void)link.Report(item, ExportReport(result->destination, result->files));
   }
   return absl::OkStatus();
 }

@@ -336,6 +336,8 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   EXPECT_NE(failed.status().message().find("another model"), std::string::npos) << failed.status();
   EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
 
+  // The destination does not hold this export; a finished one is found again, intact or not.
+  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "adapter").status().code(), absl::StatusCode::kNotFound);
   request.overwrite = true;
   auto replaced = RunExport(request);
   ASSERT_TRUE(replaced.ok()) << replaced.status();
@@ -343,6 +345,16 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   EXPECT_TRUE(fs::exists(dir + "/out/dest/adapter_model.safetensors"));
   EXPECT_FALSE(fs::exists(dir + "/out/dest/model.safetensors"));  // adapter only
   EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
+  auto found = FindFinishedExport(dir + "/out/dest", "", -1, "adapter");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->size(), replaced->files.size());
+  EXPECT_EQ((*found)[0].sha256, replaced->files[0].sha256);
+  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", 3, "adapter").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "merged").status().code(), absl::StatusCode::kNotFound);
+  WriteText(dir + "/out/dest/adapter_config.json", "{}");
+  auto tampered = FindFinishedExport(dir + "/out/dest", "", -1, "adapter");
+  EXPECT_EQ(tampered.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(tampered.status().message().find("adapter_config.json"), std::string::npos) << tampered.status();
 }
 
 TEST(Export, Sha256MatchesKnownVectors) {
