@@ -35,7 +35,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"submit", "CONFIG.toml --coordinator H:P", "queue a study; prints its id", RunSubmit},
       {"status", "[STUDY] --coordinator H:P [--json]", "studies and their progress", RunStatus},
       {"trials", "STUDY [--pareto] --coordinator H:P [--json]", "a study's trials", RunTrials},
-      {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P\n"
+      {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P [--token-file F]\n"
                  "                   schism export --model M --study DIR --trial N --dest DIR ...   (local)",
        "export an abliterated model (full-precision merge and/or PEFT adapter)", RunExport},
       {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",
