@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include <google/protobuf/util/json_util.h>
+#include "schism/proto_json.h"
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -74,14 +74,6 @@ std::shared_ptr<grpc::Channel> ClientChannel(const Args& args, std::string* erro
     return nullptr;
   }
   return grpc::CreateChannel(*args.Get("coordinator"), *credentials);
-}
-
-std::string JsonOf(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
 }
 
 const char* StateName(v1::StudyState s) {
@@ -280,7 +272,7 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
     }
   }
   if (args->Has("json")) {
-    std::printf("%s\n", JsonOf(job).c_str());
+    std::printf("%s\n", ProtoJson(job).c_str());
   } else if (job.state() == v1::EXPORT_STATE_DONE) {
     uint64_t bytes = 0;
     for (const v1::ExportedFile& f : job.files()) bytes += f.bytes();
@@ -335,7 +327,7 @@ int RunStatus(const std::vector<std::string>& argv) {
   for (const v1::StudySummary& study : list.studies()) {
     if (!args->positionals().empty() && study.study_id() != args->positionals()[0]) continue;
     if (args->Has("json")) {
-      std::printf("%s\n", JsonOf(study).c_str());
+      std::printf("%s\n", ProtoJson(study).c_str());
     } else {
       std::printf("%s  %-9s  %d/%d complete, %d failed, %d running  %s\n", study.study_id().c_str(),
                   StateName(study.state()), study.completed_trials(), study.spec().n_trials(),
@@ -371,7 +363,7 @@ int RunTrials(const std::vector<std::string>& argv) {
   for (int64_t n : numbers) {
     const v1::Trial& t = detail.trials(static_cast<int>(n));
     if (args->Has("json")) {
-      std::printf("%s\n", JsonOf(t).c_str());
+      std::printf("%s\n", ProtoJson(t).c_str());
     } else if (t.state() == v1::TRIAL_STATE_COMPLETE) {
       std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n", static_cast<long long>(n),
                   t.scores().refusals(), t.scores().refusal_prompts(), t.scores().kl_divergence());

@@ -7,7 +7,7 @@
 #include <map>
 #include <sstream>
 
-#include <google/protobuf/util/json_util.h>
+#include "schism/proto_json.h"
 
 #include <nlohmann/json.hpp>
 
@@ -130,9 +130,7 @@ int RunExport(const std::vector<std::string>& argv) {
     request.params_json = worker::TrialParamsJson(*trial);
     request.directions_path = coordinator::StudyDirectionsPath(*study_dir);
     request.study_id = study->summary().study_id();
-    google::protobuf::util::JsonPrintOptions options;
-    options.preserve_proto_field_names = true;
-    (void)google::protobuf::util::MessageToJsonString(study->summary().spec(), &request.study_spec_json, options);
+    request.study_spec_json = ProtoJson(study->summary().spec());
     request.trial_number = trial->number();
     request.scores = worker::ExportScores{trial->scores().refusals(), trial->scores().refusal_prompts(),
                                           trial->scores().kl_divergence(), study->summary().baseline_refusals()};

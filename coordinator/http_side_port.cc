@@ -2,7 +2,7 @@
 
 #include <httplib.h>
 
-#include <google/protobuf/util/json_util.h>
+#include "schism/proto_json.h"
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -43,14 +43,6 @@ void Gauge(std::string* out, const std::string& metric, const std::string& help,
     absl::StrAppend(out, metric, "{state=\"", StateLabel(s, name, prefix), "\"} ", it == counts.end() ? 0 : it->second,
                     "\n");
   }
-}
-
-std::string JsonOf(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
 }
 
 }  // namespace
@@ -114,7 +106,7 @@ absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* 
     if (!authorized(req, res)) return;
     v1::ListStudiesResponse list;
     for (auto& summary : manager->List()) *list.add_studies() = std::move(summary);
-    res.set_content(JsonOf(list), "application/json");
+    res.set_content(ProtoJson(list), "application/json");
   });
   s.Get(R"(/api/studies/([A-Za-z0-9_-]+))", [manager, authorized](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
@@ -124,7 +116,7 @@ absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* 
       res.set_content(std::string(detail.status().message()) + "\n", "text/plain");
       return;
     }
-    res.set_content(JsonOf(*detail), "application/json");
+    res.set_content(ProtoJson(*detail), "application/json");
   });
   side->port_ = port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
   if (side->port_ < 0) return absl::UnavailableError(absl::StrCat("--http ", listen, ": cannot bind"));

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include <google/protobuf/util/json_util.h>
+#include "schism/proto_json.h"
 
 #include "absl/strings/str_cat.h"
 #include "common/staged_folder.h"
@@ -56,9 +56,7 @@ absl::StatusOr<ExportRequest> RequestFor(const v1::WorkItem& item, const std::st
   request.destination = destination;
   request.overwrite = r.overwrite();
   request.study_id = item.study_id();
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(item.spec(), &request.study_spec_json, options);
+  request.study_spec_json = ProtoJson(item.spec());
   request.trial_number = work.trial().number();
   request.scores = ExportScores{work.trial().scores().refusals(), work.trial().scores().refusal_prompts(),
                                 work.trial().scores().kl_divergence(), work.baseline_refusals()};
