@@ -1,12 +1,16 @@
 #include "common/staged_folder.h"
 
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <filesystem>
 #include <random>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -47,6 +51,17 @@ absl::StatusOr<std::unique_ptr<StagedFolder>> StagedFolder::Create(const std::st
   }
   fs::create_directories(d.parent_path(), ec);
   if (ec) return absl::PermissionDeniedError(absl::StrCat(d.parent_path().string(), ": ", ec.message()));
+  // Staging folders of exports to this destination whose process died (SIGKILL, power loss).
+  const std::string prefix = absl::StrCat(".", d.filename().string(), ".partial-");
+  for (const fs::directory_entry& entry : fs::directory_iterator(d.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    int pid = 0;
+    if (!absl::StartsWith(name, prefix) ||
+        !absl::SimpleAtoi(name.substr(prefix.size(), name.find('-', prefix.size()) - prefix.size()), &pid)) {
+      continue;
+    }
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) fs::remove_all(entry.path(), ec);
+  }
   std::random_device random;
   const std::string staging = (d.parent_path() / absl::StrCat(".", d.filename().string(), ".partial-",
                                                              ::getpid(), "-", random() % 1000000))

@@ -5,7 +5,8 @@
 // symlinks that lead out. A StagedFolder is written under a hidden temporary name next to the
 // destination and renamed into place by Commit; dropped without Commit (an error, an exception,
 // a kill between the two renames excepted) it deletes what it wrote, so a failed export never
-// leaves a half-written model where a user would load it.
+// leaves a half-written model where a user would load it. A staging folder left by a process that
+// was killed outright is removed by the next export to the same destination.
 #ifndef SCHISM_COMMON_STAGED_FOLDER_H_
 #define SCHISM_COMMON_STAGED_FOLDER_H_
 

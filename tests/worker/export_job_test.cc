@@ -327,6 +327,8 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   EXPECT_NE(refused.status().message().find("--overwrite"), std::string::npos) << refused.status();
   EXPECT_TRUE(fs::exists(dir + "/out/dest/old.txt"));
 
+  // A staging folder left by a killed export (its pid is gone) is cleared by the next export.
+  fs::create_directories(dir + "/out/.new.partial-2147483000-7/stale");
   // Directions of another model: the export fails and leaves neither a destination nor debris.
   ExportRequest bad = request;
   bad.destination = dir + "/out/new";
