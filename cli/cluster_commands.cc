@@ -67,14 +67,6 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Args
                                         args.Get("tls-key").value_or(""));
 }
 
-std::shared_ptr<grpc::Channel> ClientChannel(const Args& args, std::string* error) {
-  auto credentials = Credentials(args);
-  if (!credentials.ok()) {
-    *error = std::string(credentials.status().message());
-    return nullptr;
-  }
-  return grpc::CreateChannel(*args.Get("coordinator"), *credentials);
-}
 
 const char* StateName(v1::StudyState s) {
   switch (s) {
@@ -103,6 +95,21 @@ std::unique_ptr<grpc::ClientContext> Context(const std::string& token) {
   if (!token.empty()) c->AddMetadata("authorization", "Bearer " + token);
   c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   return c;
+}
+
+// A StudyService client from --coordinator, --token-file and --tls-ca/--tls-cert/--tls-key.
+struct StudyClient {
+  std::string token;
+  std::unique_ptr<v1::StudyService::Stub> stub;
+  std::unique_ptr<grpc::ClientContext> Context() const { return cli::Context(token); }
+};
+
+absl::StatusOr<StudyClient> ConnectStudyClient(const Args& args) {
+  auto token = ReadToken(args);
+  if (!token.ok()) return token.status();
+  auto credentials = Credentials(args);
+  if (!credentials.ok()) return credentials.status();
+  return StudyClient{*token, v1::StudyService::NewStub(grpc::CreateChannel(*args.Get("coordinator"), *credentials))};
 }
 
 }  // namespace
@@ -228,12 +235,8 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
   if (args->positionals().size() != 2 || !absl::SimpleAtoi(args->positionals()[1], &trial) || !args->Get("dest")) {
     return Fail("export", kExitUsageError, kUsage);
   }
-  auto token = ReadToken(*args);
-  if (!token.ok()) return Fail("export", kExitUsageError, std::string(token.status().message()));
-  std::string channel_error;
-  auto channel = ClientChannel(*args, &channel_error);
-  if (!channel) return Fail("client", kExitUsageError, channel_error);
-  auto stub = v1::StudyService::NewStub(channel);
+  auto client = ConnectStudyClient(*args);
+  if (!client.ok()) return Fail("export", kExitUsageError, std::string(client.status().message()));
   v1::RequestExportRequest req;
   req.set_study_id(args->positionals()[0]);
   req.set_trial(trial);
@@ -248,8 +251,8 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
     req.set_max_shard_bytes(*bytes);
   }
   v1::ExportJob job;
-  auto c = Context(*token);
-  grpc::Status s = stub->RequestExport(c.get(), req, &job);
+  auto c = client->Context();
+  grpc::Status s = client->stub->RequestExport(c.get(), req, &job);
   if (!s.ok()) {
     const bool usage = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
                        s.error_code() == grpc::StatusCode::NOT_FOUND ||
@@ -263,8 +266,8 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
     v1::GetExportRequest get;
     get.set_export_id(job.export_id());
     v1::ExportJob latest;
-    auto gc = Context(*token);
-    s = stub->GetExport(gc.get(), get, &latest);
+    auto gc = client->Context();
+    s = client->stub->GetExport(gc.get(), get, &latest);
     if (s.ok()) {
       job = std::move(latest);
     } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
@@ -293,17 +296,13 @@ int RunSubmit(const std::vector<std::string>& argv) {
   }
   auto spec = coordinator::StudySpecFromTomlFile(args->positionals()[0]);
   if (!spec.ok()) return Fail("submit", kExitUsageError, std::string(spec.status().message()));
-  auto token = ReadToken(*args);
-  if (!token.ok()) return Fail("submit", kExitUsageError, std::string(token.status().message()));
-  std::string channel_error;
-  auto channel = ClientChannel(*args, &channel_error);
-  if (!channel) return Fail("client", kExitUsageError, channel_error);
-  auto stub = v1::StudyService::NewStub(channel);
+  auto client = ConnectStudyClient(*args);
+  if (!client.ok()) return Fail("submit", kExitUsageError, std::string(client.status().message()));
   v1::SubmitStudyRequest req;
   *req.mutable_spec() = *spec;
   v1::SubmitStudyResponse resp;
-  auto c = Context(*token);
-  const grpc::Status s = stub->SubmitStudy(c.get(), req, &resp);
+  auto c = client->Context();
+  const grpc::Status s = client->stub->SubmitStudy(c.get(), req, &resp);
   if (!s.ok()) return Fail("submit", s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? kExitUsageError : kExitRuntimeError, s.error_message());
   std::printf("%s\n", resp.study_id().c_str());
   return kExitOk;
@@ -314,15 +313,11 @@ int RunStatus(const std::vector<std::string>& argv) {
   if (!args.ok() || !args->Get("coordinator")) {
     return Fail("status", kExitUsageError, "usage: schism status [STUDY] --coordinator H:P [--json]");
   }
-  auto token = ReadToken(*args);
-  if (!token.ok()) return Fail("status", kExitUsageError, std::string(token.status().message()));
-  std::string channel_error;
-  auto channel = ClientChannel(*args, &channel_error);
-  if (!channel) return Fail("client", kExitUsageError, channel_error);
-  auto stub = v1::StudyService::NewStub(channel);
+  auto client = ConnectStudyClient(*args);
+  if (!client.ok()) return Fail("status", kExitUsageError, std::string(client.status().message()));
   v1::ListStudiesResponse list;
-  auto c = Context(*token);
-  const grpc::Status s = stub->ListStudies(c.get(), v1::ListStudiesRequest(), &list);
+  auto c = client->Context();
+  const grpc::Status s = client->stub->ListStudies(c.get(), v1::ListStudiesRequest(), &list);
   if (!s.ok()) return Fail("status", kExitRuntimeError, s.error_message());
   for (const v1::StudySummary& study : list.studies()) {
     if (!args->positionals().empty() && study.study_id() != args->positionals()[0]) continue;
@@ -342,17 +337,13 @@ int RunTrials(const std::vector<std::string>& argv) {
   if (!args.ok() || !args->Get("coordinator") || args->positionals().size() != 1) {
     return Fail("trials", kExitUsageError, "usage: schism trials STUDY [--pareto] --coordinator H:P [--json]");
   }
-  auto token = ReadToken(*args);
-  if (!token.ok()) return Fail("trials", kExitUsageError, std::string(token.status().message()));
-  std::string channel_error;
-  auto channel = ClientChannel(*args, &channel_error);
-  if (!channel) return Fail("client", kExitUsageError, channel_error);
-  auto stub = v1::StudyService::NewStub(channel);
+  auto client = ConnectStudyClient(*args);
+  if (!client.ok()) return Fail("trials", kExitUsageError, std::string(client.status().message()));
   v1::GetStudyRequest req;
   req.set_study_id(args->positionals()[0]);
   v1::StudyDetail detail;
-  auto c = Context(*token);
-  const grpc::Status s = stub->GetStudy(c.get(), req, &detail);
+  auto c = client->Context();
+  const grpc::Status s = client->stub->GetStudy(c.get(), req, &detail);
   if (!s.ok()) return Fail("trials", s.error_code() == grpc::StatusCode::NOT_FOUND ? kExitUsageError : kExitRuntimeError, s.error_message());
   std::vector<int64_t> numbers;
   if (args->Has("pareto")) {

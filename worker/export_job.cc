@@ -137,20 +137,16 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
 
   ExportResult result;
   result.destination = r.destination;
-  if (r.format != "adapter") {
-    auto stats = model::WriteMergedModel(**source, *directions, *params, r.merge, out.string());
-    if (!stats.ok()) return stats.status();
-    result.stats = *stats;
-  }
+  model::ExportTargets targets;
+  if (r.format != "adapter") targets.merged_folder = out.string();
   if (r.format != "merged") {
-    const fs::path folder = r.format == "both" ? out / "adapter" : out;
-    fs::create_directories(folder, ec);
-    if (auto s = model::WritePeftAdapter(**source, *directions, *params, r.merge.row_normalization,
-                                         r.source_model, folder.string());
-        !s.ok()) {
-      return s;
-    }
+    targets.adapter_folder = (r.format == "both" ? out / "adapter" : out).string();
+    fs::create_directories(targets.adapter_folder, ec);
   }
+  targets.base_model_name = r.source_model;
+  auto stats = model::WriteTrialExport(**source, *directions, *params, r.merge, targets);
+  if (!stats.ok()) return stats.status();
+  result.stats = *stats;
   if (auto s = common::WriteTextFile((out / "README.md").string(), ModelCard(r, source_name, params_json)); !s.ok()) return s;
 
   auto source_files = HashFiles(r.source_model);

@@ -116,32 +116,86 @@ const char* TorchDtypeName(SafetensorsDtype dtype) {
   }
 }
 
-std::optional<MpoaAdapter> TrialAdapter(const at::Tensor& w, const at::Tensor& directions,
-                                        const common::TrialParameters& params, int num_layers, int layer,
-                                        const char* component, RowNormalization mode) {
+double AdapterStrength(const common::TrialParameters& params, int num_layers, int layer, const char* component) {
   auto it = params.components.find(component);
-  if (it == params.components.end()) return std::nullopt;
-  const double lambda = common::LayerWeights(it->second, num_layers)[layer];
-  if (lambda == 0) return std::nullopt;
-  torch::NoGradGuard no_grad;
-  const at::Tensor v = DirectionForLayer(directions, params, layer);
-  return ComputeMpoaAdapter(w, w.norm(2, {1}), v, lambda, mode);
+  return it == params.components.end() ? 0.0 : common::LayerWeights(it->second, num_layers)[layer];
 }
 
-absl::StatusOr<MergeStats> WriteMergedModel(const ModelSource& source, const at::Tensor& directions,
-                                            const common::TrialParameters& params,
-                                            const MergeOptions& options, const std::string& folder) {
-  if (auto s = CheckDirections(source, directions); !s.ok()) return s;
-  torch::NoGradGuard no_grad;
-  // Metadata first: an unsupported source fails before any weight is written.
-  if (source.kind == ModelSource::Kind::kGguf) {
-    const char* torch_dtype = TorchDtypeName(options.dtype.value_or(SafetensorsDtype::kF32));
-    if (auto s = WriteHfMetadataFromGguf(*source.gguf, source.config, torch_dtype, folder); !s.ok()) return s;
-  } else if (auto s = CopyHfMetadata(source, options, folder); !s.ok()) {
+namespace {
+
+// The PEFT side of an export: rank-1 LoRA (or DoRA) tensors per adapted module, then the config.
+class PeftAdapterWriter {
+ public:
+  PeftAdapterWriter(std::string folder, RowNormalization mode)
+      : folder_(std::move(folder)), mode_(mode), writer_(folder_, 0, {{"format", "pt"}}, "adapter_model") {}
+
+  absl::Status Add(const std::string& weight_name, const MpoaAdapter& adapter, const at::Tensor& row_norms) {
+    const std::string module = weight_name.substr(0, weight_name.size() - std::string(".weight").size());
+    const std::string prefix = "base_model.model." + module;
+    const at::Tensor a = adapter.a.reshape({1, -1}).contiguous();
+    const at::Tensor b = adapter.b.reshape({-1, 1}).contiguous();
+    absl::Status s = AddF32(prefix + ".lora_A.weight", a);
+    if (s.ok()) s = AddF32(prefix + ".lora_B.weight", b);
+    if (s.ok() && mode_ == RowNormalization::kFull) s = AddF32(prefix + ".lora_magnitude_vector", row_norms);
+    modules_.push_back(module);
     return s;
   }
+
+  absl::Status Finish(const std::string& base_model_name) {
+    if (auto s = writer_.Finish(); !s.ok()) return s;
+    nlohmann::ordered_json config;
+    config["peft_type"] = "LORA";
+    config["task_type"] = "CAUSAL_LM";
+    config["base_model_name_or_path"] = base_model_name;
+    config["r"] = 1;
+    config["lora_alpha"] = 1;
+    config["lora_dropout"] = 0.0;
+    config["bias"] = "none";
+    config["fan_in_fan_out"] = false;
+    config["use_rslora"] = false;
+    config["use_dora"] = mode_ == RowNormalization::kFull;
+    config["target_modules"] = modules_;
+    config["init_lora_weights"] = true;
+    config["inference_mode"] = true;
+    config["modules_to_save"] = nullptr;
+    return common::WriteTextFile((fs::path(folder_) / "adapter_config.json").string(), config.dump(2) + "\n");
+  }
+
+ private:
+  absl::Status AddF32(const std::string& name, const at::Tensor& t) {
+    const at::Tensor c = t.to(torch::kFloat).contiguous();
+    return writer_.Add(name, SafetensorsDtype::kF32, c.sizes().vec(), c.data_ptr(), c.numel() * sizeof(float));
+  }
+
+  std::string folder_;
+  RowNormalization mode_;
+  formats::SafetensorsWriter writer_;
+  std::vector<std::string> modules_;
+};
+
+}  // namespace
+
+absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at::Tensor& directions,
+                                            const common::TrialParameters& params, const MergeOptions& options,
+                                            const ExportTargets& targets) {
+  if (auto s = CheckDirections(source, directions); !s.ok()) return s;
+  torch::NoGradGuard no_grad;
+  const bool merged = !targets.merged_folder.empty();
+  // Metadata first: an unsupported source fails before any weight is written.
+  if (merged && source.kind == ModelSource::Kind::kGguf) {
+    const char* torch_dtype = TorchDtypeName(options.dtype.value_or(SafetensorsDtype::kF32));
+    if (auto s = WriteHfMetadataFromGguf(*source.gguf, source.config, torch_dtype, targets.merged_folder); !s.ok()) {
+      return s;
+    }
+  } else if (merged) {
+    if (auto s = CopyHfMetadata(source, options, targets.merged_folder); !s.ok()) return s;
+  }
+  std::optional<formats::SafetensorsWriter> writer;
+  if (merged) writer.emplace(targets.merged_folder, options.max_shard_bytes);
+  std::optional<PeftAdapterWriter> peft;
+  if (!targets.adapter_folder.empty()) peft.emplace(targets.adapter_folder, options.row_normalization);
+
   const int num_layers = source.config.num_layers;
-  formats::SafetensorsWriter writer(folder, options.max_shard_bytes);
   MergeStats stats;
   for (const SourceTensor& t : source.tensors->List()) {
     if (t.name == "rope_freqs") continue;  // llama.cpp's copy of config.json's rope_scaling
@@ -149,22 +203,17 @@ absl::StatusOr<MergeStats> WriteMergedModel(const ModelSource& source, const at:
       return absl::UnimplementedError(
           absl::StrCat(source.path, ": tensor ", t.name, " has no Hugging Face name schism knows"));
     }
+    const std::optional<AdaptedWeight> adapted = ParseAdaptedWeight(t.name);
+    const double lambda = adapted && adapted->layer < num_layers
+                              ? AdapterStrength(params, num_layers, adapted->layer, adapted->component)
+                              : 0.0;
+    if (!merged && lambda == 0) continue;  // an adapter-only export reads just the adapted weights
     const formats::SafetensorsTensor* stored = source.tensors->Stored(t.name);
     const SafetensorsDtype source_dtype = t.dtype.value_or(SafetensorsDtype::kF32);
     const SafetensorsDtype out_dtype = IsFloat(source_dtype) ? options.dtype.value_or(source_dtype) : source_dtype;
-
-    std::optional<MpoaAdapter> adapter;
-    at::Tensor w;
-    if (auto adapted = ParseAdaptedWeight(t.name); adapted && adapted->layer < num_layers) {
-      auto read = source.tensors->Read(t.name, t.shape);
-      if (!read.ok()) return read.status();
-      w = std::move(*read);
-      adapter = TrialAdapter(w, directions, params, num_layers, adapted->layer, adapted->component,
-                             options.row_normalization);
-    }
     absl::Status added;
-    if (!adapter && stored != nullptr && stored->dtype == out_dtype) {
-      added = writer.Add(t.name, out_dtype, t.shape, stored->data, stored->n_bytes);
+    if (lambda == 0 && stored != nullptr && stored->dtype == out_dtype) {
+      added = writer->Add(t.name, out_dtype, t.shape, stored->data, stored->n_bytes);
       stats.copied++;
       stats.bytes += stored->n_bytes;
     } else {
@@ -173,89 +222,38 @@ absl::StatusOr<MergeStats> WriteMergedModel(const ModelSource& source, const at:
                                                      formats::SafetensorsDtypeName(source_dtype),
                                                      ", which cannot be converted"));
       }
-      if (!w.defined()) {
-        auto read = source.tensors->Read(t.name, t.shape);
-        if (!read.ok()) return read.status();
-        w = std::move(*read);
-      }
-      if (adapter) {
-        w.addr_(adapter->b, adapter->a);  // W + B A
-        if (adapter->scale.defined()) w.mul_(adapter->scale.unsqueeze(1));
+      auto read = source.tensors->Read(t.name, t.shape);
+      if (!read.ok()) return read.status();
+      at::Tensor w = std::move(*read);
+      if (lambda != 0) {
+        // One adapter per weight serves both outputs; row norms of the full-precision W.
+        const at::Tensor norms = w.norm(2, {1});
+        const MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, DirectionForLayer(directions, params, adapted->layer),
+                                                       lambda, options.row_normalization);
+        if (peft) added = peft->Add(t.name, adapter, norms);
+        w.addr_(adapter.b, adapter.a);  // W + B A
+        if (adapter.scale.defined()) w.mul_(adapter.scale.unsqueeze(1));
         stats.adapted++;
       } else {
         stats.converted++;
       }
-      const at::Tensor out = CastTo(w, out_dtype);
-      const size_t n_bytes = out.numel() * out.element_size();
-      added = writer.Add(t.name, out_dtype, t.shape, out.data_ptr(), n_bytes);
-      stats.bytes += n_bytes;
+      if (merged && added.ok()) {
+        const at::Tensor out = CastTo(w, out_dtype);
+        const size_t n_bytes = out.numel() * out.element_size();
+        added = writer->Add(t.name, out_dtype, t.shape, out.data_ptr(), n_bytes);
+        stats.bytes += n_bytes;
+      }
     }
     source.tensors->Release(t.name);
     if (!added.ok()) return added;
   }
-  if (auto s = writer.Finish(); !s.ok()) return s;
-  return stats;
-}
-
-absl::Status WritePeftAdapter(const ModelSource& source, const at::Tensor& directions,
-                              const common::TrialParameters& params, RowNormalization mode,
-                              const std::string& base_model_name, const std::string& folder) {
-  if (auto s = CheckDirections(source, directions); !s.ok()) return s;
-  torch::NoGradGuard no_grad;
-  const int num_layers = source.config.num_layers;
-  formats::SafetensorsWriter writer(folder, /*max_shard_bytes=*/0, {{"format", "pt"}}, "adapter_model");
-  std::map<std::string, std::vector<int64_t>> shapes;
-  for (const SourceTensor& t : source.tensors->List()) shapes[t.name] = t.shape;
-  std::vector<std::string> modules;
-  for (int layer = 0; layer < num_layers; ++layer) {
-    for (const char* component : {common::kAttentionComponent, common::kMlpComponent}) {
-      const bool attention = std::string(component) == common::kAttentionComponent;
-      const std::string module =
-          absl::StrCat("model.layers.", layer, attention ? ".self_attn.o_proj" : ".mlp.down_proj");
-      const std::string weight_name = module + ".weight";
-      auto shape = shapes.find(weight_name);
-      if (shape == shapes.end()) return absl::NotFoundError(absl::StrCat(source.path, ": missing tensor ", weight_name));
-      auto w = source.tensors->Read(weight_name, shape->second);
-      if (!w.ok()) return w.status();
-      std::optional<MpoaAdapter> adapter = TrialAdapter(*w, directions, params, num_layers, layer, component, mode);
-      if (adapter) {
-        const std::string prefix = "base_model.model." + module;
-        const at::Tensor a = adapter->a.reshape({1, -1}).contiguous();
-        const at::Tensor b = adapter->b.reshape({-1, 1}).contiguous();
-        absl::Status s = writer.Add(prefix + ".lora_A.weight", SafetensorsDtype::kF32, a.sizes().vec(),
-                                    a.data_ptr(), a.numel() * 4);
-        if (s.ok()) {
-          s = writer.Add(prefix + ".lora_B.weight", SafetensorsDtype::kF32, b.sizes().vec(), b.data_ptr(),
-                         b.numel() * 4);
-        }
-        if (s.ok() && mode == RowNormalization::kFull) {
-          const at::Tensor m = w->norm(2, {1}).contiguous();
-          s = writer.Add(prefix + ".lora_magnitude_vector", SafetensorsDtype::kF32, m.sizes().vec(),
-                         m.data_ptr(), m.numel() * 4);
-        }
-        if (!s.ok()) return s;
-        modules.push_back(module);
-      }
-      source.tensors->Release(weight_name);
-    }
+  if (writer) {
+    if (auto s = writer->Finish(); !s.ok()) return s;
   }
-  if (auto s = writer.Finish(); !s.ok()) return s;
-  nlohmann::ordered_json config;
-  config["peft_type"] = "LORA";
-  config["task_type"] = "CAUSAL_LM";
-  config["base_model_name_or_path"] = base_model_name;
-  config["r"] = 1;
-  config["lora_alpha"] = 1;
-  config["lora_dropout"] = 0.0;
-  config["bias"] = "none";
-  config["fan_in_fan_out"] = false;
-  config["use_rslora"] = false;
-  config["use_dora"] = mode == RowNormalization::kFull;
-  config["target_modules"] = modules;
-  config["init_lora_weights"] = true;
-  config["inference_mode"] = true;
-  config["modules_to_save"] = nullptr;
-  return common::WriteTextFile((fs::path(folder) / "adapter_config.json").string(), config.dump(2) + "\n");
+  if (peft) {
+    if (auto s = peft->Finish(targets.base_model_name); !s.ok()) return s;
+  }
+  return stats;
 }
 
 }  // namespace schism::model

@@ -43,27 +43,28 @@ absl::StatusOr<formats::SafetensorsDtype> ParseExportDtype(const std::string& na
 // PyTorch's name of a float dtype ("bfloat16"), as config.json's torch_dtype spells it.
 const char* TorchDtypeName(formats::SafetensorsDtype dtype);
 
-// The trial's adapter for decoder layer `layer` of `component` (common::kAttentionComponent or
-// kMlpComponent) from the full-precision weight `w` (out, in); nullopt when the trial leaves it
-// alone (λ = 0).
-std::optional<MpoaAdapter> TrialAdapter(const at::Tensor& w, const at::Tensor& directions,
-                                        const common::TrialParameters& params, int num_layers, int layer,
-                                        const char* component, RowNormalization mode);
+// λ of `component` (common::kAttentionComponent or kMlpComponent) in decoder layer `layer` for
+// the trial; 0 means the trial leaves that weight alone.
+double AdapterStrength(const common::TrialParameters& params, int num_layers, int layer, const char* component);
 
-// The merged model as a Hugging Face folder in `folder` (which must exist): sharded safetensors
-// with an index, config.json, tokenizer and generation files (copied from an HF source, written
-// from GGUF metadata otherwise).
-absl::StatusOr<MergeStats> WriteMergedModel(const ModelSource& source, const at::Tensor& directions,
-                                            const common::TrialParameters& params,
-                                            const MergeOptions& options, const std::string& folder);
+// What to write; an empty folder is skipped (both must exist when given).
+struct ExportTargets {
+  // The merged model as a Hugging Face folder: sharded safetensors with an index, config.json,
+  // tokenizer and generation files (copied from an HF source, written from GGUF metadata).
+  std::string merged_folder;
+  // The trial as a PEFT adapter: adapter_config.json + adapter_model.safetensors with rank-1
+  // lora_A (1, in) and lora_B (out, 1) per adapted module (lora_alpha = r = 1, so PEFT's scaling
+  // is 1), plus lora_magnitude_vector (out) = ‖W_i‖ and use_dora for row normalization "full"
+  // (DoRA's m ∘ (W + BA)/‖W + BA‖ is then exactly diag(s)(W + BA)).
+  std::string adapter_folder;
+  std::string base_model_name;  // adapter_config.json base_model_name_or_path
+};
 
-// The trial as a PEFT adapter in `folder`: adapter_config.json + adapter_model.safetensors with
-// rank-1 lora_A (1, in) and lora_B (out, 1) per adapted module (lora_alpha = r = 1, so PEFT's
-// scaling is 1), plus lora_magnitude_vector (out) = ‖W_i‖ and use_dora for row normalization
-// "full" (DoRA's m ∘ (W + BA)/‖W + BA‖ is then exactly diag(s)(W + BA)).
-absl::Status WritePeftAdapter(const ModelSource& source, const at::Tensor& directions,
-                              const common::TrialParameters& params, RowNormalization mode,
-                              const std::string& base_model_name, const std::string& folder);
+// One pass over the source: each adapted weight is read once and its adapter computed once for
+// both outputs; an adapter-only export reads only the adapted weights.
+absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at::Tensor& directions,
+                                            const common::TrialParameters& params, const MergeOptions& options,
+                                            const ExportTargets& targets);
 
 }  // namespace schism::model
 
