@@ -340,6 +340,21 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
 
   // The destination does not hold this export; a finished one is found again, intact or not.
   EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "adapter").status().code(), absl::StatusCode::kNotFound);
+  // A truncated source: the error names the file, and nothing is left behind.
+  fs::create_directories(dir + "/cut");
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+    fs::copy_file(dir + "/hf/" + f, dir + "/cut/" + f);
+  }
+  fs::copy_file(dir + "/hf/model.safetensors", dir + "/cut/model.safetensors");
+  fs::resize_file(dir + "/cut/model.safetensors", fs::file_size(dir + "/hf/model.safetensors") / 2);
+  ExportRequest truncated = bad;
+  truncated.source_model = dir + "/cut";
+  truncated.directions_path = request.directions_path;
+  auto cut = RunExport(truncated);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.status().message().find("cut/model.safetensors"), std::string::npos) << cut.status();
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
+
   request.overwrite = true;
   auto replaced = RunExport(request);
   ASSERT_TRUE(replaced.ok()) << replaced.status();
