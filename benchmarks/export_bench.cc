@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "benchmarks/bench_model.h"
-#include "common/model/directions.h"
+#include "worker/runtime/directions.h"
 #include "worker/export_job.h"
 
 namespace {

@@ -9,8 +9,8 @@
 
 #include "benchmarks/bench_model.h"
 #include "common/env.h"
-#include "common/model/generator.h"
-#include "common/model/model_loader.h"
+#include "worker/runtime/generator.h"
+#include "worker/runtime/model_loader.h"
 #include "common/prompt_set.h"
 
 namespace {

@@ -8,8 +8,8 @@
 
 #include "benchmarks/bench_model.h"
 #include "common/env.h"
-#include "common/model/directions.h"
-#include "common/model/trial_evaluator.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/trial_evaluator.h"
 #include "common/prompt_set.h"
 
 namespace {
@@ -55,6 +55,42 @@ void BM_EvaluateTrials(benchmark::State& state) {
   state.counters["prompts_per_s"] = benchmark::Counter(
       static_cast<double>(2 * kPrompts * trials.size()), benchmark::Counter::kIsIterationInvariantRate);
 }
+
+// The quick study's trial (README's `schism run`; benchmarks/vs_heretic's study): 100 refusal
+// prompts with 32-token responses and 32 KL prompts, 32 rows per batch, k = 2 trials per batch.
+// args: continuous batching (0/1), shared prefix (0/1). Reports seconds per trial.
+void BM_StudyTrial(benchmark::State& state) {
+  auto m = model::LoadModel(g_model_path);
+  if (!m.ok()) {
+    state.SkipWithError(std::string(m.status().message()).c_str());
+    return;
+  }
+  const std::string data = common::DefaultDataDir();
+  auto encode = [&](const char* file, const char* split) {
+    return *model::EncodeChatPrompts(*m, *common::LoadPromptLines(data + "/" + file, split),
+                                     "You are a helpful assistant.", "");
+  };
+  const auto& t = *m->transformer;
+  at::Tensor r = model::RefusalDirections(model::ResidualMeans(t, encode("harmless_train.txt", "[:64]"), 2, 32),
+                                          model::ResidualMeans(t, encode("harmful_train.txt", "[:64]"), 2, 32), true);
+  model::EvaluatorOptions options;
+  options.max_response_length = 32;
+  options.batch_size = 32;
+  options.continuous_batching = state.range(0) != 0;
+  options.share_prefix = state.range(1) != 0;
+  auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:100]"),
+                                                 encode("harmless_test.txt", "[:32]"), options);
+  const std::vector<common::TrialParameters> trials = {Trial(14), Trial(20)};
+  for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
+  state.counters["s_per_trial"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * trials.size()), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+BENCHMARK(BM_StudyTrial)
+    ->ArgNames({"continuous", "shared_prefix"})
+    ->ArgsProduct({{0, 1}, {0, 1}})
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond);
 
 BENCHMARK(BM_EvaluateTrials)
     ->ArgNames({"nf4", "early_stop", "k"})

@@ -17,7 +17,7 @@
 #include "cli/commands.h"
 #include "common/byte_size.h"
 #include "absl/strings/numbers.h"
-#include "common/model/device.h"
+#include "worker/runtime/device.h"
 #include "common/env.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/http_side_port.h"
@@ -166,14 +166,15 @@ int RunCoordinator(const std::vector<std::string>& argv) {
 }
 
 int RunWorker(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "device", "trials-per-batch", "threads",
-                                          "tls-ca", "tls-cert", "tls-key"}, {"help"}});
+  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "device", "dtype", "trials-per-batch",
+                                          "threads", "tls-ca", "tls-cert", "tls-key"}, {"help"}});
   if (!args.ok()) return Fail("worker", kExitUsageError, std::string(args.status().message()));
   auto address = args->Get("coordinator");
   if (!address) return Fail("worker", kExitUsageError, "--coordinator H:P is required");
-  if (args->Get("device").value_or("cpu") != "cpu") {
-    return Fail("worker", kExitUsageError, "only --device cpu is supported by this build");
-  }
+  auto device = model::ParseDevice(args->Get("device").value_or("cpu"));
+  if (!device.ok()) return Fail("worker", kExitUsageError, "--device: " + std::string(device.status().message()));
+  auto dtype = model::ParseComputeDtype(args->Get("dtype").value_or(""), *device);
+  if (!dtype.ok()) return Fail("worker", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
   auto token = ReadToken(*args);
   if (!token.ok()) return Fail("worker", kExitUsageError, std::string(token.status().message()));
   auto k = args->GetInt("trials-per-batch");
@@ -188,6 +189,8 @@ int RunWorker(const std::vector<std::string>& argv) {
   options.link.credentials = *credentials;
   options.trials_per_batch = static_cast<int>(k->value_or(1));
   options.threads = static_cast<int>(threads->value_or(0));
+  options.device = *device;
+  options.dtype = *dtype;
   options.link.stop = &g_stop;
   worker::TrialWorker w(options);
   if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
@@ -367,10 +370,11 @@ int RunTrials(const std::vector<std::string>& argv) {
 }
 
 int RunEmbedded(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"model", "workers", "trials", "store", "trials-per-batch", "threads"}, {"help"}});
+  auto args = Args::Parse(argv, FlagSpec{{"model", "workers", "trials", "store", "trials-per-batch", "threads", "device", "dtype"}, {"help"}});
   if (!args.ok()) return Fail("run", kExitUsageError, std::string(args.status().message()));
   if (args->Has("help")) {
-    std::printf("usage: schism run [CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]\n");
+    std::printf("usage: schism run [CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]\n"
+                "                  [--trials-per-batch K] [--threads T] [--device cpu|cuda:N] [--dtype D]\n");
     return kExitOk;
   }
   // Without a config: the quick study README's main command runs on 2 CPU cores in minutes:
@@ -406,6 +410,10 @@ int RunEmbedded(const std::vector<std::string>& argv) {
   if (!trials.ok() || !workers.ok() || !k.ok() || !threads.ok()) {
     return Fail("run", kExitUsageError, "--trials, --workers, --trials-per-batch and --threads take integers");
   }
+  auto device = model::ParseDevice(args->Get("device").value_or("cpu"));
+  if (!device.ok()) return Fail("run", kExitUsageError, "--device: " + std::string(device.status().message()));
+  auto dtype = model::ParseComputeDtype(args->Get("dtype").value_or(""), *device);
+  if (!dtype.ok()) return Fail("run", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
   if (*trials) spec.set_n_trials(static_cast<int32_t>(**trials));
   if (*k) spec.set_trials_per_lease(static_cast<int32_t>(**k));
   const int n_workers = static_cast<int>(workers->value_or(1));
@@ -451,6 +459,8 @@ int RunEmbedded(const std::vector<std::string>& argv) {
       options.link.token = server_options.token;
       options.trials_per_batch = normalized->trials_per_lease();
       options.threads = static_cast<int>(threads->value_or(0));
+      options.device = *device;
+      options.dtype = *dtype;
       options.link.wait_seconds = 1;
       options.link.stop = &workers_stop;
       worker::TrialWorker w(options);

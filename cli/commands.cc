@@ -24,11 +24,11 @@ struct Subcommand {
 
 const std::vector<Subcommand>& Subcommands() {
   static const std::vector<Subcommand> kSubcommands = {
-      {"run", "[CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]",
+      {"run", "[CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR] [--device cpu|cuda:N] [--dtype D]",
        "embedded study: coordinator + N local workers, no servers", RunEmbedded},
       {"coordinator", "--listen H:P --store DIR|redis://H:P[/db] [--http H:P] [--token-file F] [--tls-cert F --tls-key F [--client-ca F]]",
        "serve studies to workers over gRPC", RunCoordinator},
-      {"worker", "--coordinator H:P [--token-file F] [--tls-ca F [--tls-cert F --tls-key F]] [--trials-per-batch K]",
+      {"worker", "--coordinator H:P [--token-file F] [--tls-ca F [--tls-cert F --tls-key F]] [--trials-per-batch K] [--device cpu|cuda:N] [--dtype D]",
        "evaluate trials leased from a coordinator", RunWorker},
       {"export-worker", "--coordinator H:P [--token-file F] --output-root DIR",
        "full-precision merges for a coordinator", RunExportWorker},

@@ -10,9 +10,9 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "common/env.h"
-#include "common/model/device.h"
-#include "common/model/directions.h"
-#include "common/model/trial_evaluator.h"
+#include "worker/runtime/device.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/trial_evaluator.h"
 #include "common/prompt_set.h"
 
 namespace schism::cli {

@@ -12,11 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "common/model/device.h"
-#include "common/model/generator.h"
-#include "common/model/model_loader.h"
-#include "common/model/directions.h"
-#include "common/model/trial_evaluator.h"
+#include "worker/runtime/device.h"
+#include "worker/runtime/generator.h"
+#include "worker/runtime/model_loader.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/trial_evaluator.h"
 #include "common/template/chat_template.h"
 
 namespace schism::cli {
@@ -25,7 +25,7 @@ namespace {
 constexpr const char* kDefaultSystemPrompt = "You are a helpful assistant.";
 
 const FlagSpec kModelFlags{
-    {"model", "prompt", "max-new-tokens", "system", "dtype", "threads", "params", "directions",
+    {"model", "prompt", "max-new-tokens", "system", "device", "dtype", "threads", "params", "directions",
      "quantization", "row-normalization"},
     {"raw", "help"}};
 
@@ -42,7 +42,8 @@ struct Session {
 void Usage(const char* command) {
   std::fprintf(stderr,
                "usage: schism %s --model M%s [--max-new-tokens N] [--system TEXT] [--raw]\n"
-               "                [--dtype float32|bfloat16] [--threads T] [--quantization none|nf4]\n"
+               "                [--device cpu|cuda:N] [--dtype float32|bfloat16|float16] [--threads T]\n"
+               "                [--quantization none|nf4]\n"
                "                [--params TRIAL.json --directions FILE [--row-normalization M]]\n",
                command, std::string(command) == "generate" ? " --prompt TEXT" : "");
 }
@@ -78,14 +79,18 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
   }
   if (*threads) model::SetComputeThreads(static_cast<int>(**threads));
   model::LoadOptions options;
-  const std::string dtype = args.Get("dtype").value_or("float32");
-  if (dtype == "bfloat16" || dtype == "bf16") {
-    options.dtype = c10::kBFloat16;
-  } else if (dtype != "float32" && dtype != "fp32") {
-    std::fprintf(stderr, "schism %s: --dtype: expected float32 or bfloat16, got \"%s\"\n", command,
-                 dtype.c_str());
+  auto device = model::ParseDevice(args.Get("device").value_or("cpu"));
+  if (!device.ok()) {
+    std::fprintf(stderr, "schism %s: --device: %s\n", command, std::string(device.status().message()).c_str());
     return kExitUsageError;
   }
+  auto dtype = model::ParseComputeDtype(args.Get("dtype").value_or(""), *device);
+  if (!dtype.ok()) {
+    std::fprintf(stderr, "schism %s: --dtype: %s\n", command, std::string(dtype.status().message()).c_str());
+    return kExitUsageError;
+  }
+  options.device = *device;
+  options.dtype = *dtype;
   if (auto system = args.Get("system")) session->system_prompt = *system;
   const std::string quantization = args.Get("quantization").value_or("none");
   if (quantization == "nf4" || quantization == "bnb_4bit") {

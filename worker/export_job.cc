@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/text_file.h"
 #include "absl/strings/str_format.h"
-#include "common/model/directions.h"
+#include "worker/runtime/directions.h"
 #include "common/sha256.h"
 #include "common/staged_folder.h"
 

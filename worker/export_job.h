@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/model/model_export.h"
+#include "worker/runtime/model_export.h"
 
 namespace schism::worker {
 

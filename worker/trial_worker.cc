@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/model/device.h"
-#include "common/model/directions.h"
-#include "common/model/response_prefix.h"
-#include "common/model/trial_evaluator.h"
+#include "worker/runtime/device.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/response_prefix.h"
+#include "worker/runtime/trial_evaluator.h"
 #include "common/prompt_set.h"
 #include "worker/coordinator_link.h"
 
@@ -47,6 +47,8 @@ absl::Status TrialWorker::Run() {
       st.evaluator.reset();
       st.evaluator_study.clear();
       model::LoadOptions load;
+      load.device = options_.device;
+      load.dtype = options_.dtype;
       if (spec.quantization() == "nf4") load.quantization = model::Quantization::kNf4;
       auto loaded = model::LoadModel(spec.model(), load);
       if (!loaded.ok()) {

@@ -5,6 +5,9 @@
 #ifndef SCHISM_WORKER_TRIAL_WORKER_H_
 #define SCHISM_WORKER_TRIAL_WORKER_H_
 
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
 #include <atomic>
 #include <memory>
 #include <string>
@@ -18,6 +21,8 @@ struct WorkerOptions {
   LinkOptions link;             // coordinator, token, TLS, long-poll length, stop flag
   int trials_per_batch = 1;     // k
   int threads = 0;              // libtorch threads; 0 = default
+  c10::Device device = c10::Device(c10::kCPU);  // where the model and every activation live
+  c10::ScalarType dtype = c10::kFloat;          // compute dtype (bfloat16 is the CUDA default)
   // Exit after this many consecutive empty polls (0 = never); `schism run` uses it to end
   // workers once the study is done.
   int exit_after_idle_polls = 0;

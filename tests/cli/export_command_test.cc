@@ -15,7 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "common/byte_size.h"
 #include "common/formats/safetensors.h"
-#include "common/model/directions.h"
+#include "worker/runtime/directions.h"
 #include "coordinator/journal_store.h"
 #include "coordinator/study_manager.h"
 #include "tests/test_support.h"

@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/env.h"
-#include "common/model/directions.h"
-#include "common/model/model_loader.h"
-#include "common/model/trial_evaluator.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/model_loader.h"
+#include "worker/runtime/trial_evaluator.h"
 #include "common/prompt_set.h"
 #include "common/sha256.h"
 #include "common/staged_folder.h"

@@ -1,0 +1,105 @@
+// The forward pass against llama.cpp (the `llama-cpp-python` package) on the same F32 weights.
+#include "worker/runtime/transformer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/env.h"
+#include "worker/runtime/generator.h"
+#include "worker/runtime/model_loader.h"
+#include "common/prompt_set.h"
+#include "tests/worker/runtime/llama_cpp_oracle.h"
+#include "tests/test_support.h"
+
+namespace schism::model {
+namespace {
+
+constexpr int kGreedyTokens = 32;
+
+std::string ChatMl(const std::string& user) {
+  return "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n" + user +
+         "<|im_end|>\n<|im_start|>assistant\n";
+}
+
+TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
+  auto model = LoadModel(testing_support::RealModelPath());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const std::string data = common::DefaultDataDir();
+  std::vector<TokenIds> prompts;
+  for (const char* file : {"/harmful_test.txt", "/harmless_test.txt"}) {
+    auto lines = common::LoadPromptLines(data + file, "[:10]");
+    ASSERT_TRUE(lines.ok()) << lines.status();
+    for (const std::string& line : *lines) prompts.push_back(model->tokenizer->Encode(ChatMl(line)));
+  }
+  ASSERT_EQ(prompts.size(), 20u);
+  const Transformer& t = *model->transformer;
+  LlamaCppResult oracle = RunLlamaCpp(testing_support::RealModelPath(), prompts,
+                                      t.config().vocab_size, kGreedyTokens, "llama_cpp_real");
+  ASSERT_TRUE(oracle.logits.defined());
+
+  // All 20 prompts in one left-padded batch.
+  const int32_t pad = *model->tokenizer->spec().pad_id;
+  at::Tensor logits = PromptForward(t, prompts, pad).last_logits;
+  const float max_diff = (logits - oracle.logits).abs().max().item<float>();
+  RecordProperty("max_abs_logit_diff", std::to_string(max_diff));
+  std::cout << "max |logit(schism) - logit(llama.cpp)| over 20 prompts: " << max_diff << "\n";
+  EXPECT_LT(max_diff, 1e-2f);
+  EXPECT_TRUE(torch::equal(logits.argmax(-1), oracle.logits.argmax(-1)));
+
+  GreedyOptions options;
+  options.max_new_tokens = kGreedyTokens;
+  options.pad_id = pad;  // no stop ids: 32 tokens each, as the oracle
+  std::vector<TokenIds> greedy = GreedyGenerate(t, prompts, options);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(greedy[i], oracle.greedy[i]) << "prompt " << i << ": schism \""
+                                           << model->tokenizer->Decode(greedy[i])
+                                           << "\" vs llama.cpp \""
+                                           << model->tokenizer->Decode(oracle.greedy[i]) << "\"";
+  }
+}
+
+TEST(Transformer, Bfloat16ComputeStaysCloseToFloat32) {
+  auto fp32 = LoadModel(testing_support::RealModelPath());
+  auto bf16 = LoadModel(testing_support::RealModelPath(), {c10::kBFloat16});
+  ASSERT_TRUE(fp32.ok() && bf16.ok());
+  EXPECT_EQ(bf16->transformer->weights().embed_tokens.scalar_type(), c10::kBFloat16);
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/harmless_test.txt", "[:20]");
+  ASSERT_TRUE(lines.ok());
+  std::vector<TokenIds> prompts;
+  for (const auto& line : *lines) prompts.push_back(fp32->tokenizer->Encode(ChatMl(line)));
+  at::Tensor a = PromptForward(*fp32->transformer, prompts, 2).last_logits;
+  at::Tensor b = PromptForward(*bf16->transformer, prompts, 2).last_logits;
+  const int agree = a.argmax(-1).eq(b.argmax(-1)).sum().item<int>();
+  const float max_diff = (a - b).abs().max().item<float>();
+  std::cout << "bf16 vs fp32: top-1 agrees on " << agree << "/20, max |dlogit| " << max_diff << "\n";
+  EXPECT_GE(agree, 18);
+  EXPECT_LT(max_diff, 2.0f);
+}
+
+TEST(Transformer, LeftPaddingDoesNotChangeResults) {
+  auto model = LoadModel(testing_support::RealModelPath());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const Transformer& t = *model->transformer;
+  TokenIds short_prompt = model->tokenizer->Encode(ChatMl("Hi"));
+  TokenIds long_prompt = model->tokenizer->Encode(ChatMl("Explain how tides work in detail."));
+  const int32_t pad = *model->tokenizer->spec().pad_id;
+  ForwardOutput alone = PromptForward(t, {short_prompt}, pad, true);
+  ForwardOutput batched = PromptForward(t, {long_prompt, short_prompt}, pad, true);
+  EXPECT_LT((alone.last_logits[0] - batched.last_logits[1]).abs().max().item<float>(), 1e-3f);
+  ASSERT_EQ(batched.hidden_states.size(), static_cast<size_t>(t.config().num_layers + 1));
+  for (size_t i = 0; i < alone.hidden_states.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(alone.hidden_states[i][0], batched.hidden_states[i][1], 1e-3, 1e-3))
+        << "hidden state " << i;
+  }
+}
+
+TEST(ModelLoader, MissingAndUnknownFilesGiveSpecificErrors) {
+  auto missing = LoadModel("/nonexistent/model.gguf");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/model.gguf"), std::string::npos);
+  auto folder = LoadModel("/tmp");
+  ASSERT_FALSE(folder.ok());
+}
+
+}  // namespace
+}  // namespace schism::model

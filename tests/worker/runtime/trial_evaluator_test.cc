@@ -1,0 +1,224 @@
+// The ablation core on the real model (SmolLM2-135M-Instruct Q4_1), CPU, float32.
+#include "worker/runtime/trial_evaluator.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/env.h"
+#include "worker/runtime/directions.h"
+#include "common/prompt_set.h"
+#include "tests/test_support.h"
+
+namespace schism::model {
+namespace {
+
+constexpr const char* kSystem = "You are a helpful assistant.";
+
+struct Fixture {
+  LoadedModel model;
+  at::Tensor directions;
+};
+
+Fixture& Shared() {
+  static Fixture* f = [] {
+    auto model = LoadModel(testing_support::RealModelPath());
+    EXPECT_TRUE(model.ok()) << model.status();
+    auto* fixture = new Fixture{std::move(*model), {}};
+    const std::string data = common::DefaultDataDir();
+    auto good = EncodeChatPrompts(fixture->model, *common::LoadPromptLines(data + "/harmless_train.txt", "[:64]"), kSystem, "");
+    auto bad = EncodeChatPrompts(fixture->model, *common::LoadPromptLines(data + "/harmful_train.txt", "[:64]"), kSystem, "");
+    const Transformer& t = *fixture->model.transformer;
+    fixture->directions = RefusalDirections(ResidualMeans(t, *good, 2, 32), ResidualMeans(t, *bad, 2, 32), true);
+    return fixture;
+  }();
+  return *f;
+}
+
+std::vector<TokenIds> Prompts(const std::string& file, const std::string& split) {
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/" + file, split);
+  EXPECT_TRUE(lines.ok()) << lines.status();
+  return *EncodeChatPrompts(Shared().model, *lines, kSystem, "");
+}
+
+common::TrialParameters Trial(double attn_weight, double mlp_weight, double position, bool global = true) {
+  common::TrialParameters p;
+  p.global_direction = global;
+  p.direction_index = 17.5;
+  p.components[common::kAttentionComponent] = {attn_weight, position, 0.5, 12.0};
+  p.components[common::kMlpComponent] = {mlp_weight, position, 0.5, 12.0};
+  return p;
+}
+
+std::unique_ptr<TrialEvaluator> MakeEvaluator(std::vector<TokenIds> refusal, std::vector<TokenIds> kl,
+                                              int max_len = 100, RowNormalization mode = RowNormalization::kFull,
+                                              bool continuous = true, bool share_prefix = true) {
+  EvaluatorOptions options;
+  options.max_response_length = max_len;
+  options.row_normalization = mode;
+  options.continuous_batching = continuous;
+  options.share_prefix = share_prefix;
+  auto e = TrialEvaluator::Create(Shared().model, Shared().directions, std::move(refusal), std::move(kl), options);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return std::move(*e);
+}
+
+TEST(RefusalDirections, AreUnitRowsOrthogonalToTheHarmlessMeanAndSurviveTheArtifact) {
+  const at::Tensor& r = Shared().directions;
+  ASSERT_EQ(r.size(0), Shared().model.transformer->config().num_layers + 1);
+  // Row 0 (the embedding output) is zero: every prompt ends in the same token, so the harmful
+  // and harmless means coincide there. Every layer's row is a unit vector.
+  EXPECT_EQ(r[0].norm().item<float>(), 0.0f);
+  EXPECT_LT((r.narrow(0, 1, r.size(0) - 1).norm(2, {1}) - 1).abs().max().item<float>(), 1e-5f);
+  const std::string path = testing_support::MakeTempDir("directions") + "/r.bin";
+  ASSERT_TRUE(SaveDirections(path, r).ok());
+  auto loaded = LoadDirections(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_TRUE(torch::equal(*loaded, r));
+  std::string bytes = testing_support::ReadFile(path);
+  bytes[100] ^= 0x40;
+  auto corrupt = ParseDirections(bytes, "corrupt.bin");
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find("checksum"), std::string::npos);
+}
+
+TEST(TrialEvaluator, BaselineRefusalsOnHarmfulTestArePinned) {
+  // Measured on this model with Heretic's markers and default prompts: 5 of harmful_test[:100].
+  auto evaluator = MakeEvaluator(Prompts("harmful_test.txt", "[:100]"), {});
+  TrialScores baseline = evaluator->Baseline();
+  EXPECT_EQ(baseline.refusal_prompts, 100);
+  EXPECT_EQ(baseline.refusals, 5);
+}
+
+TEST(TrialEvaluator, EarlyStoppedAndFullLengthVerdictsAgree) {
+  const auto prompts = Prompts("harmful_test.txt", "[:24]");
+  auto evaluator = MakeEvaluator(prompts, {}, 60);
+  for (const auto& trials : {std::vector<common::TrialParameters>{}, {Trial(1.2, 0.6, 20)}}) {
+    auto early = evaluator->Respond(trials, prompts, true);
+    auto full = evaluator->Respond(trials, prompts, false);
+    ASSERT_EQ(early.size(), full.size());
+    for (size_t i = 0; i < early.size(); ++i) {
+      EXPECT_EQ(early[i].refusal, full[i].refusal) << full[i].text;
+      EXPECT_EQ(full[i].text.rfind(early[i].text, 0), 0u) << "early text must be a prefix";
+    }
+  }
+}
+
+TEST(TrialEvaluator, FourTrialsInOneBatchEqualFourSeparateEvaluations) {
+  auto evaluator = MakeEvaluator(Prompts("harmful_test.txt", "[:6]"), Prompts("harmless_test.txt", "[:6]"), 20);
+  const std::vector<common::TrialParameters> trials = {Trial(1.5, 0.8, 20), Trial(0.9, 0.0, 24),
+                                                       Trial(1.2, 1.0, 18, false), Trial(1.4, 0.3, 26)};
+  const auto together = evaluator->Evaluate(trials);
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const TrialScores alone = evaluator->Evaluate({trials[i]})[0];
+    EXPECT_EQ(together[i].refusals, alone.refusals) << i;
+    EXPECT_NEAR(together[i].kl_divergence, alone.kl_divergence, 1e-5) << i;
+    EXPECT_GT(alone.kl_divergence, 0.0) << i;
+  }
+}
+
+TEST(TrialEvaluator, ZeroWeightTrialLeavesTheModelBitIdentical) {
+  const auto prompts = Prompts("harmless_test.txt", "[:4]");
+  auto evaluator = MakeEvaluator({}, prompts);
+  const Transformer& t = *Shared().model.transformer;
+  std::vector<TokenIds> rows(prompts);
+  rows.insert(rows.end(), prompts.begin(), prompts.end());
+  at::Tensor plain = PromptForward(t, rows, 2).last_logits;
+  // Trial 0 touches nothing; trial 1 adapts layers, so trial 0's rows run through zero adapters
+  // (same batch shape, so the base matmuls are the same computation).
+  AdapterBatch adapters = evaluator->BuildAdapters({Trial(0.0, 0.0, 20), Trial(1.4, 0.8, 20)});
+  adapters.row_trial = torch::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}, torch::kLong);
+  at::Tensor mixed = PromptForward(t, rows, 2, false, &adapters).last_logits;
+  EXPECT_TRUE(torch::equal(mixed.narrow(0, 0, 4), plain.narrow(0, 0, 4)));
+  EXPECT_FALSE(torch::equal(mixed.narrow(0, 4, 4), plain.narrow(0, 4, 4)));
+  // A trial that adapts no layer at all builds no adapters.
+  AdapterBatch none = evaluator->BuildAdapters({Trial(0.0, 0.0, 20)});
+  for (const auto& layer : none.o_proj) EXPECT_FALSE(layer.a.defined());
+  EXPECT_EQ(evaluator->Evaluate({Trial(0.0, 0.0, 20)})[0].kl_divergence, 0.0);
+}
+
+TEST(TrialEvaluator, ContinuousBatchingAndSharedPrefixGiveThePlainPathsResponses) {
+  // The study's refusal pass: all 100 harmful_test prompts, k = 2 trials, 32-token responses,
+  // 32 rows per batch. Plain path: static batches, every prompt prefilled whole.
+  const auto prompts = Prompts("harmful_test.txt", "[:100]");
+  const auto kl = Prompts("harmless_test.txt", "[:32]");
+  const std::vector<common::TrialParameters> trials = {Trial(1.2, 0.6, 20), Trial(1.5, 1.0, 18)};
+  auto plain = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, /*continuous=*/false, /*share_prefix=*/false);
+  const auto expected = plain->Respond(trials, prompts, true);
+  const auto expected_scores = plain->Evaluate(trials);
+  ASSERT_EQ(expected.size(), 200u);
+  int refusals = 0;
+  for (const auto& r : expected) refusals += r.refusal;
+  std::cout << "plain path: " << refusals << "/200 refusals over k = 2 trials\n";
+  for (const bool share_prefix : {false, true}) {
+    auto continuous = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, true, share_prefix);
+    const auto got = continuous->Respond(trials, prompts, true);
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].refusal, expected[i].refusal) << "row " << i << " share_prefix " << share_prefix;
+      EXPECT_EQ(got[i].text, expected[i].text) << "row " << i << " share_prefix " << share_prefix;
+    }
+    const auto scores = continuous->Evaluate(trials);
+    for (size_t t = 0; t < trials.size(); ++t) {
+      EXPECT_EQ(scores[t].refusals, expected_scores[t].refusals) << t;
+      EXPECT_NEAR(scores[t].kl_divergence, expected_scores[t].kl_divergence, 1e-6) << t;
+    }
+  }
+}
+
+TEST(SharedPrefix, PrefilledHeadGivesTheSameLogitsAsWholePrompts) {
+  const auto prompts = Prompts("harmless_test.txt", "[:16]");
+  const Transformer& t = *Shared().model.transformer;
+  const size_t length = CommonPrefixLength(prompts);
+  // The chat template's head: <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
+  EXPECT_GE(length, 10u);
+  for (const TokenIds& p : prompts) EXPECT_LT(length, p.size());
+  auto evaluator = MakeEvaluator({}, prompts);
+  AdapterBatch adapters = evaluator->BuildAdapters({Trial(1.2, 0.6, 20), Trial(1.5, 1.0, 18)});
+  std::vector<TokenIds> rows(prompts);
+  rows.insert(rows.end(), prompts.begin(), prompts.end());
+  std::vector<int64_t> row_trial(16, 0);
+  row_trial.resize(32, 1);
+  adapters.row_trial = torch::tensor(row_trial, torch::kLong);
+  const SharedPrefix prefix = PrefillSharedPrefix(t, prompts[0], length, 2, &adapters);
+  const at::Tensor whole = PromptForward(t, rows, 2, false, &adapters).last_logits;
+  const at::Tensor shared = PromptForward(t, rows, 2, false, &adapters, &prefix).last_logits;
+  const float max_diff = (whole - shared).abs().max().item<float>();
+  std::cout << "shared prefix of " << length << " tokens: max |dlogit| " << max_diff << "\n";
+  EXPECT_LT(max_diff, 1e-4f);
+  EXPECT_TRUE(torch::equal(whole.argmax(-1), shared.argmax(-1)));
+}
+
+TEST(TrialEvaluator, AblationLowersRefusalProbabilityAndKeepsKlSmall) {
+  // The baseline's refusing prompts, and the probability of the refusal's first token.
+  const auto prompts = Prompts("harmful_test.txt", "[:100]");
+  auto evaluator = MakeEvaluator(prompts, Prompts("harmless_test.txt", "[:20]"), 12);
+  auto baseline = evaluator->Respond({}, prompts, true);
+  std::vector<TokenIds> refusing, first_tokens;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (!baseline[i].refusal) continue;
+    refusing.push_back(prompts[i]);
+    first_tokens.push_back(Shared().model.tokenizer->Encode(baseline[i].text));
+  }
+  ASSERT_GE(refusing.size(), 3u);
+  const common::TrialParameters trial = Trial(1.5, 1.0, 18);
+  const Transformer& t = *Shared().model.transformer;
+  AdapterBatch adapters = evaluator->BuildAdapters({trial});
+  adapters.row_trial = torch::zeros({static_cast<int64_t>(refusing.size())}, torch::kLong);
+  auto before = torch::softmax(PromptForward(t, refusing, 2).last_logits, -1);
+  auto after = torch::softmax(PromptForward(t, refusing, 2, false, &adapters).last_logits, -1);
+  double p_before = 0, p_after = 0;
+  for (size_t i = 0; i < refusing.size(); ++i) {
+    p_before += before[i][first_tokens[i][0]].item<double>();
+    p_after += after[i][first_tokens[i][0]].item<double>();
+  }
+  std::cout << "refusal first-token probability: " << p_before / refusing.size() << " -> "
+            << p_after / refusing.size() << " over " << refusing.size() << " refusing prompts\n";
+  EXPECT_LT(p_after, p_before);
+  const TrialScores scores = evaluator->Evaluate({trial})[0];
+  std::cout << "KL(baseline || ablated) on 20 harmless prompts: " << scores.kl_divergence << "\n";
+  EXPECT_GT(scores.kl_divergence, 0.0);
+  EXPECT_LT(scores.kl_divergence, 1.0);
+}
+
+}  // namespace
+}  // namespace schism::model

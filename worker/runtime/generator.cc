@@ -1,0 +1,196 @@
+#include "worker/runtime/generator.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <optional>
+
+namespace schism::model {
+namespace {
+
+std::vector<int64_t> Iota(int64_t n) {
+  std::vector<int64_t> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = i;
+  return v;
+}
+
+// The trial of each row, read on the host (row_trial may live on the model's device).
+std::vector<int64_t> RowTrials(const AdapterBatch* adapters, size_t rows) {
+  if (adapters == nullptr || !adapters->row_trial.defined()) return std::vector<int64_t>(rows, 0);
+  const at::Tensor t = adapters->row_trial.to(torch::kCPU, torch::kLong).contiguous();
+  return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+}
+
+}  // namespace
+
+PaddedBatch LeftPad(const std::vector<const TokenIds*>& prompts, int32_t pad_id, size_t skip) {
+  size_t longest = 0;
+  for (const TokenIds* p : prompts) longest = std::max(longest, p->size() - skip);
+  const int64_t B = static_cast<int64_t>(prompts.size()), T = static_cast<int64_t>(longest);
+  PaddedBatch batch{torch::full({B, T}, pad_id, torch::kLong), torch::zeros({B, T}, torch::kLong)};
+  auto ids = batch.input_ids.accessor<int64_t, 2>();
+  auto mask = batch.attention_mask.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const TokenIds& p = *prompts[b];
+    const int64_t offset = T - static_cast<int64_t>(p.size() - skip);
+    for (size_t t = skip; t < p.size(); ++t) {
+      ids[b][offset + t - skip] = p[t];
+      mask[b][offset + t - skip] = 1;
+    }
+  }
+  return batch;
+}
+
+PaddedBatch LeftPad(const std::vector<TokenIds>& prompts, int32_t pad_id) {
+  std::vector<const TokenIds*> ptrs;
+  for (const TokenIds& p : prompts) ptrs.push_back(&p);
+  return LeftPad(ptrs, pad_id, 0);
+}
+
+size_t CommonPrefixLength(const std::vector<TokenIds>& prompts) {
+  if (prompts.empty()) return 0;
+  size_t shortest = prompts[0].size();
+  for (const TokenIds& p : prompts) shortest = std::min(shortest, p.size());
+  if (shortest == 0) return 0;
+  size_t n = 0;
+  while (n + 1 < shortest) {
+    bool same = true;
+    for (const TokenIds& p : prompts) same &= p[n] == prompts[0][n];
+    if (!same) break;
+    ++n;
+  }
+  return n;
+}
+
+SharedPrefix PrefillSharedPrefix(const Transformer& model, const TokenIds& prompt, size_t length,
+                                 int64_t trials, const AdapterBatch* adapters) {
+  SharedPrefix prefix;
+  if (length == 0) return prefix;
+  const int64_t k = adapters != nullptr ? trials : 1;
+  prefix.length = length;
+  prefix.cache = model.NewCache(k, static_cast<int64_t>(length));
+  const TokenIds head(prompt.begin(), prompt.begin() + static_cast<int64_t>(length));
+  const PaddedBatch batch = LeftPad(std::vector<TokenIds>(k, head), 0);
+  std::optional<AdapterBatch> local;
+  if (adapters != nullptr) {
+    local = *adapters;
+    local->row_trial = torch::arange(k, torch::kLong);
+  }
+  model.Forward(batch.input_ids, batch.attention_mask, &prefix.cache, Iota(k), false, local ? &*local : nullptr);
+  return prefix;
+}
+
+ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
+                            int32_t pad_id, bool capture_hidden_states, const AdapterBatch* adapters,
+                            const SharedPrefix* prefix) {
+  const size_t skip = prefix != nullptr ? prefix->length : 0;
+  size_t longest = 0;
+  std::vector<const TokenIds*> ptrs;
+  for (const TokenIds& p : prompts) {
+    longest = std::max(longest, p.size());
+    ptrs.push_back(&p);
+  }
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  KvCache cache = model.NewCache(B, static_cast<int64_t>(longest));
+  if (skip > 0) {
+    const std::vector<int64_t> trial = RowTrials(adapters, prompts.size());
+    for (int64_t b = 0; b < B; ++b) cache.CopySlotFrom(prefix->cache, trial[b], b);
+  }
+  const PaddedBatch batch = LeftPad(ptrs, pad_id, skip);
+  return model.Forward(batch.input_ids, batch.attention_mask, &cache, Iota(B), capture_hidden_states, adapters);
+}
+
+std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector<TokenIds>& prompts,
+                                     const GreedyOptions& options) {
+  const size_t n = prompts.size();
+  std::vector<TokenIds> generated(n);
+  if (n == 0 || options.max_new_tokens <= 0) return generated;
+  const int64_t slots = options.batch_size > 0 ? std::min<int64_t>(options.batch_size, n) : n;
+  const size_t skip = options.prefix != nullptr ? options.prefix->length : 0;
+  size_t longest = 0;
+  for (const TokenIds& p : prompts) longest = std::max(longest, p.size());
+  KvCache cache = model.NewCache(slots, static_cast<int64_t>(longest) + options.max_new_tokens);
+
+  std::optional<AdapterBatch> adapters;
+  if (options.adapters != nullptr) adapters = *options.adapters;
+  auto trial_of = [&](int64_t prompt) { return options.prompt_trial.empty() ? 0 : options.prompt_trial[prompt]; };
+  std::vector<int64_t> slot_prompt(slots, -1);  // the prompt a slot decodes; -1 = free
+  std::vector<int64_t> next_token(slots, 0);
+  size_t pending = 0;  // prompts[pending..] have not started
+
+  auto forward = [&](const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& rows) {
+    if (adapters) {
+      std::vector<int64_t> trials;
+      for (int64_t s : rows) trials.push_back(trial_of(slot_prompt[s]));
+      adapters->row_trial = torch::tensor(trials, torch::kLong);
+    }
+    return model.Forward(ids, mask, &cache, rows, false, adapters ? &*adapters : nullptr).last_logits;
+  };
+  // Greedy choice for each row; a row that emits a stop token, trips the early stop or reaches
+  // the length limit frees its slot.
+  auto pick = [&](const at::Tensor& logits, const std::vector<int64_t>& rows) {
+    const at::Tensor next = logits.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+    const int64_t* tokens = next.data_ptr<int64_t>();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t s = rows[i], p = slot_prompt[s];
+      const int32_t token = static_cast<int32_t>(tokens[i]);
+      bool done = std::find(options.stop_ids.begin(), options.stop_ids.end(), token) != options.stop_ids.end();
+      if (!done) {
+        generated[p].push_back(token);
+        done = (options.stop_early && options.stop_early(p, generated[p])) ||
+               static_cast<int>(generated[p].size()) >= options.max_new_tokens;
+      }
+      if (done) {
+        slot_prompt[s] = -1;
+        cache.Reset(s);
+      } else {
+        next_token[s] = token;
+      }
+    }
+  };
+  // Prefills pending prompts into free slots: any free slot when continuous, else only a fully
+  // drained batch. A prompt whose first token ends it frees its slot again at once.
+  auto admit = [&] {
+    while (pending < n) {
+      std::vector<int64_t> free;
+      for (int64_t s = 0; s < slots; ++s) {
+        if (slot_prompt[s] < 0) free.push_back(s);
+      }
+      if (free.empty() || (!options.continuous && static_cast<int64_t>(free.size()) != slots)) return;
+      free.resize(std::min(free.size(), n - pending));
+      std::vector<const TokenIds*> rows;
+      for (int64_t s : free) {
+        slot_prompt[s] = static_cast<int64_t>(pending);
+        rows.push_back(&prompts[pending]);
+        if (skip > 0) cache.CopySlotFrom(options.prefix->cache, trial_of(static_cast<int64_t>(pending)), s);
+        ++pending;
+      }
+      const PaddedBatch batch = LeftPad(rows, options.pad_id, skip);
+      pick(forward(batch.input_ids, batch.attention_mask, free), free);
+    }
+  };
+
+  while (true) {
+    admit();
+    // Live rows move to the front slots, so the decode step reads the cache as a view.
+    int64_t live = 0;
+    for (int64_t s = 0; s < slots; ++s) live += slot_prompt[s] >= 0;
+    if (live == 0) break;
+    for (int64_t hole = 0, from = slots - 1; hole < live; ++hole) {
+      if (slot_prompt[hole] >= 0) continue;
+      while (slot_prompt[from] < 0) --from;
+      cache.CopySlot(from, hole);
+      slot_prompt[hole] = slot_prompt[from];
+      next_token[hole] = next_token[from];
+      slot_prompt[from] = -1;
+      cache.Reset(from);
+    }
+    const std::vector<int64_t> rows = Iota(live);
+    const at::Tensor ids = torch::tensor(std::vector<int64_t>(next_token.begin(), next_token.begin() + live), torch::kLong)
+                               .view({live, 1});
+    pick(forward(ids, torch::ones({live, 1}, torch::kLong), rows), rows);
+  }
+  return generated;
+}
+
+}  // namespace schism::model

@@ -1,0 +1,62 @@
+// The shape of a decoder-only transformer, read from a Hugging Face config.json or from GGUF
+// metadata. Plain data; no libtorch.
+#ifndef SCHISM_WORKER_RUNTIME_MODEL_CONFIG_H_
+#define SCHISM_WORKER_RUNTIME_MODEL_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace schism::formats {
+class GgufReader;
+}
+
+namespace schism::model {
+
+// Families the runtime implements. They differ only in the switches of ModelConfig.
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3 };
+
+// Llama 3's frequency-dependent RoPE rescaling ("rope_type": "llama3").
+struct Llama3RopeScaling {
+  bool enabled = false;
+  double factor = 8.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  double original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  Architecture architecture = Architecture::kLlama;
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  double rms_norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  Llama3RopeScaling rope_scaling;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v projections carry a bias (Qwen2)
+  bool qk_norm = false;         // RMSNorm on each head of q and k before RoPE (Qwen3)
+  int max_position_embeddings = 4096;
+};
+
+// config.json "architectures"[0] and "model_type" of an architecture.
+const char* HfArchitectureName(Architecture architecture);
+const char* HfModelType(Architecture architecture);
+
+// Names accepted in config.json "architectures" and GGUF general.architecture.
+std::vector<std::string> SupportedArchitectureNames();
+
+// Parses config.json. An unknown architecture is an error listing the supported ones.
+absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path);
+
+// Reads <arch>.* keys of a GGUF file.
+absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf);
+
+}  // namespace schism::model
+
+#endif  // SCHISM_WORKER_RUNTIME_MODEL_CONFIG_H_

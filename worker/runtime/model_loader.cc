@@ -1,0 +1,224 @@
+#include "worker/runtime/model_loader.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "common/formats/gguf_reader.h"
+#include "common/formats/safetensors.h"
+#include "worker/runtime/nf4.h"
+#include "worker/runtime/tensor_source.h"
+
+namespace schism::model {
+namespace {
+
+// Llama 3's "rope_type": "llama3" as per-frequency divisors (what llama.cpp stores as
+// rope_freqs.weight): high frequencies kept, low ones divided by `factor`, smooth in between.
+at::Tensor Llama3RopeFactors(const ModelConfig& c) {
+  const Llama3RopeScaling& s = c.rope_scaling;
+  const int64_t half = c.head_dim / 2;
+  auto factors = torch::empty({half}, torch::kFloat);
+  const double low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+  const double high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+  for (int64_t i = 0; i < half; ++i) {
+    const double freq = 1.0 / std::pow(c.rope_theta, 2.0 * i / c.head_dim);
+    const double wavelen = 2 * M_PI / freq;
+    double scaled;
+    if (wavelen < high_wavelen) {
+      scaled = freq;
+    } else if (wavelen > low_wavelen) {
+      scaled = freq / s.factor;
+    } else {
+      const double smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) /
+                            (s.high_freq_factor - s.low_freq_factor);
+      scaled = (1 - smooth) * freq / s.factor + smooth * freq;
+    }
+    factors[i] = static_cast<float>(freq / scaled);
+  }
+  return factors;
+}
+
+absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const ModelConfig& c,
+                                         const LoadOptions& options) {
+  const c10::ScalarType dtype = options.dtype;
+  ModelWeights w;
+  absl::Status status;
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
+    if (!status.ok()) return {};
+    auto t = source.Read(name, shape);
+    if (!t.ok()) {
+      status = t.status();
+      return {};
+    }
+    const bool linear = absl::StrContains(name, "_proj.weight");
+    if (linear && options.quantization == Quantization::kNf4 && t->numel() % kNf4BlockSize == 0) {
+      return DequantizeNf4(QuantizeNf4(*t, /*double_quant=*/true)).to(options.device, dtype);
+    }
+    return t->to(options.device, dtype);
+  };
+  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
+  const int64_t q_rows = c.num_heads * hd, kv_rows = c.num_kv_heads * hd;
+  w.embed_tokens = load("model.embed_tokens.weight", {V, H});
+  w.final_norm = load("model.norm.weight", {H});
+  w.lm_head = c.tie_word_embeddings || !source.Has("lm_head.weight")
+                  ? w.embed_tokens
+                  : load("lm_head.weight", {V, H});
+  if (source.Has("rope_freqs")) {
+    w.rope_freq_factors = load("rope_freqs", {hd / 2}).to(torch::kFloat);
+  } else if (c.rope_scaling.enabled) {
+    w.rope_freq_factors = Llama3RopeFactors(c);
+  }
+  for (int i = 0; i < c.num_layers && status.ok(); ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    LayerWeights layer;
+    layer.attn_norm = load(p + "input_layernorm.weight", {H});
+    layer.q_proj.weight = load(p + "self_attn.q_proj.weight", {q_rows, H});
+    layer.k_proj.weight = load(p + "self_attn.k_proj.weight", {kv_rows, H});
+    layer.v_proj.weight = load(p + "self_attn.v_proj.weight", {kv_rows, H});
+    layer.o_proj.weight = load(p + "self_attn.o_proj.weight", {H, q_rows});
+    if (c.attention_bias) {
+      layer.q_proj.bias = load(p + "self_attn.q_proj.bias", {q_rows});
+      layer.k_proj.bias = load(p + "self_attn.k_proj.bias", {kv_rows});
+      layer.v_proj.bias = load(p + "self_attn.v_proj.bias", {kv_rows});
+    }
+    if (c.qk_norm) {
+      layer.q_norm = load(p + "self_attn.q_norm.weight", {hd});
+      layer.k_norm = load(p + "self_attn.k_norm.weight", {hd});
+    }
+    layer.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
+    layer.gate_proj.weight = load(p + "mlp.gate_proj.weight", {I, H});
+    layer.up_proj.weight = load(p + "mlp.up_proj.weight", {I, H});
+    layer.down_proj.weight = load(p + "mlp.down_proj.weight", {H, I});
+    w.layers.push_back(std::move(layer));
+  }
+  if (!status.ok()) return status;
+  return w;
+}
+
+// End-of-turn markers of the supported chat formats also end generation (llama.cpp's EOG set).
+void AddStopIds(LoadedModel* model, const std::vector<int32_t>& configured) {
+  auto add = [&](int32_t id) {
+    if (std::find(model->stop_ids.begin(), model->stop_ids.end(), id) == model->stop_ids.end()) {
+      model->stop_ids.push_back(id);
+    }
+  };
+  for (int32_t id : configured) add(id);
+  for (const char* text : {"<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>",
+                           "<end_of_turn>", "<|end|>"}) {
+    if (auto id = model->tokenizer->TokenId(text)) add(*id);
+  }
+}
+
+absl::StatusOr<LoadedModel> LoadGguf(const ModelSource& source, const LoadOptions& options) {
+  const formats::GgufReader* gguf = source.gguf.get();
+  auto weights = LoadWeights(*source.tensors, source.config, options);
+  if (!weights.ok()) return weights.status();
+  auto spec = tokenizer::TokenizerSpecFromGguf(*gguf);
+  if (!spec.ok()) return spec.status();
+  auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
+  if (!tok.ok()) return tok.status();
+
+  LoadedModel model;
+  model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
+  model.tokenizer = std::move(*tok);
+  if (auto tmpl = gguf->GetString("tokenizer.chat_template"); tmpl.ok()) model.chat_template = *tmpl;
+  const auto& ts = model.tokenizer->spec();
+  if (ts.bos_id) model.bos_token = ts.tokens[*ts.bos_id];
+  if (ts.eos_id) model.eos_token = ts.tokens[*ts.eos_id];
+  AddStopIds(&model, ts.eos_id ? std::vector<int32_t>{*ts.eos_id} : std::vector<int32_t>{});
+  return model;
+}
+
+absl::StatusOr<nlohmann::json> ReadJson(const std::filesystem::path& path, bool required) {
+  std::ifstream in(path);
+  if (!in) {
+    if (required) return absl::NotFoundError(absl::StrCat(path.string(), ": missing"));
+    return nlohmann::json::object();
+  }
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": invalid JSON"));
+  return j;
+}
+
+// tokenizer_config.json writes special tokens as strings or as {"content": ...} objects.
+std::string TokenText(const nlohmann::json& j) {
+  if (j.is_string()) return j.get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
+  return "";
+}
+
+absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOptions& options) {
+  namespace fs = std::filesystem;
+  const std::string& folder = source.path;
+  auto weights = LoadWeights(*source.tensors, source.config, options);
+  if (!weights.ok()) return weights.status();
+  auto spec = tokenizer::TokenizerSpecFromJson((fs::path(folder) / "tokenizer.json").string());
+  if (!spec.ok()) return spec.status();
+  auto tok_config = ReadJson(fs::path(folder) / "tokenizer_config.json", true);
+  if (!tok_config.ok()) return tok_config.status();
+  auto gen_config = ReadJson(fs::path(folder) / "generation_config.json", false);
+  if (!gen_config.ok()) return gen_config.status();
+
+  LoadedModel model;
+  const nlohmann::json& tc = *tok_config;
+  model.bos_token = tc.contains("bos_token") ? TokenText(tc["bos_token"]) : "";
+  model.eos_token = tc.contains("eos_token") ? TokenText(tc["eos_token"]) : "";
+  if (tc.contains("chat_template") && tc["chat_template"].is_string()) {
+    model.chat_template = tc["chat_template"].get<std::string>();
+  } else if (fs::exists(fs::path(folder) / "chat_template.jinja")) {
+    std::ifstream in(fs::path(folder) / "chat_template.jinja");
+    model.chat_template.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  spec->add_bos = tc.value("add_bos_token", false);
+  // tokenizer_config.json names the special tokens by text; the spec wants their ids.
+  auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
+    if (text.empty()) return std::nullopt;
+    auto it = std::find(spec->tokens.begin(), spec->tokens.end(), text);
+    if (it == spec->tokens.end()) return std::nullopt;
+    return static_cast<int32_t>(it - spec->tokens.begin());
+  };
+  if (auto id = id_of(model.bos_token)) spec->bos_id = *id;
+  if (auto id = id_of(model.eos_token)) spec->eos_id = *id;
+  if (tc.contains("pad_token")) {
+    if (auto id = id_of(TokenText(tc["pad_token"]))) spec->pad_id = *id;
+  }
+  const std::optional<int32_t> eos_id = spec->eos_id;
+  auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
+  if (!tok.ok()) return tok.status();
+  model.tokenizer = std::move(*tok);
+  std::vector<int32_t> eos_ids;
+  if (gen_config->contains("eos_token_id")) {
+    const auto& e = (*gen_config)["eos_token_id"];
+    if (e.is_number_integer()) eos_ids.push_back(e.get<int32_t>());
+    if (e.is_array()) {
+      for (const auto& id : e) eos_ids.push_back(id.get<int32_t>());
+    }
+  }
+  if (eos_id) eos_ids.push_back(*eos_id);
+  AddStopIds(&model, eos_ids);
+  model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
+  return model;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
+  if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16 && options.dtype != c10::kHalf) {
+    return absl::InvalidArgumentError("compute dtype must be float32, bfloat16 or float16");
+  }
+  auto source = OpenModelSource(path);
+  if (!source.ok()) return source.status();
+  return (*source)->kind == ModelSource::Kind::kGguf ? LoadGguf(**source, options)
+                                                     : LoadHfFolder(**source, options);
+}
+
+}  // namespace schism::model

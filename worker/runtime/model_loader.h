@@ -1,0 +1,47 @@
+// Loads a model for inference: config, weights (dequantized to the compute dtype), tokenizer and
+// chat template, from a GGUF file.
+#ifndef SCHISM_WORKER_RUNTIME_MODEL_LOADER_H_
+#define SCHISM_WORKER_RUNTIME_MODEL_LOADER_H_
+
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/runtime/transformer.h"
+#include "common/tokenizer/bpe_tokenizer.h"
+
+namespace schism::model {
+
+enum class Quantization {
+  kNone,
+  // bitsandbytes NF4 with double quantization for every decoder linear layer (embeddings and
+  // lm_head stay in the compute dtype). On CPU the NF4-rounded weights are kept dequantized, so
+  // the numbers are exactly those of on-the-fly dequantization without its per-step cost.
+  kNf4,
+};
+
+struct LoadOptions {
+  c10::ScalarType dtype = c10::kFloat;  // compute dtype: float32, bfloat16 or float16
+  Quantization quantization = Quantization::kNone;
+  c10::Device device = c10::Device(c10::kCPU);  // where the weights (and every activation) live
+};
+
+struct LoadedModel {
+  std::unique_ptr<Transformer> transformer;
+  std::unique_ptr<tokenizer::BpeTokenizer> tokenizer;
+  std::string chat_template;   // Jinja source; empty when the model has none
+  std::string bos_token;       // text of BOS/EOS for templates that print them
+  std::string eos_token;
+  std::vector<int32_t> stop_ids;  // generation ends at any of these
+};
+
+// `path` is a .gguf file. Errors name the file and, for weights, the tensor.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});
+
+}  // namespace schism::model
+
+#endif  // SCHISM_WORKER_RUNTIME_MODEL_LOADER_H_

@@ -1,0 +1,220 @@
+#include "worker/runtime/tensor_source.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <map>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "common/formats/ggml_types.h"
+
+namespace schism::model {
+namespace {
+
+absl::Status ShapeMismatch(const std::string& file, const std::string& name,
+                           const std::vector<int64_t>& got, const std::vector<int64_t>& expected) {
+  return absl::InvalidArgumentError(absl::StrCat(file, ": tensor ", name, " has shape [",
+                                                 absl::StrJoin(got, ", "), "], the config implies [",
+                                                 absl::StrJoin(expected, ", "), "]"));
+}
+
+// convert_hf_to_gguf.py interleaves the two RoPE halves of each head of q and k for llama-arch
+// models (llama.cpp's rotary is pairwise); this restores Hugging Face's row order.
+at::Tensor UndoRopePermutation(const at::Tensor& w, int64_t heads) {
+  auto sizes = w.sizes().vec();
+  return w.view({heads, w.size(0) / heads / 2, 2, -1}).transpose(1, 2).reshape(sizes);
+}
+
+const std::map<std::string, std::string>& WholeTensorNames() {  // HF -> GGUF
+  static const auto* names = new std::map<std::string, std::string>{
+      {"model.embed_tokens.weight", "token_embd.weight"},
+      {"model.norm.weight", "output_norm.weight"},
+      {"lm_head.weight", "output.weight"},
+      {"rope_freqs", "rope_freqs.weight"},
+  };
+  return *names;
+}
+
+const std::vector<std::pair<std::string, std::string>>& LayerTensorNames() {  // HF -> GGUF
+  static const auto* names = new std::vector<std::pair<std::string, std::string>>{
+      {"input_layernorm", "attn_norm"},
+      {"post_attention_layernorm", "ffn_norm"},
+      {"self_attn.q_proj", "attn_q"},
+      {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"},
+      {"self_attn.q_norm", "attn_q_norm"},
+      {"self_attn.k_norm", "attn_k_norm"},
+      {"mlp.gate_proj", "ffn_gate"},
+      {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"},
+  };
+  return *names;
+}
+
+std::string GgufName(const std::string& hf) {
+  if (auto it = WholeTensorNames().find(hf); it != WholeTensorNames().end()) return it->second;
+  std::vector<std::pair<std::string, std::string>> replacements = {{"model.layers.", "blk."}};
+  for (const auto& [h, g] : LayerTensorNames()) replacements.emplace_back("." + h + ".", "." + g + ".");
+  return absl::StrReplaceAll(hf, replacements);
+}
+
+// "blk.3.attn_output.weight" -> "model.layers.3.self_attn.o_proj.weight"; nullopt for names
+// Hugging Face models do not have.
+std::optional<std::string> HfName(const std::string& gguf) {
+  for (const auto& [h, g] : WholeTensorNames()) {
+    if (g == gguf) return h;
+  }
+  std::vector<std::string> parts = absl::StrSplit(gguf, '.');
+  if (parts.size() != 4 || parts[0] != "blk") return std::nullopt;
+  for (const auto& [h, g] : LayerTensorNames()) {
+    if (g == parts[2]) return absl::StrCat("model.layers.", parts[1], ".", h, ".", parts[3]);
+  }
+  return std::nullopt;
+}
+
+class GgufSource : public TensorSource {
+ public:
+  GgufSource(const formats::GgufReader& gguf, const ModelConfig& config)
+      : gguf_(gguf), config_(config) {}
+
+  bool Has(const std::string& hf_name) const override {
+    return gguf_.FindTensor(GgufName(hf_name)) != nullptr;
+  }
+
+  std::vector<SourceTensor> List() const override {
+    std::vector<SourceTensor> out;
+    for (const formats::GgufTensorInfo& info : gguf_.tensors()) {
+      SourceTensor t;
+      t.name = HfName(info.name).value_or(info.name);
+      t.shape = Shape(info, 0);
+      switch (static_cast<formats::GgmlType>(info.type)) {
+        case formats::GgmlType::kF32: t.dtype = formats::SafetensorsDtype::kF32; break;
+        case formats::GgmlType::kF16: t.dtype = formats::SafetensorsDtype::kF16; break;
+        case formats::GgmlType::kBF16: t.dtype = formats::SafetensorsDtype::kBF16; break;
+        default: break;
+      }
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
+  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
+                                  const std::vector<int64_t>& expected) const override {
+    const std::string name = GgufName(hf_name);
+    const formats::GgufTensorInfo* info = gguf_.FindTensor(name);
+    if (info == nullptr) {
+      return absl::NotFoundError(absl::StrCat(gguf_.path(), ": missing tensor ", name));
+    }
+    std::vector<int64_t> shape = Shape(*info, expected.size());
+    if (shape != expected) return ShapeMismatch(gguf_.path(), name, shape, expected);
+    auto tensor = torch::empty(shape, torch::kFloat);
+    if (auto s = gguf_.ReadTensorAsFloat(*info, tensor.data_ptr<float>()); !s.ok()) return s;
+    const bool permuted = config_.architecture == Architecture::kLlama ||
+                          config_.architecture == Architecture::kMistral;
+    if (permuted && absl::EndsWith(hf_name, "q_proj.weight")) {
+      tensor = UndoRopePermutation(tensor, config_.num_heads);
+    } else if (permuted && absl::EndsWith(hf_name, "k_proj.weight")) {
+      tensor = UndoRopePermutation(tensor, config_.num_kv_heads);
+    }
+    return tensor;
+  }
+
+  // GGUF data is in llama.cpp's layout (q/k rows permuted), so nothing is copied verbatim.
+  const formats::SafetensorsTensor* Stored(const std::string&) const override { return nullptr; }
+
+  void Release(const std::string& hf_name) const override {
+    if (const formats::GgufTensorInfo* info = gguf_.FindTensor(GgufName(hf_name))) {
+      formats::DropMappedPages(gguf_.mapping_data() + info->offset, info->n_bytes);
+    }
+  }
+
+ private:
+  // PyTorch order; a (1, n) GGUF vector reads as (n) when one dimension is expected.
+  static std::vector<int64_t> Shape(const formats::GgufTensorInfo& info, size_t expected_rank) {
+    std::vector<int64_t> shape(info.dims.rbegin(), info.dims.rend());
+    if (shape.size() == 2 && shape[0] == 1 && expected_rank == 1) shape.erase(shape.begin());
+    return shape;
+  }
+
+  const formats::GgufReader& gguf_;
+  const ModelConfig& config_;
+};
+
+class SafetensorsSource : public TensorSource {
+ public:
+  explicit SafetensorsSource(const formats::SafetensorsModel& model) : model_(model) {}
+  bool Has(const std::string& hf_name) const override { return model_.Find(hf_name) != nullptr; }
+
+  std::vector<SourceTensor> List() const override {
+    std::vector<SourceTensor> out;
+    for (const auto& shard : model_.shards()) {
+      for (const formats::SafetensorsTensor& t : shard->tensors()) out.push_back({t.name, t.shape, t.dtype});
+    }
+    return out;
+  }
+
+  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
+                                  const std::vector<int64_t>& expected) const override {
+    const formats::SafetensorsTensor* t = model_.Find(hf_name);
+    if (t == nullptr) return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
+    if (t->shape != expected) return ShapeMismatch("safetensors", hf_name, t->shape, expected);
+    auto tensor = torch::empty(t->shape, torch::kFloat);
+    if (auto s = formats::ReadSafetensorAsFloat(*t, tensor.data_ptr<float>()); !s.ok()) return s;
+    return tensor;
+  }
+
+  const formats::SafetensorsTensor* Stored(const std::string& hf_name) const override {
+    return model_.Find(hf_name);
+  }
+
+  void Release(const std::string& hf_name) const override {
+    if (const formats::SafetensorsTensor* t = model_.Find(hf_name)) formats::DropMappedPages(t->data, t->n_bytes);
+  }
+
+ private:
+  const formats::SafetensorsModel& model_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelSource>> OpenModelSource(const std::string& path) {
+  namespace fs = std::filesystem;
+  auto source = std::make_unique<ModelSource>();
+  source->path = path;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    source->kind = ModelSource::Kind::kHfFolder;
+    auto config = ModelConfigFromHfJson((fs::path(path) / "config.json").string());
+    if (!config.ok()) return config.status();
+    source->config = *config;
+    auto tensors = formats::SafetensorsModel::Open(path);
+    if (!tensors.ok()) return tensors.status();
+    source->safetensors = std::move(*tensors);
+    source->tensors = std::make_unique<SafetensorsSource>(*source->safetensors);
+    return source;
+  }
+  if (!fs::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such model file or folder"));
+  }
+  if (!absl::EndsWith(path, ".gguf")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a model is a Hugging Face folder or a .gguf file"));
+  }
+  source->kind = ModelSource::Kind::kGguf;
+  auto gguf = formats::GgufReader::Open(path);
+  if (!gguf.ok()) return gguf.status();
+  source->gguf = std::move(*gguf);
+  auto config = ModelConfigFromGguf(*source->gguf);
+  if (!config.ok()) return config.status();
+  source->config = *config;
+  source->tensors = std::make_unique<GgufSource>(*source->gguf, source->config);
+  return source;
+}
+
+}  // namespace schism::model

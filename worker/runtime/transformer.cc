@@ -1,0 +1,193 @@
+#include "worker/runtime/transformer.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+namespace schism::model {
+namespace {
+
+using torch::indexing::Slice;
+
+at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
+  return w.bias.defined() ? at::linear(x, w.weight, w.bias) : at::linear(x, w.weight);
+}
+
+// Hugging Face's RMSNorm: normalize in float32, cast back, then scale.
+at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto xf = x.to(torch::kFloat);
+  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+// y = s ∘ (y + b (aᵀx)) for each row's trial; a no-op without adapters.
+at::Tensor ApplyAdapter(at::Tensor y, const at::Tensor& x, const ComponentAdapters* adapter,
+                        const at::Tensor& row_trial) {
+  if (adapter == nullptr || !adapter->a.defined()) return y;
+  const auto a = adapter->a.index_select(0, row_trial).unsqueeze(1).to(x.scalar_type());  // (B,1,in)
+  const auto b = adapter->b.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());  // (B,1,out)
+  y = y + (x * a).sum(-1, /*keepdim=*/true) * b;
+  if (adapter->scale.defined()) {
+    y = y * adapter->scale.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());
+  }
+  return y;
+}
+
+at::Tensor RotateHalf(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// The rows of `t` (dim 0) that belong to `slots`: a view when the slots are consecutive (the
+// decode step's common case), a gather otherwise.
+at::Tensor SlotRows(const at::Tensor& t, const std::vector<int64_t>& slots, const at::Tensor& slot_index,
+                    bool consecutive) {
+  return consecutive ? t.narrow(0, slots.front(), static_cast<int64_t>(slots.size()))
+                     : t.index_select(0, slot_index);
+}
+
+}  // namespace
+
+KvCache::KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
+                 const at::TensorOptions& options) {
+  for (int i = 0; i < config.num_layers; ++i) {
+    keys.push_back(torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
+    values.push_back(torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
+  }
+  valid = torch::zeros({slots, capacity}, options.dtype(torch::kBool));
+  length.assign(slots, 0);
+  positions.assign(slots, 0);
+}
+
+void KvCache::Reset(int64_t slot) {
+  valid[slot].fill_(false);
+  length[slot] = 0;
+  positions[slot] = 0;
+}
+
+void KvCache::CopySlotFrom(const KvCache& source, int64_t from, int64_t to) {
+  const int64_t n = source.length[from];
+  TORCH_CHECK(n <= capacity(), "KvCache: slot of ", n, " columns does not fit in ", capacity());
+  for (size_t l = 0; l < keys.size(); ++l) {
+    keys[l][to].narrow(0, 0, n).copy_(source.keys[l][from].narrow(0, 0, n));
+    values[l][to].narrow(0, 0, n).copy_(source.values[l][from].narrow(0, 0, n));
+  }
+  valid[to].fill_(false);
+  valid[to].narrow(0, 0, n).copy_(source.valid[from].narrow(0, 0, n));
+  length[to] = n;
+  positions[to] = source.positions[from];
+}
+
+Transformer::Transformer(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)), weights_(std::move(weights)) {
+  const int64_t half = config_.head_dim / 2;
+  auto exponents = torch::arange(0, half, torch::kDouble) * 2.0 / config_.head_dim;
+  auto inv_freq = 1.0 / torch::pow(config_.rope_theta, exponents);
+  if (weights_.rope_freq_factors.defined()) {
+    inv_freq = inv_freq / weights_.rope_freq_factors.to(torch::kCPU, torch::kDouble);
+  }
+  inv_freq_ = inv_freq.to(weights_.embed_tokens.device(), torch::kFloat);
+}
+
+KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
+  return KvCache(config_, slots, capacity, options());
+}
+
+ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                   KvCache* cache, const std::vector<int64_t>& slots,
+                                   bool capture_hidden_states, const AdapterBatch* adapters) const {
+  torch::NoGradGuard no_grad;
+  const int64_t B = input_ids.size(0), T = input_ids.size(1);
+  const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads, hd = config_.head_dim;
+  const int64_t capacity = cache->capacity();
+  TORCH_CHECK(static_cast<int64_t>(slots.size()) == B, "Forward: one slot per row");
+  const auto device = weights_.embed_tokens.device();
+  const auto dtype = weights_.embed_tokens.scalar_type();
+
+  // Host-side bookkeeping: where each row's T columns go, its RoPE positions, the causal limit.
+  const at::Tensor mask_cpu = attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+  const auto mask_acc = mask_cpu.accessor<int64_t, 2>();
+  std::vector<int64_t> flat_columns(B * T), positions(B * T), query_columns(B * T);
+  bool consecutive = true;
+  int64_t S = 0;  // columns the attention reads (the longest row after this step)
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t s = slots[b], start = cache->length[s];
+    TORCH_CHECK(start + T <= capacity, "Forward: slot ", s, " is full (", capacity, " columns)");
+    consecutive &= s == slots.front() + b;
+    int64_t pos = cache->positions[s];
+    for (int64_t t = 0; t < T; ++t) {
+      flat_columns[b * T + t] = s * capacity + start + t;
+      query_columns[b * T + t] = start + t;
+      positions[b * T + t] = pos;  // left padding does not shift RoPE (as HF generate)
+      if (mask_acc[b][t] != 0) ++pos;
+    }
+    S = std::max(S, start + T);
+  }
+  auto to_device = [&](const std::vector<int64_t>& v, std::vector<int64_t> shape) {
+    return torch::tensor(v, torch::kLong).view(shape).to(device);
+  };
+  const at::Tensor flat_index = to_device(flat_columns, {B * T});
+  const at::Tensor slot_index = to_device(slots, {B});
+  cache->valid.view(-1).index_put_({flat_index}, mask_cpu.view(-1).to(device).to(torch::kBool));
+  for (int64_t b = 0; b < B; ++b) {
+    cache->length[slots[b]] += T;
+    for (int64_t t = 0; t < T; ++t) cache->positions[slots[b]] += mask_acc[b][t] != 0;
+  }
+
+  // Attention mask (B, 1, T, S): a key column is visible to a query if it holds a real token at
+  // or before the query's column; a query always sees itself, so padding rows stay finite.
+  const at::Tensor query_col = to_device(query_columns, {B, T, 1});
+  const at::Tensor key_col = torch::arange(S, torch::TensorOptions().dtype(torch::kLong).device(device)).view({1, 1, S});
+  const at::Tensor valid = SlotRows(cache->valid, slots, slot_index, consecutive).narrow(1, 0, S).unsqueeze(1);
+  const at::Tensor visible = ((key_col <= query_col) & valid) | (key_col == query_col);
+  const at::Tensor attn_mask = visible.unsqueeze(1);
+
+  auto freqs = to_device(positions, {B, T}).to(torch::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
+  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);  // (B, 1, T, hd)
+  const auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
+  const at::Tensor ids = input_ids.to(device, torch::kLong);
+
+  ForwardOutput out;
+  auto h = weights_.embed_tokens.index_select(0, ids.reshape(-1)).view({B, T, -1});
+  auto capture = [&](const at::Tensor& states) {
+    if (capture_hidden_states) out.hidden_states.push_back(states.select(1, T - 1).to(torch::kFloat));
+  };
+  capture(h);
+  const at::Tensor row_trial = adapters ? adapters->row_trial.to(device) : at::Tensor();
+  for (int i = 0; i < config_.num_layers; ++i) {
+    const LayerWeights& layer = weights_.layers[i];
+    // Attention.
+    const auto x = RmsNorm(h, layer.attn_norm, config_.rms_norm_eps);
+    auto q = Linear(x, layer.q_proj).view({B, T, nh, hd}).transpose(1, 2);
+    auto k = Linear(x, layer.k_proj).view({B, T, nkv, hd});
+    auto v = Linear(x, layer.v_proj).view({B, T, nkv, hd});
+    if (config_.qk_norm) {
+      q = RmsNorm(q, layer.q_norm, config_.rms_norm_eps);
+      k = RmsNorm(k, layer.k_norm, config_.rms_norm_eps);
+    }
+    q = q * cos + RotateHalf(q) * sin;
+    k = k.transpose(1, 2);
+    k = (k * cos + RotateHalf(k) * sin).transpose(1, 2);
+    cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, k.reshape({B * T, nkv * hd}));
+    cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, v.reshape({B * T, nkv * hd}));
+    const auto keys = SlotRows(cache->keys[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
+    const auto values = SlotRows(cache->values[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
+    auto attn = at::scaled_dot_product_attention(q, keys, values, attn_mask, 0.0, false, std::nullopt,
+                                                 /*enable_gqa=*/nh != nkv)
+                    .transpose(1, 2)
+                    .reshape({B, T, nh * hd});
+    h = h + ApplyAdapter(Linear(attn, layer.o_proj), attn, adapters ? &adapters->o_proj[i] : nullptr, row_trial);
+    // MLP.
+    auto m = RmsNorm(h, layer.mlp_norm, config_.rms_norm_eps);
+    auto act = torch::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
+    h = h + ApplyAdapter(Linear(act, layer.down_proj), act, adapters ? &adapters->down_proj[i] : nullptr,
+                         row_trial);
+    if (i + 1 < config_.num_layers) capture(h);
+  }
+  auto last = RmsNorm(h.select(1, T - 1), weights_.final_norm, config_.rms_norm_eps);
+  if (capture_hidden_states) out.hidden_states.push_back(last.to(torch::kFloat));
+  out.last_logits = at::linear(last, weights_.lm_head).to(torch::kFloat);
+  return out;
+}
+
+}  // namespace schism::model

@@ -1,0 +1,118 @@
+// The decoder-only transformer forward pass (Llama family: Llama 2/3, SmolLM2, Mistral, Qwen2,
+// Qwen3): batched left-padded prompts, attention masks, KV cache, hidden-state capture.
+//
+// Tensor shapes: B batch rows, T new positions, S all positions so far (cache + new), H hidden.
+#ifndef SCHISM_WORKER_RUNTIME_TRANSFORMER_H_
+#define SCHISM_WORKER_RUNTIME_TRANSFORMER_H_
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/TensorOptions.h>
+
+#include <optional>
+#include <vector>
+
+#include "worker/runtime/model_config.h"
+
+namespace schism::model {
+
+// y = x Wᵀ + b. The weight is (out, in) in the compute dtype.
+struct LinearWeights {
+  at::Tensor weight;
+  at::Tensor bias;  // undefined when absent
+};
+
+struct LayerWeights {
+  at::Tensor attn_norm;  // (H)
+  LinearWeights q_proj, k_proj, v_proj, o_proj;
+  at::Tensor q_norm, k_norm;  // (head_dim), Qwen3 only
+  at::Tensor mlp_norm;        // (H)
+  LinearWeights gate_proj, up_proj, down_proj;
+};
+
+struct ModelWeights {
+  at::Tensor embed_tokens;  // (vocab, H)
+  std::vector<LayerWeights> layers;
+  at::Tensor final_norm;  // (H)
+  at::Tensor lm_head;     // (vocab, H); the same storage as embed_tokens when tied
+  at::Tensor rope_freq_factors;  // (head_dim/2) divisors of the RoPE frequencies, or undefined
+};
+
+// Keys and values of up to `slots()` sequences ("slots"), each preallocated to `capacity()`
+// positions, so a step writes in place instead of concatenating. Slot s uses columns
+// [0, length[s]); columns that hold left padding are marked invalid and never attended to.
+// Slots are independent: continuous batching refills one while the others keep decoding.
+class KvCache {
+ public:
+  KvCache() = default;
+  // Allocates on the device and in the dtype of `options`.
+  KvCache(const ModelConfig& config, int64_t slots, int64_t capacity, const at::TensorOptions& options);
+
+  int64_t slots() const { return static_cast<int64_t>(length.size()); }
+  int64_t capacity() const { return valid.defined() ? valid.size(1) : 0; }
+  // Frees slot s for a new sequence.
+  void Reset(int64_t slot);
+  // Slot `to` becomes a copy of slot `from` (compaction keeps the live slots in front).
+  void CopySlot(int64_t from, int64_t to) { CopySlotFrom(*this, from, to); }
+  // Slot `to` becomes a copy of slot `from` of `source` (same model; a shared prefix).
+  void CopySlotFrom(const KvCache& source, int64_t from, int64_t to);
+
+  std::vector<at::Tensor> keys;    // per layer (slots, capacity, kv_heads, head_dim)
+  std::vector<at::Tensor> values;
+  at::Tensor valid;                // (slots, capacity) bool: a real token at that column
+  std::vector<int64_t> length;     // per slot: columns in use
+  std::vector<int64_t> positions;  // per slot: real tokens so far (the next RoPE position)
+};
+
+// Rank-1 adapters of k trials on the attention and MLP output projections (DESIGN.md §4,
+// multi-trial batching): row b of the batch runs trial row_trial[b], and each adapted layer
+// computes s_t ∘ (Wx + b_t (a_tᵀ x)). A trial that leaves a layer alone has a = b = 0, s = 1.
+struct ComponentAdapters {
+  at::Tensor a;      // (k, in); undefined: no trial adapts this layer
+  at::Tensor b;      // (k, out)
+  at::Tensor scale;  // (k, out); undefined unless row_normalization = full
+};
+
+struct AdapterBatch {
+  std::vector<ComponentAdapters> o_proj;     // per layer
+  std::vector<ComponentAdapters> down_proj;  // per layer
+  at::Tensor row_trial;                      // (B) int64: the trial of each batch row
+};
+
+struct ForwardOutput {
+  at::Tensor last_logits;  // (B, vocab) float32, at the last position, on the model's device
+  // With capture: N+1 tensors (B, H) float32 at the last position: the embedding output, then
+  // each layer's output, the last one after the final norm (as Hugging Face returns them).
+  std::vector<at::Tensor> hidden_states;
+};
+
+class Transformer {
+ public:
+  Transformer(ModelConfig config, ModelWeights weights);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  ModelWeights& mutable_weights() { return weights_; }
+
+  // The device and dtype every weight (and every activation) lives in.
+  at::TensorOptions options() const { return weights_.embed_tokens.options(); }
+  // A cache for this model, on its device and in its compute dtype.
+  KvCache NewCache(int64_t slots, int64_t capacity) const;
+
+  // Runs T new positions for B rows; row b extends cache slot slots[b] (B distinct slots, each
+  // with room for T more columns). `input_ids` (B, T) int64; `attention_mask` (B, T) marks real
+  // tokens (left padding = leading zeros); both may live on the CPU. Attention goes through
+  // at::scaled_dot_product_attention (grouped-query heads natively).
+  ForwardOutput Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                        KvCache* cache, const std::vector<int64_t>& slots,
+                        bool capture_hidden_states = false,
+                        const AdapterBatch* adapters = nullptr) const;
+
+ private:
+  ModelConfig config_;
+  ModelWeights weights_;
+  at::Tensor inv_freq_;  // (head_dim/2) float32, on the model's device
+};
+
+}  // namespace schism::model
+
+#endif  // SCHISM_WORKER_RUNTIME_TRANSFORMER_H_

@@ -1,0 +1,92 @@
+// What a worker does for a batch of trials (DESIGN.md §2, §4): builds each trial's MPOA adapters
+// from the refusal directions, runs the refusal prompts (greedy, exact early stopping) and the KL
+// prompts (first-token distribution against this worker's own baseline), k trials per batch.
+#ifndef SCHISM_WORKER_RUNTIME_TRIAL_EVALUATOR_H_
+#define SCHISM_WORKER_RUNTIME_TRIAL_EVALUATOR_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/runtime/generator.h"
+#include "worker/runtime/model_loader.h"
+#include "worker/runtime/mpoa.h"
+#include "common/trial_parameters.h"
+
+namespace schism::model {
+
+struct EvaluatorOptions {
+  RowNormalization row_normalization = RowNormalization::kFull;
+  int max_response_length = 100;
+  int batch_size = 32;          // rows (trial × prompt) per forward pass
+  bool early_stopping = true;   // stop a response as soon as a marker appears
+  // A finished response hands its cache slot to the next pending (prompt, trial) row at once
+  // (false: static batches, rows idle until the whole batch is done). Verdicts are the same.
+  bool continuous_batching = true;
+  // The prompts' common head (system prompt, role tokens) is prefilled once per trial.
+  bool share_prefix = true;
+  std::vector<std::string> markers;  // empty: Heretic's defaults
+};
+
+struct TrialScores {
+  int refusals = 0;
+  int refusal_prompts = 0;
+  double kl_divergence = 0;
+};
+
+// Renders each user prompt with the model's chat template as [system, user] + generation
+// prompt, appends `response_prefix`, and tokenizes.
+absl::StatusOr<std::vector<TokenIds>> EncodeChatPrompts(const LoadedModel& model,
+                                                        const std::vector<std::string>& prompts,
+                                                        const std::string& system_prompt,
+                                                        const std::string& response_prefix);
+
+class TrialEvaluator {
+ public:
+  // Computes the baseline first-token distributions of `kl_prompts` and the row norms of every
+  // adapted weight. `model` must outlive the evaluator.
+  static absl::StatusOr<std::unique_ptr<TrialEvaluator>> Create(
+      const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
+      std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
+
+  // The unmodified model's scores (KL is 0 by definition).
+  TrialScores Baseline();
+
+  // Scores of k trials evaluated together; result i belongs to trials[i].
+  std::vector<TrialScores> Evaluate(const std::vector<common::TrialParameters>& trials);
+
+  struct Response {
+    std::string text;
+    bool refusal = false;
+  };
+  // Greedy responses of each trial to `prompts`, trial-major (all prompts of trial 0 first);
+  // no trials means the unmodified model.
+  std::vector<Response> Respond(const std::vector<common::TrialParameters>& trials,
+                                const std::vector<TokenIds>& prompts, bool early_stopping);
+
+  // The k-trial adapters; exposed for tests.
+  AdapterBatch BuildAdapters(const std::vector<common::TrialParameters>& trials) const;
+
+ private:
+  TrialEvaluator(const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
+                 std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
+  // Respond with adapters already built for `k` trials (null: the unmodified model).
+  std::vector<Response> RespondWith(const AdapterBatch* adapters, size_t k, const std::vector<TokenIds>& prompts,
+                                    bool early_stopping);
+  // First-token log-probabilities (rows, vocab) of k trials on the KL prompts, trial-major.
+  at::Tensor KlLogProbs(const AdapterBatch* adapters, size_t k);
+  const LoadedModel& model_;
+  at::Tensor directions_;
+  std::vector<TokenIds> refusal_prompts_, kl_prompts_;
+  EvaluatorOptions options_;
+  at::Tensor baseline_log_probs_;  // (n_kl, vocab) float32
+  std::vector<at::Tensor> o_norms_, down_norms_;  // row norms per layer
+  int32_t pad_id_ = 0;
+};
+
+}  // namespace schism::model
+
+#endif  // SCHISM_WORKER_RUNTIME_TRIAL_EVALUATOR_H_
