@@ -28,6 +28,19 @@ common::TrialParameters Trial(double position) {
   return p;
 }
 
+// The chat-encoded prompts of a prompt file.
+std::vector<model::TokenIds> Encode(const model::LoadedModel& m, const char* file, const char* split) {
+  return *model::EncodeChatPrompts(m, *common::LoadPromptLines(common::DefaultDataDir() + "/" + file, split),
+                                   "You are a helpful assistant.", "");
+}
+
+// Refusal directions from the first `split` harmless and harmful training prompts.
+at::Tensor Directions(const model::LoadedModel& m, const char* split) {
+  const auto& t = *m.transformer;
+  return model::RefusalDirections(model::ResidualMeans(t, Encode(m, "harmless_train.txt", split), 2, 32),
+                                  model::ResidualMeans(t, Encode(m, "harmful_train.txt", split), 2, 32), true);
+}
+
 // args: nf4 (0/1), early stopping (0/1), k
 void BM_EvaluateTrials(benchmark::State& state) {
   model::LoadOptions load;
@@ -37,14 +50,8 @@ void BM_EvaluateTrials(benchmark::State& state) {
     state.SkipWithError(std::string(m.status().message()).c_str());
     return;
   }
-  const std::string data = common::DefaultDataDir();
-  auto encode = [&](const char* file, const char* split) {
-    return *model::EncodeChatPrompts(*m, *common::LoadPromptLines(data + "/" + file, split),
-                                     "You are a helpful assistant.", "");
-  };
-  const auto& t = *m->transformer;
-  at::Tensor r = model::RefusalDirections(model::ResidualMeans(t, encode("harmless_train.txt", "[:32]"), 2, 32),
-                                          model::ResidualMeans(t, encode("harmful_train.txt", "[:32]"), 2, 32), true);
+  auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
+  const at::Tensor r = Directions(*m, "[:32]");
   model::EvaluatorOptions options;
   options.early_stopping = state.range(1) != 0;
   auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:8]"),
@@ -65,14 +72,8 @@ void BM_StudyTrial(benchmark::State& state) {
     state.SkipWithError(std::string(m.status().message()).c_str());
     return;
   }
-  const std::string data = common::DefaultDataDir();
-  auto encode = [&](const char* file, const char* split) {
-    return *model::EncodeChatPrompts(*m, *common::LoadPromptLines(data + "/" + file, split),
-                                     "You are a helpful assistant.", "");
-  };
-  const auto& t = *m->transformer;
-  at::Tensor r = model::RefusalDirections(model::ResidualMeans(t, encode("harmless_train.txt", "[:64]"), 2, 32),
-                                          model::ResidualMeans(t, encode("harmful_train.txt", "[:64]"), 2, 32), true);
+  auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
+  const at::Tensor r = Directions(*m, "[:64]");
   model::EvaluatorOptions options;
   options.max_response_length = 32;
   options.batch_size = 32;

@@ -9,9 +9,24 @@ namespace {
 
 using torch::indexing::Slice;
 
-at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
-  return w.bias.defined() ? at::linear(x, w.weight, w.bias) : at::linear(x, w.weight);
+// Rows up to which a CPU product runs as W·xᵀ: MKL packs the weight operand of every x·Wᵀ call,
+// and for the few rows of a decode step that copy costs as much as the product; W·xᵀ streams W
+// as it is (measured on 2 cores: 25-35% faster at 32 rows, 1.5x on a 49k-row lm_head).
+constexpr int64_t kWeightMajorRows = 32;
+
+at::Tensor MatmulWeightT(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const int64_t in = x.size(-1), rows = x.numel() / in;
+  if (x.device().is_cpu() && rows <= kWeightMajorRows) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = weight.size(0);
+    auto y = at::mm(weight, x.reshape({rows, in}).t()).t();
+    if (bias.defined()) y = y + bias;
+    return y.contiguous().view(sizes);
+  }
+  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
+
+at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) { return MatmulWeightT(x, w.weight, w.bias); }
 
 // Hugging Face's RMSNorm: normalize in float32, cast back, then scale.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -186,7 +201,7 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   }
   auto last = RmsNorm(h.select(1, T - 1), weights_.final_norm, config_.rms_norm_eps);
   if (capture_hidden_states) out.hidden_states.push_back(last.to(torch::kFloat));
-  out.last_logits = at::linear(last, weights_.lm_head).to(torch::kFloat);
+  out.last_logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(torch::kFloat);
   return out;
 }
 

@@ -43,7 +43,7 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   const float max_diff = (logits - oracle.logits).abs().max().item<float>();
   RecordProperty("max_abs_logit_diff", std::to_string(max_diff));
   std::cout << "max |logit(schism) - logit(llama.cpp)| over 20 prompts: " << max_diff << "\n";
-  EXPECT_LT(max_diff, 1e-2f);
+  EXPECT_LT(max_diff, 2e-4f);  // measured 6.4e-5 (torch 2.15, MKL, SDPA)
   EXPECT_TRUE(torch::equal(logits.argmax(-1), oracle.logits.argmax(-1)));
 
   GreedyOptions options;
@@ -73,7 +73,7 @@ TEST(Transformer, Bfloat16ComputeStaysCloseToFloat32) {
   const float max_diff = (a - b).abs().max().item<float>();
   std::cout << "bf16 vs fp32: top-1 agrees on " << agree << "/20, max |dlogit| " << max_diff << "\n";
   EXPECT_GE(agree, 18);
-  EXPECT_LT(max_diff, 2.0f);
+  EXPECT_LT(max_diff, 1.0f);  // measured 0.57
 }
 
 TEST(Transformer, LeftPaddingDoesNotChangeResults) {
