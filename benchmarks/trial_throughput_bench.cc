@@ -4,6 +4,7 @@
 //   build/benchmarks/trial_throughput_bench [--model PATH]
 #include <benchmark/benchmark.h>
 
+#include <optional>
 #include <string>
 
 #include "benchmarks/bench_model.h"
@@ -41,15 +42,22 @@ at::Tensor Directions(const model::LoadedModel& m, const char* split) {
                                   model::ResidualMeans(t, Encode(m, "harmful_train.txt", split), 2, 32), true);
 }
 
+// The real model, or the benchmark skipped with the loader's error.
+std::optional<model::LoadedModel> LoadOrSkip(benchmark::State& state, const model::LoadOptions& load = {}) {
+  auto m = model::LoadModel(g_model_path, load);
+  if (!m.ok()) {
+    state.SkipWithError(std::string(m.status().message()).c_str());
+    return std::nullopt;
+  }
+  return std::move(*m);
+}
+
 // args: nf4 (0/1), early stopping (0/1), k
 void BM_EvaluateTrials(benchmark::State& state) {
   model::LoadOptions load;
   if (state.range(0)) load.quantization = model::Quantization::kNf4;
-  auto m = model::LoadModel(g_model_path, load);
-  if (!m.ok()) {
-    state.SkipWithError(std::string(m.status().message()).c_str());
-    return;
-  }
+  auto m = LoadOrSkip(state, load);
+  if (!m) return;
   auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
   const at::Tensor r = Directions(*m, "[:32]");
   model::EvaluatorOptions options;
@@ -67,11 +75,8 @@ void BM_EvaluateTrials(benchmark::State& state) {
 // prompts with 32-token responses and 32 KL prompts, 32 rows per batch, k = 2 trials per batch.
 // args: continuous batching (0/1), shared prefix (0/1). Reports seconds per trial.
 void BM_StudyTrial(benchmark::State& state) {
-  auto m = model::LoadModel(g_model_path);
-  if (!m.ok()) {
-    state.SkipWithError(std::string(m.status().message()).c_str());
-    return;
-  }
+  auto m = LoadOrSkip(state);
+  if (!m) return;
   auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
   const at::Tensor r = Directions(*m, "[:64]");
   model::EvaluatorOptions options;
