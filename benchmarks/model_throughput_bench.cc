@@ -82,7 +82,7 @@ void BM_Decode(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Prefill)->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Decode)->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_Decode)->Arg(1)->Arg(16)->Arg(32)->Arg(64)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
 

@@ -73,7 +73,8 @@ void BM_EvaluateTrials(benchmark::State& state) {
 
 // The quick study's trial (README's `schism run`; benchmarks/vs_heretic's study): 100 refusal
 // prompts with 32-token responses and 32 KL prompts, 32 rows per batch, k = 2 trials per batch.
-// args: continuous batching (0/1), shared prefix (0/1). Reports seconds per trial.
+// args: continuous batching (0/1), shared prefix (0/1), frozen layers (0/1; the trials' weight
+// windows start at layers 2 and 8 of 30). Reports seconds per trial.
 void BM_StudyTrial(benchmark::State& state) {
   auto m = LoadOrSkip(state);
   if (!m) return;
@@ -84,6 +85,7 @@ void BM_StudyTrial(benchmark::State& state) {
   options.batch_size = 32;
   options.continuous_batching = state.range(0) != 0;
   options.share_prefix = state.range(1) != 0;
+  options.freeze_unmodified_layers = state.range(2) != 0;
   auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:100]"),
                                                  encode("harmless_test.txt", "[:32]"), options);
   const std::vector<common::TrialParameters> trials = {Trial(14), Trial(20)};
@@ -93,8 +95,8 @@ void BM_StudyTrial(benchmark::State& state) {
 }
 
 BENCHMARK(BM_StudyTrial)
-    ->ArgNames({"continuous", "shared_prefix"})
-    ->ArgsProduct({{0, 1}, {0, 1}})
+    ->ArgNames({"continuous", "shared_prefix", "frozen"})
+    ->ArgsProduct({{0, 1}, {0, 1}, {0, 1}})
     ->Iterations(1)
     ->Unit(benchmark::kSecond);
 

@@ -8,6 +8,10 @@
       A tiny random model (3 layers) as both OUT_DIR/hf/ and OUT_DIR/model.gguf, with the
       tokenizer of SOURCE.gguf. VARIANT: llama3 (llama3 rope scaling, GQA), llama-tied (tied
       embeddings, MHA), mistral, qwen2 (qkv bias), qwen3 (qk-norm, head_dim != hidden/heads).
+  model_fixtures.py large OUT_DIR SOURCE.gguf
+      A random Llama-layout Hugging Face folder of 1.35 GiB in bfloat16 (hidden 2048, 16 layers,
+      GQA 16/4, MLP 5632) with a 2048-entry vocabulary, so that linear layers are 99.4% of it; the
+      tokenizer files are SOURCE.gguf's (only ids below 2048 may be fed to it).
 """
 import json
 import os
@@ -210,10 +214,59 @@ def tiny(variant, out, source):
     w.close()
 
 
+def write_bf16_safetensors(path, tensors):
+    """safetensors with BF16 payloads (numpy has no bfloat16): float32 rounded to nearest even."""
+    header, offset, blobs = {}, 0, []
+    for name, t in tensors.items():
+        bits = t.astype(np.float32).view(np.uint32)
+        bf16 = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        blob = bf16.tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+
+
+def large(out, source):
+    rng = np.random.default_rng(7)
+    hidden, inter, layers, heads, kv, hd, vocab = 2048, 5632, 16, 16, 4, 128, 2048
+    normal = lambda *shape: (rng.standard_normal(shape, dtype=np.float32) * 0.02)
+    hf = {"model.embed_tokens.weight": normal(vocab, hidden), "model.norm.weight": np.ones(hidden, np.float32)}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        hf[p + "input_layernorm.weight"] = np.ones(hidden, np.float32)
+        hf[p + "post_attention_layernorm.weight"] = np.ones(hidden, np.float32)
+        hf[p + "self_attn.q_proj.weight"] = normal(heads * hd, hidden)
+        hf[p + "self_attn.k_proj.weight"] = normal(kv * hd, hidden)
+        hf[p + "self_attn.v_proj.weight"] = normal(kv * hd, hidden)
+        hf[p + "self_attn.o_proj.weight"] = normal(hidden, heads * hd)
+        hf[p + "mlp.gate_proj.weight"] = normal(inter, hidden)
+        hf[p + "mlp.up_proj.weight"] = normal(inter, hidden)
+        hf[p + "mlp.down_proj.weight"] = normal(hidden, inter)
+    os.makedirs(out, exist_ok=True)
+    write_bf16_safetensors(os.path.join(out, "model.safetensors"), hf)
+    config = {"architectures": ["LlamaForCausalLM"], "hidden_size": hidden, "intermediate_size": inter,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
+              "head_dim": hd, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "vocab_size": vocab,
+              "tie_word_embeddings": True, "max_position_embeddings": 4096, "torch_dtype": "bfloat16"}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    chat = gguf.GGUFReader(source).fields["tokenizer.chat_template"].contents()
+    write_tokenizer_files(source, out, chat, "<|im_start|>", "<|im_end|>", 2)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "hf-from-gguf":
         hf_from_gguf(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "tiny":
         tiny(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "large":
+        large(sys.argv[2], sys.argv[3])
     else:
         sys.exit(f"unknown mode {sys.argv[1]}")

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <optional>
 
+#include "worker/runtime/frozen_prompts.h"
+
 namespace schism::model {
 namespace {
 
@@ -19,6 +21,26 @@ std::vector<int64_t> RowTrials(const AdapterBatch* adapters, size_t rows) {
   if (adapters == nullptr || !adapters->row_trial.defined()) return std::vector<int64_t>(rows, 0);
   const at::Tensor t = adapters->row_trial.to(torch::kCPU, torch::kLong).contiguous();
   return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+}
+
+// The start of a prefill of `rows` (indices into frozen->source) whose trials are `trials`: the
+// lowest first adapted layer among them, capped at what is stored; nothing when that is layer 0.
+std::optional<ForwardStart> FrozenStart(const FrozenRows* frozen, size_t skip, const AdapterBatch* adapters,
+                                        const std::vector<int64_t>& rows, const std::vector<int64_t>& trials,
+                                        int num_layers) {
+  if (frozen == nullptr || frozen->states == nullptr || frozen->states->depth() == 0) return std::nullopt;
+  TORCH_CHECK(frozen->states->skip() == skip, "frozen prompt states were stored after ",
+              frozen->states->skip(), " prefix tokens, not ", skip);
+  int first = num_layers;
+  if (adapters != nullptr) {
+    if (adapters->first_layer.empty()) return std::nullopt;  // not known: run every layer
+    for (int64_t t : trials) first = std::min(first, adapters->first_layer.at(t));
+  }
+  first = std::min(first, frozen->states->depth());
+  if (first == 0) return std::nullopt;
+  std::vector<int64_t> sources;
+  for (int64_t r : rows) sources.push_back(frozen->source.at(r));
+  return frozen->states->Start(sources, first);
 }
 
 }  // namespace
@@ -76,13 +98,15 @@ SharedPrefix PrefillSharedPrefix(const Transformer& model, const TokenIds& promp
     local = *adapters;
     local->row_trial = torch::arange(k, torch::kLong);
   }
-  model.Forward(batch.input_ids, batch.attention_mask, &prefix.cache, Iota(k), false, local ? &*local : nullptr);
+  ForwardOptions options;
+  options.adapters = local ? &*local : nullptr;
+  model.Forward(batch.input_ids, batch.attention_mask, &prefix.cache, Iota(k), options);
   return prefix;
 }
 
 ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
                             int32_t pad_id, bool capture_hidden_states, const AdapterBatch* adapters,
-                            const SharedPrefix* prefix) {
+                            const SharedPrefix* prefix, const FrozenRows* frozen) {
   const size_t skip = prefix != nullptr ? prefix->length : 0;
   size_t longest = 0;
   std::vector<const TokenIds*> ptrs;
@@ -92,12 +116,19 @@ ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds
   }
   const int64_t B = static_cast<int64_t>(prompts.size());
   KvCache cache = model.NewCache(B, static_cast<int64_t>(longest));
+  const std::vector<int64_t> trial = RowTrials(adapters, prompts.size());
   if (skip > 0) {
-    const std::vector<int64_t> trial = RowTrials(adapters, prompts.size());
     for (int64_t b = 0; b < B; ++b) cache.CopySlotFrom(prefix->cache, trial[b], b);
   }
   const PaddedBatch batch = LeftPad(ptrs, pad_id, skip);
-  return model.Forward(batch.input_ids, batch.attention_mask, &cache, Iota(B), capture_hidden_states, adapters);
+  ForwardOptions options;
+  options.capture_hidden_states = capture_hidden_states;
+  options.adapters = adapters;
+  const std::optional<ForwardStart> start =
+      capture_hidden_states ? std::nullopt
+                            : FrozenStart(frozen, skip, adapters, Iota(B), trial, model.config().num_layers);
+  if (start) options.start = &*start;
+  return model.Forward(batch.input_ids, batch.attention_mask, &cache, Iota(B), options);
 }
 
 std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector<TokenIds>& prompts,
@@ -118,13 +149,18 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
   std::vector<int64_t> next_token(slots, 0);
   size_t pending = 0;  // prompts[pending..] have not started
 
-  auto forward = [&](const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& rows) {
+  // `start` (a prefill above frozen layers) or the embeddings of `ids`.
+  auto forward = [&](const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& rows,
+                     const ForwardStart* start) {
+    ForwardOptions forward_options;
     if (adapters) {
       std::vector<int64_t> trials;
       for (int64_t s : rows) trials.push_back(trial_of(slot_prompt[s]));
       adapters->row_trial = torch::tensor(trials, torch::kLong);
+      forward_options.adapters = &*adapters;
     }
-    return model.Forward(ids, mask, &cache, rows, false, adapters ? &*adapters : nullptr).last_logits;
+    forward_options.start = start;
+    return model.Forward(ids, mask, &cache, rows, forward_options).last_logits;
   };
   // Greedy choice for each row; a row that emits a stop token, trips the early stop or reaches
   // the length limit frees its slot.
@@ -159,14 +195,19 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
       if (free.empty() || (!options.continuous && static_cast<int64_t>(free.size()) != slots)) return;
       free.resize(std::min(free.size(), n - pending));
       std::vector<const TokenIds*> rows;
+      std::vector<int64_t> indices, trials;
       for (int64_t s : free) {
         slot_prompt[s] = static_cast<int64_t>(pending);
         rows.push_back(&prompts[pending]);
-        if (skip > 0) cache.CopySlotFrom(options.prefix->cache, trial_of(static_cast<int64_t>(pending)), s);
+        indices.push_back(static_cast<int64_t>(pending));
+        trials.push_back(trial_of(static_cast<int64_t>(pending)));
+        if (skip > 0) cache.CopySlotFrom(options.prefix->cache, trials.back(), s);
         ++pending;
       }
       const PaddedBatch batch = LeftPad(rows, options.pad_id, skip);
-      pick(forward(batch.input_ids, batch.attention_mask, free), free);
+      const std::optional<ForwardStart> start = FrozenStart(&options.frozen, skip, options.adapters, indices,
+                                                            trials, model.config().num_layers);
+      pick(forward(batch.input_ids, batch.attention_mask, free, start ? &*start : nullptr), free);
     }
   };
 
@@ -188,7 +229,7 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
     const std::vector<int64_t> rows = Iota(live);
     const at::Tensor ids = torch::tensor(std::vector<int64_t>(next_token.begin(), next_token.begin() + live), torch::kLong)
                                .view({live, 1});
-    pick(forward(ids, torch::ones({live, 1}, torch::kLong), rows), rows);
+    pick(forward(ids, torch::ones({live, 1}, torch::kLong), rows, nullptr), rows);
   }
   return generated;
 }

@@ -15,6 +15,14 @@
 namespace schism::model {
 
 using TokenIds = std::vector<int32_t>;
+class FrozenPrompts;
+
+// Prompts whose unmodified-model states are stored (frozen_prompts.h): source[i] is prompt i's
+// index in `states`. A prefill then starts at the first layer its rows' trials adapt.
+struct FrozenRows {
+  const FrozenPrompts* states = nullptr;
+  std::vector<int64_t> source;
+};
 
 struct PaddedBatch {
   at::Tensor input_ids;       // (B, T) int64, left-padded, on the CPU
@@ -44,10 +52,11 @@ SharedPrefix PrefillSharedPrefix(const Transformer& model, const TokenIds& promp
 // Next-token logits (B, vocab) float32 for each prompt, optionally with the hidden states at the
 // last prompt token (see ForwardOutput). With `prefix`, every prompt starts with its tokens and
 // row b starts from slot adapters->row_trial[b] (0 without adapters) of it.
+// With `frozen` (which needs the same prefix), the layers no row's trial adapts are not run.
 ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
                             int32_t pad_id, bool capture_hidden_states = false,
                             const AdapterBatch* adapters = nullptr,
-                            const SharedPrefix* prefix = nullptr);
+                            const SharedPrefix* prefix = nullptr, const FrozenRows* frozen = nullptr);
 
 struct GreedyOptions {
   int max_new_tokens = 32;
@@ -66,6 +75,8 @@ struct GreedyOptions {
   bool continuous = true;
   // Optional shared prefix of every prompt (slot = the prompt's trial).
   const SharedPrefix* prefix = nullptr;
+  // Optional stored states of the prompts (frozen.states->skip() must equal the prefix length).
+  FrozenRows frozen;
 };
 
 // Greedy continuations of each prompt.

@@ -19,8 +19,8 @@ namespace schism::model {
 enum class Quantization {
   kNone,
   // bitsandbytes NF4 with double quantization for every decoder linear layer (embeddings and
-  // lm_head stay in the compute dtype). On CPU the NF4-rounded weights are kept dequantized, so
-  // the numbers are exactly those of on-the-fly dequantization without its per-step cost.
+  // lm_head stay in the compute dtype): the worker keeps only the packed codes and scales
+  // (~0.52 bytes per weight) on its device and dequantizes each layer as a forward pass uses it.
   kNf4,
 };
 

@@ -1,9 +1,14 @@
 #include "worker/runtime/nf4.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+
+#ifdef SCHISM_WITH_CUDA_KERNELS
+#include "worker/runtime/cuda/nf4_kernels.h"
+#endif
 
 namespace schism::model {
 namespace {
@@ -90,7 +95,7 @@ Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
     return q;
   }
   // Double quantization: center the absmax values, then 8-bit blockwise with the dynamic map.
-  q.absmax_offset = absmax.mean().item<float>();
+  q.absmax_offset = static_cast<float>(absmax.to(torch::kDouble).mean().item<double>());
   auto centered = absmax - q.absmax_offset;
   const int64_t blocks2 = (blocks + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize;
   q.absmax_codes = torch::empty({blocks}, torch::kUInt8);
@@ -110,30 +115,72 @@ Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
   return q;
 }
 
-at::Tensor DequantizeNf4(const Nf4Tensor& q) {
+at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
+  if (!q.double_quant) return q.absmax;
+  const auto& map = DynamicMap8Bit();
+  const at::Tensor table = torch::from_blob(const_cast<float*>(map.data()), {256}, torch::kFloat)
+                               .to(q.absmax_codes.device());
+  const int64_t blocks = q.absmax_codes.numel();
+  const at::Tensor scale2 =
+      q.absmax2.repeat_interleave(kNf4AbsmaxBlockSize).narrow(0, 0, blocks);
+  return table.index_select(0, q.absmax_codes.to(torch::kInt)) * scale2 + q.absmax_offset;
+}
+
+at::Tensor DequantizeNf4(const Nf4Tensor& q, c10::ScalarType dtype) {
   const int64_t n = q.packed.numel() * 2;
   const int64_t blocks = n / kNf4BlockSize;
-  auto out = torch::empty({n}, torch::kFloat);
-  std::vector<float> absmax(blocks);
-  if (q.double_quant) {
-    const uint8_t* codes8 = q.absmax_codes.data_ptr<uint8_t>();
-    const float* am2 = q.absmax2.data_ptr<float>();
-    const auto& map = DynamicMap8Bit();
-    for (int64_t b = 0; b < blocks; ++b) {
-      absmax[b] = map[codes8[b]] * am2[b / kNf4AbsmaxBlockSize] + q.absmax_offset;
-    }
-  } else {
-    std::copy_n(q.absmax.data_ptr<float>(), blocks, absmax.begin());
+#ifdef SCHISM_WITH_CUDA_KERNELS
+  if (q.packed.is_cuda() && q.shape.size() == 2) {
+    return cuda::Nf4Dequantize(q.packed, Nf4BlockAbsmax(q), q.shape[0], q.shape[1], dtype);
   }
+#endif
+  if (!q.packed.device().is_cpu()) return DequantizeNf4WithAtenOps(q, dtype);
+  const at::Tensor absmax = Nf4BlockAbsmax(q).contiguous();
+  auto out = torch::empty({n}, torch::kFloat);
+  const float* scale = absmax.data_ptr<float>();
   const uint8_t* packed = q.packed.data_ptr<uint8_t>();
   float* y = out.data_ptr<float>();
   const auto& codes = Nf4Codebook();
-  for (int64_t i = 0; i < n / 2; ++i) {
-    const float scale = absmax[(2 * i) / kNf4BlockSize];
-    y[2 * i] = codes[packed[i] >> 4] * scale;
-    y[2 * i + 1] = codes[packed[i] & 0x0F] * scale;
+  at::parallel_for(0, blocks, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const float s = scale[b];
+      for (int64_t i = b * kNf4BlockSize / 2; i < (b + 1) * kNf4BlockSize / 2; ++i) {
+        y[2 * i] = codes[packed[i] >> 4] * s;
+        y[2 * i + 1] = codes[packed[i] & 0x0F] * s;
+      }
+    }
+  });
+  return out.view(q.shape).to(dtype);
+}
+
+at::Tensor DequantizeNf4WithAtenOps(const Nf4Tensor& q, c10::ScalarType dtype) {
+  const int64_t blocks = q.packed.numel() * 2 / kNf4BlockSize;
+  const auto& codes = Nf4Codebook();
+  const at::Tensor table =
+      torch::from_blob(const_cast<float*>(codes.data()), {16}, torch::kFloat).to(q.packed.device());
+  const at::Tensor nibbles = torch::stack({q.packed.bitwise_right_shift(4), q.packed.bitwise_and(0x0F)}, 1);
+  const at::Tensor values = table.index_select(0, nibbles.view(-1).to(torch::kInt)).view({blocks, kNf4BlockSize});
+  return (values * Nf4BlockAbsmax(q).unsqueeze(1)).view(q.shape).to(dtype);
+}
+
+Nf4Tensor Nf4ToDevice(const Nf4Tensor& q, const c10::Device& device) {
+  Nf4Tensor out = q;
+  auto move = [&](at::Tensor& t) {
+    if (t.defined()) t = t.to(device);
+  };
+  move(out.packed);
+  move(out.absmax);
+  move(out.absmax_codes);
+  move(out.absmax2);
+  return out;
+}
+
+int64_t Nf4Bytes(const Nf4Tensor& q) {
+  int64_t bytes = 0;
+  for (const at::Tensor* t : {&q.packed, &q.absmax, &q.absmax_codes, &q.absmax2}) {
+    if (t->defined()) bytes += t->numel() * t->element_size();
   }
-  return out.view(q.shape);
+  return bytes;
 }
 
 }  // namespace schism::model

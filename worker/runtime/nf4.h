@@ -8,8 +8,12 @@
 #define SCHISM_WORKER_RUNTIME_NF4_H_
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 #include <array>
+#include <cstdint>
+#include <vector>
 
 namespace schism::model {
 
@@ -33,10 +37,20 @@ struct Nf4Tensor {
   std::vector<int64_t> shape;
 };
 
-// `weight` is float32 (any shape); numel must be a multiple of 64.
+// `weight` is float32 (any shape, on the CPU); numel must be a multiple of 64. The mean absmax
+// that double quantization subtracts is computed in float64 and rounded once.
 Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant);
-// Float32 tensor of the original shape.
-at::Tensor DequantizeNf4(const Nf4Tensor& q);
+// The original shape in `dtype`, on the device the codes live on: a fused loop on the CPU, ATen
+// ops elsewhere (the same float32 arithmetic: code × absmax, absmax = map[c] × absmax2 + offset).
+at::Tensor DequantizeNf4(const Nf4Tensor& q, c10::ScalarType dtype = c10::ScalarType::Float);
+// The float32 absmax of every block (double quantization undone), on the codes' device.
+at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q);
+// The ATen-ops path of DequantizeNf4 on any device (the CPU too, for tests).
+at::Tensor DequantizeNf4WithAtenOps(const Nf4Tensor& q, c10::ScalarType dtype);
+// The same codes on another device (what a worker keeps of a 4-bit linear layer).
+Nf4Tensor Nf4ToDevice(const Nf4Tensor& q, const c10::Device& device);
+// Bytes the codes and scales occupy.
+int64_t Nf4Bytes(const Nf4Tensor& q);
 
 }  // namespace schism::model
 

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#ifdef SCHISM_WITH_CUDA_KERNELS
+#include "worker/runtime/cuda/nf4_kernels.h"
+#endif
+
 namespace schism::model {
 namespace {
 
@@ -26,7 +30,22 @@ at::Tensor MatmulWeightT(const at::Tensor& x, const at::Tensor& weight, const at
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
-at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) { return MatmulWeightT(x, w.weight, w.bias); }
+at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
+#ifdef SCHISM_WITH_CUDA_KERNELS
+  // A decode step on a 4-bit CUDA worker reads the codes once, without a dense copy.
+  if (!w.weight.defined() && x.is_cuda()) {
+    const int64_t in = x.size(-1), rows = x.numel() / in;
+    if (rows <= cuda::kNf4GemvMaxRows && in % kNf4BlockSize == 0 && w.nf4.shape.size() == 2) {
+      auto sizes = x.sizes().vec();
+      sizes.back() = w.nf4.shape[0];
+      auto y = cuda::Nf4Gemv(x.reshape({rows, in}), w.nf4.packed, Nf4BlockAbsmax(w.nf4), w.nf4.shape[0]);
+      if (w.bias.defined()) y = y + w.bias;
+      return y.view(sizes);
+    }
+  }
+#endif
+  return MatmulWeightT(x, DenseWeight(w, x.scalar_type()), w.bias);
+}
 
 // Hugging Face's RMSNorm: normalize in float32, cast back, then scale.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
@@ -62,6 +81,12 @@ at::Tensor SlotRows(const at::Tensor& t, const std::vector<int64_t>& slots, cons
 }
 
 }  // namespace
+
+at::Tensor DenseWeight(const LinearWeights& w, c10::ScalarType dtype) {
+  if (w.weight.defined()) return w.weight.scalar_type() == dtype ? w.weight : w.weight.to(dtype);
+  TORCH_CHECK(w.nf4.packed.defined(), "linear layer without weights");
+  return DequantizeNf4(w.nf4, dtype);
+}
 
 KvCache::KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
                  const at::TensorOptions& options) {
@@ -110,8 +135,15 @@ KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
 
 ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                    KvCache* cache, const std::vector<int64_t>& slots,
-                                   bool capture_hidden_states, const AdapterBatch* adapters) const {
+                                   const ForwardOptions& options) const {
   torch::NoGradGuard no_grad;
+  const bool capture_hidden_states = options.capture_hidden_states;
+  const AdapterBatch* adapters = options.adapters;
+  const ForwardStart* start = options.start;
+  const int first_layer = start != nullptr ? start->first_layer : 0;
+  TORCH_CHECK(start == nullptr || (!capture_hidden_states && !options.capture_layer_inputs),
+              "Forward: a start above the embeddings has no lower states to capture");
+  TORCH_CHECK(first_layer >= 0 && first_layer <= config_.num_layers, "Forward: bad first layer ", first_layer);
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads, hd = config_.head_dim;
   const int64_t capacity = cache->capacity();
@@ -160,16 +192,27 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   auto freqs = to_device(positions, {B, T}).to(torch::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
   auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);  // (B, 1, T, hd)
   const auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
-  const at::Tensor ids = input_ids.to(device, torch::kLong);
 
   ForwardOutput out;
-  auto h = weights_.embed_tokens.index_select(0, ids.reshape(-1)).view({B, T, -1});
+  at::Tensor h;
+  if (start != nullptr) {
+    TORCH_CHECK(start->hidden.size(0) == B && start->hidden.size(1) == T, "Forward: start states of the wrong shape");
+    h = start->hidden.to(device, dtype);
+    for (int i = 0; i < first_layer; ++i) {
+      cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, start->keys[i].to(device, dtype));
+      cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, start->values[i].to(device, dtype));
+    }
+  } else {
+    const at::Tensor ids = input_ids.to(device, torch::kLong);
+    h = weights_.embed_tokens.index_select(0, ids.reshape(-1)).view({B, T, -1});
+  }
   auto capture = [&](const at::Tensor& states) {
     if (capture_hidden_states) out.hidden_states.push_back(states.select(1, T - 1).to(torch::kFloat));
+    if (options.capture_layer_inputs) out.layer_inputs.push_back(states);
   };
   capture(h);
   const at::Tensor row_trial = adapters ? adapters->row_trial.to(device) : at::Tensor();
-  for (int i = 0; i < config_.num_layers; ++i) {
+  for (int i = first_layer; i < config_.num_layers; ++i) {
     const LayerWeights& layer = weights_.layers[i];
     // Attention.
     const auto x = RmsNorm(h, layer.attn_norm, config_.rms_norm_eps);
@@ -197,7 +240,11 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     auto act = torch::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
     h = h + ApplyAdapter(Linear(act, layer.down_proj), act, adapters ? &adapters->down_proj[i] : nullptr,
                          row_trial);
-    if (i + 1 < config_.num_layers) capture(h);
+    if (i + 1 < config_.num_layers) {
+      capture(h);
+    } else if (options.capture_layer_inputs) {
+      out.layer_inputs.push_back(h);
+    }
   }
   auto last = RmsNorm(h.select(1, T - 1), weights_.final_norm, config_.rms_norm_eps);
   if (capture_hidden_states) out.hidden_states.push_back(last.to(torch::kFloat));

@@ -12,14 +12,20 @@
 #include <vector>
 
 #include "worker/runtime/model_config.h"
+#include "worker/runtime/nf4.h"
 
 namespace schism::model {
 
-// y = x Wᵀ + b. The weight is (out, in) in the compute dtype.
+// y = x Wᵀ + b. The weight is (out, in) in the compute dtype, or (4-bit workers) only its packed
+// NF4 codes, dequantized by each forward pass that uses them.
 struct LinearWeights {
-  at::Tensor weight;
-  at::Tensor bias;  // undefined when absent
+  at::Tensor weight;  // undefined when packed
+  Nf4Tensor nf4;      // nf4.packed defined when packed
+  at::Tensor bias;    // undefined when absent
 };
+
+// The (out, in) weight in `dtype`: the dense tensor, or the packed codes dequantized.
+at::Tensor DenseWeight(const LinearWeights& w, c10::ScalarType dtype);
 
 struct LayerWeights {
   at::Tensor attn_norm;  // (H)
@@ -76,6 +82,27 @@ struct AdapterBatch {
   std::vector<ComponentAdapters> o_proj;     // per layer
   std::vector<ComponentAdapters> down_proj;  // per layer
   at::Tensor row_trial;                      // (B) int64: the trial of each batch row
+  // Per trial: the first layer it adapts (num_layers when none). Layers below it compute what
+  // the unmodified model computes, bit for bit (a zero adapter adds 0 and scales by 1).
+  std::vector<int> first_layer;
+};
+
+// Where a forward pass starts when the layers below `first_layer` are known to compute what the
+// unmodified model computes ("frozen layers"): the hidden states entering `first_layer` and the
+// keys and values those lower layers give the new positions, stored once per prompt set.
+struct ForwardStart {
+  int first_layer = 0;
+  at::Tensor hidden;                     // (B, T, H) in the compute dtype
+  std::vector<at::Tensor> keys, values;  // first_layer tensors (B*T, kv_heads*head_dim)
+};
+
+struct ForwardOptions {
+  // The last position's hidden states (ForwardOutput::hidden_states).
+  bool capture_hidden_states = false;
+  // Every position's input to every layer, and the final residual (ForwardOutput::layer_inputs).
+  bool capture_layer_inputs = false;
+  const AdapterBatch* adapters = nullptr;  // k trials' rank-1 adapters, or none
+  const ForwardStart* start = nullptr;     // start above the embeddings (capture not allowed)
 };
 
 struct ForwardOutput {
@@ -83,6 +110,9 @@ struct ForwardOutput {
   // With capture: N+1 tensors (B, H) float32 at the last position: the embedding output, then
   // each layer's output, the last one after the final norm (as Hugging Face returns them).
   std::vector<at::Tensor> hidden_states;
+  // With capture_layer_inputs: N+1 tensors (B, T, H) in the compute dtype: the input of each
+  // layer, then the residual stream after the last layer (before the final norm).
+  std::vector<at::Tensor> layer_inputs;
 };
 
 class Transformer {
@@ -91,7 +121,6 @@ class Transformer {
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
-  ModelWeights& mutable_weights() { return weights_; }
 
   // The device and dtype every weight (and every activation) lives in.
   at::TensorOptions options() const { return weights_.embed_tokens.options(); }
@@ -104,8 +133,7 @@ class Transformer {
   // at::scaled_dot_product_attention (grouped-query heads natively).
   ForwardOutput Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                         KvCache* cache, const std::vector<int64_t>& slots,
-                        bool capture_hidden_states = false,
-                        const AdapterBatch* adapters = nullptr) const;
+                        const ForwardOptions& options = {}) const;
 
  private:
   ModelConfig config_;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -57,8 +58,18 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
   torch::NoGradGuard no_grad;
   e->directions_ = e->directions_.to(model.transformer->options().dtype(torch::kFloat));
   for (const LayerWeights& layer : model.transformer->weights().layers) {
-    e->o_norms_.push_back(layer.o_proj.weight.to(torch::kFloat).norm(2, {1}));
-    e->down_norms_.push_back(layer.down_proj.weight.to(torch::kFloat).norm(2, {1}));
+    e->o_norms_.push_back(DenseWeight(layer.o_proj, torch::kFloat).norm(2, {1}));
+    e->down_norms_.push_back(DenseWeight(layer.down_proj, torch::kFloat).norm(2, {1}));
+  }
+  if (e->options_.freeze_unmodified_layers) {
+    const Transformer& t = *model.transformer;
+    auto freeze = [&](const std::vector<TokenIds>& prompts, int64_t budget) {
+      const size_t skip = e->options_.share_prefix ? CommonPrefixLength(prompts) : 0;
+      return FrozenPrompts::Build(t, prompts, skip, e->options_.batch_size, e->pad_id_, budget);
+    };
+    // The refusal prompts first: their prefill is the larger share of a trial.
+    e->frozen_refusal_ = freeze(e->refusal_prompts_, e->options_.frozen_budget_bytes);
+    e->frozen_kl_ = freeze(e->kl_prompts_, e->options_.frozen_budget_bytes - e->frozen_refusal_.bytes());
   }
   if (!e->kl_prompts_.empty()) e->baseline_log_probs_ = e->KlLogProbs(nullptr, 1);
   return e;
@@ -71,6 +82,7 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
   AdapterBatch batch;
   batch.o_proj.resize(c.num_layers);
   batch.down_proj.resize(c.num_layers);
+  batch.first_layer.assign(k, c.num_layers);
   const bool full = options_.row_normalization == RowNormalization::kFull;
   for (const char* component : {common::kAttentionComponent, common::kMlpComponent}) {
     const bool attention = std::string(component) == common::kAttentionComponent;
@@ -81,7 +93,7 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
       for (const auto& l : lambdas) any |= l[layer] != 0;
       if (!any) continue;
       const LayerWeights& weights = model_.transformer->weights().layers[layer];
-      const at::Tensor w = (attention ? weights.o_proj.weight : weights.down_proj.weight).to(torch::kFloat);
+      const at::Tensor w = DenseWeight(attention ? weights.o_proj : weights.down_proj, torch::kFloat);
       const at::Tensor& norms = attention ? o_norms_[layer] : down_norms_[layer];
       ComponentAdapters adapters;
       adapters.a = torch::zeros({k, w.size(1)}, w.options());
@@ -89,6 +101,7 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
       if (full) adapters.scale = torch::ones({k, w.size(0)}, w.options());
       for (int64_t t = 0; t < k; ++t) {
         if (lambdas[t][layer] == 0) continue;
+        batch.first_layer[t] = std::min(batch.first_layer[t], layer);
         const at::Tensor v = DirectionForLayer(directions_, trials[t], layer);
         MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
         adapters.a[t] = adapter.a;
@@ -104,19 +117,23 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
 std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
     const std::vector<common::TrialParameters>& trials, const std::vector<TokenIds>& prompts,
     bool early_stopping) {
-  if (trials.empty()) return RespondWith(nullptr, 1, prompts, early_stopping);
+  // The refusal prompts' stored states serve any caller that asks for exactly those prompts.
+  const FrozenPrompts* frozen = prompts == refusal_prompts_ ? &frozen_refusal_ : nullptr;
+  if (trials.empty()) return RespondWith(nullptr, 1, prompts, early_stopping, frozen);
   AdapterBatch adapters = BuildAdapters(trials);
-  return RespondWith(&adapters, trials.size(), prompts, early_stopping);
+  return RespondWith(&adapters, trials.size(), prompts, early_stopping, frozen);
 }
 
 std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(const AdapterBatch* adapters, size_t k,
                                                                   const std::vector<TokenIds>& prompts,
-                                                                  bool early_stopping) {
+                                                                  bool early_stopping,
+                                                                  const FrozenPrompts* frozen) {
   // Every (trial, prompt) row, trial-major, decoded batch_size rows at a time.
   std::vector<TokenIds> rows;
   GreedyOptions options;
   for (size_t t = 0; t < k; ++t) {
     for (const TokenIds& p : prompts) {
+      options.frozen.source.push_back(static_cast<int64_t>(rows.size() % prompts.size()));
       rows.push_back(p);
       options.prompt_trial.push_back(static_cast<int64_t>(t));
     }
@@ -133,6 +150,7 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(const AdapterB
                                  static_cast<int64_t>(k), adapters);
     if (prefix.length > 0) options.prefix = &prefix;
   }
+  if (frozen != nullptr && frozen->depth() > 0 && frozen->skip() == prefix.length) options.frozen.states = frozen;
   if (early_stopping) {
     // Exact: a marker in the text so far stays in the full response (prefix-monotone
     // normalization); an empty text so far is not yet a verdict.
@@ -165,14 +183,17 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
     const size_t end = std::min(k * n, start + static_cast<size_t>(options_.batch_size));
     std::vector<TokenIds> batch;
     std::vector<int64_t> row_trial;
+    FrozenRows frozen;
+    if (frozen_kl_.depth() > 0 && frozen_kl_.skip() == prefix.length) frozen.states = &frozen_kl_;
     for (size_t r = start; r < end; ++r) {
       batch.push_back(kl_prompts_[r % n]);
       row_trial.push_back(static_cast<int64_t>(r / n));
+      frozen.source.push_back(static_cast<int64_t>(r % n));
     }
     if (local) local->row_trial = torch::tensor(row_trial, torch::kLong);
     chunks.push_back(torch::log_softmax(PromptForward(*model_.transformer, batch, pad_id_, false,
                                                       local ? &*local : nullptr,
-                                                      prefix.length > 0 ? &prefix : nullptr)
+                                                      prefix.length > 0 ? &prefix : nullptr, &frozen)
                                             .last_logits,
                                         -1));
   }
@@ -182,19 +203,20 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
 TrialScores TrialEvaluator::Baseline() {
   TrialScores scores;
   scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
-  for (const Response& r : RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping)) {
+  for (const Response& r : RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping, &frozen_refusal_)) {
     scores.refusals += r.refusal;
   }
   return scores;
 }
 
-std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::TrialParameters>& trials) {
+std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::TrialParameters>& trials,
+                                                  std::vector<Response>* responses_out) {
   torch::NoGradGuard no_grad;
   const size_t k = trials.size();
   std::vector<TrialScores> scores(k);
   if (k == 0) return scores;
   AdapterBatch adapters = BuildAdapters(trials);  // shared by the refusal and KL passes
-  const auto responses = RespondWith(&adapters, k, refusal_prompts_, options_.early_stopping);
+  const auto responses = RespondWith(&adapters, k, refusal_prompts_, options_.early_stopping, &frozen_refusal_);
   for (size_t r = 0; r < responses.size(); ++r) {
     TrialScores& s = scores[r / refusal_prompts_.size()];
     s.refusal_prompts += 1;
@@ -210,6 +232,7 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::Tria
     for (size_t t = 0; t < k; ++t) kl_sum[t] = kl[static_cast<int64_t>(t)].item<double>();
   }
   for (size_t t = 0; t < k; ++t) scores[t].kl_divergence = n > 0 ? kl_sum[t] / static_cast<double>(n) : 0.0;
+  if (responses_out != nullptr) *responses_out = responses;
   return scores;
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/runtime/frozen_prompts.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
 #include "worker/runtime/mpoa.h"
@@ -28,6 +29,10 @@ struct EvaluatorOptions {
   bool continuous_batching = true;
   // The prompts' common head (system prompt, role tokens) is prefilled once per trial.
   bool share_prefix = true;
+  // The unmodified model's states of the refusal and KL prompts are stored once (frozen_prompts.h)
+  // and each trial's prefill starts at its first adapted layer, within this many bytes.
+  bool freeze_unmodified_layers = true;
+  int64_t frozen_budget_bytes = int64_t{2} << 30;
   std::vector<std::string> markers;  // empty: Heretic's defaults
 };
 
@@ -55,13 +60,16 @@ class TrialEvaluator {
   // The unmodified model's scores (KL is 0 by definition).
   TrialScores Baseline();
 
-  // Scores of k trials evaluated together; result i belongs to trials[i].
-  std::vector<TrialScores> Evaluate(const std::vector<common::TrialParameters>& trials);
-
   struct Response {
     std::string text;
     bool refusal = false;
   };
+
+  // Scores of k trials evaluated together; result i belongs to trials[i]. With `responses`, also
+  // the refusal pass's responses, trial-major (as Respond returns them).
+  std::vector<TrialScores> Evaluate(const std::vector<common::TrialParameters>& trials,
+                                    std::vector<Response>* responses = nullptr);
+
   // Greedy responses of each trial to `prompts`, trial-major (all prompts of trial 0 first);
   // no trials means the unmodified model.
   std::vector<Response> Respond(const std::vector<common::TrialParameters>& trials,
@@ -74,14 +82,16 @@ class TrialEvaluator {
   TrialEvaluator(const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
                  std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
   // Respond with adapters already built for `k` trials (null: the unmodified model).
+  // `frozen`: stored states of `prompts`, or null.
   std::vector<Response> RespondWith(const AdapterBatch* adapters, size_t k, const std::vector<TokenIds>& prompts,
-                                    bool early_stopping);
+                                    bool early_stopping, const FrozenPrompts* frozen);
   // First-token log-probabilities (rows, vocab) of k trials on the KL prompts, trial-major.
   at::Tensor KlLogProbs(const AdapterBatch* adapters, size_t k);
   const LoadedModel& model_;
   at::Tensor directions_;
   std::vector<TokenIds> refusal_prompts_, kl_prompts_;
   EvaluatorOptions options_;
+  FrozenPrompts frozen_refusal_, frozen_kl_;  // empty unless freeze_unmodified_layers
   at::Tensor baseline_log_probs_;  // (n_kl, vocab) float32
   std::vector<at::Tensor> o_norms_, down_norms_;  // row norms per layer
   int32_t pad_id_ = 0;

@@ -31,6 +31,38 @@ TEST(Nf4, PackingIsBitIdenticalToTheBitsandbytesLayoutReference) {
   EXPECT_TRUE(torch::equal(q.absmax, torch::from_blob(absmax.data(), {static_cast<int64_t>(absmax.size())}, torch::kFloat)));
 }
 
+// The production layout (double quantization, as workers load every linear layer) against the
+// numpy reference: codes, absmax codes, absmax2 and offset bit for bit, and the dequantized
+// weight through both the CPU loop and the ATen ops other devices run.
+TEST(Nf4, DoubleQuantizationIsBitIdenticalToTheBitsandbytesLayoutReference) {
+  const std::string dir = testing_support::MakeTempDir("nf4_dq_ref");
+  std::string log;
+  ASSERT_EQ(testing_support::RunOracle("nf4_reference.py", {dir}, &log), 0) << log;
+  std::vector<float> w = testing_support::ReadFloats(dir + "/dq_weight.f32");
+  ASSERT_EQ(w.size(), 160u * 192u);
+  auto weight = torch::from_blob(w.data(), {160, 192}, torch::kFloat).clone();
+  const Nf4Tensor q = QuantizeNf4(weight, /*double_quant=*/true);
+  auto bytes_equal = [](const at::Tensor& t, const std::string& expected) {
+    return static_cast<size_t>(t.numel()) == expected.size() &&
+           std::memcmp(t.data_ptr<uint8_t>(), expected.data(), expected.size()) == 0;
+  };
+  auto floats = [&](const std::string& name) {
+    std::vector<float> v = testing_support::ReadFloats(dir + "/" + name);
+    return torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
+  };
+  EXPECT_TRUE(bytes_equal(q.packed, testing_support::ReadFile(dir + "/dq_packed.u8")));
+  EXPECT_TRUE(bytes_equal(q.absmax_codes, testing_support::ReadFile(dir + "/dq_codes.u8")));
+  EXPECT_EQ(q.absmax2.numel(), 2);  // 480 blocks: 256 + a partial 224
+  EXPECT_TRUE(torch::equal(q.absmax2, floats("dq_absmax2.f32")));
+  EXPECT_EQ(q.absmax_offset, floats("dq_offset.f32")[0].item<float>());
+  const at::Tensor expected = floats("dq_dequantized.f32").view({160, 192});
+  EXPECT_TRUE(torch::equal(DequantizeNf4(q), expected));
+  EXPECT_TRUE(torch::equal(DequantizeNf4WithAtenOps(q, torch::kFloat), expected));
+  EXPECT_TRUE(torch::equal(DequantizeNf4(q, torch::kBFloat16), expected.to(torch::kBFloat16)));
+  // 4 bits per weight plus one byte per 64 and 4 bytes per 16384: 0.516 bytes per weight.
+  EXPECT_EQ(Nf4Bytes(q), 160 * 192 / 2 + 480 + 2 * 4);
+}
+
 TEST(Nf4, RoundTripErrorStaysWithinTheCodebookBound) {
   torch::manual_seed(3);
   auto w = torch::randn({256, 512}) * 0.02;

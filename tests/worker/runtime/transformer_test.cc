@@ -76,6 +76,42 @@ TEST(Transformer, Bfloat16ComputeStaysCloseToFloat32) {
   EXPECT_LT(max_diff, 1.0f);  // measured 0.57
 }
 
+// A 4-bit worker keeps only packed NF4 codes of every decoder linear layer; its logits are those
+// of the same model whose weights are the dequantized codes, and it holds about an eighth of the
+// bytes of the float32 linear layers (a quarter of bfloat16; embeddings and lm_head stay dense).
+TEST(Transformer, PackedNf4GivesTheDequantizedWeightsLogitsInAnEighthOfTheFloat32Bytes) {
+  LoadOptions options;
+  options.quantization = Quantization::kNf4;
+  auto packed = LoadModel(testing_support::RealModelPath(), options);
+  ASSERT_TRUE(packed.ok()) << packed.status();
+  const Transformer& t = *packed->transformer;
+  ModelWeights dense = t.weights();
+  int64_t packed_bytes = 0, dense_bytes = 0;
+  for (LayerWeights& layer : dense.layers) {
+    for (LinearWeights* linear : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
+                                  &layer.up_proj, &layer.down_proj}) {
+      ASSERT_FALSE(linear->weight.defined()) << "a 4-bit worker holds no dense linear weight";
+      ASSERT_TRUE(linear->nf4.double_quant);
+      packed_bytes += Nf4Bytes(linear->nf4);
+      linear->weight = DequantizeNf4(linear->nf4);
+      linear->nf4 = Nf4Tensor();
+      dense_bytes += linear->weight.numel() * 4;
+    }
+  }
+  std::cout << "decoder linear layers: " << packed_bytes / 1024 << " KiB packed NF4, " << dense_bytes / 1024
+            << " KiB float32 (" << static_cast<double>(packed_bytes) / dense_bytes << "x)\n";
+  EXPECT_LT(packed_bytes, dense_bytes * 0.13);  // 0.516 of 4 bytes per weight: 0.129x
+  const Transformer reference(t.config(), std::move(dense));
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/harmless_test.txt", "[:8]");
+  ASSERT_TRUE(lines.ok());
+  std::vector<TokenIds> prompts;
+  for (const auto& line : *lines) prompts.push_back(packed->tokenizer->Encode(ChatMl(line)));
+  const at::Tensor a = PromptForward(t, prompts, 2).last_logits;
+  const at::Tensor b = PromptForward(reference, prompts, 2).last_logits;
+  std::cout << "packed vs dequantized weights: max |dlogit| " << (a - b).abs().max().item<float>() << "\n";
+  EXPECT_TRUE(torch::equal(a, b));
+}
+
 TEST(Transformer, LeftPaddingDoesNotChangeResults) {
   auto model = LoadModel(testing_support::RealModelPath());
   ASSERT_TRUE(model.ok()) << model.status();

@@ -6,6 +6,7 @@
 
 #include "common/env.h"
 #include "worker/runtime/directions.h"
+#include "worker/runtime/frozen_prompts.h"
 #include "common/prompt_set.h"
 #include "tests/test_support.h"
 
@@ -51,8 +52,10 @@ common::TrialParameters Trial(double attn_weight, double mlp_weight, double posi
 
 std::unique_ptr<TrialEvaluator> MakeEvaluator(std::vector<TokenIds> refusal, std::vector<TokenIds> kl,
                                               int max_len = 100, RowNormalization mode = RowNormalization::kFull,
-                                              bool continuous = true, bool share_prefix = true) {
+                                              bool continuous = true, bool share_prefix = true,
+                                              bool freeze = true) {
   EvaluatorOptions options;
+  options.freeze_unmodified_layers = freeze;
   options.max_response_length = max_len;
   options.row_normalization = mode;
   options.continuous_batching = continuous;
@@ -136,32 +139,31 @@ TEST(TrialEvaluator, ZeroWeightTrialLeavesTheModelBitIdentical) {
   EXPECT_EQ(evaluator->Evaluate({Trial(0.0, 0.0, 20)})[0].kl_divergence, 0.0);
 }
 
-TEST(TrialEvaluator, ContinuousBatchingAndSharedPrefixGiveThePlainPathsResponses) {
+TEST(TrialEvaluator, ContinuousBatchingSharedPrefixAndFrozenLayersGiveThePlainPathsResponses) {
   // The study's refusal pass: all 100 harmful_test prompts, k = 2 trials, 32-token responses,
-  // 32 rows per batch. Plain path: static batches, every prompt prefilled whole.
+  // 32 rows per batch. Plain path: static batches, every prompt prefilled whole through every
+  // layer. The fast path also starts each prefill at its trial's first adapted layer (8 and 6).
   const auto prompts = Prompts("harmful_test.txt", "[:100]");
   const auto kl = Prompts("harmless_test.txt", "[:32]");
   const std::vector<common::TrialParameters> trials = {Trial(1.2, 0.6, 20), Trial(1.5, 1.0, 18)};
-  auto plain = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, /*continuous=*/false, /*share_prefix=*/false);
-  const auto expected = plain->Respond(trials, prompts, true);
-  const auto expected_scores = plain->Evaluate(trials);
+  auto plain = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, /*continuous=*/false, /*share_prefix=*/false,
+                             /*freeze=*/false);
+  std::vector<TrialEvaluator::Response> expected, got;
+  const auto expected_scores = plain->Evaluate(trials, &expected);
   ASSERT_EQ(expected.size(), 200u);
   int refusals = 0;
   for (const auto& r : expected) refusals += r.refusal;
   std::cout << "plain path: " << refusals << "/200 refusals over k = 2 trials\n";
-  for (const bool share_prefix : {false, true}) {
-    auto continuous = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, true, share_prefix);
-    const auto got = continuous->Respond(trials, prompts, true);
-    ASSERT_EQ(got.size(), expected.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_EQ(got[i].refusal, expected[i].refusal) << "row " << i << " share_prefix " << share_prefix;
-      EXPECT_EQ(got[i].text, expected[i].text) << "row " << i << " share_prefix " << share_prefix;
-    }
-    const auto scores = continuous->Evaluate(trials);
-    for (size_t t = 0; t < trials.size(); ++t) {
-      EXPECT_EQ(scores[t].refusals, expected_scores[t].refusals) << t;
-      EXPECT_NEAR(scores[t].kl_divergence, expected_scores[t].kl_divergence, 1e-6) << t;
-    }
+  auto fast = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, true, true, true);
+  const auto scores = fast->Evaluate(trials, &got);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].refusal, expected[i].refusal) << "row " << i;
+    EXPECT_EQ(got[i].text, expected[i].text) << "row " << i;
+  }
+  for (size_t t = 0; t < trials.size(); ++t) {
+    EXPECT_EQ(scores[t].refusals, expected_scores[t].refusals) << t;
+    EXPECT_NEAR(scores[t].kl_divergence, expected_scores[t].kl_divergence, 1e-6) << t;
   }
 }
 
@@ -186,6 +188,57 @@ TEST(SharedPrefix, PrefilledHeadGivesTheSameLogitsAsWholePrompts) {
   std::cout << "shared prefix of " << length << " tokens: max |dlogit| " << max_diff << "\n";
   EXPECT_LT(max_diff, 1e-4f);
   EXPECT_TRUE(torch::equal(whole.argmax(-1), shared.argmax(-1)));
+}
+
+TEST(FrozenPrompts, PrefillFromTheFirstAdaptedLayerGivesTheWholeForwardsLogits) {
+  const auto prompts = Prompts("harmless_test.txt", "[:16]");
+  const Transformer& t = *Shared().model.transformer;
+  const int N = t.config().num_layers;
+  auto evaluator = MakeEvaluator({}, prompts);
+  // Weight windows of 12 layers around layers 20 and 18 start at layers 8 and 6.
+  AdapterBatch adapters = evaluator->BuildAdapters({Trial(1.2, 0.6, 20), Trial(1.5, 1.0, 18)});
+  EXPECT_EQ(adapters.first_layer, (std::vector<int>{8, 6}));
+  EXPECT_EQ(evaluator->BuildAdapters({Trial(0.0, 0.0, 20)}).first_layer, std::vector<int>{N});
+  std::vector<TokenIds> rows(prompts);
+  rows.insert(rows.end(), prompts.begin(), prompts.end());
+  std::vector<int64_t> row_trial(16, 0);
+  row_trial.resize(32, 1);
+  adapters.row_trial = torch::tensor(row_trial, torch::kLong);
+  const size_t length = CommonPrefixLength(prompts);
+  const SharedPrefix prefix = PrefillSharedPrefix(t, prompts[0], length, 2, &adapters);
+  const SharedPrefix base_prefix = PrefillSharedPrefix(t, prompts[0], length, 1, nullptr);
+  FrozenRows frozen;
+  for (int64_t r = 0; r < 32; ++r) frozen.source.push_back(r % 16);
+  // Stored in batches of 5 (other shapes than the forwards below); a budget for every layer,
+  // then for 3 layers, then for less than one.
+  const int64_t all = int64_t{1} << 32;
+  const FrozenPrompts full = FrozenPrompts::Build(t, prompts, length, 5, 2, all);
+  EXPECT_EQ(full.depth(), N);
+  const FrozenPrompts three = FrozenPrompts::Build(t, prompts, length, 5, 2, full.bytes() * 4 / (N + 1) / 1);
+  const FrozenPrompts none = FrozenPrompts::Build(t, prompts, length, 5, 2, 1024);
+  EXPECT_EQ(none.depth(), 0);
+  const at::Tensor whole = PromptForward(t, rows, 2, false, &adapters, &prefix).last_logits;
+  const at::Tensor base = PromptForward(t, prompts, 2, false, nullptr, &base_prefix).last_logits;
+  for (const FrozenPrompts* states : {&full, &three}) {
+    frozen.states = states;
+    const at::Tensor got = PromptForward(t, rows, 2, false, &adapters, &prefix, &frozen).last_logits;
+    const float max_diff = (whole - got).abs().max().item<float>();
+    std::cout << "frozen depth " << states->depth() << " (" << states->bytes() / 1024 << " KiB): max |dlogit| "
+              << max_diff << "\n";
+    EXPECT_LT(max_diff, 1e-4f);
+    EXPECT_TRUE(torch::equal(whole.argmax(-1), got.argmax(-1)));
+    // The unmodified model starts as high as the states go (all the way up: only the final norm
+    // and lm_head run).
+    FrozenRows base_rows{states, std::vector<int64_t>(frozen.source.begin(), frozen.source.begin() + 16)};
+    const at::Tensor got_base = PromptForward(t, prompts, 2, false, nullptr, &base_prefix, &base_rows).last_logits;
+    EXPECT_LT((base - got_base).abs().max().item<float>(), 1e-4f);
+  }
+  EXPECT_GE(three.depth(), 3);
+  EXPECT_LT(three.depth(), N);
+  // States stored after another prefix length are refused, not misread.
+  const FrozenPrompts unshared = FrozenPrompts::Build(t, prompts, 0, 5, 2, all);
+  frozen.states = &unshared;
+  EXPECT_ANY_THROW(PromptForward(t, rows, 2, false, &adapters, &prefix, &frozen));
 }
 
 TEST(TrialEvaluator, AblationLowersRefusalProbabilityAndKeepsKlSmall) {
