@@ -90,6 +90,7 @@ void BM_StudyTrial(benchmark::State& state) {
                                                  encode("harmless_test.txt", "[:32]"), options);
   const std::vector<common::TrialParameters> trials = {Trial(14), Trial(20)};
   for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
+  state.counters["frozen_MiB"] = static_cast<double>((*evaluator)->frozen_bytes()) / (1 << 20);
   state.counters["s_per_trial"] = benchmark::Counter(
       static_cast<double>(state.iterations() * trials.size()), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }

@@ -75,6 +75,9 @@ class TrialEvaluator {
   std::vector<Response> Respond(const std::vector<common::TrialParameters>& trials,
                                 const std::vector<TokenIds>& prompts, bool early_stopping);
 
+  // Bytes held by the stored states of the refusal and KL prompts (frozen_prompts.h).
+  int64_t frozen_bytes() const { return frozen_refusal_.bytes() + frozen_kl_.bytes(); }
+
   // The k-trial adapters; exposed for tests.
   AdapterBatch BuildAdapters(const std::vector<common::TrialParameters>& trials) const;
 
