@@ -18,8 +18,11 @@ enum class GgmlType : uint32_t {
   kF16 = 1,
   kQ4_0 = 2,
   kQ4_1 = 3,
+  kQ5_0 = 6,
+  kQ5_1 = 7,
   kQ8_0 = 8,
   kQ4_K = 12,
+  kQ5_K = 13,
   kQ6_K = 14,
   kBF16 = 30,
 };
@@ -28,8 +31,11 @@ enum class GgmlType : uint32_t {
 //   F32/F16/BF16  1 element per "block"
 //   Q4_0  32: f16 d, u8 qs[16]                 x = (nibble - 8) * d
 //   Q4_1  32: f16 d, f16 m, u8 qs[16]          x = nibble * d + m
+//   Q5_0  32: f16 d, u32 qh, u8 qs[16]         x = (nibble | bit j of qh << 4) - 16) * d
+//   Q5_1  32: f16 d, f16 m, u32 qh, u8 qs[16]  x = (nibble | bit j of qh << 4) * d + m
 //   Q8_0  32: f16 d, i8 qs[32]                 x = q * d
 //   Q4_K 256: f16 d, f16 dmin, u8 scales[12] (8 packed 6-bit scale/min pairs), u8 qs[128]
+//   Q5_K 256: as Q4_K plus u8 qh[32] (the fifth bits) before qs
 //   Q6_K 256: u8 ql[128], u8 qh[64], i8 scales[16], f16 d
 // In the 32-element formats byte j of qs holds element j (low nibble) and element j+16 (high).
 struct GgmlTypeInfo {
@@ -41,7 +47,7 @@ struct GgmlTypeInfo {
 // Geometry of a supported type, or nullopt for an id schism cannot dequantize.
 std::optional<GgmlTypeInfo> LookupGgmlType(uint32_t type_id);
 
-// Human-readable name of any type id ("Q4_K", or "type 7" when unsupported).
+// The name of any type id ggml defines ("Q4_K", "IQ2_XS", ...), supported or not, or "type N".
 std::string GgmlTypeName(uint32_t type_id);
 
 // Dequantizes `n_elements` values of `type` from `src` into `dst`. `n_elements` must be a

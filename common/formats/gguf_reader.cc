@@ -316,7 +316,7 @@ const GgufTensorInfo* GgufReader::FindTensor(const std::string& name) const {
 
 absl::Status GgufReader::ReadTensorAsFloat(const GgufTensorInfo& tensor, float* dst) const {
   if (!LookupGgmlType(tensor.type)) {
-    return absl::UnimplementedError(absl::StrCat(path(), ": tensor ", tensor.name, " has type ",
+    return absl::UnimplementedError(absl::StrCat(path(), ": tensor ", tensor.name, " is stored as ",
                                                  GgmlTypeName(tensor.type),
                                                  ", which schism cannot dequantize"));
   }

@@ -32,9 +32,9 @@ def random_blocks(rng, qtype, n_blocks):
     raw = rng.integers(0, 256, size=(n_blocks, type_size), dtype=np.uint8)
     def put_half(col):
         raw[:, col:col + 2] = rng.uniform(-2.0, 2.0, n_blocks).astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
-    if qtype in (T.Q4_0, T.Q8_0):
+    if qtype in (T.Q4_0, T.Q8_0, T.Q5_0):
         put_half(0)
-    elif qtype == T.Q4_1 or qtype == T.Q4_K:
+    elif qtype in (T.Q4_1, T.Q4_K, T.Q5_1, T.Q5_K):
         put_half(0)
         put_half(2)
     elif qtype == T.Q6_K:
@@ -50,7 +50,7 @@ def synth(out_gguf, out_dir):
     writer.add_array("test.list", [1, 2, 3])
     writer.add_float32("test.pi", 3.25)
     rows = 3
-    for qtype in (T.Q4_0, T.Q4_1, T.Q8_0, T.Q4_K, T.Q6_K):
+    for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q4_K, T.Q5_K, T.Q6_K):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
         cols = block_size * 2
         raw = random_blocks(rng, qtype, rows * 2).reshape(rows, 2 * type_size)
