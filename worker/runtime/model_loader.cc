@@ -54,32 +54,31 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
   const c10::ScalarType dtype = options.dtype;
   ModelWeights w;
   absl::Status status;
-  auto load = [&](const std::string& name, std::vector<int64_t> shape) -> at::Tensor {
+  // The tensor as float32 on the CPU (undefined after an error, which stays in `status`); its
+  // mapped file pages leave the resident set, so peak RSS tracks the weights, not the file.
+  auto read = [&](const std::string& name, const std::vector<int64_t>& shape) -> at::Tensor {
     if (!status.ok()) return {};
-    auto t = source.Read(name, shape);
-    source.Release(name);  // the file's pages leave the resident set: peak RSS tracks the weights
-    if (!t.ok()) {
-      status = t.status();
-      return {};
-    }
-    return t->to(options.device, dtype);
-  };
-  // A decoder linear layer: packed NF4 codes on the device for 4-bit workers (bitsandbytes'
-  // Linear4bit with double quantization), else the weight in the compute dtype.
-  auto load_linear = [&](LinearWeights* linear, const std::string& name, std::vector<int64_t> shape) {
-    if (!status.ok()) return;
-    const int64_t numel = shape[0] * shape[1];
-    if (options.quantization != Quantization::kNf4 || numel % kNf4BlockSize != 0) {
-      linear->weight = load(name, std::move(shape));
-      return;
-    }
     auto t = source.Read(name, shape);
     source.Release(name);
     if (!t.ok()) {
       status = t.status();
+      return {};
+    }
+    return *t;
+  };
+  auto load = [&](const std::string& name, const std::vector<int64_t>& shape) -> at::Tensor {
+    const at::Tensor t = read(name, shape);
+    return t.defined() ? t.to(options.device, dtype) : t;
+  };
+  // A decoder linear layer: packed NF4 codes on the device for 4-bit workers (bitsandbytes'
+  // Linear4bit with double quantization), else the weight in the compute dtype.
+  auto load_linear = [&](LinearWeights* linear, const std::string& name, const std::vector<int64_t>& shape) {
+    if (options.quantization != Quantization::kNf4 || (shape[0] * shape[1]) % kNf4BlockSize != 0) {
+      linear->weight = load(name, shape);
       return;
     }
-    linear->nf4 = Nf4ToDevice(QuantizeNf4(t->to(torch::kFloat), /*double_quant=*/true), options.device);
+    const at::Tensor t = read(name, shape);
+    if (t.defined()) linear->nf4 = Nf4ToDevice(QuantizeNf4(t, /*double_quant=*/true), options.device);
   };
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
   const int64_t q_rows = c.num_heads * hd, kv_rows = c.num_kv_heads * hd;

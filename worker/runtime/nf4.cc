@@ -131,7 +131,7 @@ at::Tensor DequantizeNf4(const Nf4Tensor& q, c10::ScalarType dtype) {
   const int64_t blocks = n / kNf4BlockSize;
 #ifdef SCHISM_WITH_CUDA_KERNELS
   if (q.packed.is_cuda() && q.shape.size() == 2) {
-    return cuda::Nf4Dequantize(q.packed, Nf4BlockAbsmax(q), q.shape[0], q.shape[1], dtype);
+    return cuda::Nf4Dequantize(q, dtype);
   }
 #endif
   if (!q.packed.device().is_cpu()) return DequantizeNf4WithAtenOps(q, dtype);

@@ -38,7 +38,7 @@ at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
     if (rows <= cuda::kNf4GemvMaxRows && in % kNf4BlockSize == 0 && w.nf4.shape.size() == 2) {
       auto sizes = x.sizes().vec();
       sizes.back() = w.nf4.shape[0];
-      auto y = cuda::Nf4Gemv(x.reshape({rows, in}), w.nf4.packed, Nf4BlockAbsmax(w.nf4), w.nf4.shape[0]);
+      auto y = cuda::Nf4Gemv(x.reshape({rows, in}), w.nf4);
       if (w.bias.defined()) y = y + w.bias;
       return y.view(sizes);
     }

@@ -2,8 +2,9 @@
 // call them for tensors on a CUDA device and fall back to ATen ops in builds without them).
 //
 // Layout as nf4.h: the (out, in) weight flattened row-major in blocks of 64, two 4-bit codes per
-// byte (first value in the high nibble), one float32 absmax per block (already undone from double
-// quantization by the caller: a tiny ATen op over out·in/64 values).
+// byte (first value in the high nibble). Block scales are read as stored: a float32 absmax per
+// block, or (double quantization) a uint8 code per block into bnb's dynamic map × the absmax2 of
+// its 256 blocks + the offset, computed in the kernel with the CPU's float32 roundings.
 #ifndef SCHISM_WORKER_RUNTIME_CUDA_NF4_KERNELS_H_
 #define SCHISM_WORKER_RUNTIME_CUDA_NF4_KERNELS_H_
 
@@ -12,20 +13,21 @@
 
 #include <cstdint>
 
+#include "worker/runtime/nf4.h"
+
 namespace schism::model::cuda {
 
 // True when this build has the kernels.
 bool Nf4KernelsBuilt();
 
-// The dense (out, in) weight in `dtype` (float32, bfloat16 or float16).
-at::Tensor Nf4Dequantize(const at::Tensor& packed, const at::Tensor& absmax, int64_t out, int64_t in,
-                         c10::ScalarType dtype);
+// The dense (out, in) weight of a 2-D `q` on a CUDA device, in `dtype` (float32, bfloat16 or float16).
+at::Tensor Nf4Dequantize(const Nf4Tensor& q, c10::ScalarType dtype);
 
 // y = x Wᵀ for the few rows of a decode step (rows ≤ kNf4GemvMaxRows), reading W's codes once:
 // x (rows, in) in the compute dtype, `in` a multiple of 64; y (rows, out) in x's dtype, float32
 // accumulation. bitsandbytes' gemv_4bit is the model: one warp per output row.
 inline constexpr int64_t kNf4GemvMaxRows = 8;
-at::Tensor Nf4Gemv(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& absmax, int64_t out);
+at::Tensor Nf4Gemv(const at::Tensor& x, const Nf4Tensor& q);
 
 }  // namespace schism::model::cuda
 
