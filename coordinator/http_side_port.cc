@@ -62,7 +62,9 @@ std::string PrometheusText(const ManagerMetrics& m) {
   absl::StrAppend(&out, "# HELP schism_leases_active Work items leased to workers now.\n",
                   "# TYPE schism_leases_active gauge\nschism_leases_active ", m.active_leases, "\n",
                   "# HELP schism_workers_registered Workers registered since the coordinator started.\n",
-                  "# TYPE schism_workers_registered gauge\nschism_workers_registered ", m.registered_workers, "\n");
+                  "# TYPE schism_workers_registered gauge\nschism_workers_registered ", m.registered_workers, "\n",
+                  "# HELP schism_store_errors_total Journal records the study store refused (each logged).\n",
+                  "# TYPE schism_store_errors_total counter\nschism_store_errors_total ", m.store_errors, "\n");
   return out;
 }
 

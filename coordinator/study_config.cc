@@ -149,6 +149,7 @@ absl::StatusOr<v1::StudySpec> StudySpecFromToml(const std::string& text, const s
         if (name == "trials_per_worker") spec.set_trials_per_lease(static_cast<int32_t>(*x));
         else if (name == "lease_seconds") spec.set_lease_seconds(static_cast<int32_t>(*x));
         else if (name == "max_attempts") spec.set_max_attempts(static_cast<int32_t>(*x));
+        else if (name == "max_failed_trials") spec.set_max_failed_trials(static_cast<int32_t>(*x));
         else if (name == "priority") spec.set_priority(static_cast<int32_t>(*x));
         else if (name == "heartbeat_seconds") { /* workers beat at a third of the lease */ }
         else return KeyError(where, full, "unknown key");

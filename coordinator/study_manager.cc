@@ -83,6 +83,7 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
   if (spec.lease_seconds() < 1) return bad("lease_seconds", "must be >= 1");
   if (spec.max_attempts() == 0) spec.set_max_attempts(3);
   if (spec.max_attempts() < 1) return bad("max_attempts", "must be >= 1");
+  if (spec.max_failed_trials() < 0) return bad("max_failed_trials", "must be >= 0 (0: max(3, n_trials / 10))");
   if (spec.batch_size() == 0) spec.set_batch_size(32);
   if (spec.batch_size() < 1) return bad("batch_size", "must be >= 1");
   return spec;
@@ -119,6 +120,7 @@ v1::Trial StudyManager::TrialProto(const Study& study, const TrialEntry& t) cons
   out.set_number(t.number);
   out.set_state(t.state);
   out.set_attempts(t.attempts);
+  out.set_error(t.error);
   if (t.state == v1::TRIAL_STATE_COMPLETE) *out.mutable_scores() = t.scores;
   for (const auto& [name, d] : study.space) {
     auto it = t.params.find(name);
@@ -191,8 +193,19 @@ absl::Status StudyManager::Recover() {
         t.scores.set_refusals(r["refusals"]);
         t.scores.set_refusal_prompts(r["refusal_prompts"]);
         t.scores.set_kl_divergence(r["kl_divergence"]);
-      } else if (type == "failed") {
-        study->trials.at(r["number"].get<int64_t>()).state = v1::TRIAL_STATE_FAILED;
+      } else if (type == "requeued" || type == "failed") {
+        TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+        // Records before the cause was journaled read as expiries (of an unknown worker each).
+        if (r.value("cause", "expired") == "expired") {
+          t.lost_workers.insert(r.value("worker", absl::StrCat("unrecorded-", t.lost_workers.size())));
+        } else {
+          ++t.reported_failures;
+        }
+        t.state = type == "failed" ? v1::TRIAL_STATE_FAILED : v1::TRIAL_STATE_WAITING;
+        if (type == "failed") t.error = r.value("error", r.value("reason", ""));
+      } else if (type == "study_failed") {
+        study->state = v1::STUDY_STATE_FAILED;
+        study->error = r.value("reason", "");
       } else if (type == "finished") {
         study->state = v1::STUDY_STATE_FINISHED;
       } else if (type == "cancelled") {
@@ -209,6 +222,9 @@ absl::Status StudyManager::Recover() {
       }
     }
     if (study->sampler) StartTrials(study.get(), static_cast<uint32_t>(study->trials.size()));
+    // A crash between a study's last completion and its `finished` record must not leave it
+    // RUNNING with nothing left to run: completion is derived from the trials.
+    MaybeFinish(study.get());
     studies_[id] = std::move(study);
   }
   return absl::OkStatus();
@@ -289,7 +305,10 @@ std::string StudyManager::RegisterWorker(const v1::RegisterRequest&) {
 }
 
 std::optional<int64_t> StudyManager::AskTrial(Study* study) {
-  if (static_cast<int>(study->trials.size()) >= study->spec.n_trials()) return std::nullopt;
+  // FAILED trials do not count: each is replaced by a new ask (MaybeFinish caps how many).
+  int live = 0;
+  for (const TrialEntry& t : study->trials) live += t.state != v1::TRIAL_STATE_FAILED;
+  if (live >= study->spec.n_trials()) return std::nullopt;
   std::vector<tpe::TrialRecord> records;
   for (const TrialEntry& t : study->trials) {
     tpe::TrialRecord r;
@@ -311,7 +330,10 @@ std::optional<int64_t> StudyManager::AskTrial(Study* study) {
   t.params = study->sampler->SampleTrial(records, t.number, study->space);
   Json params = Json::object();
   for (const auto& [name, value] : t.params) params[name] = value;
-  if (!Journal(study->id, Json{{"type", "asked"}, {"number", t.number}, {"params", params}}.dump()).ok()) {
+  if (auto s = Journal(study->id, Json{{"type", "asked"}, {"number", t.number}, {"params", params}}.dump()); !s.ok()) {
+    ++store_errors_;
+    std::fprintf(stderr, "schism coordinator: study %s: trial %lld not asked, the store refused it: %s\n",
+                 study->id.c_str(), static_cast<long long>(t.number), std::string(s.message()).c_str());
     return std::nullopt;
   }
   study->trials.push_back(std::move(t));
@@ -363,7 +385,8 @@ absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest&
         TrialEntry& t = study->trials[number];
         t.state = v1::TRIAL_STATE_RUNNING;
         ++t.attempts;
-        (void)Journal(study->id, Json{{"type", "leased"}, {"number", number}, {"attempt", t.attempts}}.dump());
+        JournalOrLog(study->id, Json{{"type", "leased"}, {"number", number}, {"attempt", t.attempts},
+                                     {"worker", request.worker_id()}}.dump());
         *item.mutable_evaluate()->add_trials() = TrialProto(*study, t);
       }
     } else {
@@ -402,7 +425,19 @@ absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id, co
   return DeadlineUnixMs(it->second.deadline);
 }
 
-void StudyManager::RequeueLease(const Lease& lease, const std::string& reason) {
+void StudyManager::JournalOrLog(const std::string& study_id, const std::string& record) {
+  if (auto s = Journal(study_id, record); !s.ok()) {
+    ++store_errors_;
+    std::fprintf(stderr, "schism coordinator: study %s: the store refused a journal record (%s): %s\n",
+                 study_id.c_str(), std::string(s.message()).c_str(), record.c_str());
+  }
+}
+
+int StudyManager::MaxFailedTrials(const v1::StudySpec& spec) {
+  return spec.max_failed_trials() > 0 ? spec.max_failed_trials() : std::max(3, spec.n_trials() / 10);
+}
+
+void StudyManager::RequeueLease(const Lease& lease, LeaseEnd end, const std::string& reason) {
   Study& study = *studies_.at(lease.study_id);
   expired_leases_.insert(lease.id);
   if (!lease.export_id.empty()) {
@@ -413,34 +448,64 @@ void StudyManager::RequeueLease(const Lease& lease, const std::string& reason) {
     if (study.prepare_attempts >= study.spec.max_attempts()) {
       study.state = v1::STUDY_STATE_FAILED;
       study.error = "prepare failed " + std::to_string(study.prepare_attempts) + " times: " + reason;
-      (void)Journal(study.id, Json{{"type", "prepare_failed"}, {"reason", study.error}}.dump());
+      JournalOrLog(study.id, Json{{"type", "prepare_failed"}, {"reason", study.error}}.dump());
     } else if (study.state == v1::STUDY_STATE_PREPARING) {
       study.state = v1::STUDY_STATE_QUEUED;
     }
     return;
   }
+  const bool expired = end == LeaseEnd::kExpired;
   for (int64_t number : lease.trials) {
     TrialEntry& t = study.trials[number];
     if (t.state != v1::TRIAL_STATE_RUNNING) continue;
-    if (t.attempts >= study.spec.max_attempts()) {
+    if (expired) {
+      t.lost_workers.insert(lease.worker_id);
+    } else {
+      ++t.reported_failures;
+    }
+    const int max = study.spec.max_attempts();
+    const bool poison = static_cast<int>(t.lost_workers.size()) >= max;
+    Json record{{"number", number}, {"reason", reason}, {"worker", lease.worker_id},
+                {"cause", expired ? "expired" : "worker_failed"}};
+    if (t.reported_failures >= max || poison) {
       t.state = v1::TRIAL_STATE_FAILED;
-      (void)Journal(study.id, Json{{"type", "failed"}, {"number", number}, {"reason", reason}}.dump());
+      t.error = poison ? absl::StrCat("outlived ", t.lost_workers.size(), " workers whose leases expired; last: ", reason)
+                       : absl::StrCat("workers reported ", t.reported_failures, " failures; last: ", reason);
+      record["type"] = "failed";
+      record["error"] = t.error;
     } else {
       t.state = v1::TRIAL_STATE_WAITING;
-      (void)Journal(study.id, Json{{"type", "requeued"}, {"number", number}, {"reason", reason}}.dump());
+      record["type"] = "requeued";
     }
+    JournalOrLog(study.id, record.dump());
   }
   MaybeFinish(&study);
 }
 
 void StudyManager::MaybeFinish(Study* study) {
   if (study->state != v1::STUDY_STATE_RUNNING) return;
-  if (static_cast<int>(study->trials.size()) < study->spec.n_trials()) return;
+  int completed = 0, failed = 0, open = 0;
+  std::string last_error;
   for (const TrialEntry& t : study->trials) {
-    if (t.state != v1::TRIAL_STATE_COMPLETE && t.state != v1::TRIAL_STATE_FAILED) return;
+    if (t.state == v1::TRIAL_STATE_COMPLETE) {
+      ++completed;
+    } else if (t.state == v1::TRIAL_STATE_FAILED) {
+      ++failed;
+      last_error = t.error;
+    } else {
+      ++open;
+    }
   }
+  if (failed > MaxFailedTrials(study->spec)) {
+    study->state = v1::STUDY_STATE_FAILED;
+    study->error = absl::StrCat(failed, " trials failed, more than max_failed_trials = ", MaxFailedTrials(study->spec),
+                                "; last: ", last_error);
+    JournalOrLog(study->id, Json{{"type", "study_failed"}, {"reason", study->error}}.dump());
+    return;
+  }
+  if (completed < study->spec.n_trials() || open > 0) return;
   study->state = v1::STUDY_STATE_FINISHED;
-  (void)Journal(study->id, Json{{"type", "finished"}}.dump());
+  JournalOrLog(study->id, Json{{"type", "finished"}}.dump());
 }
 
 void StudyManager::ExpireLeases() {
@@ -453,7 +518,7 @@ void StudyManager::ExpireLeasesLocked() {
   bool any = false;
   for (auto it = leases_.begin(); it != leases_.end();) {
     if (it->second.deadline <= now) {
-      RequeueLease(it->second, "lease expired");
+      RequeueLease(it->second, LeaseEnd::kExpired, "lease expired");
       it = leases_.erase(it);
       any = true;
     } else {
@@ -526,7 +591,7 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
       if (!std::isfinite(s.kl_divergence()) || s.kl_divergence() < 0 || s.refusals() < 0 ||
           s.refusal_prompts() <= 0 || s.refusals() > s.refusal_prompts()) {
         leases_.erase(lease.id);
-        RequeueLease(lease, "invalid scores reported");
+        RequeueLease(lease, LeaseEnd::kWorkerFailed, "invalid scores reported");
         changed_.notify_all();
         return absl::InvalidArgumentError(absl::StrCat("trial ", r.number(), ": invalid scores (refusals ",
                                                        s.refusals(), "/", s.refusal_prompts(), ", KL ",
@@ -572,7 +637,7 @@ absl::Status StudyManager::ReportFailure(const v1::ReportFailureRequest& request
     changed_.notify_all();
     return absl::OkStatus();
   }
-  RequeueLease(lease, "worker reported: " + request.reason());
+  RequeueLease(lease, LeaseEnd::kWorkerFailed, "worker reported: " + request.reason());
   changed_.notify_all();
   return absl::OkStatus();
 }
@@ -660,6 +725,7 @@ ManagerMetrics StudyManager::Metrics() {
   for (const auto& [id, job] : exports_) m.exports[job.state()]++;
   m.active_leases = static_cast<int>(leases_.size());
   m.registered_workers = static_cast<int>(workers_.size());
+  m.store_errors = store_errors_;
   return m;
 }
 
@@ -672,7 +738,11 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRe
     job.set_state(v1::EXPORT_STATE_RUNNING);
     job.set_attempts(job.attempts() + 1);
     job.set_worker_id(request.worker_id());
-    (void)JournalExport(job);
+    if (auto s = JournalExport(job); !s.ok()) {
+      ++store_errors_;
+      std::fprintf(stderr, "schism coordinator: export %s: the store refused a journal record: %s\n", id.c_str(),
+                   std::string(s.message()).c_str());
+    }
     Lease lease;
     lease.id = RandomId("l");
     lease.study_id = study.id;
@@ -704,7 +774,11 @@ void StudyManager::RequeueExport(const Lease& lease, const std::string& reason, 
     job.set_state(v1::EXPORT_STATE_QUEUED);
     job.set_error(reason);
   }
-  (void)JournalExport(job);
+  if (auto s = JournalExport(job); !s.ok()) {
+    ++store_errors_;
+    std::fprintf(stderr, "schism coordinator: export %s: the store refused a journal record: %s\n",
+                 job.export_id().c_str(), std::string(s.message()).c_str());
+  }
 }
 
 }  // namespace schism::coordinator

@@ -4,8 +4,12 @@
 //
 // Invariants: a trial number is asked once and never reused; a trial counts as COMPLETE at most
 // once (the first accepted report of a live lease); an expired lease's trials are re-queued with
-// the same parameters (attempt + 1) or FAILED after max_attempts; a study has exactly n_trials
-// trials when it finishes.
+// the same parameters (attempt + 1). A trial is FAILED only when workers reported max_attempts
+// failures for it, or when it outlived max_attempts *different* workers whose leases expired (a
+// poison trial that kills whoever runs it); a worker that merely vanished is not the trial's
+// fault. A FAILED trial is replaced by a new ask, so a study FINISHES with exactly n_trials
+// COMPLETE trials (failed ones listed beside them), or FAILS with a reason once more than
+// max_failed_trials trials failed. Finishing is derived from the trials, also on recovery.
 #ifndef SCHISM_COORDINATOR_STUDY_MANAGER_H_
 #define SCHISM_COORDINATOR_STUDY_MANAGER_H_
 
@@ -40,6 +44,7 @@ struct ManagerMetrics {
   std::map<v1::ExportState, int> exports;
   int active_leases = 0;
   int registered_workers = 0;
+  int64_t store_errors = 0;  // journal writes the store refused (each also logged)
 };
 
 class StudyManager {
@@ -83,7 +88,10 @@ class StudyManager {
     int64_t number = 0;
     v1::TrialState state = v1::TRIAL_STATE_WAITING;
     std::map<std::string, double> params;  // TPE internal values
-    int attempts = 0;
+    int attempts = 0;                    // leases handed out
+    int reported_failures = 0;           // ReportFailure / invalid scores
+    std::set<std::string> lost_workers;  // workers whose lease on it expired
+    std::string error;                   // why it FAILED
     v1::TrialScores scores;
   };
   struct Study {
@@ -112,8 +120,15 @@ class StudyManager {
   v1::Trial TrialProto(const Study& study, const TrialEntry& t) const;
   v1::StudySummary Summary(const Study& study) const;
   std::optional<int64_t> AskTrial(Study* study);
-  void RequeueLease(const Lease& lease, const std::string& reason);
+  // How a lease ended without a result: the worker vanished, or it said it could not do it.
+  enum class LeaseEnd { kExpired, kWorkerFailed };
+  void RequeueLease(const Lease& lease, LeaseEnd end, const std::string& reason);
+  // Journals a record whose loss is not the caller's to report (an expiry, a background change):
+  // a store error is logged and counted, never dropped silently.
+  void JournalOrLog(const std::string& study_id, const std::string& record);
+  // FINISHED once n_trials trials are COMPLETE and nothing runs; FAILED past max_failed_trials.
   void MaybeFinish(Study* study);
+  static int MaxFailedTrials(const v1::StudySpec& spec);
   int64_t DeadlineUnixMs(Clock::time_point deadline) const;
   void ExpireLeasesLocked();
   absl::StatusOr<v1::WorkItem> AcquireExport(const v1::AcquireWorkRequest& request);
@@ -132,6 +147,7 @@ class StudyManager {
   std::set<std::string> expired_leases_, finished_leases_;
   std::set<std::string> workers_;
   int64_t next_order_ = 0;
+  int64_t store_errors_ = 0;
 };
 
 }  // namespace schism::coordinator

@@ -233,23 +233,138 @@ TEST(StudyManager, RunsAStudyToExactlyNTrialsWithExpiredLeasesRequeued) {
   EXPECT_FALSE(detail->pareto_front().empty());
 }
 
-TEST(StudyManager, TrialsFailAfterMaxAttemptsAndStillCountTowardTheStudy) {
-  JournalStore store(testing_support::MakeTempDir("manager_fail"));
+// Lets the lease of `item` expire on the test clock.
+void Expire(StudyManager& m, TestClock& clock) {
+  clock.now += std::chrono::seconds(11);
+  m.ExpireLeases();
+}
+
+v1::ReportFailureRequest FailureFor(const v1::WorkItem& item, const std::string& worker) {
+  v1::ReportFailureRequest r;
+  r.set_worker_id(worker);
+  r.set_lease_id(item.lease_id());
+  r.set_reason("CUDA error: out of memory");
+  return r;
+}
+
+TEST(StudyManager, AWorkerThatVanishesIsNotTheTrialsFaultButAPoisonTrialFailsAndIsReplaced) {
+  const std::string dir = testing_support::MakeTempDir("manager_poison");
+  JournalStore store(dir);
   TestClock clock;
   StudyManager m(&store, clock.fn());
-  auto id = m.Submit(SmallSpec(1));
+  auto id = m.Submit(SmallSpec(2));  // max_attempts = 2
   ASSERT_TRUE(id.ok());
-  const std::string w = m.RegisterWorker({});
-  Prepare(m, w);
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    auto item = m.Acquire(Acquire(w, 1));
+  const std::string w1 = m.RegisterWorker({}), w2 = m.RegisterWorker({});
+  Prepare(m, w1);
+  // The same worker loses trial 0 three times (it restarts with its id, say): still re-queued.
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    auto item = m.Acquire(Acquire(w1, 1));
     ASSERT_EQ(item->evaluate().trials_size(), 1);
-    clock.now += std::chrono::seconds(11);
-    m.ExpireLeases();
+    EXPECT_EQ(item->evaluate().trials(0).number(), 0);
+    EXPECT_EQ(item->evaluate().trials(0).attempts(), attempt);
+    Expire(m, clock);
+    EXPECT_EQ(m.Get(*id)->trials(0).state(), v1::TRIAL_STATE_WAITING) << attempt;
   }
+  // A second, different worker dies on it too: two workers lost, a poison trial.
+  auto item = m.Acquire(Acquire(w2, 1));
+  ASSERT_EQ(item->evaluate().trials(0).number(), 0);
+  Expire(m, clock);
   auto detail = m.Get(*id);
   EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_NE(detail->trials(0).error().find("outlived 2 workers"), std::string::npos) << detail->trials(0).error();
+  // The failed trial is replaced: the study still ends with exactly 2 completed trials.
+  while (true) {
+    auto next = m.Acquire(Acquire(w2, 1));
+    if (next->lease_id().empty()) break;
+    EXPECT_NE(next->evaluate().trials(0).number(), 0);
+    ASSERT_TRUE(m.Report(ScoresFor(*next, w2)).ok());
+  }
+  detail = m.Get(*id);
   EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FINISHED);
+  EXPECT_EQ(detail->summary().completed_trials(), 2);
+  EXPECT_EQ(detail->summary().failed_trials(), 1);
+  EXPECT_EQ(detail->trials_size(), 3);
+
+  // A restarted coordinator reads the same accounting back.
+  StudyManager restarted(&store, clock.fn());
+  ASSERT_TRUE(restarted.Recover().ok());
+  auto again = restarted.Get(*id);
+  EXPECT_EQ(again->summary().state(), v1::STUDY_STATE_FINISHED);
+  EXPECT_EQ(again->trials(0).state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_EQ(again->trials(0).error(), detail->trials(0).error());
+}
+
+TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStudy) {
+  const std::string dir = testing_support::MakeTempDir("manager_fail");
+  TestClock clock;
+  std::string id;
+  {
+    JournalStore store(dir);
+    StudyManager m(&store, clock.fn());
+    auto spec = SmallSpec(4);
+    spec.set_max_failed_trials(1);
+    id = *m.Submit(spec);
+    const std::string worker = m.RegisterWorker({});
+    Prepare(m, worker);
+    auto item = m.Acquire(Acquire(worker, 1));
+    ASSERT_TRUE(m.ReportFailure(FailureFor(*item, worker)).ok());  // 1 of max_attempts = 2
+  }
+  JournalStore store(dir);
+  StudyManager m(&store, clock.fn());
+  ASSERT_TRUE(m.Recover().ok());
+  const std::string worker = m.RegisterWorker({});
+  auto item = m.Acquire(Acquire(worker, 1));
+  ASSERT_EQ(item->evaluate().trials(0).number(), 0);
+  ASSERT_TRUE(m.ReportFailure(FailureFor(*item, worker)).ok());  // the second: FAILED
+  auto detail = m.Get(id);
+  EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_NE(detail->trials(0).error().find("reported 2 failures"), std::string::npos) << detail->trials(0).error();
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_RUNNING) << "1 failed trial is within max_failed_trials";
+  // The replacement fails twice as well: 2 > max_failed_trials = 1 fails the study, with the reason.
+  for (int i = 0; i < 2; ++i) {
+    auto next = m.Acquire(Acquire(worker, 1));
+    ASSERT_EQ(next->evaluate().trials(0).number(), 1);
+    ASSERT_TRUE(m.ReportFailure(FailureFor(*next, worker)).ok());
+  }
+  detail = m.Get(id);
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FAILED);
+  EXPECT_NE(detail->summary().error().find("2 trials failed, more than max_failed_trials = 1"), std::string::npos)
+      << detail->summary().error();
+  EXPECT_NE(detail->summary().error().find("out of memory"), std::string::npos) << detail->summary().error();
+  EXPECT_TRUE(m.Acquire(Acquire(worker, 1))->lease_id().empty()) << "a failed study hands out no more work";
+  StudyManager restarted(&store, clock.fn());
+  ASSERT_TRUE(restarted.Recover().ok());
+  EXPECT_EQ(restarted.Get(id)->summary().error(), detail->summary().error());
+}
+
+TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
+  const std::string dir = testing_support::MakeTempDir("manager_cut");
+  std::string id;
+  {
+    JournalStore store(dir);
+    StudyManager m(&store);
+    id = *m.Submit(SmallSpec(2));
+    const std::string w = m.RegisterWorker({});
+    Prepare(m, w);
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE(m.Report(ScoresFor(*m.Acquire(Acquire(w, 1)), w)).ok());
+    ASSERT_EQ(m.Get(id)->summary().state(), v1::STUDY_STATE_FINISHED);
+  }
+  // Cut the journal just before its `finished` record, as a crash between the two appends would.
+  const std::string journal = dir + "/" + id + "/journal.log";
+  size_t valid = 0;
+  auto records = JournalStore::ReadJournal(journal, &valid);
+  ASSERT_TRUE(records.ok());
+  ASSERT_NE(records->back().find("\"finished\""), std::string::npos);
+  std::filesystem::resize_file(journal, valid - records->back().size() - 8);  // 8: the record header
+  ASSERT_EQ(JournalStore::ReadJournal(journal, &valid)->size(), records->size() - 1);
+  JournalStore store(dir);
+  StudyManager m(&store);
+  ASSERT_TRUE(m.Recover().ok());
+  auto detail = m.Get(id);
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FINISHED);
+  EXPECT_EQ(detail->summary().completed_trials(), 2);
+  // ... and says so in the journal, so the next recovery reads it directly.
+  EXPECT_NE(JournalStore::ReadJournal(journal, &valid)->back().find("\"finished\""), std::string::npos);
 }
 
 TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
