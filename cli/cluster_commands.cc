@@ -190,7 +190,7 @@ int RunWorker(const std::vector<std::string>& argv) {
   options.trials_per_batch = static_cast<int>(k->value_or(1));
   options.threads = static_cast<int>(threads->value_or(0));
   options.device = *device;
-  options.dtype = *dtype;
+  if (args->Get("dtype")) options.dtype = *dtype;
   options.link.stop = &g_stop;
   worker::TrialWorker w(options);
   if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
@@ -418,10 +418,14 @@ int RunEmbedded(const std::vector<std::string>& argv) {
   if (*k) spec.set_trials_per_lease(static_cast<int32_t>(**k));
   const int n_workers = static_cast<int>(workers->value_or(1));
   if (n_workers < 1 || n_workers > 64) return Fail("run", kExitUsageError, "--workers must be in [1, 64]");
-  auto normalized = coordinator::NormalizeStudySpec(spec);
+  v1::StudySpec submitted = spec;
+  submitted.clear_study_checkpoint_dir();  // run's own setting, not the coordinator's
+  auto normalized = coordinator::NormalizeStudySpec(submitted);
   if (!normalized.ok()) return Fail("run", kExitUsageError, std::string(normalized.status().message()));
 
-  const std::string store_dir = args->Get("store").value_or("schism-study");
+  // Heretic's study_checkpoint_dir is where `run` keeps its store unless --store says otherwise.
+  const std::string store_dir =
+      args->Get("store").value_or(spec.study_checkpoint_dir().empty() ? "schism-study" : spec.study_checkpoint_dir());
   coordinator::JournalStore store(store_dir);
   coordinator::StudyManager manager(&store);
   if (auto s = manager.Recover(); !s.ok()) return Fail("run", kExitRuntimeError, std::string(s.message()));
@@ -460,7 +464,7 @@ int RunEmbedded(const std::vector<std::string>& argv) {
       options.trials_per_batch = normalized->trials_per_lease();
       options.threads = static_cast<int>(threads->value_or(0));
       options.device = *device;
-      options.dtype = *dtype;
+      if (args->Get("dtype")) options.dtype = *dtype;
       options.link.wait_seconds = 1;
       options.link.stop = &workers_stop;
       worker::TrialWorker w(options);

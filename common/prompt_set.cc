@@ -1,5 +1,7 @@
 #include "common/prompt_set.h"
 
+#include "absl/strings/match.h"
+
 #include <algorithm>
 #include <charconv>
 #include <fstream>
@@ -27,7 +29,13 @@ absl::StatusOr<std::optional<long>> ParseBound(absl::string_view text, absl::str
 
 absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text) {
   absl::string_view s = absl::StripAsciiWhitespace(text);
+  // Heretic names the split of a Hugging Face dataset ("train[:400]"); a text file read as a
+  // dataset has exactly one, "train".
+  if (absl::StartsWith(s, "train")) s.remove_prefix(5);
   if (s.empty()) return PromptSlice{};
+  if (s.front() != '[' && s.find('[') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("split \"", text, "\": a prompt file has one split, \"train\""));
+  }
   if (s.size() < 2 || s.front() != '[' || s.back() != ']') {
     return absl::InvalidArgumentError(
         absl::StrCat("split \"", text, "\": expected slice notation such as \"[:400]\""));

@@ -18,7 +18,8 @@ struct PromptSlice {
   std::optional<long> stop;
 };
 
-// Parses "[:400]", "[10:]", "[-5:]", "[2:7]"; an empty string means the whole set.
+// Parses "[:400]", "[10:]", "[-5:]", "[2:7]", also with Heretic's split name "train[:400]" (a
+// prompt file's only split); an empty string or "train" means the whole set.
 absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text);
 
 // Applies `slice` to `prompts` with Python semantics (bounds clamp, negatives count from the end).

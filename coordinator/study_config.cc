@@ -2,7 +2,11 @@
 
 #include <toml++/toml.h>
 
+#include <cmath>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -17,27 +21,379 @@ absl::Status KeyError(const std::string& where, const std::string& key, const st
   return absl::InvalidArgumentError(absl::StrCat(where, ": ", key, ": ", why));
 }
 
-absl::Status ReadPromptSet(const toml::table& table, const std::string& where, const std::string& key,
-                           v1::PromptSet* out) {
-  for (const auto& [k, v] : table) {
+// What one config file sets, while it is read; Finish() turns it into the spec.
+struct Reader {
+  std::string where;
+  v1::StudySpec spec;
+  std::optional<int64_t> batch_size, max_batch_size;
+  bool plot_residuals = false;
+  std::map<std::string, std::string> seen;  // setting -> the key that set it (two spellings exist)
+
+  absl::Status Error(const std::string& key, const std::string& why) const { return KeyError(where, key, why); }
+  absl::StatusOr<int64_t> Integer(const toml::node& v, const std::string& key, int64_t lo, int64_t hi) const {
+    if (!v.is_integer()) return Error(key, "expected an integer");
+    const int64_t x = *v.value<int64_t>();
+    if (x < lo || x > hi) return Error(key, absl::StrCat("must be in [", lo, ", ", hi, "]"));
+    return x;
+  }
+  absl::StatusOr<double> Number(const toml::node& v, const std::string& key) const {
+    if (!v.is_number()) return Error(key, "expected a number");
+    return *v.value<double>();
+  }
+  absl::StatusOr<std::string> String(const toml::node& v, const std::string& key) const {
+    if (!v.is_string()) return Error(key, "expected a string");
+    return *v.value<std::string>();
+  }
+  absl::StatusOr<bool> Bool(const toml::node& v, const std::string& key) const {
+    if (!v.is_boolean()) return Error(key, "expected true or false");
+    return *v.value<bool>();
+  }
+  absl::StatusOr<std::vector<std::string>> Strings(const toml::node& v, const std::string& key) const {
+    if (!v.is_array()) return Error(key, "expected a list of strings");
+    std::vector<std::string> out;
+    for (const toml::node& e : *v.as_array()) {
+      if (!e.is_string() || e.value<std::string>()->empty()) return Error(key, "expected a list of non-empty strings");
+      out.push_back(*e.value<std::string>());
+    }
+    return out;
+  }
+  // Two spellings of one setting (Heretic 1.4's and master's) must not both appear.
+  absl::Status Once(const std::string& setting, const std::string& key) {
+    auto [it, fresh] = seen.emplace(setting, key);
+    if (!fresh) return Error(key, "sets " + setting + ", which " + it->second + " already set (Heretic 1.4's and master's spellings)");
+    return absl::OkStatus();
+  }
+};
+
+// A key that only accepts the value schism's behaviour already has; anything else is refused
+// with the reason (never accepted and ignored).
+absl::Status OnlyBool(Reader& r, const toml::node& v, const std::string& key, bool allowed, const std::string& why) {
+  auto b = r.Bool(v, key);
+  if (!b.ok()) return b.status();
+  if (*b != allowed) return r.Error(key, why);
+  return absl::OkStatus();
+}
+
+absl::Status ReadPromptSet(Reader& r, const toml::node& node, const std::string& key, v1::PromptSet* out) {
+  if (!node.is_table()) return r.Error(key, "expected a table");
+  for (const auto& [k, v] : *node.as_table()) {
     const std::string name(k.str());
     const std::string full = key + "." + name;
+    auto s = r.String(v, full);
+    if (!s.ok()) return s.status();
     if (name == "dataset" || name == "path") {
-      if (!v.is_string()) return KeyError(where, full, "expected a string (a prompt file path)");
-      out->set_path(*v.value<std::string>());
+      out->set_path(*s);
     } else if (name == "split") {
-      if (!v.is_string()) return KeyError(where, full, "expected a string such as \"[:400]\"");
-      out->set_split(*v.value<std::string>());
-    } else if (name == "column" || name == "residual_plot_label" || name == "residual_plot_color") {
-      // Accepted for Heretic compatibility; text files have no columns, plots are not drawn.
+      out->set_split(*s);
+    } else if (name == "column") {
+      // A text file read as a dataset (Heretic reads it with the `text` builder) has one column.
+      if (*s != "text") return r.Error(full, "a prompt file has one column, \"text\" (CSV, JSONL and Hub datasets are not read yet)");
+    } else if (name == "commit") {
+      return r.Error(full, "schism reads prompt files on disk; a Hub commit does not apply");
+    } else if (name == "prefix") {
+      out->set_prefix(*s);
+    } else if (name == "suffix") {
+      out->set_suffix(*s);
+    } else if (name == "system_prompt") {
+      out->set_system_prompt(*s);
+    } else if (name == "residual_plot_label" || name == "residual_plot_color") {
+      // Heretic uses them only for plot_residuals = true, which schism refuses.
     } else {
-      return KeyError(where, full, "unknown key");
+      return r.Error(full, "unknown key");
     }
   }
   return absl::OkStatus();
 }
 
+absl::Status ReadScorers(Reader& r, const toml::node& node) {
+  if (!node.is_table()) return r.Error("scorer", "expected a table");
+  for (const auto& [sk, sv] : *node.as_table()) {
+    const std::string scorer(sk.str());
+    if ((scorer != "KeywordRate" && scorer != "KLDivergence") || !sv.is_table()) {
+      return r.Error("scorer." + scorer, "unknown scorer (KeywordRate, KLDivergence)");
+    }
+    const bool keyword = scorer == "KeywordRate";
+    for (const auto& [pk, pv] : *sv.as_table()) {
+      const std::string name(pk.str());
+      const std::string full = "scorer." + scorer + "." + name;
+      if (name == "prompts") {
+        if (auto s = r.Once(keyword ? "the refusal prompts" : "the KL prompts", full); !s.ok()) return s;
+        auto s = ReadPromptSet(r, pv, full, keyword ? r.spec.mutable_refusal_prompts() : r.spec.mutable_kl_prompts());
+        if (!s.ok()) return s;
+      } else if (name == "keyword_markers" && keyword) {
+        if (auto s = r.Once("the refusal markers", full); !s.ok()) return s;
+        auto markers = r.Strings(pv, full);
+        if (!markers.ok()) return markers.status();
+        for (const std::string& m : *markers) r.spec.add_refusal_markers(m);
+      } else {
+        return r.Error(full, "unknown key");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadExport(Reader& r, const toml::node& node) {
+  if (!node.is_table()) return r.Error("export", "expected a table");
+  for (const auto& [ek, ev] : *node.as_table()) {
+    const std::string name(ek.str());
+    const std::string full = "export." + name;
+    auto s = r.String(ev, full);
+    if (!s.ok()) return s.status();
+    if (name == "format") {
+      if (auto o = r.Once("the export format", full); !o.ok()) return o;
+      if (*s != "merged" && *s != "adapter" && *s != "both") return r.Error(full, "expected merged, adapter or both");
+      r.spec.set_export_format(*s);
+    } else if (name == "dtype") {
+      if (*s != "float32" && *s != "bfloat16" && *s != "float16") return r.Error(full, "expected float32, bfloat16 or float16");
+      r.spec.set_export_dtype(*s);
+    } else {
+      return r.Error(full, "unknown key");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadCluster(Reader& r, const toml::node& node) {
+  if (!node.is_table()) return r.Error("cluster", "expected a table");
+  for (const auto& [ck, cv] : *node.as_table()) {
+    const std::string name(ck.str());
+    const std::string full = "cluster." + name;
+    if (name == "heartbeat_seconds") {
+      return r.Error(full, "workers heartbeat every third of lease_seconds; set cluster.lease_seconds instead");
+    }
+    auto x = r.Integer(cv, full, 1, 1000000);
+    if (!x.ok()) return x.status();
+    const auto v = static_cast<int32_t>(*x);
+    if (name == "trials_per_worker") r.spec.set_trials_per_lease(v);
+    else if (name == "lease_seconds") r.spec.set_lease_seconds(v);
+    else if (name == "max_attempts") r.spec.set_max_attempts(v);
+    else if (name == "max_failed_trials") r.spec.set_max_failed_trials(v);
+    else if (name == "priority") r.spec.set_priority(v);
+    else return r.Error(full, "unknown key");
+  }
+  return absl::OkStatus();
+}
+
+using KeyReader = std::function<absl::Status(Reader&, const toml::node&, const std::string&)>;
+
+// Every top-level key: Heretic 1.4.0's Settings, master's plugin tables and schism's own. Each
+// either changes what schism does (with Heretic's meaning and default) or is refused with the
+// reason; tests/coordinator/study_config_test.cc walks this table.
+const std::map<std::string, KeyReader>& TopLevelKeys() {
+  static const auto* keys = new std::map<std::string, KeyReader>{
+      {"model", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_model(*s);
+         return s.status();
+       }},
+      {"name", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_name(*s);
+         return s.status();
+       }},
+      {"quantization", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_quantization(*s);
+         return s.status();
+       }},
+      {"system_prompt", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_system_prompt(*s);
+         return s.status();
+       }},
+      {"row_normalization", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_row_normalization(*s);
+         return s.status();
+       }},
+      {"response_prefix", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_response_prefix(*s);
+         return s.status();
+       }},
+      {"objective", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (!s.ok()) return s.status();
+         if (*s != "raw" && *s != "heretic-1.4") return r.Error(k, "expected \"raw\" or \"heretic-1.4\"");
+         r.spec.set_objective(*s);
+         return absl::OkStatus();
+       }},
+      {"n_trials", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Integer(v, k, 1, 1000000);
+         if (x.ok()) r.spec.set_n_trials(static_cast<int32_t>(*x));
+         return x.status();
+       }},
+      {"n_startup_trials", [](Reader& r, const toml::node& v, const std::string& k) {
+         // 0 is Heretic's "no random trials", which the spec cannot say (0 there means the default).
+         auto x = r.Integer(v, k, 1, 1000000);
+         if (x.ok()) r.spec.set_n_startup_trials(static_cast<int32_t>(*x));
+         return x.status();
+       }},
+      {"max_response_length", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Integer(v, k, 1, 4096);
+         if (x.ok()) r.spec.set_max_response_length(static_cast<int32_t>(*x));
+         return x.status();
+       }},
+      {"batch_size", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Integer(v, k, 0, 65536);  // 0 = auto
+         if (x.ok()) r.batch_size = *x;
+         return x.status();
+       }},
+      {"max_batch_size", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Integer(v, k, 1, 65536);
+         if (x.ok()) r.max_batch_size = *x;
+         return x.status();
+       }},
+      {"seed", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Integer(v, k, 0, 4294967295LL);
+         if (x.ok()) r.spec.set_seed(static_cast<uint32_t>(*x));
+         return x.status();
+       }},
+      {"orthogonalize_direction", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto b = r.Bool(v, k);
+         if (b.ok()) r.spec.set_orthogonalize_direction(*b);
+         return b.status();
+       }},
+      {"winsorization_quantile", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto q = r.Number(v, k);
+         if (!q.ok()) return q.status();
+         if (!(*q >= 0 && *q <= 1)) return r.Error(k, "must be in [0, 1] (1 = off)");
+         r.spec.set_winsorization_quantile(*q);
+         return absl::OkStatus();
+       }},
+      {"kl_divergence_scale", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Number(v, k);
+         if (!x.ok()) return x.status();
+         if (!(*x > 0) || !std::isfinite(*x)) return r.Error(k, "must be a positive number");
+         r.spec.set_kl_divergence_scale(*x);
+         return absl::OkStatus();
+       }},
+      {"kl_divergence_target", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto x = r.Number(v, k);
+         if (!x.ok()) return x.status();
+         if (!(*x >= 0) || !std::isfinite(*x)) return r.Error(k, "must be a number >= 0");
+         r.spec.set_kl_divergence_target(*x);
+         return absl::OkStatus();
+       }},
+      {"refusal_markers", [](Reader& r, const toml::node& v, const std::string& k) {
+         if (auto s = r.Once("the refusal markers", k); !s.ok()) return s;
+         auto markers = r.Strings(v, k);
+         if (!markers.ok()) return markers.status();
+         for (const std::string& m : *markers) r.spec.add_refusal_markers(m);
+         return absl::OkStatus();
+       }},
+      {"dtypes", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto list = r.Strings(v, k);
+         if (!list.ok()) return list.status();
+         for (const std::string& d : *list) {
+           if (d != "auto" && d != "float32" && d != "bfloat16" && d != "float16") {
+             return r.Error(k, "\"" + d + "\": schism computes in auto, float32, bfloat16 or float16");
+           }
+           r.spec.add_dtypes(d);
+         }
+         return absl::OkStatus();
+       }},
+      {"device_map", [](Reader& r, const toml::node& v, const std::string& k) {
+         if (!v.is_string() || *v.value<std::string>() != "auto") {
+           return r.Error(k, "only \"auto\": each worker places the model on its own --device (cpu|cuda:N)");
+         }
+         return absl::OkStatus();
+       }},
+      {"max_memory", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "schism does not offload layers; give each worker a device that holds the model (4-bit with quantization = \"nf4\")");
+       }},
+      {"offload_outputs_to_cpu", [](Reader& r, const toml::node& v, const std::string& k) {
+         return OnlyBool(r, v, k, true,
+                         "schism never keeps per-prompt residuals or log-probabilities on the device (it accumulates "
+                         "running sums), which is what true asks for; false cannot be honoured");
+       }},
+      {"print_responses", [](Reader& r, const toml::node& v, const std::string& k) {
+         return OnlyBool(r, v, k, false, "schism workers do not print responses");
+       }},
+      {"print_residual_geometry", [](Reader& r, const toml::node& v, const std::string& k) {
+         return OnlyBool(r, v, k, false, "schism does not print residual geometry");
+       }},
+      {"plot_residuals", [](Reader& r, const toml::node& v, const std::string& k) {
+         r.plot_residuals = v.is_boolean() && *v.value<bool>();
+         return OnlyBool(r, v, k, false, "schism draws no residual plots");
+       }},
+      {"residual_plot_path", [](Reader& r, const toml::node& v, const std::string& k) { return r.String(v, k).status(); }},
+      {"residual_plot_title", [](Reader& r, const toml::node& v, const std::string& k) { return r.String(v, k).status(); }},
+      {"residual_plot_style", [](Reader& r, const toml::node& v, const std::string& k) { return r.String(v, k).status(); }},
+      {"full_normalization_lora_rank", [](Reader& r, const toml::node& v, const std::string& k) {
+         // The rank of Heretic's approximation of full normalization; schism's MPOA is exact
+         // (rank-1 adapter and row scale), so any rank asks for no more than it delivers.
+         return r.Integer(v, k, 1, 4096).status();
+       }},
+      {"chain_of_thought_skips", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "custom pairs are not supported; schism applies Heretic's four built-in pairs");
+       }},
+      {"model_commit", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "schism loads model files on disk; a Hub commit does not apply");
+       }},
+      {"evaluate_model", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "a command, not a study setting: use `schism evaluate --model M`");
+       }},
+      {"reproduce", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "a command, not a study setting: use `schism export --model M --study DIR --trial N`");
+       }},
+      {"collect_reproducibles", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "downloads from the Hugging Face Hub; schism has no network side");
+       }},
+      {"benchmarks", [](Reader& r, const toml::node&, const std::string& k) {
+         return r.Error(k, "schism offers no benchmark menu after a study");
+       }},
+      {"study_checkpoint_dir", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (s.ok()) r.spec.set_study_checkpoint_dir(*s);
+         return s.status();
+       }},
+      {"export_strategy", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto s = r.String(v, k);
+         if (!s.ok()) return s.status();
+         if (*s != "merge" && *s != "adapter") return r.Error(k, "expected \"merge\" or \"adapter\"");
+         if (auto o = r.Once("the export format", k); !o.ok()) return o;
+         r.spec.set_export_format(*s == "merge" ? "merged" : "adapter");
+         return absl::OkStatus();
+       }},
+      {"max_shard_size", [](Reader& r, const toml::node& v, const std::string& k) {
+         auto size = v.is_integer()
+                         ? absl::StatusOr<uint64_t>(static_cast<uint64_t>(std::max<int64_t>(0, *v.value<int64_t>())))
+                     : v.is_string() ? common::ParseByteSize(*v.value<std::string>())
+                                     : absl::StatusOr<uint64_t>(absl::InvalidArgumentError("expected \"5GB\" or bytes"));
+         if (!size.ok() || *size == 0) return r.Error(k, size.ok() ? "must be positive" : std::string(size.status().message()));
+         r.spec.set_max_shard_bytes(*size);
+         return absl::OkStatus();
+       }},
+      {"good_prompts", [](Reader& r, const toml::node& v, const std::string& k) {
+         return ReadPromptSet(r, v, k, r.spec.mutable_good_prompts());
+       }},
+      {"bad_prompts", [](Reader& r, const toml::node& v, const std::string& k) {
+         return ReadPromptSet(r, v, k, r.spec.mutable_bad_prompts());
+       }},
+      {"good_evaluation_prompts", [](Reader& r, const toml::node& v, const std::string& k) {
+         if (auto s = r.Once("the KL prompts", k); !s.ok()) return s;
+         return ReadPromptSet(r, v, k, r.spec.mutable_kl_prompts());
+       }},
+      {"bad_evaluation_prompts", [](Reader& r, const toml::node& v, const std::string& k) {
+         if (auto s = r.Once("the refusal prompts", k); !s.ok()) return s;
+         return ReadPromptSet(r, v, k, r.spec.mutable_refusal_prompts());
+       }},
+      {"scorer", [](Reader& r, const toml::node& v, const std::string&) { return ReadScorers(r, v); }},
+      {"export", [](Reader& r, const toml::node& v, const std::string&) { return ReadExport(r, v); }},
+      {"cluster", [](Reader& r, const toml::node& v, const std::string&) { return ReadCluster(r, v); }},
+  };
+  return *keys;
+}
+
 }  // namespace
+
+std::vector<std::string> StudyConfigKeys() {
+  std::vector<std::string> out;
+  for (const auto& [name, reader] : TopLevelKeys()) out.push_back(name);
+  return out;
+}
 
 absl::StatusOr<v1::StudySpec> StudySpecFromToml(const std::string& text, const std::string& where) {
   toml::table root;
@@ -47,118 +403,22 @@ absl::StatusOr<v1::StudySpec> StudySpecFromToml(const std::string& text, const s
     return absl::InvalidArgumentError(absl::StrCat(where, ":", static_cast<uint64_t>(e.source().begin.line), ": ",
                                                    std::string(e.description())));
   }
-  v1::StudySpec spec;
-  spec.set_orthogonalize_direction(true);
-  auto integer = [&](const toml::node& v, const std::string& key, int64_t lo, int64_t hi) -> absl::StatusOr<int64_t> {
-    if (!v.is_integer()) return KeyError(where, key, "expected an integer");
-    const int64_t x = *v.value<int64_t>();
-    if (x < lo || x > hi) return KeyError(where, key, absl::StrCat("must be in [", lo, ", ", hi, "]"));
-    return x;
-  };
-  auto string = [&](const toml::node& v, const std::string& key) -> absl::StatusOr<std::string> {
-    if (!v.is_string()) return KeyError(where, key, "expected a string");
-    return *v.value<std::string>();
-  };
+  Reader r;
+  r.where = where;
+  r.spec.set_orthogonalize_direction(true);
   for (const auto& [k, v] : root) {
     const std::string key(k.str());
-    if (key == "model" || key == "quantization" || key == "system_prompt" || key == "row_normalization" ||
-        key == "response_prefix" || key == "name") {
-      auto s = string(v, key);
-      if (!s.ok()) return s.status();
-      if (key == "model") spec.set_model(*s);
-      if (key == "quantization") spec.set_quantization(*s);
-      if (key == "system_prompt") spec.set_system_prompt(*s);
-      if (key == "row_normalization") spec.set_row_normalization(*s);
-      if (key == "response_prefix") spec.set_response_prefix(*s);
-      if (key == "name") spec.set_name(*s);
-    } else if (key == "n_trials" || key == "n_startup_trials" || key == "max_response_length" ||
-               key == "batch_size" || key == "max_batch_size" || key == "seed") {
-      auto x = integer(v, key, 0, key == "seed" ? 4294967295LL : 1000000);
-      if (!x.ok()) return x.status();
-      if (key == "n_trials") spec.set_n_trials(static_cast<int32_t>(*x));
-      if (key == "n_startup_trials") spec.set_n_startup_trials(static_cast<int32_t>(*x));
-      if (key == "max_response_length") spec.set_max_response_length(static_cast<int32_t>(*x));
-      if (key == "batch_size" && *x > 0) spec.set_batch_size(static_cast<int32_t>(*x));
-      if (key == "seed") spec.set_seed(static_cast<uint32_t>(*x));
-    } else if (key == "orthogonalize_direction") {
-      if (!v.is_boolean()) return KeyError(where, key, "expected true or false");
-      spec.set_orthogonalize_direction(*v.value<bool>());
-    } else if (key == "winsorization_quantile" || key == "dtypes" || key == "device_map" ||
-               key == "print_responses" || key == "kl_divergence_scale" || key == "kl_divergence_target") {
-      // Heretic keys accepted for compatibility; schism's defaults apply.
-    } else if (key == "good_prompts" || key == "bad_prompts") {
-      if (!v.is_table()) return KeyError(where, key, "expected a table");
-      auto s = ReadPromptSet(*v.as_table(), where, key,
-                             key == "good_prompts" ? spec.mutable_good_prompts() : spec.mutable_bad_prompts());
-      if (!s.ok()) return s;
-    } else if (key == "scorer") {
-      if (!v.is_table()) return KeyError(where, key, "expected a table");
-      for (const auto& [sk, sv] : *v.as_table()) {
-        const std::string scorer(sk.str());
-        if ((scorer != "KeywordRate" && scorer != "KLDivergence") || !sv.is_table()) {
-          return KeyError(where, "scorer." + scorer, "unknown scorer (KeywordRate, KLDivergence)");
-        }
-        for (const auto& [pk, pv] : *sv.as_table()) {
-          const std::string name(pk.str());
-          const std::string full = "scorer." + scorer + "." + name;
-          if (name == "prompts" && pv.is_table()) {
-            auto s = ReadPromptSet(*pv.as_table(), where, full,
-                                   scorer == "KeywordRate" ? spec.mutable_refusal_prompts() : spec.mutable_kl_prompts());
-            if (!s.ok()) return s;
-          } else if (name == "keyword_markers" && scorer == "KeywordRate") {
-            return KeyError(where, full, "custom markers are not supported yet; remove the key to use Heretic's list");
-          } else {
-            return KeyError(where, full, "unknown key");
-          }
-        }
-      }
-    } else if (key == "max_shard_size") {
-      auto size = v.is_integer() ? absl::StatusOr<uint64_t>(static_cast<uint64_t>(std::max<int64_t>(0, *v.value<int64_t>())))
-                                 : v.is_string() ? common::ParseByteSize(*v.value<std::string>())
-                                                 : absl::StatusOr<uint64_t>(absl::InvalidArgumentError("expected \"5GB\" or bytes"));
-      if (!size.ok() || *size == 0) {
-        return KeyError(where, key, size.ok() ? "must be positive" : std::string(size.status().message()));
-      }
-      spec.set_max_shard_bytes(*size);
-    } else if (key == "export") {
-      if (!v.is_table()) return KeyError(where, key, "expected a table");
-      for (const auto& [ek, ev] : *v.as_table()) {
-        const std::string name(ek.str());
-        const std::string full = "export." + name;
-        auto s = string(ev, full);
-        if (!s.ok()) return s.status();
-        if (name == "format") {
-          if (*s != "merged" && *s != "adapter" && *s != "both") return KeyError(where, full, "expected merged, adapter or both");
-          spec.set_export_format(*s);
-        } else if (name == "dtype") {
-          if (*s != "float32" && *s != "bfloat16" && *s != "float16") {
-            return KeyError(where, full, "expected float32, bfloat16 or float16");
-          }
-          spec.set_export_dtype(*s);
-        } else {
-          return KeyError(where, full, "unknown key");
-        }
-      }
-    } else if (key == "cluster") {
-      if (!v.is_table()) return KeyError(where, key, "expected a table");
-      for (const auto& [ck, cv] : *v.as_table()) {
-        const std::string name(ck.str());
-        const std::string full = "cluster." + name;
-        auto x = integer(cv, full, 1, 1000000);
-        if (!x.ok()) return x.status();
-        if (name == "trials_per_worker") spec.set_trials_per_lease(static_cast<int32_t>(*x));
-        else if (name == "lease_seconds") spec.set_lease_seconds(static_cast<int32_t>(*x));
-        else if (name == "max_attempts") spec.set_max_attempts(static_cast<int32_t>(*x));
-        else if (name == "max_failed_trials") spec.set_max_failed_trials(static_cast<int32_t>(*x));
-        else if (name == "priority") spec.set_priority(static_cast<int32_t>(*x));
-        else if (name == "heartbeat_seconds") { /* workers beat at a third of the lease */ }
-        else return KeyError(where, full, "unknown key");
-      }
-    } else {
-      return KeyError(where, key, "unknown key");
-    }
+    auto it = TopLevelKeys().find(key);
+    if (it == TopLevelKeys().end()) return r.Error(key, "unknown key");
+    if (auto s = it->second(r, v, key); !s.ok()) return s;
   }
-  return spec;
+  // Heretic: batch_size 0 = auto, which max_batch_size bounds; schism's auto is 32 rows.
+  if (r.batch_size.value_or(0) > 0) {
+    r.spec.set_batch_size(static_cast<int32_t>(*r.batch_size));
+  } else if (r.max_batch_size) {
+    r.spec.set_batch_size(static_cast<int32_t>(std::min<int64_t>(32, *r.max_batch_size)));
+  }
+  return r.spec;
 }
 
 absl::StatusOr<v1::StudySpec> StudySpecFromTomlFile(const std::string& path) {

@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/env.h"
+#include "coordinator/objectives.h"
 #include "coordinator/pareto_front.h"
 
 namespace schism::coordinator {
@@ -84,6 +85,37 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
   if (spec.max_attempts() == 0) spec.set_max_attempts(3);
   if (spec.max_attempts() < 1) return bad("max_attempts", "must be >= 1");
   if (spec.max_failed_trials() < 0) return bad("max_failed_trials", "must be >= 0 (0: max(3, n_trials / 10))");
+  if (!spec.study_checkpoint_dir().empty()) {
+    return bad("study_checkpoint_dir", "applies to `schism run` only; a coordinator keeps studies in its --store");
+  }
+  if (spec.objective().empty()) {
+    spec.set_objective(spec.has_kl_divergence_scale() || spec.has_kl_divergence_target() ? "heretic-1.4" : "raw");
+  }
+  if (spec.objective() != "raw" && spec.objective() != "heretic-1.4") {
+    return bad("objective", "expected raw or heretic-1.4, got \"" + spec.objective() + "\"");
+  }
+  if (spec.objective() == "raw" && (spec.has_kl_divergence_scale() || spec.has_kl_divergence_target())) {
+    return bad("kl_divergence_scale", "kl_divergence_scale and kl_divergence_target shape the heretic-1.4 objective; "
+                                      "objective = \"raw\" minimizes raw refusals and KL");
+  }
+  if (spec.objective() == "heretic-1.4") {
+    if (!spec.has_kl_divergence_scale()) spec.set_kl_divergence_scale(1.0);
+    if (!spec.has_kl_divergence_target()) spec.set_kl_divergence_target(0.01);
+    if (!(spec.kl_divergence_scale() > 0)) return bad("kl_divergence_scale", "must be positive");
+    if (!(spec.kl_divergence_target() >= 0)) return bad("kl_divergence_target", "must be >= 0");
+  }
+  if (spec.has_winsorization_quantile() &&
+      !(spec.winsorization_quantile() >= 0 && spec.winsorization_quantile() <= 1)) {
+    return bad("winsorization_quantile", "must be in [0, 1]");
+  }
+  for (const std::string& marker : spec.refusal_markers()) {
+    if (marker.empty()) return bad("refusal_markers", "markers must not be empty (an empty marker matches everything)");
+  }
+  for (const std::string& d : spec.dtypes()) {
+    if (d != "auto" && d != "float32" && d != "bfloat16" && d != "float16") {
+      return bad("dtypes", "\"" + d + "\": expected auto, float32, bfloat16 or float16");
+    }
+  }
   if (spec.batch_size() == 0) spec.set_batch_size(32);
   if (spec.batch_size() < 1) return bad("batch_size", "must be >= 1");
   return spec;
@@ -317,7 +349,7 @@ std::optional<int64_t> StudyManager::AskTrial(Study* study) {
     for (const auto& [name, d] : study->space) r.distributions.emplace(name, d);
     if (t.state == v1::TRIAL_STATE_COMPLETE) {
       r.state = tpe::TrialState::kComplete;
-      r.values = {static_cast<double>(t.scores.refusals()), t.scores.kl_divergence()};
+      r.values = TrialObjectives(study->spec, study->baseline_refusals, t.scores);
     } else if (t.state == v1::TRIAL_STATE_FAILED) {
       r.state = tpe::TrialState::kFail;
     } else {

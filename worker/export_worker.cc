@@ -1,12 +1,16 @@
 #include "worker/export_worker.h"
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 
 #include "schism/proto_json.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/staged_folder.h"
 #include "common/text_file.h"
@@ -75,12 +79,43 @@ v1::ReportResultRequest ExportReport(const std::string& destination, const std::
   return report;
 }
 
+constexpr char kDirectionsPrefix[] = ".directions-";
+
+std::string HostName() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
 }  // namespace
+
+int RemoveStaleDirections(const std::string& output_root) {
+  const std::string host = HostName();
+  int removed = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(output_root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!absl::StartsWith(name, kDirectionsPrefix) || !absl::EndsWith(name, ".bin")) continue;
+    // <export>-<host>-<pid>: the export id has no '-', a host name may.
+    const std::string rest = name.substr(sizeof(kDirectionsPrefix) - 1, name.size() - (sizeof(kDirectionsPrefix) - 1) - 4);
+    const size_t first = rest.find('-'), last = rest.rfind('-');
+    if (first == std::string::npos || last <= first || rest.substr(first + 1, last - first - 1) != host) continue;
+    long pid = 0;
+    if (!absl::SimpleAtoi(rest.substr(last + 1), &pid) || pid <= 0) continue;
+    const bool gone = pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+    if (gone && fs::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
+}
 
 absl::Status RunExportWorker(ExportWorkerOptions options) {
   std::error_code ec;
   if (!fs::is_directory(options.output_root, ec)) {
     return absl::FailedPreconditionError(absl::StrCat("--output-root ", options.output_root, " is not a directory"));
+  }
+  if (const int removed = RemoveStaleDirections(options.output_root); removed > 0) {
+    std::fprintf(stderr, "schism export-worker: removed %d directions file(s) of killed exports from %s\n", removed,
+                 options.output_root.c_str());
   }
   options.link.role = v1::WORKER_ROLE_EXPORT;
   CoordinatorLink link(options.link);
@@ -116,7 +151,8 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
     }
     // The directions live next to the root for the length of the export, out of every destination.
     const std::string directions_path =
-        (fs::path(options.output_root) / absl::StrCat(".directions-", job.export_id(), "-", ::getpid(), ".bin")).string();
+        (fs::path(options.output_root) / absl::StrCat(kDirectionsPrefix, job.export_id(), "-", HostName(), "-", ::getpid(), ".bin"))
+            .string();
     auto request = RequestFor(item, *destination, directions_path);
     absl::Status written = common::WriteTextFile(directions_path, *artifact);
     absl::StatusOr<ExportResult> result = !written.ok() ? written : request.ok() ? RunExport(*request) : request.status();

@@ -20,7 +20,14 @@ struct ExportWorkerOptions {
 };
 
 // Serves until *link.stop is set (finishing the current export) or the idle limit is reached.
+// Starts by removing what exports killed mid-way left in the root (RemoveStaleDirections).
 absl::Status RunExportWorker(ExportWorkerOptions options);
+
+// During an export the study's directions sit in `<root>/.directions-<export>-<host>-<pid>.bin`.
+// A SIGKILLed worker leaves that file behind; this removes the files of this host whose process
+// is gone (or is this process: a restarted container reuses its pid). Other hosts' files, on a
+// shared root, are theirs to clean. Returns how many were removed.
+int RemoveStaleDirections(const std::string& output_root);
 
 }  // namespace schism::worker
 

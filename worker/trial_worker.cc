@@ -42,15 +42,32 @@ absl::Status TrialWorker::Run() {
     auto fail = [&](const std::string& reason) { link.Fail(item, reason); };
 
     // The model, loaded once per (path, quantization).
-    const std::string model_key = spec.model() + "|" + spec.quantization();
+    std::string model_key = spec.model() + "|" + spec.quantization();
+    for (const std::string& d : spec.dtypes()) model_key += "|" + d;
     if (!st.model || st.model_key != model_key) {
       st.evaluator.reset();
       st.evaluator_study.clear();
       model::LoadOptions load;
       load.device = options_.device;
-      load.dtype = options_.dtype;
       if (spec.quantization() == "nf4") load.quantization = model::Quantization::kNf4;
-      auto loaded = model::LoadModel(spec.model(), load);
+      // The worker's --dtype, else the study's dtypes in order (Heretic: the next one is tried
+      // when loading in one fails), else the device's default.
+      std::vector<c10::ScalarType> dtypes;
+      if (options_.dtype) {
+        dtypes.push_back(*options_.dtype);
+      } else {
+        for (const std::string& d : spec.dtypes()) {
+          auto parsed = model::ParseComputeDtype(d == "auto" ? "" : d, options_.device);
+          if (parsed.ok()) dtypes.push_back(*parsed);
+        }
+        if (dtypes.empty()) dtypes.push_back(*model::ParseComputeDtype("", options_.device));
+      }
+      absl::StatusOr<model::LoadedModel> loaded = absl::UnknownError("no dtype to load in");
+      for (c10::ScalarType dtype : dtypes) {
+        load.dtype = dtype;
+        loaded = model::LoadModel(spec.model(), load);
+        if (loaded.ok()) break;
+      }
       if (!loaded.ok()) {
         fail(std::string(loaded.status().message()));
         st.model.reset();
@@ -59,10 +76,17 @@ absl::Status TrialWorker::Run() {
       st.model = std::make_unique<model::LoadedModel>(std::move(*loaded));
       st.model_key = model_key;
     }
+    // Heretic's dataset options: "prefix prompt suffix" (space-joined), and the set's own system
+    // prompt over the study's.
     auto prompts = [&](const v1::PromptSet& set) -> absl::StatusOr<std::vector<model::TokenIds>> {
       auto lines = common::LoadPromptLines(set.path(), set.split());
       if (!lines.ok()) return lines.status();
-      return model::EncodeChatPrompts(*st.model, *lines, spec.system_prompt(), spec.response_prefix());
+      for (std::string& line : *lines) {
+        if (!set.prefix().empty()) line = set.prefix() + " " + line;
+        if (!set.suffix().empty()) line = line + " " + set.suffix();
+      }
+      const std::string& system = set.has_system_prompt() ? set.system_prompt() : spec.system_prompt();
+      return model::EncodeChatPrompts(*st.model, *lines, system, spec.response_prefix());
     };
     auto make_evaluator = [&](at::Tensor directions) -> absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> {
       auto refusal = prompts(spec.refusal_prompts());
@@ -75,6 +99,7 @@ absl::Status TrialWorker::Run() {
       auto mode = model::ParseRowNormalization(spec.row_normalization());
       if (!mode.ok()) return mode.status();
       options.row_normalization = *mode;
+      options.markers.assign(spec.refusal_markers().begin(), spec.refusal_markers().end());
       return model::TrialEvaluator::Create(*st.model, std::move(directions), std::move(*refusal), std::move(*kl), options);
     };
 
@@ -116,8 +141,9 @@ absl::Status TrialWorker::Run() {
         fail(std::string((good.ok() ? bad.status() : good.status()).message()));
         continue;
       }
-      at::Tensor directions = model::RefusalDirections(model::ResidualMeans(t, *good, pad, spec.batch_size()),
-                                                       model::ResidualMeans(t, *bad, pad, spec.batch_size()),
+      const double q = spec.has_winsorization_quantile() ? spec.winsorization_quantile() : 1.0;
+      at::Tensor directions = model::RefusalDirections(model::ResidualMeans(t, *good, pad, spec.batch_size(), q),
+                                                       model::ResidualMeans(t, *bad, pad, spec.batch_size(), q),
                                                        spec.orthogonalize_direction());
       auto evaluator = make_evaluator(directions);
       if (!evaluator.ok()) {

@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 
+#include <optional>
+
 #include "absl/status/status.h"
 #include "worker/coordinator_link.h"
 
@@ -22,7 +24,9 @@ struct WorkerOptions {
   int trials_per_batch = 1;     // k
   int threads = 0;              // libtorch threads; 0 = default
   c10::Device device = c10::Device(c10::kCPU);  // where the model and every activation live
-  c10::ScalarType dtype = c10::kFloat;          // compute dtype (bfloat16 is the CUDA default)
+  // Compute dtype (--dtype); unset: the study's `dtypes`, else the device's default (float32 on
+  // the CPU, bfloat16 on CUDA).
+  std::optional<c10::ScalarType> dtype;
   // Exit after this many consecutive empty polls (0 = never); `schism run` uses it to end
   // workers once the study is done.
   int exit_after_idle_polls = 0;

@@ -24,6 +24,9 @@ TEST(PromptSlice, FollowsPythonSliceSemantics) {
   EXPECT_EQ(slice("[:400]").size(), 10u);
   EXPECT_TRUE(slice("[5:2]").empty());
   EXPECT_EQ(slice("").size(), 10u);
+  // Heretic's spelling with the split's name: a prompt file's one split is "train".
+  EXPECT_EQ(slice("train[:3]"), slice("[:3]"));
+  EXPECT_EQ(slice("train").size(), 10u);
 }
 
 TEST(PromptSlice, RejectsMalformedSplitsWithTheOffendingText) {
@@ -32,6 +35,9 @@ TEST(PromptSlice, RejectsMalformedSplitsWithTheOffendingText) {
   EXPECT_NE(bad.status().message().find("\"a\" is not an integer"), std::string::npos);
   EXPECT_FALSE(ParsePromptSlice(":400").ok());
   EXPECT_FALSE(ParsePromptSlice("[1:2:3]").ok());
+  auto test_split = ParsePromptSlice("test[:100]");
+  ASSERT_FALSE(test_split.ok());
+  EXPECT_NE(test_split.status().message().find("one split, \"train\""), std::string::npos) << test_split.status();
 }
 
 TEST(LoadPromptLines, ReadsTheSharedDatasetsWithHereticSplits) {

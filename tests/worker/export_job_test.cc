@@ -2,9 +2,13 @@
 // reloaded and compared with the adapted in-memory model, checked against PEFT's formulas
 // (tests/oracles/export_reference.py), and the rules on destinations.
 #include "worker/export_job.h"
+#include "worker/export_worker.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -372,6 +376,35 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   auto tampered = FindFinishedExport(dir + "/out/dest", "", -1, "adapter");
   EXPECT_EQ(tampered.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(tampered.status().message().find("adapter_config.json"), std::string::npos) << tampered.status();
+}
+
+TEST(Export, DirectionsLeftByAKilledExportWorkerAreRemovedAtStart) {
+  namespace fs = std::filesystem;
+  const std::string root = testing_support::MakeTempDir("stale_directions");
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof(host) - 1), 0);
+  // A process that has exited: its pid is free (a SIGKILLed export worker).
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);
+  auto file = [&](const std::string& host_name, long pid) {
+    const std::string path = root + "/.directions-x00ab-" + host_name + "-" + std::to_string(pid) + ".bin";
+    std::ofstream(path) << "SCHDIR1";
+    return path;
+  };
+  const std::string killed = file(host, dead);
+  const std::string mine_before_restart = file(host, ::getpid());
+  const std::string running = file(host, ::getppid());       // a live export on this host
+  const std::string elsewhere = file("other-host-7", dead);   // a shared root: not ours to judge
+  const std::string unrelated = root + "/model.safetensors";
+  std::ofstream(unrelated) << "x";
+  EXPECT_EQ(worker::RemoveStaleDirections(root), 2);
+  EXPECT_FALSE(fs::exists(killed));
+  EXPECT_FALSE(fs::exists(mine_before_restart));
+  EXPECT_TRUE(fs::exists(running));
+  EXPECT_TRUE(fs::exists(elsewhere));
+  EXPECT_TRUE(fs::exists(unrelated));
 }
 
 TEST(Export, Sha256MatchesKnownVectors) {

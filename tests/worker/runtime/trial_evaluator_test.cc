@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/env.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/frozen_prompts.h"
 #include "common/prompt_set.h"
+#include "common/refusal_markers.h"
 #include "tests/test_support.h"
 
 namespace schism::model {
@@ -82,6 +86,65 @@ TEST(RefusalDirections, AreUnitRowsOrthogonalToTheHarmlessMeanAndSurviveTheArtif
   auto corrupt = ParseDirections(bytes, "corrupt.bin");
   ASSERT_FALSE(corrupt.ok());
   EXPECT_NE(corrupt.status().message().find("checksum"), std::string::npos);
+}
+
+// numpy.quantile's default ("linear") method, written out: the value at position q·(n−1) of
+// the sorted values, interpolated between its neighbours.
+double NumpyQuantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+TEST(RefusalDirections, WinsorizationClampsEachPromptAndLayerAtHereticsQuantile) {
+  // Heretic 1.4 (model.get_residuals): per prompt and layer, |components| are clamped to their
+  // q-quantile. Reference: every prompt's hidden states, clamped here by the formula, averaged.
+  const Transformer& t = *Shared().model.transformer;
+  const auto prompts = Prompts("harmful_train.txt", "[:6]");
+  const double q = 0.95;
+  const at::Tensor means = ResidualMeans(t, prompts, 2, 4, q);
+  const ForwardOutput out = PromptForward(t, prompts, 2, /*capture_hidden_states=*/true);
+  const at::Tensor states = torch::stack(out.hidden_states, 1).to(torch::kDouble).contiguous();  // (B, N+1, H)
+  const int64_t B = states.size(0), L = states.size(1), H = states.size(2);
+  at::Tensor reference = torch::zeros({L, H}, torch::kDouble);
+  auto s = states.accessor<double, 3>();
+  auto ref = reference.accessor<double, 2>();
+  int64_t clamped = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t l = 0; l < L; ++l) {
+      std::vector<double> magnitudes(H);
+      for (int64_t h = 0; h < H; ++h) magnitudes[h] = std::fabs(s[b][l][h]);
+      const double limit = NumpyQuantile(magnitudes, q);
+      for (int64_t h = 0; h < H; ++h) {
+        const double x = s[b][l][h];
+        clamped += std::fabs(x) > limit;
+        ref[l][h] += std::clamp(x, -limit, limit) / static_cast<double>(B);
+      }
+    }
+  }
+  EXPECT_GT(clamped, B * L * H / 40) << "about 5% of components sit above the 0.95 quantile";
+  // The batch of 4 + 2 prompts versus one batch of 6: only the padding layout differs.
+  const double diff = (means - reference).abs().max().item<double>();
+  std::printf("winsorized means vs the formula: max |diff| %.3g\n", diff);
+  EXPECT_LT(diff, 3e-5);  // measured 1.3e-5
+  const at::Tensor plain = ResidualMeans(t, prompts, 2, 4);
+  EXPECT_GT((means - plain).abs().max().item<double>(), 1e-2) << "winsorization must change the means";
+}
+
+TEST(TrialEvaluator, CustomRefusalMarkersReplaceHereticsList) {
+  const auto prompts = Prompts("harmful_test.txt", "[:8]");
+  EvaluatorOptions options;
+  options.max_response_length = 16;
+  auto heretic = TrialEvaluator::Create(Shared().model, Shared().directions, prompts, {}, options);
+  options.markers = {" the "};  // nearly every English response holds it; no Heretic marker does
+  auto custom = TrialEvaluator::Create(Shared().model, Shared().directions, prompts, {}, options);
+  ASSERT_TRUE(heretic.ok() && custom.ok());
+  const auto responses = (*heretic)->Respond({}, prompts, /*early_stopping=*/false);
+  int with_the = 0;
+  for (const auto& r : responses) with_the += common::IsRefusal(r.text, {" the "});
+  EXPECT_EQ((*custom)->Baseline().refusals, with_the);
+  EXPECT_NE((*custom)->Baseline().refusals, (*heretic)->Baseline().refusals);
 }
 
 TEST(TrialEvaluator, BaselineRefusalsOnHarmfulTestArePinned) {
