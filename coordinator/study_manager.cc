@@ -192,6 +192,7 @@ absl::Status StudyManager::Recover() {
   for (auto& [id, records] : *all) {
     auto study = std::make_unique<Study>();
     study->id = id;
+    std::map<int64_t, std::pair<std::string, std::string>> held;  // trial -> (lease, worker) still out
     for (const std::string& text : records) {
       Json r = Json::parse(text, nullptr, false);
       if (r.is_discarded() || !r.contains("type")) {
@@ -218,15 +219,19 @@ absl::Status StudyManager::Recover() {
         for (auto it = r["params"].begin(); it != r["params"].end(); ++it) t.params[it.key()] = it.value();
         study->trials.push_back(std::move(t));
       } else if (type == "leased") {
-        study->trials.at(r["number"].get<int64_t>()).attempts = r["attempt"];
+        TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+        t.attempts = r["attempt"];
+        held[t.number] = {r.value("lease", ""), r.value("worker", "")};
       } else if (type == "completed") {
         TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+        held.erase(t.number);
         t.state = v1::TRIAL_STATE_COMPLETE;
         t.scores.set_refusals(r["refusals"]);
         t.scores.set_refusal_prompts(r["refusal_prompts"]);
         t.scores.set_kl_divergence(r["kl_divergence"]);
       } else if (type == "requeued" || type == "failed") {
         TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+        held.erase(t.number);
         // Records before the cause was journaled read as expiries (of an unknown worker each).
         if (r.value("cause", "expired") == "expired") {
           t.lost_workers.insert(r.value("worker", absl::StrCat("unrecorded-", t.lost_workers.size())));
@@ -254,6 +259,26 @@ absl::Status StudyManager::Recover() {
       }
     }
     if (study->sampler) StartTrials(study.get(), static_cast<uint32_t>(study->trials.size()));
+    // Leases that were out when the coordinator stopped live on: their workers keep computing and
+    // may report. Each gets a fresh lease_seconds (heartbeats were not journaled); a worker that
+    // is gone lets it expire as usual. Records without a lease id (older journals) re-queue.
+    if (study->state == v1::STUDY_STATE_RUNNING) {
+      std::map<std::string, Lease> recovered;
+      for (const auto& [number, holder] : held) {
+        if (holder.first.empty() || holder.second.empty()) continue;
+        Lease& lease = recovered[holder.first];
+        lease.id = holder.first;
+        lease.study_id = id;
+        lease.worker_id = holder.second;
+        lease.trials.push_back(number);
+        lease.deadline = clock_() + std::chrono::seconds(study->spec.lease_seconds());
+        study->trials[number].state = v1::TRIAL_STATE_RUNNING;
+      }
+      for (auto& [lease_id, lease] : recovered) {
+        workers_.insert(lease.worker_id);  // it reports under the id it registered with
+        leases_[lease_id] = std::move(lease);
+      }
+    }
     // A crash between a study's last completion and its `finished` record must not leave it
     // RUNNING with nothing left to run: completion is derived from the trials.
     MaybeFinish(study.get());
@@ -413,18 +438,19 @@ absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest&
         lease.trials.push_back(*number);
       }
       if (lease.trials.empty()) continue;
+      lease.id = RandomId("l");
       for (int64_t number : lease.trials) {
         TrialEntry& t = study->trials[number];
         t.state = v1::TRIAL_STATE_RUNNING;
         ++t.attempts;
         JournalOrLog(study->id, Json{{"type", "leased"}, {"number", number}, {"attempt", t.attempts},
-                                     {"worker", request.worker_id()}}.dump());
+                                     {"worker", request.worker_id()}, {"lease", lease.id}}.dump());
         *item.mutable_evaluate()->add_trials() = TrialProto(*study, t);
       }
     } else {
       continue;
     }
-    lease.id = RandomId("l");
+    if (lease.id.empty()) lease.id = RandomId("l");
     item.set_lease_id(lease.id);
     item.set_study_id(study->id);
     *item.mutable_spec() = study->spec;

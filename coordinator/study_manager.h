@@ -53,8 +53,9 @@ class StudyManager {
   StudyManager(const StudyManager&) = delete;
   StudyManager& operator=(const StudyManager&) = delete;
 
-  // Replays the store: studies come back in their last state; trials that were running are
-  // waiting again (their leases died with the old coordinator).
+  // Replays the store: studies come back in their last state, and the leases that were out come
+  // back too (a fresh lease_seconds each), so a worker that was mid-trial reports as if nothing
+  // happened; a lease whose worker is gone expires and re-queues as usual.
   absl::Status Recover();
 
   absl::StatusOr<std::string> Submit(v1::StudySpec spec);

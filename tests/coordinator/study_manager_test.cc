@@ -337,6 +337,41 @@ TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStud
   EXPECT_EQ(restarted.Get(id)->summary().error(), detail->summary().error());
 }
 
+TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
+  const std::string dir = testing_support::MakeTempDir("manager_lease_restart");
+  TestClock clock;
+  std::string id, old_worker;
+  v1::WorkItem lost;
+  {
+    JournalStore store(dir);
+    StudyManager m(&store, clock.fn());
+    auto spec = SmallSpec(3);
+    spec.set_trials_per_lease(2);
+    id = *m.Submit(spec);
+    old_worker = m.RegisterWorker({});
+    Prepare(m, old_worker);
+    lost = *m.Acquire(Acquire(old_worker, 2));
+    ASSERT_EQ(lost.evaluate().trials_size(), 2);
+  }
+  JournalStore store(dir);
+  StudyManager m(&store, clock.fn());
+  ASSERT_TRUE(m.Recover().ok());
+  EXPECT_EQ(m.Get(id)->summary().running_trials(), 2);
+  EXPECT_EQ(m.Metrics().active_leases, 1);
+  const std::string w = m.RegisterWorker({});
+  auto next = m.Acquire(Acquire(w, 2));
+  ASSERT_EQ(next->evaluate().trials_size(), 1) << "only the third trial is free";
+  EXPECT_EQ(next->evaluate().trials(0).number(), 2);
+  clock.now += std::chrono::seconds(11);  // lease_seconds after the restart, no heartbeat
+  m.ExpireLeases();
+  auto detail = m.Get(id);
+  EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_WAITING);
+  EXPECT_EQ(detail->trials(1).state(), v1::TRIAL_STATE_WAITING);
+  auto stale = m.Report(ScoresFor(lost, old_worker));
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
+}
+
 TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
   const std::string dir = testing_support::MakeTempDir("manager_cut");
   std::string id;
@@ -396,19 +431,21 @@ TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
 
 TEST(StudyManager, RecoversFromTheJournalIncludingATornTail) {
   const std::string dir = testing_support::MakeTempDir("manager_recover");
-  std::string id;
+  std::string id, old_worker;
   std::vector<v1::TrialParams> params_before;
+  absl::StatusOr<v1::WorkItem> running;
   {
     JournalStore store(dir);
     StudyManager m(&store);
     id = *m.Submit(SmallSpec(6));
     const std::string w = m.RegisterWorker({});
+    old_worker = w;
     Prepare(m, w);
     for (int i = 0; i < 3; ++i) {
       auto item = m.Acquire(Acquire(w, 1));
       ASSERT_TRUE(m.Report(ScoresFor(*item, w)).ok());
     }
-    auto running = m.Acquire(Acquire(w, 1));  // dies with the coordinator
+    running = m.Acquire(Acquire(w, 1));  // out when the coordinator dies
     auto detail = m.Get(id);
     for (const auto& t : detail->trials()) params_before.push_back(t.params());
   }
@@ -425,7 +462,11 @@ TEST(StudyManager, RecoversFromTheJournalIncludingATornTail) {
   for (int i = 0; i < 4; ++i) {
     EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(detail->trials(i).params(), params_before[i])) << i;
   }
-  EXPECT_EQ(detail->trials(3).state(), v1::TRIAL_STATE_WAITING);
+  // The lease that was out survived the restart: its worker reports under its old id.
+  EXPECT_EQ(detail->trials(3).state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_EQ(detail->trials(3).attempts(), 1);
+  EXPECT_TRUE(m.Heartbeat(old_worker, running->lease_id()).ok());
+  ASSERT_TRUE(m.Report(ScoresFor(*running, old_worker)).ok());
   const std::string w = m.RegisterWorker({});
   while (true) {
     auto item = m.Acquire(Acquire(w, 2));
