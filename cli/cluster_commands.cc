@@ -467,8 +467,12 @@ int RunEmbedded(const std::vector<std::string>& argv) {
       if (args->Get("dtype")) options.dtype = *dtype;
       options.link.wait_seconds = 1;
       options.link.stop = &workers_stop;
-      worker::TrialWorker w(options);
-      if (auto s = w.Run(); !s.ok()) std::fprintf(stderr, "worker %d: %s\n", i, std::string(s.message()).c_str());
+      try {
+        worker::TrialWorker w(options);
+        if (auto s = w.Run(); !s.ok()) std::fprintf(stderr, "worker %d: %s\n", i, std::string(s.message()).c_str());
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "worker %d: error: %s\n", i, e.what());
+      }
     });
   }
   const auto start = std::chrono::steady_clock::now();

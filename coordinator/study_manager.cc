@@ -190,6 +190,19 @@ absl::Status StudyManager::Recover() {
   if (!all.ok()) return all.status();
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, records] : *all) {
+    // A record that parses as JSON but lacks a field or has the wrong type (a hand-edited or
+    // foreign journal) is data loss in that study, reported by name, not an exception.
+    try {
+      if (auto s = RecoverStudy(id, records); !s.ok()) return s;
+    } catch (const std::exception& e) {
+      return absl::DataLossError(absl::StrCat("study ", id, ": malformed journal record: ", e.what()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector<std::string>& records) {
+  {
     auto study = std::make_unique<Study>();
     study->id = id;
     std::map<int64_t, std::pair<std::string, std::string>> held;  // trial -> (lease, worker) still out

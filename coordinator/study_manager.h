@@ -117,6 +117,9 @@ class StudyManager {
   };
 
   absl::Status Journal(const std::string& study_id, const std::string& record);
+  // Rebuilds one study (and its exports and leases) from its records; may throw on a record
+  // with a missing or mistyped field (Recover turns that into DataLoss).
+  absl::Status RecoverStudy(const std::string& id, const std::vector<std::string>& records);
   void StartTrials(Study* study, uint32_t seed_offset);
   v1::Trial TrialProto(const Study& study, const TrialEntry& t) const;
   v1::StudySummary Summary(const Study& study) const;

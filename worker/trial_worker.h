@@ -43,6 +43,9 @@ class TrialWorker {
 
  private:
   struct State;
+  // One work item: loads the model and builds the evaluator when the study changes, then
+  // prepares or evaluates and reports (or fails the item with the reason).
+  void Serve(const v1::WorkItem& item, CoordinatorLink::Heartbeat& heartbeat);
   WorkerOptions options_;
   std::unique_ptr<State> state_;
 };

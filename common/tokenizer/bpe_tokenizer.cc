@@ -98,6 +98,15 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(TokenizerSpec
     }
     tok->merge_ranks_.emplace(s.merges[i], static_cast<int32_t>(i));
   }
+  // Ids named by metadata (a corrupt file may name any number) must be tokens.
+  using NamedId = std::pair<const char*, std::optional<int32_t>>;
+  for (const auto& [name, id] : {NamedId{"bos", s.bos_id}, NamedId{"eos", s.eos_id}, NamedId{"pad", s.pad_id},
+                                 NamedId{"unk", s.unk_id}}) {
+    if (id && (*id < 0 || *id >= tok->vocab_size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer: ", name, " token id ", *id, " is outside the vocabulary of ", tok->vocab_size()));
+    }
+  }
   std::vector<int32_t> specials = s.special_token_ids;
   for (int32_t id : specials) {
     if (id < 0 || id >= tok->vocab_size()) {

@@ -97,11 +97,30 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& g
   return spec;
 }
 
+namespace {
+
+absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std::string& path);
+
+}  // namespace
+
 absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   nlohmann::json root = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path, ": invalid JSON"));
+  // Fields of the wrong type (an id that is a string, a merge that is a number) surface as
+  // nlohmann type errors; they are this file's fault and say so.
+  try {
+    return SpecFromJson(root, path);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": malformed field: ", e.what()));
+  }
+}
+
+namespace {
+
+absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std::string& path) {
+  if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   const nlohmann::json& model = root["model"];
   if (!model.is_object() || model.value("type", "") != "BPE") {
     return absl::UnimplementedError(
@@ -110,13 +129,23 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
   TokenizerSpec spec;
   const nlohmann::json& vocab = model["vocab"];
   if (!vocab.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": no model.vocab"));
-  auto place = [&spec](const std::string& text, int64_t id) {
+  // Ids are dense in a real vocabulary; one far beyond the number of entries would make the
+  // table that size (a corrupt id of 2^40 must not become an allocation).
+  const int64_t entries = static_cast<int64_t>(vocab.size() + (root.contains("added_tokens") ? root["added_tokens"].size() : 0));
+  absl::Status bad_id = absl::OkStatus();
+  auto place = [&](const std::string& text, int64_t id) {
     if (id < 0) return;
+    if (id > 2 * entries + 1024) {
+      bad_id = absl::InvalidArgumentError(absl::StrCat(path, ": token id ", id, " of \"", text, "\" is far beyond the ",
+                                                       entries, " entries of the vocabulary"));
+      return;
+    }
     if (static_cast<size_t>(id) >= spec.tokens.size()) spec.tokens.resize(id + 1);
     spec.tokens[id] = text;
   };
   for (auto it = vocab.begin(); it != vocab.end(); ++it) place(it.key(), it.value().get<int64_t>());
-  for (const nlohmann::json& merge : model["merges"]) {
+  if (!bad_id.ok()) return bad_id;
+  for (const nlohmann::json& merge : model.value("merges", nlohmann::json::array())) {
     if (merge.is_string()) {
       spec.merges.push_back(merge.get<std::string>());
     } else if (merge.is_array() && merge.size() == 2) {
@@ -125,10 +154,11 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": malformed entry in model.merges"));
     }
   }
-  for (const nlohmann::json& added : root["added_tokens"]) {
-    const int32_t id = added.value("id", -1);
+  for (const nlohmann::json& added : root.value("added_tokens", nlohmann::json::array())) {
+    const int64_t id = added.value("id", int64_t{-1});
     place(added.value("content", ""), id);
-    spec.special_token_ids.push_back(id);
+    if (!bad_id.ok()) return bad_id;
+    spec.special_token_ids.push_back(static_cast<int32_t>(id));
   }
   const std::string normalizer = root["normalizer"].dump();
   if (model.value("byte_fallback", false) || normalizer.find("\u2581") != std::string::npos ||
@@ -154,4 +184,5 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
   return spec;
 }
 
+}  // namespace
 }  // namespace schism::tokenizer

@@ -372,6 +372,26 @@ TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
   EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
 }
 
+TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
+  for (const std::string& record : {std::string(R"({"type":"completed","number":99,"refusals":1,"refusal_prompts":2,"kl_divergence":0.1})"),
+                                    std::string(R"({"type":"asked","number":"zero","params":{}})"),
+                                    std::string(R"({"type":7})")}) {
+    const std::string dir = testing_support::MakeTempDir("manager_malformed");
+    std::string id;
+    {
+      JournalStore store(dir);
+      StudyManager m(&store);
+      id = *m.Submit(SmallSpec(2));
+      ASSERT_TRUE(store.Append(id, record).ok());
+    }
+    JournalStore store(dir);
+    StudyManager m(&store);
+    const absl::Status s = m.Recover();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << record << ": " << s;
+    EXPECT_NE(s.message().find(id), std::string::npos) << s;
+  }
+}
+
 TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
   const std::string dir = testing_support::MakeTempDir("manager_cut");
   std::string id;

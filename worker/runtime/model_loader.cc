@@ -193,7 +193,10 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
     std::ifstream in(fs::path(folder) / "chat_template.jinja");
     model.chat_template.assign(std::istreambuf_iterator<char>(in), {});
   }
-  spec->add_bos = tc.value("add_bos_token", false);
+  if (tc.contains("add_bos_token") && !tc["add_bos_token"].is_boolean() && !tc["add_bos_token"].is_null()) {
+    return absl::InvalidArgumentError(absl::StrCat(folder, "/tokenizer_config.json: add_bos_token must be true or false"));
+  }
+  spec->add_bos = tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean() && tc["add_bos_token"].get<bool>();
   // tokenizer_config.json names the special tokens by text; the spec wants their ids.
   auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
     if (text.empty()) return std::nullopt;
@@ -213,9 +216,19 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
   std::vector<int32_t> eos_ids;
   if (gen_config->contains("eos_token_id")) {
     const auto& e = (*gen_config)["eos_token_id"];
-    if (e.is_number_integer()) eos_ids.push_back(e.get<int32_t>());
+    const auto bad = absl::InvalidArgumentError(
+        absl::StrCat(folder, "/generation_config.json: eos_token_id must be a token id or a list of token ids"));
+    auto add = [&](const nlohmann::json& id) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= model.tokenizer->vocab_size()) return false;
+      eos_ids.push_back(id.get<int32_t>());
+      return true;
+    };
     if (e.is_array()) {
-      for (const auto& id : e) eos_ids.push_back(id.get<int32_t>());
+      for (const auto& id : e) {
+        if (!add(id)) return bad;
+      }
+    } else if (!e.is_null() && !add(e)) {
+      return bad;
     }
   }
   if (eos_id) eos_ids.push_back(*eos_id);

@@ -161,5 +161,33 @@ TEST(TokenizerSpec, RejectsUnsupportedTokenizerKind) {
   EXPECT_NE(spec.status().message().find("BPE"), std::string::npos);
 }
 
+// Hostile tokenizer.json files: each is refused with an error naming the file, never a crash
+// (a string id used to escape as an nlohmann type_error; an id of 2^40 used to be an allocation).
+TEST(TokenizerSpec, MalformedTokenizerJsonIsRefusedNotACrash) {
+  const std::string dir = testing_support::MakeTempDir("tok_hostile");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"model": {"type": "BPE", "vocab": {"a": "0", "b": 1}, "merges": []}})", "malformed field"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1099511627776}, "merges": []}})", "far beyond"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [7]}})", "merges"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": "x", "content": "<s>"}]})", "malformed field"},
+      {R"({"model": {"type": 3, "vocab": {"a": 0}}})", "tokenizer.json"},
+      {R"([1, 2, 3])", "not a JSON object"},
+  };
+  for (const auto& [text, expected] : cases) {
+    const std::string path = dir + "/tokenizer.json";
+    std::ofstream(path) << text;
+    auto spec = TokenizerSpecFromJson(path);
+    ASSERT_FALSE(spec.ok()) << text;
+    EXPECT_NE(spec.status().message().find(expected), std::string::npos) << text << ": " << spec.status();
+    EXPECT_NE(spec.status().message().find("tokenizer.json"), std::string::npos) << spec.status();
+  }
+  TokenizerSpec out_of_range;
+  out_of_range.tokens = {"a", "b"};
+  out_of_range.bos_id = 5;
+  auto tok = BpeTokenizer::Create(out_of_range);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("bos token id 5 is outside the vocabulary of 2"), std::string::npos) << tok.status();
+}
+
 }  // namespace
 }  // namespace schism::tokenizer

@@ -123,5 +123,31 @@ TEST(ModelLoader, ShapeMismatchAndMissingFilesAreSpecific) {
   EXPECT_NE(missing.status().message().find("model.safetensors"), std::string::npos) << missing.status();
 }
 
+TEST(ModelLoader, MistypedTokenizerAndGenerationConfigsAreRefusedByFile) {
+  const std::string dir = MakeTempDir("bad_configs");
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  auto edit = [&](const std::string& file, const char* key, nlohmann::json value) {
+    std::ifstream in(dir + "/hf/" + file);
+    auto j = in ? nlohmann::json::parse(in) : nlohmann::json::object();
+    const nlohmann::json before = j;
+    j[key] = std::move(value);
+    std::ofstream(dir + "/hf/" + file) << j.dump();
+    return before;
+  };
+  ASSERT_TRUE(LoadModel(dir + "/hf").ok());
+  const auto generation = edit("generation_config.json", "eos_token_id", nlohmann::json::array({"</s>"}));
+  auto strings = LoadModel(dir + "/hf");
+  ASSERT_FALSE(strings.ok());
+  EXPECT_NE(strings.status().message().find("generation_config.json: eos_token_id"), std::string::npos) << strings.status();
+  edit("generation_config.json", "eos_token_id", 1 << 30);
+  EXPECT_FALSE(LoadModel(dir + "/hf").ok()) << "an eos id beyond the vocabulary";
+  std::ofstream(dir + "/hf/generation_config.json") << generation.dump();
+  edit("tokenizer_config.json", "add_bos_token", "yes");
+  auto add_bos = LoadModel(dir + "/hf");
+  ASSERT_FALSE(add_bos.ok());
+  EXPECT_NE(add_bos.status().message().find("add_bos_token"), std::string::npos) << add_bos.status();
+}
+
 }  // namespace
 }  // namespace schism::model
