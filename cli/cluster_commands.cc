@@ -429,6 +429,7 @@ int RunEmbedded(const std::vector<std::string>& argv) {
   coordinator::JournalStore store(store_dir);
   coordinator::StudyManager manager(&store);
   if (auto s = manager.Recover(); !s.ok()) return Fail("run", kExitRuntimeError, std::string(s.message()));
+  manager.ReleaseRestoredLeases();  // the workers that held them ran inside the previous `run`
   // Resume the newest unfinished study of this store, else start a new one.
   std::string study_id;
   for (const auto& s : manager.List()) {
@@ -483,9 +484,10 @@ int RunEmbedded(const std::vector<std::string>& argv) {
     if (!got.ok()) break;
     detail = *got;
     const auto& sum = detail.summary();
-    const int done = sum.completed_trials() + sum.failed_trials();
-    if (done != last_done) {
-      last_done = done;
+    // Failed trials are replaced, so progress is the completed ones.
+    const int done = sum.completed_trials();
+    if (done + sum.failed_trials() != last_done) {
+      last_done = done + sum.failed_trials();
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::string best = "-";
       if (!detail.pareto_front().empty()) {

@@ -322,9 +322,13 @@ const std::map<std::string, KeyReader>& TopLevelKeys() {
       {"residual_plot_title", [](Reader& r, const toml::node& v, const std::string& k) { return r.String(v, k).status(); }},
       {"residual_plot_style", [](Reader& r, const toml::node& v, const std::string& k) { return r.String(v, k).status(); }},
       {"full_normalization_lora_rank", [](Reader& r, const toml::node& v, const std::string& k) {
-         // The rank of Heretic's approximation of full normalization; schism's MPOA is exact
-         // (rank-1 adapter and row scale), so any rank asks for no more than it delivers.
-         return r.Integer(v, k, 1, 4096).status();
+         // The rank of Heretic's LoRA approximation of full normalization. schism's is exact (a
+         // rank-1 adapter and a row scale), so there is no rank to choose: Heretic's default 3
+         // is accepted so that a default config runs, any other value is refused.
+         auto x = r.Integer(v, k, 1, 4096);
+         if (!x.ok()) return x.status();
+         if (*x != 3) return r.Error(k, "schism's full row normalization is exact (rank-1 adapter + row scale); there is no approximation rank to set");
+         return absl::OkStatus();
        }},
       {"chain_of_thought_skips", [](Reader& r, const toml::node&, const std::string& k) {
          return r.Error(k, "custom pairs are not supported; schism applies Heretic's four built-in pairs");

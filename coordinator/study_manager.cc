@@ -206,6 +206,7 @@ absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector
     auto study = std::make_unique<Study>();
     study->id = id;
     std::map<int64_t, std::pair<std::string, std::string>> held;  // trial -> (lease, worker) still out
+    std::map<std::string, std::vector<int64_t>> lease_trials;      // every trial a lease held
     for (const std::string& text : records) {
       Json r = Json::parse(text, nullptr, false);
       if (r.is_discarded() || !r.contains("type")) {
@@ -235,6 +236,7 @@ absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector
         TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
         t.attempts = r["attempt"];
         held[t.number] = {r.value("lease", ""), r.value("worker", "")};
+        lease_trials[r.value("lease", "")].push_back(t.number);
       } else if (type == "completed") {
         TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
         held.erase(t.number);
@@ -246,11 +248,10 @@ absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector
         TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
         held.erase(t.number);
         // Records before the cause was journaled read as expiries (of an unknown worker each).
-        if (r.value("cause", "expired") == "expired") {
-          t.lost_workers.insert(r.value("worker", absl::StrCat("unrecorded-", t.lost_workers.size())));
-        } else {
-          ++t.reported_failures;
-        }
+        const std::string cause = r.value("cause", "expired");
+        const std::string worker = r.value("worker", absl::StrCat("unrecorded-", t.attempts));
+        if (cause == "expired") t.lost_workers.insert(worker);
+        if (cause == "worker_failed") t.failed_workers.insert(worker);
         t.state = type == "failed" ? v1::TRIAL_STATE_FAILED : v1::TRIAL_STATE_WAITING;
         if (type == "failed") t.error = r.value("error", r.value("reason", ""));
       } else if (type == "study_failed") {
@@ -276,6 +277,8 @@ absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector
     // may report. Each gets a fresh lease_seconds (heartbeats were not journaled); a worker that
     // is gone lets it expire as usual. Records without a lease id (older journals) re-queue.
     if (study->state == v1::STUDY_STATE_RUNNING) {
+      // A lease keeps all its trials, also those whose completion was journaled before the
+      // crash cut its report short: the worker's retry carries every result.
       std::map<std::string, Lease> recovered;
       for (const auto& [number, holder] : held) {
         if (holder.first.empty() || holder.second.empty()) continue;
@@ -283,8 +286,9 @@ absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector
         lease.id = holder.first;
         lease.study_id = id;
         lease.worker_id = holder.second;
-        lease.trials.push_back(number);
+        lease.trials = lease_trials[holder.first];
         lease.deadline = clock_() + std::chrono::seconds(study->spec.lease_seconds());
+        lease.restored_unheard = true;
         study->trials[number].state = v1::TRIAL_STATE_RUNNING;
       }
       for (auto& [lease_id, lease] : recovered) {
@@ -440,8 +444,13 @@ absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest&
       ++study->prepare_attempts;
       item.mutable_prepare();
     } else if (study->state == v1::STUDY_STATE_RUNNING) {
+      // Waiting trials this worker has not failed or lost first, then new asks; a trial it
+      // failed before only when there is nothing else (one broken worker must not burn
+      // through a trial's attempts alone, nor a lone worker starve).
+      const std::string& worker = request.worker_id();
+      auto tried_here = [&](const TrialEntry& t) { return t.failed_workers.count(worker) || t.lost_workers.count(worker); };
       for (TrialEntry& t : study->trials) {
-        if (static_cast<int>(lease.trials.size()) < capacity && t.state == v1::TRIAL_STATE_WAITING) {
+        if (static_cast<int>(lease.trials.size()) < capacity && t.state == v1::TRIAL_STATE_WAITING && !tried_here(t)) {
           lease.trials.push_back(t.number);
         }
       }
@@ -449,6 +458,13 @@ absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest&
         auto number = AskTrial(study);
         if (!number) break;
         lease.trials.push_back(*number);
+      }
+      if (lease.trials.empty()) {
+        for (TrialEntry& t : study->trials) {
+          if (static_cast<int>(lease.trials.size()) < capacity && t.state == v1::TRIAL_STATE_WAITING) {
+            lease.trials.push_back(t.number);
+          }
+        }
       }
       if (lease.trials.empty()) continue;
       lease.id = RandomId("l");
@@ -493,6 +509,7 @@ absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id, co
   }
   Study& study = *studies_.at(it->second.study_id);
   it->second.deadline = clock_() + std::chrono::seconds(study.spec.lease_seconds());
+  it->second.restored_unheard = false;
   return DeadlineUnixMs(it->second.deadline);
 }
 
@@ -525,23 +542,25 @@ void StudyManager::RequeueLease(const Lease& lease, LeaseEnd end, const std::str
     }
     return;
   }
-  const bool expired = end == LeaseEnd::kExpired;
+  const char* cause = end == LeaseEnd::kExpired ? "expired" : end == LeaseEnd::kWorkerFailed ? "worker_failed" : "restart";
   for (int64_t number : lease.trials) {
     TrialEntry& t = study.trials[number];
     if (t.state != v1::TRIAL_STATE_RUNNING) continue;
-    if (expired) {
-      t.lost_workers.insert(lease.worker_id);
-    } else {
-      ++t.reported_failures;
-    }
+    if (end == LeaseEnd::kExpired) t.lost_workers.insert(lease.worker_id);
+    if (end == LeaseEnd::kWorkerFailed) t.failed_workers.insert(lease.worker_id);
     const int max = study.spec.max_attempts();
-    const bool poison = static_cast<int>(t.lost_workers.size()) >= max;
-    Json record{{"number", number}, {"reason", reason}, {"worker", lease.worker_id},
-                {"cause", expired ? "expired" : "worker_failed"}};
-    if (t.reported_failures >= max || poison) {
+    std::string error;
+    if (static_cast<int>(t.lost_workers.size()) >= max) {
+      error = absl::StrCat("outlived ", t.lost_workers.size(), " workers whose leases expired");
+    } else if (static_cast<int>(t.failed_workers.size()) >= max) {
+      error = absl::StrCat(t.failed_workers.size(), " workers reported a failure");
+    } else if (t.attempts >= 3 * max) {
+      error = absl::StrCat("leased ", t.attempts, " times without a result");
+    }
+    Json record{{"number", number}, {"reason", reason}, {"worker", lease.worker_id}, {"cause", cause}};
+    if (!error.empty()) {
       t.state = v1::TRIAL_STATE_FAILED;
-      t.error = poison ? absl::StrCat("outlived ", t.lost_workers.size(), " workers whose leases expired; last: ", reason)
-                       : absl::StrCat("workers reported ", t.reported_failures, " failures; last: ", reason);
+      t.error = absl::StrCat(error, "; last: ", reason);
       record["type"] = "failed";
       record["error"] = t.error;
     } else {
@@ -584,12 +603,29 @@ void StudyManager::ExpireLeases() {
   ExpireLeasesLocked();
 }
 
+void StudyManager::ReleaseRestoredLeases() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = leases_.begin(); it != leases_.end();) {
+    if (it->second.restored_unheard) {
+      RequeueLease(it->second, LeaseEnd::kRestart, "its worker stopped with the coordinator");
+      it = leases_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  changed_.notify_all();
+}
+
 void StudyManager::ExpireLeasesLocked() {
   const auto now = clock_();
   bool any = false;
   for (auto it = leases_.begin(); it != leases_.end();) {
     if (it->second.deadline <= now) {
-      RequeueLease(it->second, LeaseEnd::kExpired, "lease expired");
+      if (it->second.restored_unheard) {
+        RequeueLease(it->second, LeaseEnd::kRestart, "lease restored after a coordinator restart expired unheard");
+      } else {
+        RequeueLease(it->second, LeaseEnd::kExpired, "lease expired");
+      }
       it = leases_.erase(it);
       any = true;
     } else {
@@ -675,6 +711,7 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
     }
     for (const auto& [number, r] : results) {
       TrialEntry& t = study.trials[number];
+      if (t.state == v1::TRIAL_STATE_COMPLETE) continue;  // journaled before a crash cut the report short
       const v1::TrialScores& s = r->scores();
       if (auto st = Journal(study.id, Json{{"type", "completed"}, {"number", number}, {"refusals", s.refusals()},
                                            {"refusal_prompts", s.refusal_prompts()},

@@ -4,10 +4,11 @@
 //
 // Invariants: a trial number is asked once and never reused; a trial counts as COMPLETE at most
 // once (the first accepted report of a live lease); an expired lease's trials are re-queued with
-// the same parameters (attempt + 1). A trial is FAILED only when workers reported max_attempts
-// failures for it, or when it outlived max_attempts *different* workers whose leases expired (a
-// poison trial that kills whoever runs it); a worker that merely vanished is not the trial's
-// fault. A FAILED trial is replaced by a new ask, so a study FINISHES with exactly n_trials
+// the same parameters (attempt + 1). A trial is FAILED only when max_attempts *different*
+// workers reported a failure for it, or max_attempts different workers lost its lease (a poison
+// trial that kills whoever runs it), or after 3 x max_attempts leases whatever the cause; a
+// worker that merely vanished is not the trial's fault, and a worker is offered trials it has
+// not failed before those it has. A FAILED trial is replaced by a new ask, so a study FINISHES with exactly n_trials
 // COMPLETE trials (failed ones listed beside them), or FAILS with a reason once more than
 // max_failed_trials trials failed. Finishing is derived from the trials, also on recovery.
 #ifndef SCHISM_COORDINATOR_STUDY_MANAGER_H_
@@ -83,15 +84,18 @@ class StudyManager {
 
   // Re-queues the trials of leases past their deadline. Every public call does this too.
   void ExpireLeases();
+  // Re-queues every lease Recover restored that no worker has spoken for yet, at once and
+  // without counting against its trials: for `schism run`, whose workers died with it.
+  void ReleaseRestoredLeases();
 
  private:
   struct TrialEntry {
     int64_t number = 0;
     v1::TrialState state = v1::TRIAL_STATE_WAITING;
     std::map<std::string, double> params;  // TPE internal values
-    int attempts = 0;                    // leases handed out
-    int reported_failures = 0;           // ReportFailure / invalid scores
-    std::set<std::string> lost_workers;  // workers whose lease on it expired
+    int attempts = 0;                      // leases handed out
+    std::set<std::string> failed_workers;  // workers that reported a failure (or invalid scores)
+    std::set<std::string> lost_workers;    // workers whose lease on it expired
     std::string error;                   // why it FAILED
     v1::TrialScores scores;
   };
@@ -114,6 +118,8 @@ class StudyManager {
     bool prepare = false;
     std::vector<int64_t> trials;
     Clock::time_point deadline;
+    // Restored by Recover and not heard from since: its expiry says nothing about the trials.
+    bool restored_unheard = false;
   };
 
   absl::Status Journal(const std::string& study_id, const std::string& record);
@@ -125,7 +131,9 @@ class StudyManager {
   v1::StudySummary Summary(const Study& study) const;
   std::optional<int64_t> AskTrial(Study* study);
   // How a lease ended without a result: the worker vanished, or it said it could not do it.
-  enum class LeaseEnd { kExpired, kWorkerFailed };
+  // kRestart: a lease restored after a restart expired without a word from its worker (the
+  // worker most likely died with the old coordinator, as `schism run`'s own workers do).
+  enum class LeaseEnd { kExpired, kWorkerFailed, kRestart };
   void RequeueLease(const Lease& lease, LeaseEnd end, const std::string& reason);
   // Journals a record whose loss is not the caller's to report (an expiry, a background change):
   // a store error is logged and counted, never dropped silently.

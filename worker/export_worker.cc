@@ -1,6 +1,7 @@
 #include "worker/export_worker.h"
 
-#include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -81,6 +82,34 @@ v1::ReportResultRequest ExportReport(const std::string& destination, const std::
 
 constexpr char kDirectionsPrefix[] = ".directions-";
 
+// The study's directions for the length of one export, under an exclusive flock that tells
+// RemoveStaleDirections the export is alive; the file goes when this does.
+class DirectionsFile {
+ public:
+  explicit DirectionsFile(std::string path) : path_(std::move(path)) {}
+  ~DirectionsFile() {
+    std::error_code ec;
+    if (fd_ >= 0) {
+      fs::remove(path_, ec);
+      ::close(fd_);
+    }
+  }
+  absl::Status Write(const std::string& bytes) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) return absl::PermissionDeniedError(absl::StrCat(path_, ": cannot create"));
+    for (size_t done = 0; done < bytes.size();) {
+      const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
+      if (n <= 0) return absl::DataLossError(absl::StrCat(path_, ": write failed"));
+      done += static_cast<size_t>(n);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
 std::string HostName() {
   char host[256] = {};
   if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') return "localhost";
@@ -90,20 +119,17 @@ std::string HostName() {
 }  // namespace
 
 int RemoveStaleDirections(const std::string& output_root) {
-  const std::string host = HostName();
   int removed = 0;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(output_root, ec)) {
     const std::string name = entry.path().filename().string();
     if (!absl::StartsWith(name, kDirectionsPrefix) || !absl::EndsWith(name, ".bin")) continue;
-    // <export>-<host>-<pid>: the export id has no '-', a host name may.
-    const std::string rest = name.substr(sizeof(kDirectionsPrefix) - 1, name.size() - (sizeof(kDirectionsPrefix) - 1) - 4);
-    const size_t first = rest.find('-'), last = rest.rfind('-');
-    if (first == std::string::npos || last <= first || rest.substr(first + 1, last - first - 1) != host) continue;
-    long pid = 0;
-    if (!absl::SimpleAtoi(rest.substr(last + 1), &pid) || pid <= 0) continue;
-    const bool gone = pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
-    if (gone && fs::remove(entry.path(), ec)) ++removed;
+    // A live export holds an exclusive flock on its file (whatever its host or pid namespace);
+    // one nobody holds belongs to an export that died.
+    const int fd = ::open(entry.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && fs::remove(entry.path(), ec)) ++removed;
+    ::close(fd);
   }
   return removed;
 }
@@ -154,9 +180,9 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
         (fs::path(options.output_root) / absl::StrCat(kDirectionsPrefix, job.export_id(), "-", HostName(), "-", ::getpid(), ".bin"))
             .string();
     auto request = RequestFor(item, *destination, directions_path);
-    absl::Status written = common::WriteTextFile(directions_path, *artifact);
+    DirectionsFile held(directions_path);
+    absl::Status written = held.Write(*artifact);
     absl::StatusOr<ExportResult> result = !written.ok() ? written : request.ok() ? RunExport(*request) : request.status();
-    fs::remove(directions_path, ec);
     if (!result.ok()) {
       link.Fail(item, std::string(result.status().message()), IsPermanent(result.status()));
       continue;

@@ -23,10 +23,10 @@ struct ExportWorkerOptions {
 // Starts by removing what exports killed mid-way left in the root (RemoveStaleDirections).
 absl::Status RunExportWorker(ExportWorkerOptions options);
 
-// During an export the study's directions sit in `<root>/.directions-<export>-<host>-<pid>.bin`.
-// A SIGKILLed worker leaves that file behind; this removes the files of this host whose process
-// is gone (or is this process: a restarted container reuses its pid). Other hosts' files, on a
-// shared root, are theirs to clean. Returns how many were removed.
+// During an export the study's directions sit in `<root>/.directions-<export>-<host>-<pid>.bin`
+// under an exclusive flock. A SIGKILLed worker leaves the file behind, unlocked; this removes
+// every such file nobody holds (a live export on another host or in another container keeps
+// its lock, which pids could not tell). Returns how many were removed.
 int RemoveStaleDirections(const std::string& output_root);
 
 }  // namespace schism::worker

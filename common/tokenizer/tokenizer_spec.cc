@@ -121,17 +121,24 @@ namespace {
 
 absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std::string& path) {
   if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-  const nlohmann::json& model = root["model"];
+  // const json: every lookup goes through Field (operator[] on a missing key is undefined).
+  static const nlohmann::json kNull;
+  auto field = [](const nlohmann::json& j, const char* key) -> const nlohmann::json& {
+    if (!j.is_object()) return kNull;
+    auto it = j.find(key);
+    return it == j.end() ? kNull : *it;
+  };
+  const nlohmann::json& model = field(root, "model");
   if (!model.is_object() || model.value("type", "") != "BPE") {
     return absl::UnimplementedError(
         absl::StrCat(path, ": model.type must be \"BPE\" (byte-level BPE tokenizers only)"));
   }
   TokenizerSpec spec;
-  const nlohmann::json& vocab = model["vocab"];
+  const nlohmann::json& vocab = field(model, "vocab");
   if (!vocab.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": no model.vocab"));
   // Ids are dense in a real vocabulary; one far beyond the number of entries would make the
   // table that size (a corrupt id of 2^40 must not become an allocation).
-  const int64_t entries = static_cast<int64_t>(vocab.size() + (root.contains("added_tokens") ? root["added_tokens"].size() : 0));
+  const int64_t entries = static_cast<int64_t>(vocab.size() + field(root, "added_tokens").size());
   absl::Status bad_id = absl::OkStatus();
   auto place = [&](const std::string& text, int64_t id) {
     if (id < 0) return;
@@ -145,7 +152,9 @@ absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std
   };
   for (auto it = vocab.begin(); it != vocab.end(); ++it) place(it.key(), it.value().get<int64_t>());
   if (!bad_id.ok()) return bad_id;
-  for (const nlohmann::json& merge : model.value("merges", nlohmann::json::array())) {
+  const nlohmann::json& merges = field(model, "merges");
+  if (!merges.is_null() && !merges.is_array()) return absl::InvalidArgumentError(absl::StrCat(path, ": model.merges must be a list"));
+  for (const nlohmann::json& merge : merges) {
     if (merge.is_string()) {
       spec.merges.push_back(merge.get<std::string>());
     } else if (merge.is_array() && merge.size() == 2) {
@@ -154,20 +163,24 @@ absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std
       return absl::InvalidArgumentError(absl::StrCat(path, ": malformed entry in model.merges"));
     }
   }
-  for (const nlohmann::json& added : root.value("added_tokens", nlohmann::json::array())) {
+  const nlohmann::json& added_tokens = field(root, "added_tokens");
+  if (!added_tokens.is_null() && !added_tokens.is_array()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": added_tokens must be a list"));
+  }
+  for (const nlohmann::json& added : added_tokens) {
     const int64_t id = added.value("id", int64_t{-1});
     place(added.value("content", ""), id);
     if (!bad_id.ok()) return bad_id;
     spec.special_token_ids.push_back(static_cast<int32_t>(id));
   }
-  const std::string normalizer = root["normalizer"].dump();
+  const std::string normalizer = field(root, "normalizer").dump();
   if (model.value("byte_fallback", false) || normalizer.find("\u2581") != std::string::npos ||
       normalizer.find("\xe2\x96\x81") != std::string::npos) {
     spec.kind = BpeKind::kSentencePiece;
     spec.add_space_prefix = normalizer.find("Prepend") != std::string::npos;
   }
   // Recognise the pre-tokenizer by its regex, as llama.cpp's converter does.
-  const std::string pre = root["pre_tokenizer"].dump();
+  const std::string pre = field(root, "pre_tokenizer").dump();
   if (pre.find("\\\\p{N}{1,3}") != std::string::npos) {
     spec.pre_tokenizer = PreTokenizer::kLlama3;
   } else if (pre.find("[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}|") != std::string::npos) {
@@ -177,8 +190,8 @@ absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std
   } else {
     spec.pre_tokenizer = PreTokenizer::kGpt2;
   }
-  if (model.contains("unk_token") && model["unk_token"].is_string()) {
-    auto it = vocab.find(model["unk_token"].get<std::string>());
+  if (field(model, "unk_token").is_string()) {
+    auto it = vocab.find(field(model, "unk_token").get<std::string>());
     if (it != vocab.end()) spec.unk_id = it->get<int32_t>();
   }
   return spec;

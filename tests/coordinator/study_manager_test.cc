@@ -205,7 +205,8 @@ TEST(StudyManager, RunsAStudyToExactlyNTrialsWithExpiredLeasesRequeued) {
   auto stale = m.Report(ScoresFor(*lost, w));
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
-  auto again = m.Acquire(Acquire(w, 3));
+  const std::string w2 = m.RegisterWorker({});  // (w itself is offered trials it has not lost first)
+  auto again = m.Acquire(Acquire(w2, 3));
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again->evaluate().trials_size(), 3);
   for (int i = 0; i < 3; ++i) {
@@ -214,8 +215,8 @@ TEST(StudyManager, RunsAStudyToExactlyNTrialsWithExpiredLeasesRequeued) {
                                                                    lost->evaluate().trials(i).params()));
     EXPECT_EQ(again->evaluate().trials(i).attempts(), 2);
   }
-  ASSERT_TRUE(m.Report(ScoresFor(*again, w)).ok());
-  EXPECT_TRUE(m.Report(ScoresFor(*again, w)).ok()) << "a repeated report is idempotent";
+  ASSERT_TRUE(m.Report(ScoresFor(*again, w2)).ok());
+  EXPECT_TRUE(m.Report(ScoresFor(*again, w2)).ok()) << "a repeated report is idempotent";
 
   while (true) {
     auto item = m.Acquire(Acquire(w, 3));
@@ -256,15 +257,19 @@ TEST(StudyManager, AWorkerThatVanishesIsNotTheTrialsFaultButAPoisonTrialFailsAnd
   ASSERT_TRUE(id.ok());
   const std::string w1 = m.RegisterWorker({}), w2 = m.RegisterWorker({});
   Prepare(m, w1);
-  // The same worker loses trial 0 three times (it restarts with its id, say): still re-queued.
-  for (int attempt = 1; attempt <= 3; ++attempt) {
-    auto item = m.Acquire(Acquire(w1, 1));
-    ASSERT_EQ(item->evaluate().trials_size(), 1);
-    EXPECT_EQ(item->evaluate().trials(0).number(), 0);
-    EXPECT_EQ(item->evaluate().trials(0).attempts(), attempt);
-    Expire(m, clock);
-    EXPECT_EQ(m.Get(*id)->trials(0).state(), v1::TRIAL_STATE_WAITING) << attempt;
-  }
+  auto first = m.Acquire(Acquire(w1, 1));
+  ASSERT_EQ(first->evaluate().trials(0).number(), 0);
+  Expire(m, clock);
+  // w1 lost trial 0, so it is offered a new trial before that one.
+  auto second = m.Acquire(Acquire(w1, 1));
+  ASSERT_EQ(second->evaluate().trials(0).number(), 1);
+  Expire(m, clock);
+  // Nothing untried is left for w1: it gets trial 0 again, and losing it twice is still one worker.
+  auto again = m.Acquire(Acquire(w1, 1));
+  ASSERT_EQ(again->evaluate().trials(0).number(), 0);
+  EXPECT_EQ(again->evaluate().trials(0).attempts(), 2);
+  Expire(m, clock);
+  EXPECT_EQ(m.Get(*id)->trials(0).state(), v1::TRIAL_STATE_WAITING);
   // A second, different worker dies on it too: two workers lost, a poison trial.
   auto item = m.Acquire(Acquire(w2, 1));
   ASSERT_EQ(item->evaluate().trials(0).number(), 0);
@@ -288,10 +293,28 @@ TEST(StudyManager, AWorkerThatVanishesIsNotTheTrialsFaultButAPoisonTrialFailsAnd
   // A restarted coordinator reads the same accounting back.
   StudyManager restarted(&store, clock.fn());
   ASSERT_TRUE(restarted.Recover().ok());
-  auto again = restarted.Get(*id);
-  EXPECT_EQ(again->summary().state(), v1::STUDY_STATE_FINISHED);
-  EXPECT_EQ(again->trials(0).state(), v1::TRIAL_STATE_FAILED);
-  EXPECT_EQ(again->trials(0).error(), detail->trials(0).error());
+  auto recovered = restarted.Get(*id);
+  EXPECT_EQ(recovered->summary().state(), v1::STUDY_STATE_FINISHED);
+  EXPECT_EQ(recovered->trials(0).state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_EQ(recovered->trials(0).error(), detail->trials(0).error());
+}
+
+TEST(StudyManager, ATrialLeasedThreeTimesMaxAttemptsWithoutAResultFails) {
+  JournalStore store(testing_support::MakeTempDir("manager_cap"));
+  TestClock clock;
+  StudyManager m(&store, clock.fn());
+  auto id = m.Submit(SmallSpec(1));  // max_attempts = 2: the cap is 6 leases
+  const std::string w = m.RegisterWorker({});
+  Prepare(m, w);
+  for (int attempt = 1; attempt <= 6; ++attempt) {
+    auto item = m.Acquire(Acquire(w, 1));  // one worker that keeps timing out (a suspended host)
+    ASSERT_EQ(item->evaluate().trials(0).number(), 0);
+    Expire(m, clock);
+  }
+  auto detail = m.Get(*id);
+  EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_NE(detail->trials(0).error().find("leased 6 times"), std::string::npos) << detail->trials(0).error();
+  EXPECT_EQ(m.Acquire(Acquire(w, 1))->evaluate().trials(0).number(), 1) << "replaced by a new trial";
 }
 
 TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStudy) {
@@ -318,14 +341,22 @@ TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStud
   ASSERT_TRUE(m.ReportFailure(FailureFor(*item, worker)).ok());  // the second: FAILED
   auto detail = m.Get(id);
   EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
-  EXPECT_NE(detail->trials(0).error().find("reported 2 failures"), std::string::npos) << detail->trials(0).error();
+  EXPECT_NE(detail->trials(0).error().find("2 workers reported a failure"), std::string::npos) << detail->trials(0).error();
   EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_RUNNING) << "1 failed trial is within max_failed_trials";
-  // The replacement fails twice as well: 2 > max_failed_trials = 1 fails the study, with the reason.
-  for (int i = 0; i < 2; ++i) {
-    auto next = m.Acquire(Acquire(worker, 1));
-    ASSERT_EQ(next->evaluate().trials(0).number(), 1);
-    ASSERT_TRUE(m.ReportFailure(FailureFor(*next, worker)).ok());
-  }
+  // One worker failing the replacement again and again is that worker's trouble: it is offered
+  // new trials first, and its repeats count once.
+  auto replacement = m.Acquire(Acquire(worker, 1));
+  ASSERT_EQ(replacement->evaluate().trials(0).number(), 1);
+  ASSERT_TRUE(m.ReportFailure(FailureFor(*replacement, worker)).ok());
+  auto fresh = m.Acquire(Acquire(worker, 1));
+  ASSERT_EQ(fresh->evaluate().trials(0).number(), 2) << "a trial it has not failed first";
+  ASSERT_TRUE(m.Report(ScoresFor(*fresh, worker)).ok());
+  EXPECT_EQ(m.Get(id)->trials(1).state(), v1::TRIAL_STATE_WAITING);
+  // A second worker fails it too: 2 failed trials > max_failed_trials = 1 fails the study.
+  const std::string other = m.RegisterWorker({});
+  auto next = m.Acquire(Acquire(other, 1));
+  ASSERT_EQ(next->evaluate().trials(0).number(), 1);
+  ASSERT_TRUE(m.ReportFailure(FailureFor(*next, other)).ok());
   detail = m.Get(id);
   EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FAILED);
   EXPECT_NE(detail->summary().error().find("2 trials failed, more than max_failed_trials = 1"), std::string::npos)
@@ -370,6 +401,57 @@ TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
   auto stale = m.Report(ScoresFor(lost, old_worker));
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
   EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
+  // A restart is nobody's fault: the expiry is journaled as such and counts against no worker.
+  size_t valid = 0;
+  auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
+  int restarts = 0;
+  for (const std::string& r : *records) restarts += r.find("\"cause\":\"restart\"") != std::string::npos;
+  EXPECT_EQ(restarts, 2);
+}
+
+TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJournaledReportCompletesOnce) {
+  const std::string dir = testing_support::MakeTempDir("manager_release");
+  TestClock clock;
+  std::string id, old_worker;
+  v1::WorkItem out, cut;
+  {
+    JournalStore store(dir);
+    StudyManager m(&store, clock.fn());
+    auto spec = SmallSpec(4);
+    spec.set_trials_per_lease(2);
+    id = *m.Submit(spec);
+    old_worker = m.RegisterWorker({});
+    Prepare(m, old_worker);
+    out = *m.Acquire(Acquire(old_worker, 2));
+    cut = *m.Acquire(Acquire(old_worker, 2));
+    ASSERT_EQ(cut.evaluate().trials_size(), 2);
+    // The coordinator died after journaling the first of cut's two completions.
+    const auto& t = cut.evaluate().trials(0);
+    ASSERT_TRUE(store.Append(id, "{\"type\":\"completed\",\"number\":" + std::to_string(t.number()) +
+                                     ",\"refusals\":1,\"refusal_prompts\":10,\"kl_divergence\":0.5}")
+                    .ok());
+  }
+  JournalStore store(dir);
+  StudyManager m(&store, clock.fn());
+  ASSERT_TRUE(m.Recover().ok());
+  EXPECT_EQ(m.Get(id)->summary().completed_trials(), 1);
+  // The worker's retry of the whole report lands; the trial already journaled keeps its scores.
+  ASSERT_TRUE(m.Report(ScoresFor(cut, old_worker)).ok());
+  auto detail = m.Get(id);
+  EXPECT_EQ(detail->summary().completed_trials(), 2);
+  EXPECT_EQ(detail->trials(static_cast<int>(cut.evaluate().trials(0).number())).scores().kl_divergence(), 0.5);
+  m.ReleaseRestoredLeases();  // `schism run`: `out`'s worker died with the old process
+  for (const auto& t : out.evaluate().trials()) {
+    EXPECT_EQ(m.Get(id)->trials(static_cast<int>(t.number())).state(), v1::TRIAL_STATE_WAITING);
+  }
+  size_t valid = 0;
+  int completed = 0;
+  const auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
+  ASSERT_TRUE(records.ok());
+  for (const std::string& r : *records) {
+    completed += r.find("\"completed\"") != std::string::npos;
+  }
+  EXPECT_EQ(completed, 2) << "each trial completed exactly once";
 }
 
 TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
@@ -435,11 +517,13 @@ TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
   auto nan = m.Report(report);
   EXPECT_EQ(nan.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(nan.message().find("invalid scores"), std::string::npos) << nan;
-  // The NaN report re-queued the trial; it comes back with attempt 2.
-  auto retry = m.Acquire(Acquire(w, 1));
+  // The NaN report re-queued the trial; it comes back with attempt 2 (to a worker that has not
+  // failed it).
+  auto retry = m.Acquire(Acquire(other, 1));
   EXPECT_EQ(retry->evaluate().trials(0).number(), item->evaluate().trials(0).number());
-  EXPECT_EQ(m.Report(ScoresFor(*retry, other)).code(), absl::StatusCode::kPermissionDenied);
-  v1::ReportResultRequest unknown = ScoresFor(*retry, w);
+  EXPECT_EQ(retry->evaluate().trials(0).attempts(), 2);
+  EXPECT_EQ(m.Report(ScoresFor(*retry, w)).code(), absl::StatusCode::kPermissionDenied);
+  v1::ReportResultRequest unknown = ScoresFor(*retry, other);
   unknown.set_lease_id("l-nope");
   EXPECT_EQ(m.Report(unknown).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(m.Acquire(Acquire("w-unregistered", 1)).status().code(), absl::StatusCode::kFailedPrecondition);

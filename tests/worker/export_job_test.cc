@@ -7,7 +7,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -381,30 +382,26 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
 TEST(Export, DirectionsLeftByAKilledExportWorkerAreRemovedAtStart) {
   namespace fs = std::filesystem;
   const std::string root = testing_support::MakeTempDir("stale_directions");
-  char host[256] = {};
-  ASSERT_EQ(::gethostname(host, sizeof(host) - 1), 0);
-  // A process that has exited: its pid is free (a SIGKILLed export worker).
-  const pid_t dead = ::fork();
-  if (dead == 0) ::_exit(0);
-  ASSERT_GT(dead, 0);
-  ::waitpid(dead, nullptr, 0);
-  auto file = [&](const std::string& host_name, long pid) {
-    const std::string path = root + "/.directions-x00ab-" + host_name + "-" + std::to_string(pid) + ".bin";
+  auto file = [&](const std::string& name) {
+    const std::string path = root + "/.directions-x00ab-" + name + ".bin";
     std::ofstream(path) << "SCHDIR1";
     return path;
   };
-  const std::string killed = file(host, dead);
-  const std::string mine_before_restart = file(host, ::getpid());
-  const std::string running = file(host, ::getppid());       // a live export on this host
-  const std::string elsewhere = file("other-host-7", dead);   // a shared root: not ours to judge
+  const std::string killed = file("host-a-4242");        // its export died: nobody holds it
+  const std::string elsewhere = file("other-host-7-17");  // died on another host sharing the root
+  const std::string running = file("host-b-99");          // a live export holds its lock
+  const int live = ::open(running.c_str(), O_RDONLY);
+  ASSERT_GE(live, 0);
+  ASSERT_EQ(::flock(live, LOCK_EX), 0);
   const std::string unrelated = root + "/model.safetensors";
   std::ofstream(unrelated) << "x";
   EXPECT_EQ(worker::RemoveStaleDirections(root), 2);
   EXPECT_FALSE(fs::exists(killed));
-  EXPECT_FALSE(fs::exists(mine_before_restart));
+  EXPECT_FALSE(fs::exists(elsewhere));
   EXPECT_TRUE(fs::exists(running));
-  EXPECT_TRUE(fs::exists(elsewhere));
   EXPECT_TRUE(fs::exists(unrelated));
+  ::close(live);
+  EXPECT_EQ(worker::RemoveStaleDirections(root), 1) << "once its export ends (or dies), the lock goes with it";
 }
 
 TEST(Export, Sha256MatchesKnownVectors) {

@@ -172,6 +172,9 @@ TEST(TokenizerSpec, MalformedTokenizerJsonIsRefusedNotACrash) {
       {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": "x", "content": "<s>"}]})", "malformed field"},
       {R"({"model": {"type": 3, "vocab": {"a": 0}}})", "tokenizer.json"},
       {R"([1, 2, 3])", "not a JSON object"},
+      {R"({})", "BPE"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": {"x": 1}}})", "model.merges must be a list"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": 5})", "added_tokens must be a list"},
   };
   for (const auto& [text, expected] : cases) {
     const std::string path = dir + "/tokenizer.json";
