@@ -109,7 +109,11 @@ absl::StatusOr<StudyClient> ConnectStudyClient(const Args& args) {
   if (!token.ok()) return token.status();
   auto credentials = Credentials(args);
   if (!credentials.ok()) return credentials.status();
-  return StudyClient{*token, v1::StudyService::NewStub(grpc::CreateChannel(*args.Get("coordinator"), *credentials))};
+  // A study of many trials outgrows gRPC's 4 MiB default (about 250 bytes a trial).
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(64 << 20);
+  return StudyClient{*token, v1::StudyService::NewStub(
+                                 grpc::CreateCustomChannel(*args.Get("coordinator"), *credentials, channel_args))};
 }
 
 }  // namespace
@@ -318,11 +322,17 @@ int RunStatus(const std::vector<std::string>& argv) {
   }
   auto client = ConnectStudyClient(*args);
   if (!client.ok()) return Fail("status", kExitUsageError, std::string(client.status().message()));
-  v1::ListStudiesResponse list;
-  auto c = client->Context();
-  const grpc::Status s = client->stub->ListStudies(c.get(), v1::ListStudiesRequest(), &list);
-  if (!s.ok()) return Fail("status", kExitRuntimeError, s.error_message());
-  for (const v1::StudySummary& study : list.studies()) {
+  std::vector<v1::StudySummary> studies;
+  v1::ListStudiesRequest page;
+  do {  // the coordinator pages long listings
+    v1::ListStudiesResponse list;
+    auto c = client->Context();
+    const grpc::Status s = client->stub->ListStudies(c.get(), page, &list);
+    if (!s.ok()) return Fail("status", kExitRuntimeError, s.error_message());
+    studies.insert(studies.end(), list.studies().begin(), list.studies().end());
+    page.set_page_token(list.next_page_token());
+  } while (!page.page_token().empty());
+  for (const v1::StudySummary& study : studies) {
     if (!args->positionals().empty() && study.study_id() != args->positionals()[0]) continue;
     if (args->Has("json")) {
       std::printf("%s\n", ProtoJson(study).c_str());

@@ -43,10 +43,12 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     resp->set_study_id(*id);
     return grpc::Status::OK;
   }
-  grpc::Status ListStudies(grpc::ServerContext* c, const v1::ListStudiesRequest*,
+  grpc::Status ListStudies(grpc::ServerContext* c, const v1::ListStudiesRequest* req,
                            v1::ListStudiesResponse* resp) override {
     if (auto a = Authorize(c, token_); !a.ok()) return a;
-    for (auto& s : m_->List()) *resp->add_studies() = std::move(s);
+    auto page = m_->ListPage(*req);
+    if (!page.ok()) return ToGrpc(page.status());
+    *resp = std::move(*page);
     return grpc::Status::OK;
   }
   grpc::Status GetStudy(grpc::ServerContext* c, const v1::GetStudyRequest* req,

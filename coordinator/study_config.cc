@@ -220,7 +220,7 @@ const std::map<std::string, KeyReader>& TopLevelKeys() {
          return absl::OkStatus();
        }},
       {"n_trials", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto x = r.Integer(v, k, 1, 1000000);
+         auto x = r.Integer(v, k, 1, 100000);
          if (x.ok()) r.spec.set_n_trials(static_cast<int32_t>(*x));
          return x.status();
        }},

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/env.h"
 #include "coordinator/objectives.h"
@@ -61,7 +62,8 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
     return bad("quantization", "expected none, nf4 or bnb_4bit, got \"" + spec.quantization() + "\"");
   }
   if (spec.n_trials() == 0) spec.set_n_trials(200);
-  if (spec.n_trials() < 1 || spec.n_trials() > 1000000) return bad("n_trials", "must be in [1, 1000000]");
+  // A study detail carries every trial (~250 bytes each); 100,000 stay well inside a 64 MiB reply.
+  if (spec.n_trials() < 1 || spec.n_trials() > 100000) return bad("n_trials", "must be in [1, 100000]");
   if (spec.n_startup_trials() == 0) spec.set_n_startup_trials(60);
   if (spec.n_startup_trials() < 0) return bad("n_startup_trials", "must be >= 0");
   if (spec.max_response_length() == 0) spec.set_max_response_length(100);
@@ -115,6 +117,10 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
     if (d != "auto" && d != "float32" && d != "bfloat16" && d != "float16") {
       return bad("dtypes", "\"" + d + "\": expected auto, float32, bfloat16 or float16");
     }
+  }
+  if (spec.ByteSizeLong() > kMaxStudySpecBytes) {
+    return bad("spec", absl::StrCat(spec.ByteSizeLong(), " bytes, more than ", kMaxStudySpecBytes,
+                                    ": long texts (system prompt, markers, prefix) must stay small"));
   }
   if (spec.batch_size() == 0) spec.set_batch_size(32);
   if (spec.batch_size() < 1) return bad("batch_size", "must be >= 1");
@@ -337,6 +343,25 @@ std::vector<v1::StudySummary> StudyManager::List() {
   std::vector<v1::StudySummary> out;
   for (const Study* s : ordered) out.push_back(Summary(*s));
   return out;
+}
+
+absl::StatusOr<v1::ListStudiesResponse> StudyManager::ListPage(const v1::ListStudiesRequest& request) {
+  constexpr size_t kPageBytes = 2 << 20;
+  const int page_size = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
+  size_t first = 0;
+  if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &first)) {
+    return absl::InvalidArgumentError(absl::StrCat("page_token \"", request.page_token(), "\" is not one this coordinator gave"));
+  }
+  const std::vector<v1::StudySummary> all = List();
+  v1::ListStudiesResponse page;
+  size_t bytes = 0, i = first;
+  for (; i < all.size() && page.studies_size() < page_size; ++i) {
+    bytes += all[i].ByteSizeLong();
+    if (bytes > kPageBytes && page.studies_size() > 0) break;
+    *page.add_studies() = all[i];
+  }
+  if (i < all.size()) page.set_next_page_token(std::to_string(i));
+  return page;
 }
 
 absl::StatusOr<v1::StudyDetail> StudyManager::Get(const std::string& study_id) {

@@ -34,6 +34,10 @@ namespace schism::coordinator {
 
 using Clock = std::chrono::steady_clock;
 
+// A study spec is at most this large serialized (prompt sets are files, not inline text), so
+// every message that carries it (a work item, a listing page) fits gRPC's 4 MiB default.
+inline constexpr size_t kMaxStudySpecBytes = 256 << 10;
+
 // Fills defaults (prompt sets under the data directory, Heretic's numbers) and validates;
 // errors name the field.
 absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec);
@@ -61,6 +65,8 @@ class StudyManager {
 
   absl::StatusOr<std::string> Submit(v1::StudySpec spec);
   std::vector<v1::StudySummary> List();
+  // One page of List (see ListStudiesRequest); errors name a malformed token.
+  absl::StatusOr<v1::ListStudiesResponse> ListPage(const v1::ListStudiesRequest& request);
   absl::StatusOr<v1::StudyDetail> Get(const std::string& study_id);
   absl::StatusOr<v1::StudySummary> Cancel(const std::string& study_id);
 

@@ -474,6 +474,47 @@ TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
   }
 }
 
+TEST(StudyManager, ListingsPageAndAcceptedSpecsFitWhatCanBeServed) {
+  JournalStore store(testing_support::MakeTempDir("manager_pages"));
+  StudyManager m(&store);
+  // Twelve large (200 KiB) specs and three small ones: a page stops at its byte budget (2 MiB)
+  // or at page_size, whichever comes first.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 15; ++i) {
+    auto spec = SmallSpec(2);
+    if (i < 12) spec.set_system_prompt(std::string(200 << 10, 'x'));
+    ids.push_back(*m.Submit(spec));
+  }
+  auto walk = [&](int page_size, std::vector<int>* sizes) {
+    v1::ListStudiesRequest request;
+    request.set_page_size(page_size);
+    std::vector<std::string> seen;
+    do {
+      auto page = m.ListPage(request);
+      EXPECT_TRUE(page.ok()) << page.status();
+      EXPECT_LE(page->ByteSizeLong(), size_t{2} << 20);
+      sizes->push_back(page->studies_size());
+      for (const auto& s : page->studies()) seen.push_back(s.study_id());
+      request.set_page_token(page->next_page_token());
+    } while (!request.page_token().empty());
+    return seen;
+  };
+  std::vector<int> by_bytes, by_size;
+  EXPECT_EQ(walk(0, &by_bytes), ids) << "every study once, in submission order";
+  EXPECT_EQ(by_bytes, (std::vector<int>{10, 5}));
+  EXPECT_EQ(walk(4, &by_size), ids);
+  EXPECT_EQ(by_size, (std::vector<int>{4, 4, 4, 3}));
+  v1::ListStudiesRequest request;
+  request.set_page_token("banana");
+  EXPECT_EQ(m.ListPage(request).status().code(), absl::StatusCode::kInvalidArgument);
+  // A spec that could never travel in a work item is refused at submission, naming why.
+  auto huge = SmallSpec(2);
+  huge.set_system_prompt(std::string(300 << 10, 'x'));
+  auto refused = m.Submit(huge);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("more than 262144"), std::string::npos) << refused.status();
+}
+
 TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
   const std::string dir = testing_support::MakeTempDir("manager_cut");
   std::string id;
