@@ -124,6 +124,79 @@ void DequantizeQ6KBlock(const uint8_t* block, float* y) {
   }
 }
 
+// Q2_K: 16 sub-blocks of 16; sub-block i has 4-bit scale and min in scales[i]. Element
+// 128h + 32s + l is bits 2s..2s+1 of qs[32h + l]; x = d·scale·q − dmin·min.
+void DequantizeQ2KBlock(const uint8_t* block, float* y) {
+  const uint8_t* scales = block;
+  const uint8_t* qs = block + 16;
+  const float d = LoadHalf(block + 80), dmin = LoadHalf(block + 82);
+  for (int e = 0; e < 256; ++e) {
+    const int h = e / 128, s = (e / 32) % 4, l = e % 32, i = e / 16;
+    const float dl = d * static_cast<float>(scales[i] & 0xF);
+    const float ml = dmin * static_cast<float>(scales[i] >> 4);
+    y[e] = dl * static_cast<float>((qs[32 * h + l] >> (2 * s)) & 3) - ml;
+  }
+}
+
+// Q3_K: 16 six-bit scales (low nibbles in bytes 0..7, two high bits each in bytes 8..11), a
+// 2-bit value per element as in Q2_K, and a high bit in hmask whose *absence* subtracts 4:
+// x = d·(scale − 32)·(q − 4·!bit).
+void DequantizeQ3KBlock(const uint8_t* block, float* y) {
+  const uint8_t* hmask = block;
+  const uint8_t* qs = block + 32;
+  const uint8_t* sc = block + 96;
+  const float d = LoadHalf(block + 108);
+  float dl[16];
+  for (int k = 0; k < 16; ++k) {
+    const int low = (k < 8 ? sc[k] : sc[k - 8] >> 4) & 0x0F;
+    const int high = (sc[8 + k % 4] >> (2 * (k / 4))) & 0x03;
+    dl[k] = d * static_cast<float>(static_cast<int8_t>(low | (high << 4)) - 32);
+  }
+  for (int e = 0; e < 256; ++e) {
+    const int h = e / 128, s = (e / 32) % 4, l = e % 32;
+    const int q = (qs[32 * h + l] >> (2 * s)) & 3;
+    const int bit = (hmask[l] >> (e / 32)) & 1;
+    y[e] = dl[e / 16] * static_cast<float>(q - ((bit ^ 1) << 2));
+  }
+}
+
+// The non-linear 4-bit grid of IQ4_NL and IQ4_XS.
+constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// IQ4_NL: f16 d, qs[16]; element 16j + l is nibble j of qs[l]; x = d·grid[nibble].
+void DequantizeIq4NlBlock(const uint8_t* block, float* y) {
+  const float d = LoadHalf(block);
+  for (int e = 0; e < 32; ++e) y[e] = d * static_cast<float>(kIq4Values[(block[2 + e % 16] >> (4 * (e / 16))) & 0xF]);
+}
+
+// IQ4_XS: f16 d, u16 scales_h, u8 scales_l[4], qs[128]: 8 sub-blocks of 32 with six-bit scales
+// (low nibble k of scales_l, bits 2k..2k+1 of scales_h), each laid out as one IQ4_NL block.
+void DequantizeIq4XsBlock(const uint8_t* block, float* y) {
+  const float d = LoadHalf(block);
+  const uint16_t scales_h = static_cast<uint16_t>(block[2] | (block[3] << 8));
+  const uint8_t* scales_l = block + 4;
+  const uint8_t* qs = block + 8;
+  for (int k = 0; k < 8; ++k) {
+    const int low = (scales_l[k / 2] >> (4 * (k % 2))) & 0x0F;
+    const int high = (scales_h >> (2 * k)) & 0x03;
+    const float dl = d * static_cast<float>(static_cast<int8_t>(low | (high << 4)) - 32);
+    for (int m = 0; m < 32; ++m) {
+      y[32 * k + m] = dl * static_cast<float>(kIq4Values[(qs[16 * k + m % 16] >> (4 * (m / 16))) & 0xF]);
+    }
+  }
+}
+
+// MXFP4 (OCP microscaling): u8 e8m0 exponent, qs[16] of e2m1 nibbles (element 16j + l is nibble
+// j of qs[l]). ggml keeps the e2m1 values doubled and the scale halved: x = 2^(e−128)·(2·e2m1).
+void DequantizeMxfp4Block(const uint8_t* block, float* y) {
+  static constexpr int8_t kE2m1Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  const uint32_t e = block[0];
+  const uint32_t bits = e < 2 ? (0x00200000u << e) : ((e - 1) << 23);
+  float d;
+  std::memcpy(&d, &bits, sizeof(d));
+  for (int m = 0; m < 32; ++m) y[m] = d * static_cast<float>(kE2m1Doubled[(block[1 + m % 16] >> (4 * (m / 16))) & 0xF]);
+}
+
 }  // namespace
 
 float HalfToFloat(uint16_t h) {
@@ -172,6 +245,11 @@ std::optional<GgmlTypeInfo> LookupGgmlType(uint32_t type_id) {
     case GgmlType::kQ4_K: return GgmlTypeInfo{"Q4_K", 256, 144};
     case GgmlType::kQ5_K: return GgmlTypeInfo{"Q5_K", 256, 176};
     case GgmlType::kQ6_K: return GgmlTypeInfo{"Q6_K", 256, 210};
+    case GgmlType::kQ2_K: return GgmlTypeInfo{"Q2_K", 256, 84};
+    case GgmlType::kQ3_K: return GgmlTypeInfo{"Q3_K", 256, 110};
+    case GgmlType::kIQ4_NL: return GgmlTypeInfo{"IQ4_NL", 32, 18};
+    case GgmlType::kIQ4_XS: return GgmlTypeInfo{"IQ4_XS", 256, 136};
+    case GgmlType::kMXFP4: return GgmlTypeInfo{"MXFP4", 32, 17};
   }
   return std::nullopt;
 }
@@ -242,6 +320,21 @@ absl::Status DequantizeToFloat(GgmlType type, const void* src, size_t n_elements
       break;
     case GgmlType::kQ6_K:
       for (size_t b = 0; b < blocks; ++b, p += 210, dst += 256) DequantizeQ6KBlock(p, dst);
+      break;
+    case GgmlType::kQ2_K:
+      for (size_t b = 0; b < blocks; ++b, p += 84, dst += 256) DequantizeQ2KBlock(p, dst);
+      break;
+    case GgmlType::kQ3_K:
+      for (size_t b = 0; b < blocks; ++b, p += 110, dst += 256) DequantizeQ3KBlock(p, dst);
+      break;
+    case GgmlType::kIQ4_NL:
+      for (size_t b = 0; b < blocks; ++b, p += 18, dst += 32) DequantizeIq4NlBlock(p, dst);
+      break;
+    case GgmlType::kIQ4_XS:
+      for (size_t b = 0; b < blocks; ++b, p += 136, dst += 256) DequantizeIq4XsBlock(p, dst);
+      break;
+    case GgmlType::kMXFP4:
+      for (size_t b = 0; b < blocks; ++b, p += 17, dst += 32) DequantizeMxfp4Block(p, dst);
       break;
   }
   return absl::OkStatus();

@@ -21,10 +21,15 @@ enum class GgmlType : uint32_t {
   kQ5_0 = 6,
   kQ5_1 = 7,
   kQ8_0 = 8,
+  kQ2_K = 10,
+  kQ3_K = 11,
   kQ4_K = 12,
   kQ5_K = 13,
   kQ6_K = 14,
+  kIQ4_NL = 20,
+  kIQ4_XS = 23,
   kBF16 = 30,
+  kMXFP4 = 39,
 };
 
 // Elements per block and bytes per block of a type. Block layouts (all little-endian):
@@ -37,6 +42,11 @@ enum class GgmlType : uint32_t {
 //   Q4_K 256: f16 d, f16 dmin, u8 scales[12] (8 packed 6-bit scale/min pairs), u8 qs[128]
 //   Q5_K 256: as Q4_K plus u8 qh[32] (the fifth bits) before qs
 //   Q6_K 256: u8 ql[128], u8 qh[64], i8 scales[16], f16 d
+//   Q2_K 256: u8 scales[16] (4-bit scale | 4-bit min), u8 qs[64] (2-bit), f16 d, f16 dmin
+//   Q3_K 256: u8 hmask[32], u8 qs[64] (2-bit), u8 scales[12] (16 six-bit), f16 d
+//   IQ4_NL 32: f16 d, u8 qs[16] (4-bit indices into a fixed non-linear grid)
+//   IQ4_XS 256: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL-like sub-blocks)
+//   MXFP4 32: u8 e8m0 scale, u8 qs[16] (e2m1 values)
 // In the 32-element formats byte j of qs holds element j (low nibble) and element j+16 (high).
 struct GgmlTypeInfo {
   const char* name;
