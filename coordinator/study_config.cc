@@ -177,41 +177,35 @@ absl::Status ReadCluster(Reader& r, const toml::node& node) {
 
 using KeyReader = std::function<absl::Status(Reader&, const toml::node&, const std::string&)>;
 
+// A key whose string value goes straight into the spec.
+KeyReader StringKey(std::function<void(v1::StudySpec&, const std::string&)> set) {
+  return [set = std::move(set)](Reader& r, const toml::node& v, const std::string& k) {
+    auto s = r.String(v, k);
+    if (s.ok()) set(r.spec, *s);
+    return s.status();
+  };
+}
+
+// A key whose integer value in [lo, hi] goes straight into the spec.
+KeyReader IntegerKey(int64_t lo, int64_t hi, std::function<void(v1::StudySpec&, int64_t)> set) {
+  return [lo, hi, set = std::move(set)](Reader& r, const toml::node& v, const std::string& k) {
+    auto x = r.Integer(v, k, lo, hi);
+    if (x.ok()) set(r.spec, *x);
+    return x.status();
+  };
+}
+
 // Every top-level key: Heretic 1.4.0's Settings, master's plugin tables and schism's own. Each
 // either changes what schism does (with Heretic's meaning and default) or is refused with the
 // reason; tests/coordinator/study_config_test.cc walks this table.
 const std::map<std::string, KeyReader>& TopLevelKeys() {
   static const auto* keys = new std::map<std::string, KeyReader>{
-      {"model", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_model(*s);
-         return s.status();
-       }},
-      {"name", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_name(*s);
-         return s.status();
-       }},
-      {"quantization", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_quantization(*s);
-         return s.status();
-       }},
-      {"system_prompt", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_system_prompt(*s);
-         return s.status();
-       }},
-      {"row_normalization", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_row_normalization(*s);
-         return s.status();
-       }},
-      {"response_prefix", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_response_prefix(*s);
-         return s.status();
-       }},
+      {"model", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_model(x); })},
+      {"name", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_name(x); })},
+      {"quantization", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_quantization(x); })},
+      {"system_prompt", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_system_prompt(x); })},
+      {"row_normalization", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_row_normalization(x); })},
+      {"response_prefix", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_response_prefix(x); })},
       {"objective", [](Reader& r, const toml::node& v, const std::string& k) {
          auto s = r.String(v, k);
          if (!s.ok()) return s.status();
@@ -219,22 +213,10 @@ const std::map<std::string, KeyReader>& TopLevelKeys() {
          r.spec.set_objective(*s);
          return absl::OkStatus();
        }},
-      {"n_trials", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto x = r.Integer(v, k, 1, 100000);
-         if (x.ok()) r.spec.set_n_trials(static_cast<int32_t>(*x));
-         return x.status();
-       }},
-      {"n_startup_trials", [](Reader& r, const toml::node& v, const std::string& k) {
-         // 0 is Heretic's "no random trials", which the spec cannot say (0 there means the default).
-         auto x = r.Integer(v, k, 1, 1000000);
-         if (x.ok()) r.spec.set_n_startup_trials(static_cast<int32_t>(*x));
-         return x.status();
-       }},
-      {"max_response_length", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto x = r.Integer(v, k, 1, 4096);
-         if (x.ok()) r.spec.set_max_response_length(static_cast<int32_t>(*x));
-         return x.status();
-       }},
+      {"n_trials", IntegerKey(1, 100000, [](v1::StudySpec& s, int64_t x) { s.set_n_trials(static_cast<int32_t>(x)); })},
+      // 0 is Heretic's "no random trials", which the spec cannot say (0 there means the default).
+      {"n_startup_trials", IntegerKey(1, 1000000, [](v1::StudySpec& s, int64_t x) { s.set_n_startup_trials(static_cast<int32_t>(x)); })},
+      {"max_response_length", IntegerKey(1, 4096, [](v1::StudySpec& s, int64_t x) { s.set_max_response_length(static_cast<int32_t>(x)); })},
       {"batch_size", [](Reader& r, const toml::node& v, const std::string& k) {
          auto x = r.Integer(v, k, 0, 65536);  // 0 = auto
          if (x.ok()) r.batch_size = *x;
@@ -348,11 +330,7 @@ const std::map<std::string, KeyReader>& TopLevelKeys() {
       {"benchmarks", [](Reader& r, const toml::node&, const std::string& k) {
          return r.Error(k, "schism offers no benchmark menu after a study");
        }},
-      {"study_checkpoint_dir", [](Reader& r, const toml::node& v, const std::string& k) {
-         auto s = r.String(v, k);
-         if (s.ok()) r.spec.set_study_checkpoint_dir(*s);
-         return s.status();
-       }},
+      {"study_checkpoint_dir", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_study_checkpoint_dir(x); })},
       {"export_strategy", [](Reader& r, const toml::node& v, const std::string& k) {
          auto s = r.String(v, k);
          if (!s.ok()) return s.status();

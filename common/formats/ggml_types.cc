@@ -232,25 +232,55 @@ float Bf16ToFloat(uint16_t b) {
   return out;
 }
 
-std::optional<GgmlTypeInfo> LookupGgmlType(uint32_t type_id) {
-  switch (static_cast<GgmlType>(type_id)) {
-    case GgmlType::kF32: return GgmlTypeInfo{"F32", 1, 4};
-    case GgmlType::kF16: return GgmlTypeInfo{"F16", 1, 2};
-    case GgmlType::kBF16: return GgmlTypeInfo{"BF16", 1, 2};
-    case GgmlType::kQ4_0: return GgmlTypeInfo{"Q4_0", 32, 18};
-    case GgmlType::kQ4_1: return GgmlTypeInfo{"Q4_1", 32, 20};
-    case GgmlType::kQ5_0: return GgmlTypeInfo{"Q5_0", 32, 22};
-    case GgmlType::kQ5_1: return GgmlTypeInfo{"Q5_1", 32, 24};
-    case GgmlType::kQ8_0: return GgmlTypeInfo{"Q8_0", 32, 34};
-    case GgmlType::kQ4_K: return GgmlTypeInfo{"Q4_K", 256, 144};
-    case GgmlType::kQ5_K: return GgmlTypeInfo{"Q5_K", 256, 176};
-    case GgmlType::kQ6_K: return GgmlTypeInfo{"Q6_K", 256, 210};
-    case GgmlType::kQ2_K: return GgmlTypeInfo{"Q2_K", 256, 84};
-    case GgmlType::kQ3_K: return GgmlTypeInfo{"Q3_K", 256, 110};
-    case GgmlType::kIQ4_NL: return GgmlTypeInfo{"IQ4_NL", 32, 18};
-    case GgmlType::kIQ4_XS: return GgmlTypeInfo{"IQ4_XS", 256, 136};
-    case GgmlType::kMXFP4: return GgmlTypeInfo{"MXFP4", 32, 17};
+namespace {
+
+void DequantizeQ4_0(const uint8_t* p, float* y) { DequantizeQ4_0Block(p + 2, LoadHalf(p), y); }
+void DequantizeQ4_1(const uint8_t* p, float* y) { DequantizeQ4_1Block(p + 4, LoadHalf(p), LoadHalf(p + 2), y); }
+void DequantizeQ5_0(const uint8_t* p, float* y) { DequantizeQ5Block(p, /*affine=*/false, y); }
+void DequantizeQ5_1(const uint8_t* p, float* y) { DequantizeQ5Block(p, /*affine=*/true, y); }
+void DequantizeQ8_0(const uint8_t* p, float* y) {
+  const float d = LoadHalf(p);
+  const auto* qs = reinterpret_cast<const int8_t*>(p + 2);
+  for (int j = 0; j < 32; ++j) y[j] = qs[j] * d;
+}
+
+// Every type schism reads: its geometry and how one block becomes floats (the float types
+// are converted element-wise in DequantizeToFloat and have no block function).
+struct TypeEntry {
+  GgmlType type;
+  GgmlTypeInfo info;
+  void (*block)(const uint8_t*, float*);
+};
+constexpr TypeEntry kTypes[] = {
+    {GgmlType::kF32, {"F32", 1, 4}, nullptr},
+    {GgmlType::kF16, {"F16", 1, 2}, nullptr},
+    {GgmlType::kBF16, {"BF16", 1, 2}, nullptr},
+    {GgmlType::kQ4_0, {"Q4_0", 32, 18}, DequantizeQ4_0},
+    {GgmlType::kQ4_1, {"Q4_1", 32, 20}, DequantizeQ4_1},
+    {GgmlType::kQ5_0, {"Q5_0", 32, 22}, DequantizeQ5_0},
+    {GgmlType::kQ5_1, {"Q5_1", 32, 24}, DequantizeQ5_1},
+    {GgmlType::kQ8_0, {"Q8_0", 32, 34}, DequantizeQ8_0},
+    {GgmlType::kQ2_K, {"Q2_K", 256, 84}, DequantizeQ2KBlock},
+    {GgmlType::kQ3_K, {"Q3_K", 256, 110}, DequantizeQ3KBlock},
+    {GgmlType::kQ4_K, {"Q4_K", 256, 144}, DequantizeQ4KBlock},
+    {GgmlType::kQ5_K, {"Q5_K", 256, 176}, DequantizeQ5KBlock},
+    {GgmlType::kQ6_K, {"Q6_K", 256, 210}, DequantizeQ6KBlock},
+    {GgmlType::kIQ4_NL, {"IQ4_NL", 32, 18}, DequantizeIq4NlBlock},
+    {GgmlType::kIQ4_XS, {"IQ4_XS", 256, 136}, DequantizeIq4XsBlock},
+    {GgmlType::kMXFP4, {"MXFP4", 32, 17}, DequantizeMxfp4Block},
+};
+
+const TypeEntry* FindType(uint32_t type_id) {
+  for (const TypeEntry& e : kTypes) {
+    if (static_cast<uint32_t>(e.type) == type_id) return &e;
   }
+  return nullptr;
+}
+
+}  // namespace
+
+std::optional<GgmlTypeInfo> LookupGgmlType(uint32_t type_id) {
+  if (const TypeEntry* e = FindType(type_id)) return e->info;
   return std::nullopt;
 }
 
@@ -258,10 +288,9 @@ std::string GgmlTypeName(uint32_t type_id) {
   if (auto info = LookupGgmlType(type_id)) return info->name;
   // ggml's other ids (ggml.h's enum ggml_type), named so that errors say what a file holds.
   static constexpr std::pair<uint32_t, const char*> kOthers[] = {
-      {10, "Q2_K"},    {11, "Q3_K"},    {15, "Q8_K"},   {16, "IQ2_XXS"}, {17, "IQ2_XS"},
-      {18, "IQ3_XXS"}, {19, "IQ1_S"},   {20, "IQ4_NL"}, {21, "IQ3_S"},   {22, "IQ2_S"},
-      {23, "IQ4_XS"},  {24, "I8"},      {25, "I16"},    {26, "I32"},     {27, "I64"},
-      {28, "F64"},     {29, "IQ1_M"},   {34, "TQ1_0"},  {35, "TQ2_0"},   {39, "MXFP4"}};
+      {15, "Q8_K"}, {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {21, "IQ3_S"},
+      {22, "IQ2_S"}, {24, "I8"},     {25, "I16"},    {26, "I32"},     {27, "I64"},   {28, "F64"},
+      {29, "IQ1_M"}, {34, "TQ1_0"},  {35, "TQ2_0"},  {40, "NVFP4"}};
   for (const auto& [id, name] : kOthers) {
     if (id == type_id) return name;
   }
@@ -269,74 +298,31 @@ std::string GgmlTypeName(uint32_t type_id) {
 }
 
 absl::Status DequantizeToFloat(GgmlType type, const void* src, size_t n_elements, float* dst) {
-  auto info = LookupGgmlType(static_cast<uint32_t>(type));
-  if (!info) {
-    return absl::UnimplementedError(
-        absl::StrCat("cannot dequantize ", GgmlTypeName(static_cast<uint32_t>(type))));
+  const TypeEntry* entry = FindType(static_cast<uint32_t>(type));
+  if (entry == nullptr) {
+    return absl::UnimplementedError(absl::StrCat("cannot dequantize ", GgmlTypeName(static_cast<uint32_t>(type))));
   }
-  if (n_elements % info->block_elements != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(n_elements, " elements is not a multiple of ",
-                                                   info->name, "'s block of ",
-                                                   info->block_elements));
+  const GgmlTypeInfo& info = entry->info;
+  if (n_elements % info.block_elements != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(n_elements, " elements is not a multiple of ", info.name,
+                                                   "'s block of ", info.block_elements));
   }
   const auto* p = static_cast<const uint8_t*>(src);
-  const size_t blocks = n_elements / info->block_elements;
   switch (type) {
     case GgmlType::kF32:
       std::memcpy(dst, p, n_elements * sizeof(float));
-      break;
+      return absl::OkStatus();
     case GgmlType::kF16:
       for (size_t i = 0; i < n_elements; ++i) dst[i] = LoadHalf(p + 2 * i);
-      break;
+      return absl::OkStatus();
     case GgmlType::kBF16:
       for (size_t i = 0; i < n_elements; ++i) dst[i] = Bf16ToFloat(LoadU16(p + 2 * i));
-      break;
-    case GgmlType::kQ4_0:
-      for (size_t b = 0; b < blocks; ++b, p += 18, dst += 32) DequantizeQ4_0Block(p + 2, LoadHalf(p), dst);
-      break;
-    case GgmlType::kQ4_1:
-      for (size_t b = 0; b < blocks; ++b, p += 20, dst += 32) {
-        DequantizeQ4_1Block(p + 4, LoadHalf(p), LoadHalf(p + 2), dst);
-      }
-      break;
-    case GgmlType::kQ5_0:
-      for (size_t b = 0; b < blocks; ++b, p += 22, dst += 32) DequantizeQ5Block(p, /*affine=*/false, dst);
-      break;
-    case GgmlType::kQ5_1:
-      for (size_t b = 0; b < blocks; ++b, p += 24, dst += 32) DequantizeQ5Block(p, /*affine=*/true, dst);
-      break;
-    case GgmlType::kQ5_K:
-      for (size_t b = 0; b < blocks; ++b, p += 176, dst += 256) DequantizeQ5KBlock(p, dst);
-      break;
-    case GgmlType::kQ8_0:
-      for (size_t b = 0; b < blocks; ++b, p += 34, dst += 32) {
-        const float d = LoadHalf(p);
-        const auto* qs = reinterpret_cast<const int8_t*>(p + 2);
-        for (int j = 0; j < 32; ++j) dst[j] = qs[j] * d;
-      }
-      break;
-    case GgmlType::kQ4_K:
-      for (size_t b = 0; b < blocks; ++b, p += 144, dst += 256) DequantizeQ4KBlock(p, dst);
-      break;
-    case GgmlType::kQ6_K:
-      for (size_t b = 0; b < blocks; ++b, p += 210, dst += 256) DequantizeQ6KBlock(p, dst);
-      break;
-    case GgmlType::kQ2_K:
-      for (size_t b = 0; b < blocks; ++b, p += 84, dst += 256) DequantizeQ2KBlock(p, dst);
-      break;
-    case GgmlType::kQ3_K:
-      for (size_t b = 0; b < blocks; ++b, p += 110, dst += 256) DequantizeQ3KBlock(p, dst);
-      break;
-    case GgmlType::kIQ4_NL:
-      for (size_t b = 0; b < blocks; ++b, p += 18, dst += 32) DequantizeIq4NlBlock(p, dst);
-      break;
-    case GgmlType::kIQ4_XS:
-      for (size_t b = 0; b < blocks; ++b, p += 136, dst += 256) DequantizeIq4XsBlock(p, dst);
-      break;
-    case GgmlType::kMXFP4:
-      for (size_t b = 0; b < blocks; ++b, p += 17, dst += 32) DequantizeMxfp4Block(p, dst);
+      return absl::OkStatus();
+    default:
       break;
   }
+  const size_t blocks = n_elements / info.block_elements;
+  for (size_t b = 0; b < blocks; ++b, p += info.block_bytes, dst += info.block_elements) entry->block(p, dst);
   return absl::OkStatus();
 }
 

@@ -368,6 +368,26 @@ TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStud
   EXPECT_EQ(restarted.Get(id)->summary().error(), detail->summary().error());
 }
 
+// A prepared study of `n_trials` leased two at a time; *worker is the worker that prepared it.
+std::string PreparedStudyOfPairs(StudyManager& m, int n_trials, std::string* worker) {
+  auto spec = SmallSpec(n_trials);
+  spec.set_trials_per_lease(2);
+  const std::string id = *m.Submit(spec);
+  *worker = m.RegisterWorker({});
+  Prepare(m, *worker);
+  return id;
+}
+
+// How many records of a study's journal under `dir` contain `needle`.
+int CountJournalRecords(const std::string& dir, const std::string& id, const std::string& needle) {
+  size_t valid = 0;
+  const auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
+  EXPECT_TRUE(records.ok()) << records.status();
+  int n = 0;
+  for (const std::string& r : records.ok() ? *records : std::vector<std::string>{}) n += r.find(needle) != std::string::npos;
+  return n;
+}
+
 TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
   const std::string dir = testing_support::MakeTempDir("manager_lease_restart");
   TestClock clock;
@@ -376,11 +396,7 @@ TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
   {
     JournalStore store(dir);
     StudyManager m(&store, clock.fn());
-    auto spec = SmallSpec(3);
-    spec.set_trials_per_lease(2);
-    id = *m.Submit(spec);
-    old_worker = m.RegisterWorker({});
-    Prepare(m, old_worker);
+    id = PreparedStudyOfPairs(m, 3, &old_worker);
     lost = *m.Acquire(Acquire(old_worker, 2));
     ASSERT_EQ(lost.evaluate().trials_size(), 2);
   }
@@ -402,11 +418,7 @@ TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
   EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
   // A restart is nobody's fault: the expiry is journaled as such and counts against no worker.
-  size_t valid = 0;
-  auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
-  int restarts = 0;
-  for (const std::string& r : *records) restarts += r.find("\"cause\":\"restart\"") != std::string::npos;
-  EXPECT_EQ(restarts, 2);
+  EXPECT_EQ(CountJournalRecords(dir, id, "\"cause\":\"restart\""), 2);
 }
 
 TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJournaledReportCompletesOnce) {
@@ -417,11 +429,7 @@ TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJourna
   {
     JournalStore store(dir);
     StudyManager m(&store, clock.fn());
-    auto spec = SmallSpec(4);
-    spec.set_trials_per_lease(2);
-    id = *m.Submit(spec);
-    old_worker = m.RegisterWorker({});
-    Prepare(m, old_worker);
+    id = PreparedStudyOfPairs(m, 4, &old_worker);
     out = *m.Acquire(Acquire(old_worker, 2));
     cut = *m.Acquire(Acquire(old_worker, 2));
     ASSERT_EQ(cut.evaluate().trials_size(), 2);
@@ -444,14 +452,7 @@ TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJourna
   for (const auto& t : out.evaluate().trials()) {
     EXPECT_EQ(m.Get(id)->trials(static_cast<int>(t.number())).state(), v1::TRIAL_STATE_WAITING);
   }
-  size_t valid = 0;
-  int completed = 0;
-  const auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
-  ASSERT_TRUE(records.ok());
-  for (const std::string& r : *records) {
-    completed += r.find("\"completed\"") != std::string::npos;
-  }
-  EXPECT_EQ(completed, 2) << "each trial completed exactly once";
+  EXPECT_EQ(CountJournalRecords(dir, id, "\"completed\""), 2) << "each trial completed exactly once";
 }
 
 TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
