@@ -5,10 +5,15 @@
 #include <algorithm>
 #include <charconv>
 #include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_join.h"
 
 namespace schism::common {
 namespace {
@@ -70,24 +75,134 @@ std::vector<std::string> ApplySlice(std::vector<std::string> prompts, const Prom
                                   std::make_move_iterator(prompts.begin() + stop));
 }
 
-absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
-                                                         absl::string_view split) {
+namespace {
+
+// RFC 4180 records: comma-separated fields, "..." quoting with "" for a quote, newlines inside
+// quotes kept. Returns false on an unterminated quote.
+bool ParseCsv(const std::string& data, std::vector<std::vector<std::string>>* rows) {
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < data.size(); ++i) {
+    const char c = data[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < data.size() && data[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        field += c;
+      }
+    } else if (c == '"') {
+      quoted = any = true;
+    } else if (c == ',') {
+      row.push_back(std::move(field));
+      field.clear();
+      any = true;
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < data.size() && data[i + 1] == '\n') ++i;
+      if (any || !field.empty()) row.push_back(std::move(field));
+      if (!row.empty()) rows->push_back(std::move(row));
+      row.clear();
+      field.clear();
+      any = false;
+    } else {
+      field += c;
+      any = true;
+    }
+  }
+  if (quoted) return false;
+  if (any || !field.empty()) row.push_back(std::move(field));
+  if (!row.empty()) rows->push_back(std::move(row));
+  return true;
+}
+
+absl::StatusOr<std::vector<std::string>> CsvColumn(const std::string& data, const std::string& path,
+                                                   const std::string& column) {
+  std::vector<std::vector<std::string>> rows;
+  if (!ParseCsv(data, &rows)) return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": unterminated quote"));
+  if (rows.empty()) return std::vector<std::string>{};
+  const std::vector<std::string>& header = rows[0];
+  const auto at = std::find(header.begin(), header.end(), column);
+  if (at == header.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": no column \"", column, "\" (columns: ",
+                                                   absl::StrJoin(header, ", "), ")"));
+  }
+  const size_t index = static_cast<size_t>(at - header.begin());
+  std::vector<std::string> out;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    if (index >= rows[r].size()) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": record ", r + 1, " has no \"", column, "\" field"));
+    }
+    out.push_back(rows[r][index]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data, const std::string& path,
+                                                     const std::string& column) {
+  std::vector<std::string> out;
+  size_t line_number = 0;
+  for (absl::string_view line : absl::StrSplit(data, '\n')) {
+    ++line_number;
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    const auto bad = [&](const char* why) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ":", line_number, ": ", why));
+    };
+    if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+    const auto it = j.find(column);
+    if (it == j.end() || !it->is_string()) {
+      return bad(absl::StrCat("no string field \"", column, "\"").c_str());
+    }
+    out.push_back(it->get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path, absl::string_view split,
+                                                         absl::string_view column) {
   auto slice = ParsePromptSlice(split);
   if (!slice.ok()) return slice.status();
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("prompt file ", path, ": cannot open"));
-  std::vector<std::string> prompts;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (absl::StripAsciiWhitespace(line).empty()) continue;
-    prompts.push_back(line);
-  }
+  std::stringstream ss;
+  ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("prompt file ", path, ": read error"));
-  if (prompts.empty()) {
+  const std::string data = ss.str();
+  const std::string col = column.empty() ? "text" : std::string(column);
+  std::vector<std::string> prompts;
+  if (absl::EndsWith(path, ".csv")) {
+    auto values = CsvColumn(data, path, col);
+    if (!values.ok()) return values.status();
+    prompts = std::move(*values);
+  } else if (absl::EndsWith(path, ".jsonl") || absl::EndsWith(path, ".ndjson")) {
+    auto values = JsonlColumn(data, path, col);
+    if (!values.ok()) return values.status();
+    prompts = std::move(*values);
+  } else {
+    // A text file read as a dataset has one column, "text" (Heretic reads it with the text builder).
+    if (col != "text") {
+      return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": a text file has one column, \"text\", not \"", col,
+                                                     "\" (CSV and JSONL files have named columns)"));
+    }
+    for (absl::string_view line : absl::StrSplit(data, '\n')) {
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (absl::StripAsciiWhitespace(line).empty()) continue;
+      prompts.emplace_back(line);
+    }
+  }
+  std::vector<std::string> kept;
+  for (std::string& p : prompts) {
+    if (!absl::StripAsciiWhitespace(p).empty()) kept.push_back(std::move(p));
+  }
+  if (kept.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": holds no prompts"));
   }
-  return ApplySlice(std::move(prompts), *slice);
+  return ApplySlice(std::move(kept), *slice);
 }
 
 }  // namespace schism::common

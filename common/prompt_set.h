@@ -25,10 +25,13 @@ absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text);
 // Applies `slice` to `prompts` with Python semantics (bounds clamp, negatives count from the end).
 std::vector<std::string> ApplySlice(std::vector<std::string> prompts, const PromptSlice& slice);
 
-// Reads a text file holding one prompt per line (LF or CRLF; blank lines skipped) and applies
-// `split`. Errors name the file and, for a bad split, the text that did not parse.
-absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
-                                                         absl::string_view split = "");
+// Reads a prompt file and applies `split`: a text file holds one prompt per line (LF or CRLF;
+// blank lines skipped) in its one column, "text"; a .csv file (header row, RFC 4180 quoting)
+// or a .jsonl file (one object per line) gives the values of `column` (default "text"), as
+// Heretic's `column` picks a dataset column. Errors name the file, and the column, record or
+// line at fault, and for a bad split the text that did not parse.
+absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path, absl::string_view split = "",
+                                                         absl::string_view column = "");
 
 }  // namespace schism::common
 

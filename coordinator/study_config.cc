@@ -86,8 +86,8 @@ absl::Status ReadPromptSet(Reader& r, const toml::node& node, const std::string&
     } else if (name == "split") {
       out->set_split(*s);
     } else if (name == "column") {
-      // A text file read as a dataset (Heretic reads it with the `text` builder) has one column.
-      if (*s != "text") return r.Error(full, "a prompt file has one column, \"text\" (CSV, JSONL and Hub datasets are not read yet)");
+      if (s->empty()) return r.Error(full, "must name a column");
+      out->set_column(*s);  // checked against the file when it is read (a text file has only "text")
     } else if (name == "commit") {
       return r.Error(full, "schism reads prompt files on disk; a Hub commit does not apply");
     } else if (name == "prefix") {

@@ -93,7 +93,7 @@ void TrialWorker::Serve(const v1::WorkItem& item, CoordinatorLink::Heartbeat& he
   // Heretic's dataset options: "prefix prompt suffix" (space-joined), and the set's own system
   // prompt over the study's.
   auto prompts = [&](const v1::PromptSet& set) -> absl::StatusOr<std::vector<model::TokenIds>> {
-    auto lines = common::LoadPromptLines(set.path(), set.split());
+    auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
     if (!lines.ok()) return lines.status();
     for (std::string& line : *lines) {
       if (!set.prefix().empty()) line = set.prefix() + " " + line;
@@ -123,8 +123,8 @@ void TrialWorker::Serve(const v1::WorkItem& item, CoordinatorLink::Heartbeat& he
     const auto& t = *st.model->transformer;
     if (spec.response_prefix().empty()) {
       // Greedy responses to 100 good + 100 bad prompts; their common start is the prefix.
-      auto good_lines = common::LoadPromptLines(spec.good_prompts().path(), "[:100]");
-      auto bad_lines = common::LoadPromptLines(spec.bad_prompts().path(), "[:100]");
+      auto good_lines = common::LoadPromptLines(spec.good_prompts().path(), "[:100]", spec.good_prompts().column());
+      auto bad_lines = common::LoadPromptLines(spec.bad_prompts().path(), "[:100]", spec.bad_prompts().column());
       if (!good_lines.ok() || !bad_lines.ok()) {
         fail(std::string((good_lines.ok() ? bad_lines.status() : good_lines.status()).message()));
         return;

@@ -32,6 +32,26 @@ struct RaisedByTemplate : std::runtime_error {
   throw TemplateError(absl::StrCat("template line ", line, ": ", message));
 }
 
+// Budgets that keep a hostile template (a chat template comes with the model file) from
+// overflowing the stack, hanging or exhausting memory; real chat templates stay far below.
+constexpr int kMaxNesting = 256;                // parser nesting (blocks, expressions)
+constexpr int kMaxCallDepth = 100;              // macro calls in progress
+constexpr int64_t kMaxSteps = 1'000'000;        // loop iterations and macro calls per render
+constexpr size_t kMaxOutputBytes = 16 << 20;    // rendered text, and any one string built
+constexpr int64_t kMaxRangeItems = 1'000'000;
+
+// Counts one level of nesting for as long as it lives.
+struct NestingGuard {
+  int& depth;
+  NestingGuard(int& d, int line, int limit = kMaxNesting) : depth(d) {
+    if (++depth > limit) {
+      --depth;
+      Fail(line, absl::StrCat("nested deeper than ", limit, " levels"));
+    }
+  }
+  ~NestingGuard() { --depth; }
+};
+
 // ============================================================================================
 // Lexer
 // ============================================================================================
@@ -231,6 +251,16 @@ using NodePtr = std::unique_ptr<Node>;
 struct Context {
   std::vector<std::unordered_map<std::string, Value>> scopes;
   std::string* out;
+  int depth = 0;       // macro calls in progress
+  int64_t steps = 0;   // loop iterations and macro calls so far
+
+  void Step(int line) {
+    if (++steps > kMaxSteps) Fail(line, absl::StrCat("rendering took more than ", kMaxSteps, " steps"));
+  }
+  void Emit(const std::string& text, int line) {
+    if (out->size() + text.size() > kMaxOutputBytes) Fail(line, absl::StrCat("output grew past ", kMaxOutputBytes, " bytes"));
+    *out += text;
+  }
 
   Value Lookup(const std::string& name) const {
     for (auto it = scopes.rbegin(); it != scopes.rend(); ++it) {
@@ -640,6 +670,9 @@ Value Arithmetic(const std::string& op, const Value& a, const Value& b, int line
     return Value(std::move(out));
   }
   if (op == "*" && a.is_string() && b.is_int()) {
+    if (b.as_int() > 0 && a.str().size() * static_cast<uint64_t>(b.as_int()) > kMaxOutputBytes) {
+      Fail(line, absl::StrCat("string repeated past ", kMaxOutputBytes, " bytes"));
+    }
     std::string out;
     for (int64_t i = 0; i < b.as_int(); ++i) out += a.str();
     return Value(out);
@@ -900,7 +933,7 @@ struct Body : Node {
 struct TextNode : Node {
   std::string text;
   Flow Render(Context& ctx) const override {
-    *ctx.out += text;
+    ctx.Emit(text, line);
     return Flow::kNormal;
   }
 };
@@ -908,7 +941,7 @@ struct TextNode : Node {
 struct OutputNode : Node {
   ExprPtr expr;
   Flow Render(Context& ctx) const override {
-    *ctx.out += expr->Eval(ctx).ToString();
+    ctx.Emit(expr->Eval(ctx).ToString(), line);
     return Flow::kNormal;
   }
 };
@@ -955,6 +988,7 @@ struct ForNode : Node {
     if (items.empty()) return otherwise ? otherwise->Render(ctx) : Flow::kNormal;
     const int64_t n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      ctx.Step(line);
       ScopeGuard scope(ctx);
       ValueDict loop;
       loop.Set("index", Value(i + 1));
@@ -1023,6 +1057,8 @@ struct MacroNode : Node {
     const MacroNode* self = this;
     ctx.Assign(name, Value(Function([defining, self](CallArgs& args) {
       Context& c = *defining;
+      c.Step(self->line);
+      NestingGuard nesting(c.depth, self->line, kMaxCallDepth);  // a macro that calls itself forever
       ScopeGuard scope(c);
       for (size_t i = 0; i < self->params.size(); ++i) {
         Value v = args.Get(i, self->params[i]);
@@ -1047,6 +1083,7 @@ struct MacroNode : Node {
 class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : toks_(std::move(tokens)) {}
+  int depth_ = 0;  // nesting of bodies and expressions being parsed
 
   std::unique_ptr<Body> ParseTemplate() {
     std::string end;
@@ -1076,6 +1113,7 @@ class Parser {
   // Parses nodes until a block tag whose keyword is in `enders`; returns that keyword in *end
   // (the tag's remaining tokens are left for the caller).
   std::unique_ptr<Body> ParseBody(const std::vector<std::string>& enders, std::string* end) {
+    NestingGuard nesting(depth_, Peek().line);
     auto body = std::make_unique<Body>();
     end->clear();
     while (Peek().type != Tok::kEnd) {
@@ -1225,6 +1263,7 @@ class Parser {
   }
 
   ExprPtr ParseExpression() {
+    NestingGuard nesting(depth_, Peek().line);
     ExprPtr value = ParseOr();
     while (IsName("if")) {
       auto node = Make<TernaryExpr>(Peek().line);
@@ -1268,6 +1307,7 @@ class Parser {
   }
 
   ExprPtr ParseNot() {
+    NestingGuard nesting(depth_, Peek().line);
     if (IsName("not")) {
       auto node = Make<UnaryExpr>(Next().line);
       node->op = "not";
@@ -1320,6 +1360,7 @@ class Parser {
   ExprPtr ParsePow() { return ParseBinaryLevel({"**"}, &Parser::ParseUnary); }
 
   ExprPtr ParseUnary() {
+    NestingGuard nesting(depth_, Peek().line);
     if (IsOp("-") || IsOp("+")) {
       auto node = Make<UnaryExpr>(Peek().line);
       node->op = Next().text;
@@ -1536,8 +1577,10 @@ void AddGlobals(std::unordered_map<std::string, Value>* globals) {
       if (args.positional.size() > 2) step = args.positional[2].as_int();
     }
     ValueList out;
+    if (step == 0) return Value(std::move(out));
+    const long double count = (static_cast<long double>(stop) - start) / step;
+    if (count > kMaxRangeItems) throw TemplateError(absl::StrCat("range() of more than ", kMaxRangeItems, " items"));
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
-    if (step == 0) out.clear();
     return Value(std::move(out));
   }));
   (*globals)["strftime_now"] = Value(Function([](CallArgs& args) {

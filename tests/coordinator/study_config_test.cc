@@ -120,7 +120,8 @@ const std::vector<std::pair<std::string, std::vector<KeyCase>>>& HereticKeyCases
       {"system_prompt", {{"system_prompt = \"Be terse.\"", "", [](const S& s) { return s.system_prompt() == "Be terse."; }}}},
       {"good_prompts", {{"[good_prompts]\ndataset = \"g.txt\"\nsplit = \"train[:4]\"\ncolumn = \"text\"\nresidual_plot_label = \"x\"\nresidual_plot_color = \"red\"",
                          "", [](const S& s) { return s.good_prompts().path() == "g.txt" && s.good_prompts().split() == "train[:4]"; }},
-                        {"[good_prompts]\ncolumn = \"prompt\"", "one column", nullptr},
+                        {"[good_prompts]\ncolumn = \"prompt\"", "", [](const S& s) { return s.good_prompts().column() == "prompt"; }},
+                        {"[good_prompts]\ncolumn = \"\"", "must name a column", nullptr},
                         {"[good_prompts]\ncommit = \"abc\"", "good_prompts.commit", nullptr}}},
       {"bad_prompts", {{"[bad_prompts]\ndataset = \"b.txt\"\nprefix = \"Q:\"\nsuffix = \"!\"\nsystem_prompt = \"S\"", "",
                         [](const S& s) {

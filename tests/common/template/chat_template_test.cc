@@ -59,5 +59,28 @@ TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
   EXPECT_NE(rendered.status().message().find("frobnicate"), std::string::npos);
 }
 
+// A chat template arrives with the model file, so a hostile one must end in an error, not a
+// stack overflow, a hang or an allocation of everything: each of these used to do one of those.
+TEST(ChatTemplate, HostileTemplatesEndInErrorsWithinBudgets) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested deeper than 100"},
+      {"{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}", "nested deeper than 256"},
+      {"{{ " + [] { std::string s; for (int i = 0; i < 5000; ++i) s += "not "; return s; }() + "x }}", "nested deeper"},
+      {std::string(3000, '{') , ""},  // lexes as text or fails: either way no crash
+      {"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", "more than 1000000 steps"},
+      {"{{ range(10000000000) | length }}", "range() of more than"},
+      {"{{ 'abc' * 100000000 }}", "string repeated past"},
+            {"{% for a in range(500000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}", "output grew past"},
+  };
+  for (const auto& [source, expected] : cases) {
+    auto t = ChatTemplate::Create(source, "", "");
+    absl::Status status = t.status();
+    if (t.ok()) status = t->Render({{"user", "hi"}}, true).status();
+    if (expected.empty()) continue;
+    ASSERT_FALSE(status.ok()) << source.substr(0, 80);
+    EXPECT_NE(status.message().find(expected), std::string::npos) << source.substr(0, 80) << ": " << status;
+  }
+}
+
 }  // namespace
 }  // namespace schism::jinja
