@@ -38,7 +38,7 @@ const std::vector<Subcommand>& Subcommands() {
       {"export", "STUDY TRIAL --dest DIR [--format merged|adapter|both] --coordinator H:P [--token-file F]\n"
                  "                   schism export --model M --study DIR --trial N --dest DIR ...   (local)",
        "export an abliterated model (full-precision merge and/or PEFT adapter)", RunExport},
-      {"evaluate", "--model M [--params TRIAL.json | --baseline] [CONFIG.toml] [--json]",
+      {"evaluate", "--model M [--params TRIAL.json | --baseline] [--json]",
        "refusal and KL scores of one parameter set", RunEvaluate},
       {"generate", "--model M --prompt TEXT [--max-new-tokens N] [--params TRIAL.json]",
        "greedy completion of one prompt", RunGenerate},

@@ -45,6 +45,11 @@ int RunEvaluate(const std::vector<std::string>& argv) {
     std::fputs(kUsage, stdout);
     return kExitOk;
   }
+  if (!args->positionals().empty()) {
+    // Never read and ignored: the prompt sets and lengths come from the flags below.
+    return Fail(kExitUsageError, "unexpected argument \"" + args->positionals()[0] +
+                                     "\" (evaluate reads no config file; give the flags)\n" + kUsage);
+  }
   auto model_path = args->Get("model");
   if (!model_path) return Fail(kExitUsageError, "--model is required");
   if (args->Has("baseline") == args->Has("params")) {

@@ -54,6 +54,12 @@ TEST(SchismBinary, GenerateAnswersWithTheRealModel) {
   EXPECT_NE(outcome.output.find("prompt tokens"), std::string::npos) << outcome.output;
 }
 
+TEST(SchismBinary, EvaluateRefusesAConfigFileItWouldNotRead) {
+  Outcome outcome = RunSchism("evaluate --model x.gguf --baseline study.toml");
+  EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
+  EXPECT_NE(outcome.output.find("unexpected argument \"study.toml\""), std::string::npos) << outcome.output;
+}
+
 TEST(SchismBinary, GenerateReportsBadInputSpecifically) {
   Outcome missing = RunSchism("generate --model /nonexistent/m.gguf --prompt hi");
   EXPECT_EQ(missing.exit_code, 1);
