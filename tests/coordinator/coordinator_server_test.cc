@@ -220,5 +220,62 @@ TEST(CoordinatorTls, MutualTlsAcceptsCertifiedClientsAndRefusesOthers) {
   EXPECT_FALSE(ClientCredentials(certs + "/missing.pem", "", "").ok());
 }
 
+// TLS misuse, each against a real mutual-TLS coordinator on loopback: a client that trusts
+// another CA, a server certificate for another host name, a client certificate from a CA the
+// server does not trust, and plaintext. Each call is refused (UNAVAILABLE: no handshake), and
+// the coordinator keeps serving a correctly configured client afterwards.
+TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKeepsServing) {
+  const std::string certs = MakeCertificates();
+  const std::string script =
+      "cd " + certs + " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other-ca && "
+      "openssl req -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.csr -subj /CN=rogue && "
+      "openssl x509 -req -in rogue.csr -CA other-ca.pem -CAkey other-ca.key -CAcreateserial -out rogue.pem -days 2 && "
+      "openssl req -newkey rsa:2048 -nodes -keyout elsewhere.key -out elsewhere.csr -subj /CN=elsewhere.example && "
+      "printf 'subjectAltName=DNS:elsewhere.example' > elsewhere.ext && "
+      "openssl x509 -req -in elsewhere.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out elsewhere.pem -days 2 "
+      "-extfile elsewhere.ext";
+  ASSERT_EQ(std::system((script + " >/dev/null 2>&1").c_str()), 0) << "openssl failed";
+  auto start = [&](const std::string& cert, const std::string& key, StudyManager* manager) {
+    ServerOptions options;
+    options.listen = "localhost:0";
+    options.tls_cert_file = certs + "/" + cert;
+    options.tls_key_file = certs + "/" + key;
+    options.client_ca_file = certs + "/ca.pem";
+    auto server = CoordinatorServer::Start(manager, options);
+    EXPECT_TRUE(server.ok()) << server.status();
+    return std::move(*server);
+  };
+  JournalStore store(testing_support::MakeTempDir("tls_misuse_store"));
+  StudyManager manager(&store);
+  auto good = start("server.pem", "server.key", &manager);
+  auto misnamed = start("elsewhere.pem", "elsewhere.key", &manager);  // valid, but not for "localhost"
+  auto call = [&](int port, const std::string& ca, const std::string& cert, const std::string& key) {
+    auto credentials = ClientCredentials(certs + "/" + ca, cert.empty() ? "" : certs + "/" + cert,
+                                         key.empty() ? "" : certs + "/" + key);
+    EXPECT_TRUE(credentials.ok()) << credentials.status();
+    auto stub = v1::StudyService::NewStub(grpc::CreateChannel("localhost:" + std::to_string(port), *credentials));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListStudiesResponse resp;
+    return stub->ListStudies(&context, v1::ListStudiesRequest(), &resp);
+  };
+  const int port = good->port();
+  const grpc::Status wrong_ca = call(port, "other-ca.pem", "client.pem", "client.key");
+  EXPECT_EQ(wrong_ca.error_code(), grpc::StatusCode::UNAVAILABLE) << "a client trusting another CA: " << wrong_ca.error_message();
+  const grpc::Status rogue = call(port, "ca.pem", "rogue.pem", "rogue.key");
+  EXPECT_EQ(rogue.error_code(), grpc::StatusCode::UNAVAILABLE) << "a client certificate from an untrusted CA: " << rogue.error_message();
+  const grpc::Status wrong_host = call(misnamed->port(), "ca.pem", "client.pem", "client.key");
+  EXPECT_EQ(wrong_host.error_code(), grpc::StatusCode::UNAVAILABLE) << "a server certificate for another name: " << wrong_host.error_message();
+  auto plaintext = v1::StudyService::NewStub(
+      grpc::CreateChannel("localhost:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ListStudiesResponse resp;
+  EXPECT_EQ(plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  const grpc::Status after = call(port, "ca.pem", "client.pem", "client.key");
+  EXPECT_TRUE(after.ok()) << "the coordinator must keep serving: " << after.error_message();
+}
+
 }  // namespace
 }  // namespace schism::coordinator
