@@ -208,105 +208,103 @@ absl::Status StudyManager::Recover() {
 }
 
 absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector<std::string>& records) {
-  {
-    auto study = std::make_unique<Study>();
-    study->id = id;
-    std::map<int64_t, std::pair<std::string, std::string>> held;  // trial -> (lease, worker) still out
-    std::map<std::string, std::vector<int64_t>> lease_trials;      // every trial a lease held
-    for (const std::string& text : records) {
-      Json r = Json::parse(text, nullptr, false);
-      if (r.is_discarded() || !r.contains("type")) {
-        return absl::DataLossError(absl::StrCat("study ", id, ": unreadable journal record"));
-      }
-      const std::string type = r["type"];
-      if (type == "submitted") {
-        auto s = google::protobuf::util::JsonStringToMessage(r["spec"].get<std::string>(), &study->spec);
-        if (!s.ok()) return absl::DataLossError(absl::StrCat("study ", id, ": bad spec record"));
-        study->order = r.value("order", int64_t{0});
-        next_order_ = std::max(next_order_, study->order + 1);
-      } else if (type == "prepared") {
-        study->num_layers = r["num_layers"];
-        study->spec.set_response_prefix(r.value("response_prefix", study->spec.response_prefix()));
-        study->baseline_refusals = r["baseline_refusals"];
-        study->state = v1::STUDY_STATE_RUNNING;
-        StartTrials(study.get(), 0);
-      } else if (type == "prepare_failed") {
-        study->state = v1::STUDY_STATE_FAILED;
-        study->error = r.value("reason", "");
-      } else if (type == "asked") {
-        TrialEntry t;
-        t.number = r["number"];
-        for (auto it = r["params"].begin(); it != r["params"].end(); ++it) t.params[it.key()] = it.value();
-        study->trials.push_back(std::move(t));
-      } else if (type == "leased") {
-        TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
-        t.attempts = r["attempt"];
-        held[t.number] = {r.value("lease", ""), r.value("worker", "")};
-        lease_trials[r.value("lease", "")].push_back(t.number);
-      } else if (type == "completed") {
-        TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
-        held.erase(t.number);
-        t.state = v1::TRIAL_STATE_COMPLETE;
-        t.scores.set_refusals(r["refusals"]);
-        t.scores.set_refusal_prompts(r["refusal_prompts"]);
-        t.scores.set_kl_divergence(r["kl_divergence"]);
-      } else if (type == "requeued" || type == "failed") {
-        TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
-        held.erase(t.number);
-        // Records before the cause was journaled read as expiries (of an unknown worker each).
-        const std::string cause = r.value("cause", "expired");
-        const std::string worker = r.value("worker", absl::StrCat("unrecorded-", t.attempts));
-        if (cause == "expired") t.lost_workers.insert(worker);
-        if (cause == "worker_failed") t.failed_workers.insert(worker);
-        t.state = type == "failed" ? v1::TRIAL_STATE_FAILED : v1::TRIAL_STATE_WAITING;
-        if (type == "failed") t.error = r.value("error", r.value("reason", ""));
-      } else if (type == "study_failed") {
-        study->state = v1::STUDY_STATE_FAILED;
-        study->error = r.value("reason", "");
-      } else if (type == "finished") {
-        study->state = v1::STUDY_STATE_FINISHED;
-      } else if (type == "cancelled") {
-        study->state = v1::STUDY_STATE_CANCELLED;
-      } else if (type == "export") {
-        v1::ExportJob job;
-        if (!google::protobuf::util::JsonStringToMessage(r["job"].get<std::string>(), &job).ok()) {
-          return absl::DataLossError(absl::StrCat("study ", id, ": bad export record"));
-        }
-        // Its lease died with the old coordinator.
-        if (job.state() == v1::EXPORT_STATE_RUNNING) job.set_state(v1::EXPORT_STATE_QUEUED);
-        if (!exports_.count(job.export_id())) export_order_.push_back(job.export_id());
-        exports_[job.export_id()] = job;
-      }
+  auto study = std::make_unique<Study>();
+  study->id = id;
+  std::map<int64_t, std::pair<std::string, std::string>> held;  // trial -> (lease, worker) still out
+  std::map<std::string, std::vector<int64_t>> lease_trials;      // every trial a lease held
+  for (const std::string& text : records) {
+    Json r = Json::parse(text, nullptr, false);
+    if (r.is_discarded() || !r.contains("type")) {
+      return absl::DataLossError(absl::StrCat("study ", id, ": unreadable journal record"));
     }
-    if (study->sampler) StartTrials(study.get(), static_cast<uint32_t>(study->trials.size()));
-    // Leases that were out when the coordinator stopped live on: their workers keep computing and
-    // may report. Each gets a fresh lease_seconds (heartbeats were not journaled); a worker that
-    // is gone lets it expire as usual. Records without a lease id (older journals) re-queue.
-    if (study->state == v1::STUDY_STATE_RUNNING) {
-      // A lease keeps all its trials, also those whose completion was journaled before the
-      // crash cut its report short: the worker's retry carries every result.
-      std::map<std::string, Lease> recovered;
-      for (const auto& [number, holder] : held) {
-        if (holder.first.empty() || holder.second.empty()) continue;
-        Lease& lease = recovered[holder.first];
-        lease.id = holder.first;
-        lease.study_id = id;
-        lease.worker_id = holder.second;
-        lease.trials = lease_trials[holder.first];
-        lease.deadline = clock_() + std::chrono::seconds(study->spec.lease_seconds());
-        lease.restored_unheard = true;
-        study->trials[number].state = v1::TRIAL_STATE_RUNNING;
+    const std::string type = r["type"];
+    if (type == "submitted") {
+      auto s = google::protobuf::util::JsonStringToMessage(r["spec"].get<std::string>(), &study->spec);
+      if (!s.ok()) return absl::DataLossError(absl::StrCat("study ", id, ": bad spec record"));
+      study->order = r.value("order", int64_t{0});
+      next_order_ = std::max(next_order_, study->order + 1);
+    } else if (type == "prepared") {
+      study->num_layers = r["num_layers"];
+      study->spec.set_response_prefix(r.value("response_prefix", study->spec.response_prefix()));
+      study->baseline_refusals = r["baseline_refusals"];
+      study->state = v1::STUDY_STATE_RUNNING;
+      StartTrials(study.get(), 0);
+    } else if (type == "prepare_failed") {
+      study->state = v1::STUDY_STATE_FAILED;
+      study->error = r.value("reason", "");
+    } else if (type == "asked") {
+      TrialEntry t;
+      t.number = r["number"];
+      for (auto it = r["params"].begin(); it != r["params"].end(); ++it) t.params[it.key()] = it.value();
+      study->trials.push_back(std::move(t));
+    } else if (type == "leased") {
+      TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+      t.attempts = r["attempt"];
+      held[t.number] = {r.value("lease", ""), r.value("worker", "")};
+      lease_trials[r.value("lease", "")].push_back(t.number);
+    } else if (type == "completed") {
+      TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+      held.erase(t.number);
+      t.state = v1::TRIAL_STATE_COMPLETE;
+      t.scores.set_refusals(r["refusals"]);
+      t.scores.set_refusal_prompts(r["refusal_prompts"]);
+      t.scores.set_kl_divergence(r["kl_divergence"]);
+    } else if (type == "requeued" || type == "failed") {
+      TrialEntry& t = study->trials.at(r["number"].get<int64_t>());
+      held.erase(t.number);
+      // Records before the cause was journaled read as expiries (of an unknown worker each).
+      const std::string cause = r.value("cause", "expired");
+      const std::string worker = r.value("worker", absl::StrCat("unrecorded-", t.attempts));
+      if (cause == "expired") t.lost_workers.insert(worker);
+      if (cause == "worker_failed") t.failed_workers.insert(worker);
+      t.state = type == "failed" ? v1::TRIAL_STATE_FAILED : v1::TRIAL_STATE_WAITING;
+      if (type == "failed") t.error = r.value("error", r.value("reason", ""));
+    } else if (type == "study_failed") {
+      study->state = v1::STUDY_STATE_FAILED;
+      study->error = r.value("reason", "");
+    } else if (type == "finished") {
+      study->state = v1::STUDY_STATE_FINISHED;
+    } else if (type == "cancelled") {
+      study->state = v1::STUDY_STATE_CANCELLED;
+    } else if (type == "export") {
+      v1::ExportJob job;
+      if (!google::protobuf::util::JsonStringToMessage(r["job"].get<std::string>(), &job).ok()) {
+        return absl::DataLossError(absl::StrCat("study ", id, ": bad export record"));
       }
-      for (auto& [lease_id, lease] : recovered) {
-        workers_.insert(lease.worker_id);  // it reports under the id it registered with
-        leases_[lease_id] = std::move(lease);
-      }
+      // Its lease died with the old coordinator.
+      if (job.state() == v1::EXPORT_STATE_RUNNING) job.set_state(v1::EXPORT_STATE_QUEUED);
+      if (!exports_.count(job.export_id())) export_order_.push_back(job.export_id());
+      exports_[job.export_id()] = job;
     }
-    // A crash between a study's last completion and its `finished` record must not leave it
-    // RUNNING with nothing left to run: completion is derived from the trials.
-    MaybeFinish(study.get());
-    studies_[id] = std::move(study);
   }
+  if (study->sampler) StartTrials(study.get(), static_cast<uint32_t>(study->trials.size()));
+  // Leases that were out when the coordinator stopped live on: their workers keep computing and
+  // may report. Each gets a fresh lease_seconds (heartbeats were not journaled); a worker that
+  // is gone lets it expire as usual. Records without a lease id (older journals) re-queue.
+  if (study->state == v1::STUDY_STATE_RUNNING) {
+    // A lease keeps all its trials, also those whose completion was journaled before the
+    // crash cut its report short: the worker's retry carries every result.
+    std::map<std::string, Lease> recovered;
+    for (const auto& [number, holder] : held) {
+      if (holder.first.empty() || holder.second.empty()) continue;
+      Lease& lease = recovered[holder.first];
+      lease.id = holder.first;
+      lease.study_id = id;
+      lease.worker_id = holder.second;
+      lease.trials = lease_trials[holder.first];
+      lease.deadline = clock_() + std::chrono::seconds(study->spec.lease_seconds());
+      lease.restored_unheard = true;
+      study->trials[number].state = v1::TRIAL_STATE_RUNNING;
+    }
+    for (auto& [lease_id, lease] : recovered) {
+      workers_.insert(lease.worker_id);  // it reports under the id it registered with
+      leases_[lease_id] = std::move(lease);
+    }
+  }
+  // A crash between a study's last completion and its `finished` record must not leave it
+  // RUNNING with nothing left to run: completion is derived from the trials.
+  MaybeFinish(study.get());
+  studies_[id] = std::move(study);
   return absl::OkStatus();
 }
 
@@ -430,9 +428,7 @@ std::optional<int64_t> StudyManager::AskTrial(Study* study) {
   Json params = Json::object();
   for (const auto& [name, value] : t.params) params[name] = value;
   if (auto s = Journal(study->id, Json{{"type", "asked"}, {"number", t.number}, {"params", params}}.dump()); !s.ok()) {
-    ++store_errors_;
-    std::fprintf(stderr, "schism coordinator: study %s: trial %lld not asked, the store refused it: %s\n",
-                 study->id.c_str(), static_cast<long long>(t.number), std::string(s.message()).c_str());
+    StoreRefused(absl::StrCat("study ", study->id, ": trial ", t.number, " not asked"), s);
     return std::nullopt;
   }
   study->trials.push_back(std::move(t));
@@ -538,12 +534,14 @@ absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id, co
   return DeadlineUnixMs(it->second.deadline);
 }
 
+void StudyManager::StoreRefused(const std::string& what, const absl::Status& status) {
+  ++store_errors_;
+  std::fprintf(stderr, "schism coordinator: %s: the store refused it: %s\n", what.c_str(),
+               std::string(status.message()).c_str());
+}
+
 void StudyManager::JournalOrLog(const std::string& study_id, const std::string& record) {
-  if (auto s = Journal(study_id, record); !s.ok()) {
-    ++store_errors_;
-    std::fprintf(stderr, "schism coordinator: study %s: the store refused a journal record (%s): %s\n",
-                 study_id.c_str(), std::string(s.message()).c_str(), record.c_str());
-  }
+  if (auto s = Journal(study_id, record); !s.ok()) StoreRefused(absl::StrCat("study ", study_id, ": record ", record), s);
 }
 
 int StudyManager::MaxFailedTrials(const v1::StudySpec& spec) {
@@ -871,11 +869,7 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRe
     job.set_state(v1::EXPORT_STATE_RUNNING);
     job.set_attempts(job.attempts() + 1);
     job.set_worker_id(request.worker_id());
-    if (auto s = JournalExport(job); !s.ok()) {
-      ++store_errors_;
-      std::fprintf(stderr, "schism coordinator: export %s: the store refused a journal record: %s\n", id.c_str(),
-                   std::string(s.message()).c_str());
-    }
+    if (auto s = JournalExport(job); !s.ok()) StoreRefused("export " + id, s);
     Lease lease;
     lease.id = RandomId("l");
     lease.study_id = study.id;
@@ -907,11 +901,7 @@ void StudyManager::RequeueExport(const Lease& lease, const std::string& reason, 
     job.set_state(v1::EXPORT_STATE_QUEUED);
     job.set_error(reason);
   }
-  if (auto s = JournalExport(job); !s.ok()) {
-    ++store_errors_;
-    std::fprintf(stderr, "schism coordinator: export %s: the store refused a journal record: %s\n",
-                 job.export_id().c_str(), std::string(s.message()).c_str());
-  }
+  if (auto s = JournalExport(job); !s.ok()) StoreRefused("export " + job.export_id(), s);
 }
 
 }  // namespace schism::coordinator

@@ -144,6 +144,8 @@ class StudyManager {
   // Journals a record whose loss is not the caller's to report (an expiry, a background change):
   // a store error is logged and counted, never dropped silently.
   void JournalOrLog(const std::string& study_id, const std::string& record);
+  // Logs and counts (Metrics().store_errors) a write the store refused; `what` names it.
+  void StoreRefused(const std::string& what, const absl::Status& status);
   // FINISHED once n_trials trials are COMPLETE and nothing runs; FAILED past max_failed_trials.
   void MaybeFinish(Study* study);
   static int MaxFailedTrials(const v1::StudySpec& spec);
