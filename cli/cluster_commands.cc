@@ -1,4 +1,4 @@
-#include "cli/cluster_commands.h"
+#include "cli/commands.h"
 
 #include <grpcpp/grpcpp.h>
 
@@ -14,7 +14,6 @@
 #include "schism/proto_json.h"
 
 #include "cli/args.h"
-#include "cli/commands.h"
 #include "common/byte_size.h"
 #include "absl/strings/numbers.h"
 #include "worker/runtime/device.h"
@@ -42,11 +41,6 @@ void HandleSignal(int) { g_stop = true; }
 void InstallSignalHandlers() {
   std::signal(SIGINT, HandleSignal);
   std::signal(SIGTERM, HandleSignal);
-}
-
-int Fail(const char* command, int code, const std::string& message) {
-  std::fprintf(stderr, "schism %s: %s\n", command, message.c_str());
-  return code;
 }
 
 absl::StatusOr<std::string> ReadToken(const Args& args) {
@@ -118,12 +112,9 @@ absl::StatusOr<StudyClient> ConnectStudyClient(const Args& args) {
 
 }  // namespace
 
-int RunCoordinator(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"listen", "store", "token-file", "tls-cert", "tls-key", "client-ca", "http"}, {"help"}});
-  if (!args.ok()) return Fail("coordinator", kExitUsageError, std::string(args.status().message()));
-  auto store_dir = args->Get("store");
-  if (!store_dir) return Fail("coordinator", kExitUsageError, "--store DIR is required");
-  auto token = ReadToken(*args);
+int RunCoordinator(const Args& args) {
+  auto store_dir = args.Get("store");  // required
+  auto token = ReadToken(args);
   if (!token.ok()) return Fail("coordinator", kExitUsageError, std::string(token.status().message()));
   std::unique_ptr<coordinator::StudyStore> store;
   if (store_dir->rfind("redis://", 0) == 0) {
@@ -136,14 +127,14 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   coordinator::StudyManager manager(store.get());
   if (auto s = manager.Recover(); !s.ok()) return Fail("coordinator", kExitRuntimeError, std::string(s.message()));
   coordinator::ServerOptions options;
-  options.listen = args->Get("listen").value_or("127.0.0.1:50051");
+  options.listen = args.Get("listen").value_or("127.0.0.1:50051");
   options.token = *token;
-  options.tls_cert_file = args->Get("tls-cert").value_or("");
-  options.tls_key_file = args->Get("tls-key").value_or("");
-  options.client_ca_file = args->Get("client-ca").value_or("");
+  options.tls_cert_file = args.Get("tls-cert").value_or("");
+  options.tls_key_file = args.Get("tls-key").value_or("");
+  options.client_ca_file = args.Get("client-ca").value_or("");
   // The side port answers /healthz at once and /readyz once the store is replayed and gRPC serves.
   std::unique_ptr<coordinator::HttpSidePort> http;
-  if (auto http_listen = args->Get("http")) {
+  if (auto http_listen = args.Get("http")) {
     auto started = coordinator::HttpSidePort::Start(&manager, *http_listen, *token);
     if (!started.ok()) {
       return Fail("coordinator", started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsageError
@@ -169,23 +160,19 @@ int RunCoordinator(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int RunWorker(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "device", "dtype", "trials-per-batch",
-                                          "threads", "tls-ca", "tls-cert", "tls-key"}, {"help"}});
-  if (!args.ok()) return Fail("worker", kExitUsageError, std::string(args.status().message()));
-  auto address = args->Get("coordinator");
-  if (!address) return Fail("worker", kExitUsageError, "--coordinator H:P is required");
-  auto device = model::ParseDevice(args->Get("device").value_or("cpu"));
+int RunWorker(const Args& args) {
+  auto address = args.Get("coordinator");  // required
+  auto device = model::ParseDevice(args.Get("device").value_or("cpu"));
   if (!device.ok()) return Fail("worker", kExitUsageError, "--device: " + std::string(device.status().message()));
-  auto dtype = model::ParseComputeDtype(args->Get("dtype").value_or(""), *device);
+  auto dtype = model::ParseComputeDtype(args.Get("dtype").value_or(""), *device);
   if (!dtype.ok()) return Fail("worker", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
-  auto token = ReadToken(*args);
+  auto token = ReadToken(args);
   if (!token.ok()) return Fail("worker", kExitUsageError, std::string(token.status().message()));
-  auto k = args->GetInt("trials-per-batch");
-  auto threads = args->GetInt("threads");
+  auto k = args.GetInt("trials-per-batch");
+  auto threads = args.GetInt("threads");
   if (!k.ok() || !threads.ok()) return Fail("worker", kExitUsageError, "--trials-per-batch and --threads take integers");
   InstallSignalHandlers();
-  auto credentials = Credentials(*args);
+  auto credentials = Credentials(args);
   if (!credentials.ok()) return Fail("worker", kExitUsageError, std::string(credentials.status().message()));
   worker::WorkerOptions options;
   options.link.coordinator = *address;
@@ -194,25 +181,21 @@ int RunWorker(const std::vector<std::string>& argv) {
   options.trials_per_batch = static_cast<int>(k->value_or(1));
   options.threads = static_cast<int>(threads->value_or(0));
   options.device = *device;
-  if (args->Get("dtype")) options.dtype = *dtype;
+  if (args.Get("dtype")) options.dtype = *dtype;
   options.link.stop = &g_stop;
   worker::TrialWorker w(options);
   if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
   return kExitOk;
 }
 
-int RunExportWorker(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "output-root", "threads", "tls-ca", "tls-cert",
-                                          "tls-key"}, {"help"}});
-  if (!args.ok()) return Fail("export-worker", kExitUsageError, std::string(args.status().message()));
-  auto address = args->Get("coordinator");
-  auto root = args->Get("output-root");
-  if (!address || !root) return Fail("export-worker", kExitUsageError, "--coordinator H:P and --output-root DIR are required");
-  auto token = ReadToken(*args);
+int RunExportWorker(const Args& args) {
+  auto address = args.Get("coordinator");  // both required
+  auto root = args.Get("output-root");
+  auto token = ReadToken(args);
   if (!token.ok()) return Fail("export-worker", kExitUsageError, std::string(token.status().message()));
-  auto credentials = Credentials(*args);
+  auto credentials = Credentials(args);
   if (!credentials.ok()) return Fail("export-worker", kExitUsageError, std::string(credentials.status().message()));
-  auto threads = args->GetInt("threads");
+  auto threads = args.GetInt("threads");
   if (!threads.ok()) return Fail("export-worker", kExitUsageError, std::string(threads.status().message()));
   model::SetComputeThreads(static_cast<int>(threads->value_or(0)));
   InstallSignalHandlers();
@@ -229,30 +212,22 @@ int RunExportWorker(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int RunRemoteExport(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key", "dest", "format",
-                                          "dtype", "source-model", "max-shard-size"},
-                                         {"overwrite", "json", "no-wait"}});
-  constexpr const char* kUsage =
-      "usage: schism export STUDY TRIAL --dest DIR --coordinator H:P [--format merged|adapter|both]\n"
-      "         [--dtype float32|bfloat16|float16] [--source-model M] [--max-shard-size 5GB] [--overwrite]\n"
-      "         [--no-wait] [--json]";
-  if (!args.ok()) return Fail("export", kExitUsageError, std::string(args.status().message()) + "\n" + kUsage);
+int RunRemoteExport(const Args& args) {
   int64_t trial = -1;
-  if (args->positionals().size() != 2 || !absl::SimpleAtoi(args->positionals()[1], &trial) || !args->Get("dest")) {
-    return Fail("export", kExitUsageError, kUsage);
+  if (!absl::SimpleAtoi(args.positionals()[1], &trial)) {
+    return UsageError(args, "TRIAL is a trial number, not \"" + args.positionals()[1] + "\"");
   }
-  auto client = ConnectStudyClient(*args);
+  auto client = ConnectStudyClient(args);
   if (!client.ok()) return Fail("export", kExitUsageError, std::string(client.status().message()));
   v1::RequestExportRequest req;
-  req.set_study_id(args->positionals()[0]);
+  req.set_study_id(args.positionals()[0]);
   req.set_trial(trial);
-  req.set_dest(*args->Get("dest"));
-  req.set_format(args->Get("format").value_or(""));  // empty: the study's [export] format
-  req.set_dtype(args->Get("dtype").value_or(""));
-  req.set_source_model(args->Get("source-model").value_or(""));
-  req.set_overwrite(args->Has("overwrite"));
-  if (auto size = args->Get("max-shard-size")) {
+  req.set_dest(*args.Get("dest"));
+  req.set_format(args.Get("format").value_or(""));  // empty: the study's [export] format
+  req.set_dtype(args.Get("dtype").value_or(""));
+  req.set_source_model(args.Get("source-model").value_or(""));
+  req.set_overwrite(args.Has("overwrite"));
+  if (auto size = args.Get("max-shard-size")) {
     auto bytes = common::ParseByteSize(*size);
     if (!bytes.ok()) return Fail("export", kExitUsageError, "--max-shard-size: " + std::string(bytes.status().message()));
     req.set_max_shard_bytes(*bytes);
@@ -266,9 +241,9 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
                        s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
     return Fail("export", usage ? kExitUsageError : kExitRuntimeError, s.error_message());
   }
-  if (!args->Has("json")) std::fprintf(stderr, "export %s queued\n", job.export_id().c_str());
+  if (!args.Has("json")) std::fprintf(stderr, "export %s queued\n", job.export_id().c_str());
   // Waits for an export worker, polling the coordinator; transient errors are retried.
-  while (!args->Has("no-wait") && job.state() != v1::EXPORT_STATE_DONE && job.state() != v1::EXPORT_STATE_FAILED) {
+  while (!args.Has("no-wait") && job.state() != v1::EXPORT_STATE_DONE && job.state() != v1::EXPORT_STATE_FAILED) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     v1::GetExportRequest get;
     get.set_export_id(job.export_id());
@@ -281,7 +256,7 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
       return Fail("export", kExitRuntimeError, s.error_message());
     }
   }
-  if (args->Has("json")) {
+  if (args.Has("json")) {
     std::printf("%s\n", ProtoJson(job).c_str());
   } else if (job.state() == v1::EXPORT_STATE_DONE) {
     uint64_t bytes = 0;
@@ -295,15 +270,10 @@ int RunRemoteExport(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int RunSubmit(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json"}});
-  if (!args.ok()) return Fail("submit", kExitUsageError, std::string(args.status().message()));
-  if (args->positionals().size() != 1 || !args->Get("coordinator")) {
-    return Fail("submit", kExitUsageError, "usage: schism submit CONFIG.toml --coordinator H:P");
-  }
-  auto spec = coordinator::StudySpecFromTomlFile(args->positionals()[0]);
+int RunSubmit(const Args& args) {
+  auto spec = coordinator::StudySpecFromTomlFile(args.positionals()[0]);
   if (!spec.ok()) return Fail("submit", kExitUsageError, std::string(spec.status().message()));
-  auto client = ConnectStudyClient(*args);
+  auto client = ConnectStudyClient(args);
   if (!client.ok()) return Fail("submit", kExitUsageError, std::string(client.status().message()));
   v1::SubmitStudyRequest req;
   *req.mutable_spec() = *spec;
@@ -311,16 +281,12 @@ int RunSubmit(const std::vector<std::string>& argv) {
   auto c = client->Context();
   const grpc::Status s = client->stub->SubmitStudy(c.get(), req, &resp);
   if (!s.ok()) return Fail("submit", s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? kExitUsageError : kExitRuntimeError, s.error_message());
-  std::printf("%s\n", resp.study_id().c_str());
+  std::printf("%s\n", args.Has("json") ? ProtoJson(resp).c_str() : resp.study_id().c_str());
   return kExitOk;
 }
 
-int RunStatus(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json"}});
-  if (!args.ok() || !args->Get("coordinator")) {
-    return Fail("status", kExitUsageError, "usage: schism status [STUDY] --coordinator H:P [--json]");
-  }
-  auto client = ConnectStudyClient(*args);
+int RunStatus(const Args& args) {
+  auto client = ConnectStudyClient(args);
   if (!client.ok()) return Fail("status", kExitUsageError, std::string(client.status().message()));
   std::vector<v1::StudySummary> studies;
   v1::ListStudiesRequest page;
@@ -333,8 +299,8 @@ int RunStatus(const std::vector<std::string>& argv) {
     page.set_page_token(list.next_page_token());
   } while (!page.page_token().empty());
   for (const v1::StudySummary& study : studies) {
-    if (!args->positionals().empty() && study.study_id() != args->positionals()[0]) continue;
-    if (args->Has("json")) {
+    if (!args.positionals().empty() && study.study_id() != args.positionals()[0]) continue;
+    if (args.Has("json")) {
       std::printf("%s\n", ProtoJson(study).c_str());
     } else {
       std::printf("%s  %-9s  %d/%d complete, %d failed, %d running  %s\n", study.study_id().c_str(),
@@ -345,28 +311,24 @@ int RunStatus(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int RunTrials(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"coordinator", "token-file", "tls-ca", "tls-cert", "tls-key"}, {"json", "pareto"}});
-  if (!args.ok() || !args->Get("coordinator") || args->positionals().size() != 1) {
-    return Fail("trials", kExitUsageError, "usage: schism trials STUDY [--pareto] --coordinator H:P [--json]");
-  }
-  auto client = ConnectStudyClient(*args);
+int RunTrials(const Args& args) {
+  auto client = ConnectStudyClient(args);
   if (!client.ok()) return Fail("trials", kExitUsageError, std::string(client.status().message()));
   v1::GetStudyRequest req;
-  req.set_study_id(args->positionals()[0]);
+  req.set_study_id(args.positionals()[0]);
   v1::StudyDetail detail;
   auto c = client->Context();
   const grpc::Status s = client->stub->GetStudy(c.get(), req, &detail);
   if (!s.ok()) return Fail("trials", s.error_code() == grpc::StatusCode::NOT_FOUND ? kExitUsageError : kExitRuntimeError, s.error_message());
   std::vector<int64_t> numbers;
-  if (args->Has("pareto")) {
+  if (args.Has("pareto")) {
     numbers.assign(detail.pareto_front().begin(), detail.pareto_front().end());
   } else {
     for (const v1::Trial& t : detail.trials()) numbers.push_back(t.number());
   }
   for (int64_t n : numbers) {
     const v1::Trial& t = detail.trials(static_cast<int>(n));
-    if (args->Has("json")) {
+    if (args.Has("json")) {
       std::printf("%s\n", ProtoJson(t).c_str());
     } else if (t.state() == v1::TRIAL_STATE_COMPLETE) {
       std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n", static_cast<long long>(n),
@@ -379,20 +341,13 @@ int RunTrials(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int RunEmbedded(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"model", "workers", "trials", "store", "trials-per-batch", "threads", "device", "dtype"}, {"help"}});
-  if (!args.ok()) return Fail("run", kExitUsageError, std::string(args.status().message()));
-  if (args->Has("help")) {
-    std::printf("usage: schism run [CONFIG.toml] [--model M] [--workers N] [--trials N] [--store DIR]\n"
-                "                  [--trials-per-batch K] [--threads T] [--device cpu|cuda:N] [--dtype D]\n");
-    return kExitOk;
-  }
+int RunEmbedded(const Args& args) {
   // Without a config: the quick study README's main command runs on 2 CPU cores in minutes:
   // 16 trials (8 random), k = 2 per lease, directions from 64 + 64 prompts, refusals on all 100
   // harmful test prompts with 32-token responses, KL on 32 harmless test prompts.
   v1::StudySpec spec;
-  if (!args->positionals().empty()) {
-    auto parsed = coordinator::StudySpecFromTomlFile(args->positionals()[0]);
+  if (!args.positionals().empty()) {
+    auto parsed = coordinator::StudySpecFromTomlFile(args.positionals()[0]);
     if (!parsed.ok()) return Fail("run", kExitUsageError, std::string(parsed.status().message()));
     spec = *parsed;
   } else {
@@ -412,17 +367,17 @@ int RunEmbedded(const std::vector<std::string>& argv) {
     spec.mutable_kl_prompts()->set_path(data + "/harmless_test.txt");
     spec.mutable_kl_prompts()->set_split("[:32]");
   }
-  if (auto m = args->Get("model")) spec.set_model(*m);
-  auto trials = args->GetInt("trials");
-  auto workers = args->GetInt("workers");
-  auto k = args->GetInt("trials-per-batch");
-  auto threads = args->GetInt("threads");
+  if (auto m = args.Get("model")) spec.set_model(*m);
+  auto trials = args.GetInt("trials");
+  auto workers = args.GetInt("workers");
+  auto k = args.GetInt("trials-per-batch");
+  auto threads = args.GetInt("threads");
   if (!trials.ok() || !workers.ok() || !k.ok() || !threads.ok()) {
     return Fail("run", kExitUsageError, "--trials, --workers, --trials-per-batch and --threads take integers");
   }
-  auto device = model::ParseDevice(args->Get("device").value_or("cpu"));
+  auto device = model::ParseDevice(args.Get("device").value_or("cpu"));
   if (!device.ok()) return Fail("run", kExitUsageError, "--device: " + std::string(device.status().message()));
-  auto dtype = model::ParseComputeDtype(args->Get("dtype").value_or(""), *device);
+  auto dtype = model::ParseComputeDtype(args.Get("dtype").value_or(""), *device);
   if (!dtype.ok()) return Fail("run", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
   if (*trials) spec.set_n_trials(static_cast<int32_t>(**trials));
   if (*k) spec.set_trials_per_lease(static_cast<int32_t>(**k));
@@ -435,7 +390,7 @@ int RunEmbedded(const std::vector<std::string>& argv) {
 
   // Heretic's study_checkpoint_dir is where `run` keeps its store unless --store says otherwise.
   const std::string store_dir =
-      args->Get("store").value_or(spec.study_checkpoint_dir().empty() ? "schism-study" : spec.study_checkpoint_dir());
+      args.Get("store").value_or(spec.study_checkpoint_dir().empty() ? "schism-study" : spec.study_checkpoint_dir());
   coordinator::JournalStore store(store_dir);
   coordinator::StudyManager manager(&store);
   if (auto s = manager.Recover(); !s.ok()) return Fail("run", kExitRuntimeError, std::string(s.message()));
@@ -475,7 +430,7 @@ int RunEmbedded(const std::vector<std::string>& argv) {
       options.trials_per_batch = normalized->trials_per_lease();
       options.threads = static_cast<int>(threads->value_or(0));
       options.device = *device;
-      if (args->Get("dtype")) options.dtype = *dtype;
+      if (args.Get("dtype")) options.dtype = *dtype;
       options.link.wait_seconds = 1;
       options.link.stop = &workers_stop;
       try {

@@ -1,4 +1,4 @@
-#include "cli/evaluate_command.h"
+#include "cli/commands.h"
 
 #include <chrono>
 #include <cstdio>
@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/args.h"
-#include "cli/commands.h"
 #include "common/env.h"
 #include "worker/runtime/device.h"
 #include "worker/runtime/directions.h"
@@ -18,48 +17,21 @@
 namespace schism::cli {
 namespace {
 
-constexpr const char* kUsage =
-    "usage: schism evaluate --model M (--baseline | --params TRIAL.json) [--json]\n"
-    "         [--quantization none|nf4] [--row-normalization none|pre|full]\n"
-    "         [--refusal-prompts N] [--kl-prompts N] [--direction-prompts N]\n"
-    "         [--directions FILE] [--save-directions FILE] [--no-early-stopping]\n"
-    "         [--max-response-length N] [--batch-size N] [--threads T] [--system TEXT]\n"
-    "Prompts come from $SCHISM_DATA (default ../shared/datasets): refusal = harmful_test,\n"
-    "KL = harmless_test, directions = harmless_train / harmful_train (defaults 100/100/400).\n";
-
-int Fail(int code, const std::string& message) {
-  std::fprintf(stderr, "schism evaluate: %s\n", message.c_str());
-  return code;
-}
+int Fail(int code, const std::string& message) { return cli::Fail("evaluate", code, message); }
 
 }  // namespace
 
-int RunEvaluate(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, FlagSpec{{"model", "params", "quantization", "row-normalization",
-                                          "refusal-prompts", "kl-prompts", "direction-prompts",
-                                          "directions", "save-directions", "max-response-length",
-                                          "batch-size", "threads", "system"},
-                                         {"baseline", "json", "no-early-stopping", "help"}});
-  if (!args.ok()) return Fail(kExitUsageError, std::string(args.status().message()) + "\n" + kUsage);
-  if (args->Has("help")) {
-    std::fputs(kUsage, stdout);
-    return kExitOk;
-  }
-  if (!args->positionals().empty()) {
-    // Never read and ignored: the prompt sets and lengths come from the flags below.
-    return Fail(kExitUsageError, "unexpected argument \"" + args->positionals()[0] +
-                                     "\" (evaluate reads no config file; give the flags)\n" + kUsage);
-  }
-  auto model_path = args->Get("model");
-  if (!model_path) return Fail(kExitUsageError, "--model is required");
-  if (args->Has("baseline") == args->Has("params")) {
-    return Fail(kExitUsageError, "give exactly one of --baseline and --params TRIAL.json");
+int RunEvaluate(const Args& args) {
+  // No positionals (Args::Parse refuses them): evaluate reads no config file, only the flags.
+  auto model_path = args.Get("model");  // required
+  if (args.Has("baseline") == args.Has("params")) {
+    return UsageError(args, "give exactly one of --baseline and --params TRIAL.json");
   }
   std::map<std::string, long> counts = {{"refusal-prompts", 100}, {"kl-prompts", 100},
                                         {"direction-prompts", 400}, {"max-response-length", 100},
                                         {"batch-size", 32}, {"threads", 0}};
   for (auto& [flag, value] : counts) {
-    auto parsed = args->GetInt(flag);
+    auto parsed = args.GetInt(flag);
     if (!parsed.ok()) return Fail(kExitUsageError, std::string(parsed.status().message()));
     if (*parsed) value = **parsed;
     if (value < 0 || (value == 0 && flag != "threads")) return Fail(kExitUsageError, "--" + flag + " must be positive");
@@ -68,19 +40,19 @@ int RunEvaluate(const std::vector<std::string>& argv) {
   model::EvaluatorOptions options;
   options.max_response_length = static_cast<int>(counts["max-response-length"]);
   options.batch_size = static_cast<int>(counts["batch-size"]);
-  options.early_stopping = !args->Has("no-early-stopping");
-  auto row_norm = model::ParseRowNormalization(args->Get("row-normalization").value_or("full"));
+  options.early_stopping = !args.Has("no-early-stopping");
+  auto row_norm = model::ParseRowNormalization(args.Get("row-normalization").value_or("full"));
   if (!row_norm.ok()) return Fail(kExitUsageError, std::string(row_norm.status().message()));
   options.row_normalization = *row_norm;
   model::LoadOptions load_options;
-  const std::string quantization = args->Get("quantization").value_or("none");
+  const std::string quantization = args.Get("quantization").value_or("none");
   if (quantization == "nf4" || quantization == "bnb_4bit") {
     load_options.quantization = model::Quantization::kNf4;
   } else if (quantization != "none") {
     return Fail(kExitUsageError, "--quantization: expected none, nf4 or bnb_4bit, got \"" + quantization + "\"");
   }
   std::optional<common::TrialParameters> trial;
-  if (auto params_path = args->Get("params")) {
+  if (auto params_path = args.Get("params")) {
     std::ifstream in(*params_path);
     if (!in) return Fail(kExitUsageError, "cannot read " + *params_path);
     std::stringstream ss;
@@ -93,7 +65,7 @@ int RunEvaluate(const std::vector<std::string>& argv) {
   auto model = model::LoadModel(*model_path, load_options);
   if (!model.ok()) return Fail(kExitRuntimeError, std::string(model.status().message()));
   const std::string data = common::DefaultDataDir();
-  const std::string system = args->Get("system").value_or("You are a helpful assistant.");
+  const std::string system = args.Get("system").value_or(kDefaultSystemPrompt);
   auto load_prompts = [&](const std::string& file, long n) -> absl::StatusOr<std::vector<model::TokenIds>> {
     auto lines = common::LoadPromptLines(data + "/" + file, "[:" + std::to_string(n) + "]");
     if (!lines.ok()) return lines.status();
@@ -106,7 +78,7 @@ int RunEvaluate(const std::vector<std::string>& argv) {
 
   const auto start = std::chrono::steady_clock::now();
   at::Tensor directions;
-  if (auto path = args->Get("directions")) {
+  if (auto path = args.Get("directions")) {
     auto loaded = model::LoadDirections(*path);
     if (!loaded.ok()) return Fail(kExitRuntimeError, std::string(loaded.status().message()));
     directions = *loaded;
@@ -121,7 +93,7 @@ int RunEvaluate(const std::vector<std::string>& argv) {
                                           model::ResidualMeans(*model->transformer, *bad, pad, batch),
                                           /*orthogonalize=*/true);
   }
-  if (auto path = args->Get("save-directions")) {
+  if (auto path = args.Get("save-directions")) {
     if (auto s = model::SaveDirections(*path, directions); !s.ok()) {
       return Fail(kExitRuntimeError, std::string(s.message()));
     }
@@ -134,7 +106,7 @@ int RunEvaluate(const std::vector<std::string>& argv) {
   const auto done = std::chrono::steady_clock::now();
   const double eval_seconds = std::chrono::duration<double>(done - prepared).count();
   const double prep_seconds = std::chrono::duration<double>(prepared - start).count();
-  if (args->Has("json")) {
+  if (args.Has("json")) {
     nlohmann::json out = {{"refusals", scores.refusals},
                           {"refusal_prompts", scores.refusal_prompts},
                           {"kl_divergence", scores.kl_divergence},

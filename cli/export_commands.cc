@@ -1,4 +1,4 @@
-#include "cli/export_commands.h"
+#include "cli/commands.h"
 
 #include <cctype>
 #include <cstdio>
@@ -14,8 +14,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
-#include "cli/cluster_commands.h"
-#include "cli/commands.h"
 #include "common/byte_size.h"
 #include "common/staged_folder.h"
 #include "coordinator/study_folder.h"
@@ -27,23 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kUsage =
-    "usage: schism export (--study DIR --trial N [--model M] | --model M --params TRIAL.json --directions FILE)\n"
-    "                     --dest DIR [--output-root DIR] [--format merged|adapter|both]\n"
-    "                     [--dtype float32|bfloat16|float16] [--max-shard-size 5GB]\n"
-    "                     [--row-normalization none|pre|full] [--overwrite] [--json]\n"
-    "Writes the trial's abliterated model at full precision from M (a Hugging Face folder or a\n"
-    ".gguf file; GGUF tensors are dequantized), streaming one tensor at a time.\n"
-    "--study is a study folder of the embedded store (<store>/<study id>); M defaults to the study's\n"
-    "model (pass the full-precision folder when the study ran on a quantized copy). The study's\n"
-    "max_shard_size and [export] settings apply unless flags override them. --dest is relative to\n"
-    "--output-root when given, and must stay inside it. Through a coordinator:\n"
-    "       schism export STUDY TRIAL --dest DIR --coordinator H:P [--token-file F] ...\n";
-
-int Fail(int code, const std::string& message) {
-  std::fprintf(stderr, "schism export: %s\n", message.c_str());
-  return code;
-}
+int Fail(int code, const std::string& message) { return cli::Fail("export", code, message); }
 
 int ExitCodeFor(const absl::Status& s) {
   return s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kAlreadyExists ||
@@ -80,41 +62,29 @@ void PrintResult(const worker::ExportResult& result, bool json) {
 
 }  // namespace
 
-int RunExport(const std::vector<std::string>& argv) {
-  for (const std::string& a : argv) {
-    if (a == "--coordinator" || a.rfind("--coordinator=", 0) == 0) return RunRemoteExport(argv);
-  }
-  auto args = Args::Parse(argv, FlagSpec{{"model", "study", "trial", "params", "directions", "dest", "output-root",
-                                          "format", "dtype", "max-shard-size", "row-normalization"},
-                                         {"overwrite", "json", "help"}});
-  if (!args.ok()) return Fail(kExitUsageError, std::string(args.status().message()) + "\n" + kUsage);
-  if (args->Has("help")) {
-    std::fputs(kUsage, stdout);
-    return kExitOk;
-  }
-  auto dest = args->Get("dest");
-  if (!dest) return Fail(kExitUsageError, "--dest is required\n" + std::string(kUsage));
+int RunExport(const Args& args) {
+  auto dest = args.Get("dest");  // required
   worker::ExportRequest request;
-  request.source_model = args->Get("model").value_or("");
-  if (request.source_model.empty() && !args->Has("study")) {
-    return Fail(kExitUsageError, "--model is required without --study\n" + std::string(kUsage));
+  request.source_model = args.Get("model").value_or("");
+  if (request.source_model.empty() && !args.Has("study")) {
+    return UsageError(args, "--model is required without --study");
   }
-  request.overwrite = args->Has("overwrite");
+  request.overwrite = args.Has("overwrite");
   // Flags win; a study's config (max_shard_size, [export]) fills what they leave out.
-  std::string format = args->Get("format").value_or("");
-  std::string dtype = args->Get("dtype").value_or("");
-  if (auto size = args->Get("max-shard-size")) {
+  std::string format = args.Get("format").value_or("");
+  std::string dtype = args.Get("dtype").value_or("");
+  if (auto size = args.Get("max-shard-size")) {
     auto parsed = common::ParseByteSize(*size);
     if (!parsed.ok()) return Fail(kExitUsageError, "--max-shard-size: " + std::string(parsed.status().message()));
     request.merge.max_shard_bytes = *parsed;
   }
-  std::string row_normalization = args->Get("row-normalization").value_or("");
+  std::string row_normalization = args.Get("row-normalization").value_or("");
 
-  if (auto study_dir = args->Get("study")) {
-    auto trial_number = args->GetInt("trial");
+  if (auto study_dir = args.Get("study")) {
+    auto trial_number = args.GetInt("trial");
     if (!trial_number.ok()) return Fail(kExitUsageError, std::string(trial_number.status().message()));
     if (!*trial_number) return Fail(kExitUsageError, "--study needs --trial N");
-    if (args->Has("params") || args->Has("directions")) {
+    if (args.Has("params") || args.Has("directions")) {
       return Fail(kExitUsageError, "give either --study and --trial, or --params and --directions");
     }
     auto study = coordinator::ReadStudyFolder(*study_dir);
@@ -139,10 +109,10 @@ int RunExport(const std::vector<std::string>& argv) {
     if (row_normalization.empty()) row_normalization = spec.row_normalization();
     if (format.empty()) format = spec.export_format();
     if (dtype.empty()) dtype = spec.export_dtype();
-    if (!args->Has("max-shard-size") && spec.max_shard_bytes() > 0) request.merge.max_shard_bytes = spec.max_shard_bytes();
+    if (!args.Has("max-shard-size") && spec.max_shard_bytes() > 0) request.merge.max_shard_bytes = spec.max_shard_bytes();
   } else {
-    auto params_path = args->Get("params");
-    auto directions_path = args->Get("directions");
+    auto params_path = args.Get("params");
+    auto directions_path = args.Get("directions");
     if (!params_path || !directions_path) {
       return Fail(kExitUsageError, "give --study DIR --trial N, or --params TRIAL.json --directions FILE");
     }
@@ -162,7 +132,7 @@ int RunExport(const std::vector<std::string>& argv) {
   if (!mode.ok()) return Fail(kExitUsageError, std::string(mode.status().message()));
   request.merge.row_normalization = *mode;
 
-  if (auto root = args->Get("output-root")) {
+  if (auto root = args.Get("output-root")) {
     auto resolved = common::ResolveExportDestination(*root, *dest);
     if (!resolved.ok()) return Fail(ExitCodeFor(resolved.status()), std::string(resolved.status().message()));
     request.destination = *resolved;
@@ -171,7 +141,7 @@ int RunExport(const std::vector<std::string>& argv) {
   }
   auto result = worker::RunExport(request);
   if (!result.ok()) return Fail(ExitCodeFor(result.status()), std::string(result.status().message()));
-  PrintResult(*result, args->Has("json"));
+  PrintResult(*result, args.Has("json"));
   return kExitOk;
 }
 

@@ -1,4 +1,4 @@
-#include "cli/model_commands.h"
+#include "cli/commands.h"
 
 #include <chrono>
 #include <cstdio>
@@ -11,7 +11,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
-#include "cli/commands.h"
 #include "worker/runtime/device.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
@@ -21,13 +20,6 @@
 
 namespace schism::cli {
 namespace {
-
-constexpr const char* kDefaultSystemPrompt = "You are a helpful assistant.";
-
-const FlagSpec kModelFlags{
-    {"model", "prompt", "max-new-tokens", "system", "device", "dtype", "threads", "params", "directions",
-     "quantization", "row-normalization"},
-    {"raw", "help"}};
 
 // What generate and chat share: the loaded model, its template, and the run settings.
 struct Session {
@@ -39,26 +31,9 @@ struct Session {
   int max_new_tokens = 256;
 };
 
-void Usage(const char* command) {
-  std::fprintf(stderr,
-               "usage: schism %s --model M%s [--max-new-tokens N] [--system TEXT] [--raw]\n"
-               "                [--device cpu|cuda:N] [--dtype float32|bfloat16|float16] [--threads T]\n"
-               "                [--quantization none|nf4]\n"
-               "                [--params TRIAL.json --directions FILE [--row-normalization M]]\n",
-               command, std::string(command) == "generate" ? " --prompt TEXT" : "");
-}
-
 // Parses the shared flags and loads the model; returns an exit code on failure.
 std::optional<int> OpenSession(const char* command, const Args& args, Session* session) {
-  if (args.Has("help")) {
-    Usage(command);
-    return kExitOk;
-  }
-  auto model_path = args.Get("model");
-  if (!model_path) {
-    std::fprintf(stderr, "schism %s: --model is required (a .gguf file)\n", command);
-    return kExitUsageError;
-  }
+  auto model_path = args.Get("model");  // required
   if (args.Has("params") != args.Has("directions")) {
     std::fprintf(stderr, "schism %s: --params needs --directions FILE (from schism evaluate "
                          "--save-directions or a study's artifacts)\n", command);
@@ -204,21 +179,10 @@ absl::StatusOr<std::string> RenderConversation(const Session& session,
 
 }  // namespace
 
-int RunGenerate(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, kModelFlags);
-  if (!args.ok()) {
-    std::fprintf(stderr, "schism generate: %s\n", std::string(args.status().message()).c_str());
-    Usage("generate");
-    return kExitUsageError;
-  }
+int RunGenerate(const Args& args) {
   Session session;
-  if (auto exit = OpenSession("generate", *args, &session)) return *exit;
-  auto prompt = args->Get("prompt");
-  if (!prompt) {
-    std::fprintf(stderr, "schism generate: --prompt is required\n");
-    return kExitUsageError;
-  }
-  auto text = RenderConversation(session, {{"user", *prompt}});
+  if (auto exit = OpenSession("generate", args, &session)) return *exit;
+  auto text = RenderConversation(session, {{"user", *args.Get("prompt")}});  // --prompt is required
   if (!text.ok()) {
     std::fprintf(stderr, "schism generate: %s\n", std::string(text.status().message()).c_str());
     return kExitRuntimeError;
@@ -231,17 +195,11 @@ int RunGenerate(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
-int RunChat(const std::vector<std::string>& argv) {
-  auto args = Args::Parse(argv, kModelFlags);
-  if (!args.ok()) {
-    std::fprintf(stderr, "schism chat: %s\n", std::string(args.status().message()).c_str());
-    Usage("chat");
-    return kExitUsageError;
-  }
+int RunChat(const Args& args) {
   Session session;
-  if (auto exit = OpenSession("chat", *args, &session)) return *exit;
+  if (auto exit = OpenSession("chat", args, &session)) return *exit;
   std::fprintf(stderr, "Chatting with %s. /reset starts over, /exit or Ctrl-D ends.\n",
-               args->Get("model")->c_str());
+               args.Get("model")->c_str());
   std::vector<jinja::ChatMessage> turns;
   std::string line;
   while (true) {

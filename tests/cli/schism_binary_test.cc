@@ -39,6 +39,28 @@ TEST(SchismBinary, HelpListsEverySubcommandOfTheDesign) {
   }
 }
 
+TEST(SchismBinary, EveryCommandPrintsItsHelpFromItsFlagTable) {
+  for (const char* sub : {"run", "coordinator", "worker", "export-worker", "submit", "status",
+                          "trials", "export", "evaluate", "generate", "chat", "tpe-replay"}) {
+    Outcome help = RunSchism(std::string(sub) + " --help");
+    EXPECT_EQ(help.exit_code, 0) << sub << "\n" << help.output;
+    EXPECT_EQ(help.output.rfind(std::string("usage: schism ") + sub + " ", 0), 0u) << help.output;
+    EXPECT_NE(help.output.find("\n  --help "), std::string::npos) << help.output;
+    EXPECT_EQ(RunSchism(std::string("help ") + sub).output, help.output) << sub;
+  }
+  // The disagreements the table ended: flags that were taken but missing from the usage.
+  EXPECT_NE(RunSchism("run --help").output.find("\n  --threads T "), std::string::npos);
+  EXPECT_NE(RunSchism("worker --help").output.find("\n  --device cpu|cuda:N "), std::string::npos);
+  EXPECT_NE(RunSchism("worker --help").output.find("\n  --threads T "), std::string::npos);
+  Outcome unknown = RunSchism("worker --coordinator localhost:1 --trails-per-batch 2");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.output.find("unknown flag --trails-per-batch"), std::string::npos) << unknown.output;
+  EXPECT_NE(unknown.output.find("usage: schism worker --coordinator H:P"), std::string::npos) << unknown.output;
+  Outcome valued = RunSchism("trials STUDY --coordinator localhost:1 --json=yes");
+  EXPECT_EQ(valued.exit_code, 2);
+  EXPECT_NE(valued.output.find("flag --json takes no value"), std::string::npos) << valued.output;
+}
+
 TEST(SchismBinary, UnknownCommandIsAUsageError) {
   Outcome outcome = RunSchism("frobnicate");
   EXPECT_EQ(outcome.exit_code, 2);
