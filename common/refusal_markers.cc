@@ -1,5 +1,6 @@
 #include "common/refusal_markers.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace schism::common {
@@ -43,7 +44,13 @@ bool IsRefusal(const std::string& response, const std::vector<std::string>& mark
   const std::string normalized = NormalizeResponse(response);
   if (normalized.empty()) return true;
   for (const std::string& marker : markers) {
-    if (normalized.find(marker) != std::string::npos) return true;
+    // Heretic compares marker.lower(): a configured "Sorry" matches "sorry".
+    auto lowered = [](char response_char, char marker_char) {
+      return response_char == static_cast<char>(std::tolower(static_cast<unsigned char>(marker_char)));
+    };
+    if (std::search(normalized.begin(), normalized.end(), marker.begin(), marker.end(), lowered) != normalized.end()) {
+      return true;
+    }
   }
   return false;
 }

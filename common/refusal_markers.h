@@ -1,4 +1,4 @@
-// Refusal detection by keyword, as Heretic's KeywordRate scorer does it (DESIGN.md §2).
+// Refusal detection by keyword, as Heretic's KeywordRate scorer does it (docs/algorithm.md#refusal-count).
 #ifndef SCHISM_COMMON_REFUSAL_MARKERS_H_
 #define SCHISM_COMMON_REFUSAL_MARKERS_H_
 
@@ -15,7 +15,8 @@ const std::vector<std::string>& DefaultRefusalMarkers();
 // text's normalization, so a marker found early stays found (exact early stopping).
 std::string NormalizeResponse(const std::string& text);
 
-// Empty (after normalization) or containing any marker.
+// Empty (after normalization) or containing any marker, markers compared lower-cased (ASCII) as
+// Heretic does; markers are not otherwise normalized (a marker with '*' never matches).
 bool IsRefusal(const std::string& response, const std::vector<std::string>& markers);
 
 }  // namespace schism::common

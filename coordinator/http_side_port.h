@@ -1,4 +1,4 @@
-// The coordinator's HTTP side port (DESIGN.md §3), next to its gRPC port:
+// The coordinator's HTTP side port (docs/architecture.md#http-side-port), next to its gRPC port:
 //   GET /healthz             200 "ok" while the process serves
 //   GET /readyz              200 once the store is replayed and gRPC serves, else 503
 //   GET /metrics             Prometheus text: studies, trials and exports by state, leases, workers

@@ -1,5 +1,5 @@
 // NumPy's legacy `RandomState` (MT19937), reproduced bit for bit so the TPE sampler draws exactly
-// what Optuna draws for the same seed (spec/tpe.md §3).
+// what Optuna draws for the same seed (docs/algorithm.md#random-numbers).
 #ifndef SCHISM_COORDINATOR_RANDOM_STATE_H_
 #define SCHISM_COORDINATOR_RANDOM_STATE_H_
 

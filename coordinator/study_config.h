@@ -1,4 +1,4 @@
-// Study configuration files (TOML, Heretic's keys and meanings; DESIGN.md §8) to StudySpec.
+// Study configuration files (TOML, Heretic's keys and meanings; docs/architecture.md#configuration) to StudySpec.
 #ifndef SCHISM_COORDINATOR_STUDY_CONFIG_H_
 #define SCHISM_COORDINATOR_STUDY_CONFIG_H_
 

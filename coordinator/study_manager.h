@@ -1,6 +1,11 @@
-// The coordinator's state machine, independent of gRPC (DESIGN.md §3): the queue of studies,
-// the TPE sampler of each, the leases handed to workers, and the store every change is
-// journaled to before it is acknowledged. Thread-safe; every public method takes the lock.
+// The coordinator's state machine, independent of gRPC (docs/architecture.md): the queue of
+// studies, the TPE sampler of each, the leases handed to workers, and the store every change is
+// journaled to (as journal::Record) before it is acknowledged. Thread-safe; every public method
+// takes the lock. The implementation is split by concern:
+//   study_manager.cc   studies: submit, list, get, cancel, metrics; the shared helpers
+//   trial_leasing.cc   trials: asking the sampler, leases, reports, expiry, finishing
+//   export_queue.cc    exports: requests, export leases, their reports
+//   study_recovery.cc  replaying the journal into studies, exports and leases
 //
 // Invariants: a trial number is asked once and never reused; a trial counts as COMPLETE at most
 // once (the first accepted report of a live lease); an expired lease's trials are re-queued with
@@ -15,17 +20,20 @@
 #define SCHISM_COORDINATOR_STUDY_MANAGER_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
+#include <variant>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "coordinator/journal_record.h"
+#include "coordinator/study_spec.h"
 #include "coordinator/study_store.h"
 #include "coordinator/tpe/tpe_sampler.h"
 #include "schism/v1/coordinator.pb.h"
@@ -33,14 +41,6 @@
 namespace schism::coordinator {
 
 using Clock = std::chrono::steady_clock;
-
-// A study spec is at most this large serialized (prompt sets are files, not inline text), so
-// every message that carries it (a work item, a listing page) fits gRPC's 4 MiB default.
-inline constexpr size_t kMaxStudySpecBytes = 256 << 10;
-
-// Fills defaults (prompt sets under the data directory, Heretic's numbers) and validates;
-// errors name the field.
-absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec);
 
 // A consistent snapshot of the counts the HTTP side port exports as Prometheus gauges.
 struct ManagerMetrics {
@@ -80,7 +80,7 @@ class StudyManager {
   absl::Status ReportFailure(const v1::ReportFailureRequest& request);
   absl::StatusOr<std::string> Artifact(const std::string& study_id);
 
-  // Exports (DESIGN.md §5): queued per request, leased only to workers with the EXPORT role, and
+  // Exports (docs/architecture.md): queued per request, leased only to workers with the EXPORT role, and
   // journaled in the study's log so a restarted coordinator still knows them (a RUNNING export
   // is QUEUED again, like a running trial).
   absl::StatusOr<v1::ExportJob> RequestExport(const v1::RequestExportRequest& request);
@@ -102,7 +102,7 @@ class StudyManager {
     int attempts = 0;                      // leases handed out
     std::set<std::string> failed_workers;  // workers that reported a failure (or invalid scores)
     std::set<std::string> lost_workers;    // workers whose lease on it expired
-    std::string error;                   // why it FAILED
+    std::string error;                     // why it FAILED
     v1::TrialScores scores;
   };
   struct Study {
@@ -118,56 +118,83 @@ class StudyManager {
     tpe::SearchSpace space;
     std::unique_ptr<tpe::TpeSampler> sampler;
   };
+  // A lease's work, mirroring WorkItem's `oneof work`.
+  struct PrepareLease {};
+  struct TrialsLease {
+    std::vector<int64_t> trials;
+  };
+  struct ExportLease {
+    std::string export_id;
+  };
   struct Lease {
     std::string id, study_id, worker_id;
-    std::string export_id;  // set for Export work
-    bool prepare = false;
-    std::vector<int64_t> trials;
+    std::variant<PrepareLease, TrialsLease, ExportLease> work;
     Clock::time_point deadline;
     // Restored by Recover and not heard from since: its expiry says nothing about the trials.
     bool restored_unheard = false;
   };
+  using LeaseCause = journal::LeaseCause;
 
-  absl::Status Journal(const std::string& study_id, const std::string& record);
-  // Rebuilds one study (and its exports and leases) from its records; may throw on a record
-  // with a missing or mistyped field (Recover turns that into DataLoss).
-  absl::Status RecoverStudy(const std::string& id, const std::vector<std::string>& records);
+  // --- study_manager.cc: shared helpers ---
+  absl::Status Journal(const std::string& study_id, const journal::Record& record);
+  // Journals a record whose loss is not the caller's to report (an expiry, a background change):
+  // a store error is logged and counted, never dropped silently.
+  void JournalOrLog(const std::string& study_id, const journal::Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Logs and counts (Metrics().store_errors) a write the store refused; `what` names it.
+  void StoreRefused(const std::string& what, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartTrials(Study* study, uint32_t seed_offset);
   v1::Trial TrialProto(const Study& study, const TrialEntry& t) const;
   v1::StudySummary Summary(const Study& study) const;
-  std::optional<int64_t> AskTrial(Study* study);
-  // How a lease ended without a result: the worker vanished, or it said it could not do it.
-  // kRestart: a lease restored after a restart expired without a word from its worker (the
-  // worker most likely died with the old coordinator, as `schism run`'s own workers do).
-  enum class LeaseEnd { kExpired, kWorkerFailed, kRestart };
-  void RequeueLease(const Lease& lease, LeaseEnd end, const std::string& reason);
-  // Journals a record whose loss is not the caller's to report (an expiry, a background change):
-  // a store error is logged and counted, never dropped silently.
-  void JournalOrLog(const std::string& study_id, const std::string& record);
-  // Logs and counts (Metrics().store_errors) a write the store refused; `what` names it.
-  void StoreRefused(const std::string& what, const absl::Status& status);
-  // FINISHED once n_trials trials are COMPLETE and nothing runs; FAILED past max_failed_trials.
-  void MaybeFinish(Study* study);
-  static int MaxFailedTrials(const v1::StudySpec& spec);
   int64_t DeadlineUnixMs(Clock::time_point deadline) const;
-  void ExpireLeasesLocked();
-  absl::StatusOr<v1::WorkItem> AcquireExport(const v1::AcquireWorkRequest& request);
+  // The study of a lease (leases only ever name studies that exist).
+  Study& StudyOf(const Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return *studies_.at(lease.study_id); }
+
+  // --- trial_leasing.cc ---
+  std::optional<int64_t> AskTrial(Study* study) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::WorkItem> AcquireTrials(const v1::AcquireWorkRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Picks the trials a lease on `study` takes for `worker` (empty: none to give).
+  std::vector<int64_t> PickTrials(Study* study, const std::string& worker, int capacity)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReportPrepared(const Lease& lease, const v1::ReportResultRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReportTrials(const Lease& lease, const TrialsLease& work, const v1::ReportResultRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // How a lease ended without a result: the worker vanished (kExpired), said it could not do it
+  // (kWorkerFailed), or a lease restored after a restart expired without a word from its worker
+  // (kRestart: the worker most likely died with the old coordinator, as `schism run`'s own do).
+  void RequeueLease(const Lease& lease, LeaseCause end, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // FINISHED once n_trials trials are COMPLETE and nothing runs; FAILED past max_failed_trials.
+  void MaybeFinish(Study* study) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static int MaxFailedTrials(const v1::StudySpec& spec);
+  void ExpireLeasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- export_queue.cc ---
+  absl::StatusOr<v1::WorkItem> AcquireExport(const v1::AcquireWorkRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ReportExport(const ExportLease& work, const v1::ReportResultRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Journals the export's current state under its study.
   absl::Status JournalExport(const v1::ExportJob& job);
-  void RequeueExport(const Lease& lease, const std::string& reason, bool permanent);
+  void RequeueExport(const Lease& lease, const std::string& export_id, const std::string& reason, bool permanent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  StudyStore* store_;
-  std::function<Clock::time_point()> clock_;
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::map<std::string, std::unique_ptr<Study>> studies_;
-  std::map<std::string, Lease> leases_;
-  std::map<std::string, v1::ExportJob> exports_;    // by export id
-  std::vector<std::string> export_order_;           // request order
-  std::set<std::string> expired_leases_, finished_leases_;
-  std::set<std::string> workers_;
-  int64_t next_order_ = 0;
-  int64_t store_errors_ = 0;
+  // --- study_recovery.cc ---
+  // Rebuilds one study (and its exports and leases) from its records; a record that does not
+  // decode, or names a trial that was never asked, is DataLoss naming the study.
+  absl::Status RecoverStudy(const std::string& id, const std::vector<std::string>& records)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  StudyStore* const store_;
+  const std::function<Clock::time_point()> clock_;
+  absl::Mutex mu_;
+  absl::CondVar changed_;
+  std::map<std::string, std::unique_ptr<Study>> studies_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::ExportJob> exports_ ABSL_GUARDED_BY(mu_);  // by export id
+  std::vector<std::string> export_order_ ABSL_GUARDED_BY(mu_);         // request order
+  std::set<std::string> expired_leases_ ABSL_GUARDED_BY(mu_), finished_leases_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> workers_ ABSL_GUARDED_BY(mu_);
+  int64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t store_errors_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace schism::coordinator

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 
 namespace schism::worker {
 namespace {
@@ -54,18 +53,20 @@ class HeartbeatThread : public CoordinatorLink::Heartbeat {
 
 }  // namespace
 
-std::string TrialParamsJson(const v1::Trial& trial) {
-  nlohmann::json j = nlohmann::json::object();
+common::ParameterValues TrialParameterValues(const v1::Trial& trial) {
+  common::ParameterValues values;
   for (const auto& [name, value] : trial.params().values()) {
     switch (value.value_case()) {
-      case v1::ParamValue::kFloatValue: j[name] = value.float_value(); break;
-      case v1::ParamValue::kIntValue: j[name] = value.int_value(); break;
-      case v1::ParamValue::kCategoricalValue: j[name] = value.categorical_value(); break;
+      case v1::ParamValue::kFloatValue: values[name] = value.float_value(); break;
+      case v1::ParamValue::kIntValue: values[name] = static_cast<double>(value.int_value()); break;
+      case v1::ParamValue::kCategoricalValue: values[name] = value.categorical_value(); break;
       default: break;
     }
   }
-  return j.dump();
+  return values;
 }
+
+std::string TrialParamsJson(const v1::Trial& trial) { return common::ParameterValuesToJson(TrialParameterValues(trial)); }
 
 CoordinatorLink::CoordinatorLink(LinkOptions options)
     : options_(std::move(options)),

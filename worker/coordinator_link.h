@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/trial_parameters.h"
 #include "schism/v1/coordinator.grpc.pb.h"
 #include "worker/reconnect_backoff.h"
 
@@ -29,7 +30,9 @@ struct LinkOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
-// A trial's parameters as the optimizer names them ({"direction_scope": "global", ...}).
+// A trial's parameters as the optimizer names them, from the wire (common/trial_parameters.h
+// turns them into TrialParameters), and their JSON form ({"direction_scope": "global", ...}).
+common::ParameterValues TrialParameterValues(const v1::Trial& trial);
 std::string TrialParamsJson(const v1::Trial& trial);
 
 class CoordinatorLink {

@@ -1,4 +1,4 @@
-// One export, start to finish (DESIGN.md §5): the merged model and/or the PEFT adapter written
+// One export, start to finish (docs/architecture.md#export-output): the merged model and/or the PEFT adapter written
 // into a staging folder next to the destination, reproduce.json and a model card beside them,
 // every output hashed, then one rename into place. Used by `schism export` (local) and by the
 // export worker (work from the coordinator).

@@ -1,4 +1,4 @@
-// The export worker (DESIGN.md §5): a process with plenty of RAM and no GPU that takes Export
+// The export worker (docs/architecture.md#export-worker): a process with plenty of RAM and no GPU that takes Export
 // work from the coordinator, writes the trial's model under its output root with RunExport and
 // reports every file with its SHA-256. Destinations that resolve outside the root, existing
 // non-empty destinations without overwrite, and sources it cannot read fail permanently (no

@@ -1,7 +1,11 @@
-// A trial worker (DESIGN.md §4): registers with the coordinator, long-polls for work, computes a
-// study's directions and baseline (Prepare) or evaluates leased trials k at a time (Evaluate),
-// heartbeats from a separate thread while it computes, reports, and reconnects with backoff
-// when the coordinator is away. Setting *stop makes it finish the current lease and return.
+// A trial worker (docs/architecture.md): registers with the coordinator, long-polls for work,
+// computes a study's directions and baseline (Prepare) or evaluates leased trials k at a time
+// (Evaluate), heartbeats from a separate thread while it computes, reports, and reconnects with
+// backoff when the coordinator is away. Setting *stop makes it finish the current lease and
+// return.
+//
+// Run is a short loop over named steps, each usable (and tested) without a coordinator:
+//   next item -> LoadModel -> Prepare | Evaluate -> report (or fail the item with the reason)
 #ifndef SCHISM_WORKER_TRIAL_WORKER_H_
 #define SCHISM_WORKER_TRIAL_WORKER_H_
 
@@ -9,12 +13,13 @@
 #include <c10/core/ScalarType.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
-#include <optional>
-
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/coordinator_link.h"
 
 namespace schism::worker {
@@ -34,18 +39,35 @@ struct WorkerOptions {
 
 class TrialWorker {
  public:
+  // Where Evaluate gets a study's artifact (its refusal directions) when it has none yet.
+  using ArtifactSource = std::function<absl::StatusOr<std::string>(const std::string& study_id)>;
+
   explicit TrialWorker(WorkerOptions options);
   ~TrialWorker();
   TrialWorker(const TrialWorker&) = delete;
   TrialWorker& operator=(const TrialWorker&) = delete;
 
+  // Serves the coordinator until stopped, idle past exit_after_idle_polls, or refused for good.
   absl::Status Run();
+
+  // Step 1: the study's model, loaded once per (path, quantization, dtypes) and kept across
+  // items; the worker's --dtype, else the study's dtypes in order (the next when loading in one
+  // fails), else the device's default. A new model drops the evaluator.
+  absl::Status LoadModel(const v1::StudySpec& spec);
+  // Step 2a (a prepare item): the response prefix (when the spec has none), the refusal
+  // directions and the baseline refusals; keeps the evaluator for the study's trials.
+  absl::StatusOr<v1::ReportResultRequest> Prepare(const v1::WorkItem& item);
+  // Step 2b (an evaluate item): the leased trials' scores, one result per trial in lease order;
+  // builds the study's evaluator first (directions from `artifacts`) when it has none.
+  absl::StatusOr<v1::ReportResultRequest> Evaluate(const v1::WorkItem& item, const ArtifactSource& artifacts);
+  // Steps 1 and 2 for any item; a library exception is an error with its message.
+  absl::StatusOr<v1::ReportResultRequest> Serve(const v1::WorkItem& item, const ArtifactSource& artifacts);
+
+  // "path|quantization|dtypes" of the loaded model; empty before the first LoadModel.
+  const std::string& loaded_model_key() const;
 
  private:
   struct State;
-  // One work item: loads the model and builds the evaluator when the study changes, then
-  // prepares or evaluates and reports (or fails the item with the reason).
-  void Serve(const v1::WorkItem& item, CoordinatorLink::Heartbeat& heartbeat);
   WorkerOptions options_;
   std::unique_ptr<State> state_;
 };

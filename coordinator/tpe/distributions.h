@@ -1,4 +1,4 @@
-// Parameter distributions of a TPE search space, as Optuna defines them (spec/tpe.md §2):
+// Parameter distributions of a TPE search space, as Optuna defines them (docs/algorithm.md#distributions):
 // float (optionally log or stepped), int (optionally log or stepped) and categorical.
 // Values travel in Optuna's "internal representation": a double (the value itself, or the
 // index of a categorical choice).

@@ -1,4 +1,4 @@
-// Multi-objective pieces of Optuna's MOTPE (spec/tpe.md §5.3, §5.4): non-domination ranks,
+// Multi-objective pieces of Optuna's MOTPE (docs/algorithm.md#split, #weights): non-domination ranks,
 // the reference point, hypervolume, greedy hypervolume subset selection (HSSP), the split of
 // complete trials into below/above, and the hypervolume-contribution weights of the below set.
 // Every loss vector is to be minimized.

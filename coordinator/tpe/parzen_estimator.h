@@ -1,4 +1,4 @@
-// Optuna's multivariate Parzen estimator (spec/tpe.md §5.5–§5.7): a mixture of one product kernel
+// Optuna's multivariate Parzen estimator (docs/algorithm.md#parzen-estimator): a mixture of one product kernel
 // per observation plus a prior kernel, over a search space in sorted-name order.
 #ifndef SCHISM_COORDINATOR_TPE_PARZEN_ESTIMATOR_H_
 #define SCHISM_COORDINATOR_TPE_PARZEN_ESTIMATOR_H_

@@ -15,7 +15,7 @@
 //   {"tell": 0, "state": "COMPLETE", "values": [0.4, 1.2]}
 //   {"tell": 1, "state": "PRUNED"}   {"tell": 2, "state": "FAIL"}
 // Output: one line per ask, `T<number> <params>`, params as JSON with sorted keys and floats
-// printed as Python's repr (the format of spec/tpe.md Appendix A).
+// printed as Python's repr (the format of Optuna's recorded runs in the test vectors).
 #ifndef SCHISM_COORDINATOR_TPE_REPLAY_H_
 #define SCHISM_COORDINATOR_TPE_REPLAY_H_
 

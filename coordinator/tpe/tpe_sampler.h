@@ -1,5 +1,5 @@
 // A C++ port of Optuna 4.8's TPESampler as Heretic configures it (multivariate, multi-objective,
-// optional constant liar), bit-compatible with Optuna for the same seed (spec/tpe.md).
+// optional constant liar), bit-compatible with Optuna for the same seed (docs/algorithm.md#tpe).
 //
 // The sampler is stateless apart from its two random streams: every call sees the study's
 // trials as they are now, exactly like Optuna's sampler reading its storage.

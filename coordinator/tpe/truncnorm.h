@@ -1,5 +1,5 @@
 // The truncated-normal numerics of Optuna's TPE (_truncnorm.py, _erf.py), reproduced so that
-// candidates and densities match Optuna to the last few ulps (spec/tpe.md §7).
+// candidates and densities match Optuna to the last few ulps (docs/algorithm.md#truncated-normal).
 #ifndef SCHISM_COORDINATOR_TPE_TRUNCNORM_H_
 #define SCHISM_COORDINATOR_TPE_TRUNCNORM_H_
 

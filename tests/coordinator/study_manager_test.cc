@@ -472,6 +472,7 @@ TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
     const absl::Status s = m.Recover();
     EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << record << ": " << s;
     EXPECT_NE(s.message().find(id), std::string::npos) << s;
+    EXPECT_NE(s.message().find("journal record 1"), std::string::npos) << "the record after `submitted`: " << s;
   }
 }
 

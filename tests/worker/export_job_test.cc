@@ -1,4 +1,4 @@
-// The export (DESIGN.md §5): a merged full-precision folder and a PEFT adapter for a trial,
+// The export (docs/architecture.md#export-output): a merged full-precision folder and a PEFT adapter for a trial,
 // reloaded and compared with the adapted in-memory model, checked against PEFT's formulas
 // (tests/oracles/export_reference.py), and the rules on destinations.
 #include "worker/export_job.h"

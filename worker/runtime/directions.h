@@ -1,4 +1,4 @@
-// Refusal directions (DESIGN.md §2): mean residuals of harmful and harmless prompts at the last
+// Refusal directions (docs/algorithm.md#directions): mean residuals of harmful and harmless prompts at the last
 // prompt token, per layer, and the normalized difference; saved as a small checksummed artifact
 // that the coordinator serves to every worker of a study.
 #ifndef SCHISM_WORKER_RUNTIME_DIRECTIONS_H_

@@ -1,6 +1,6 @@
 // States of the unmodified model on a fixed prompt set, kept so that trials need not recompute
 // the layers they leave alone ("frozen layers"). MPOA adapts only the layers inside each trial's
-// weight window (DESIGN.md §2), so below a trial's first adapted layer every prompt token's keys,
+// weight window (docs/algorithm.md#weight-kernel), so below a trial's first adapted layer every prompt token's keys,
 // values and residual stream are the unmodified model's, the same in every trial. They are
 // computed once per worker; a trial's prefill then starts at its first adapted layer. Decoded
 // tokens differ per trial and always run every layer.

@@ -1,4 +1,4 @@
-// Writes a chosen trial's abliterated model at full precision (DESIGN.md §5), streaming the
+// Writes a chosen trial's abliterated model at full precision (docs/algorithm.md#merged-export), streaming the
 // source one tensor at a time so peak memory tracks the largest tensor, not the model.
 //
 // For every adapted weight W (attention o_proj and MLP down_proj of layers the trial touches) the

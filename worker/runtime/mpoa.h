@@ -1,4 +1,4 @@
-// Magnitude-Preserving Orthogonal Ablation in LoRA form, exact (DESIGN.md §2). For a weight W
+// Magnitude-Preserving Orthogonal Ablation in LoRA form, exact (docs/algorithm.md#mpoa). For a weight W
 // (out×in), a unit direction v in the output space and a strength λ:
 //   none: A = vᵀW,  B = −λv                     W' = W + B A
 //   pre:  A = vᵀŴ,  B = −λ(n∘v), Ŵ = diag(1/n)W   W' = W + B A = diag(n)(Ŵ − λvvᵀŴ)

@@ -1,4 +1,4 @@
-// The response prefix (DESIGN.md §2): the text every greedy response of the model starts with
+// The response prefix (docs/algorithm.md#response-prefix): the text every greedy response of the model starts with
 // (e.g. an empty <think></think> block), which is appended to every prompt so that refusal and
 // KL scores look past it. Chain-of-thought openers are replaced by their closed block.
 #ifndef SCHISM_WORKER_RUNTIME_RESPONSE_PREFIX_H_

@@ -69,7 +69,7 @@ class KvCache {
   std::vector<int64_t> positions;  // per slot: real tokens so far (the next RoPE position)
 };
 
-// Rank-1 adapters of k trials on the attention and MLP output projections (DESIGN.md §4,
+// Rank-1 adapters of k trials on the attention and MLP output projections (docs/algorithm.md#multi-trial-batching,
 // multi-trial batching): row b of the batch runs trial row_trial[b], and each adapted layer
 // computes s_t ∘ (Wx + b_t (a_tᵀ x)). A trial that leaves a layer alone has a = b = 0, s = 1.
 struct ComponentAdapters {

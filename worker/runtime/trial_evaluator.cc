@@ -231,7 +231,9 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::Tria
     const at::Tensor kl = (base.exp() * (base - log_probs)).sum(-1).sum(-1).to(torch::kCPU, torch::kDouble);
     for (size_t t = 0; t < k; ++t) kl_sum[t] = kl[static_cast<int64_t>(t)].item<double>();
   }
-  for (size_t t = 0; t < k; ++t) scores[t].kl_divergence = n > 0 ? kl_sum[t] / static_cast<double>(n) : 0.0;
+  // KL >= 0; a trial that leaves the model untouched sums to a rounding error just below 0 in
+  // float32 (TrialWorkerSteps caught it), which the coordinator would refuse as an invalid score.
+  for (size_t t = 0; t < k; ++t) scores[t].kl_divergence = n > 0 ? std::max(0.0, kl_sum[t] / static_cast<double>(n)) : 0.0;
   if (responses_out != nullptr) *responses_out = responses;
   return scores;
 }

@@ -1,4 +1,4 @@
-// What a worker does for a batch of trials (DESIGN.md §2, §4): builds each trial's MPOA adapters
+// What a worker does for a batch of trials (docs/algorithm.md#evaluating-a-trial): builds each trial's MPOA adapters
 // from the refusal directions, runs the refusal prompts (greedy, exact early stopping) and the KL
 // prompts (first-token distribution against this worker's own baseline), k trials per batch.
 #ifndef SCHISM_WORKER_RUNTIME_TRIAL_EVALUATOR_H_

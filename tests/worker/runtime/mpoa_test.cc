@@ -21,7 +21,7 @@ Case RandomCase(int64_t seed) {
   return c;
 }
 
-// The dense formulas of DESIGN.md §2, in float64.
+// The dense formulas of docs/algorithm.md#mpoa, in float64.
 at::Tensor DenseReference(const at::Tensor& w32, const at::Tensor& v32, double lambda, RowNormalization mode) {
   auto w = w32.to(torch::kDouble), v = v32.to(torch::kDouble);
   auto projector = torch::outer(v, v);
