@@ -1,4 +1,4 @@
-// Export throughput (DESIGN.md §5) on the real model: the GGUF dequantized and merged to a
+// Export throughput (docs/architecture.md#export-worker) on the real model: the GGUF dequantized and merged to a
 // float32 / bfloat16 Hugging Face folder, reproduce.json hashes included. Reports source bytes
 // read per second and output bytes written per second.
 #include <benchmark/benchmark.h>

@@ -1,4 +1,4 @@
-// The subcommands of `schism` (DESIGN.md §8) and their dispatch. commands.cc holds the one table
+// The subcommands of `schism` (docs/architecture.md#command-line) and their dispatch. commands.cc holds the one table
 // of every command: its operands, its flags with their help, and the handler it runs.
 #ifndef SCHISM_CLI_COMMANDS_H_
 #define SCHISM_CLI_COMMANDS_H_
@@ -11,7 +11,7 @@
 
 namespace schism::cli {
 
-// Exit codes shared by every subcommand (DESIGN.md §8).
+// Exit codes shared by every subcommand (docs/architecture.md#exit-codes).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRuntimeError = 1;
 inline constexpr int kExitUsageError = 2;

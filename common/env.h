@@ -12,7 +12,7 @@ namespace schism::common {
 void ConfigureProcessEnvironment();
 
 // Directory holding the default prompt sets: $SCHISM_DATA if set, else `../shared/datasets`
-// beside the source tree this binary was built from (DESIGN.md §2).
+// beside the source tree this binary was built from (docs/algorithm.md#prompts).
 std::string DefaultDataDir();
 
 }  // namespace schism::common

@@ -1,4 +1,4 @@
-// Prompt sets: the lists of prompts used for directions, refusal and KL scoring (DESIGN.md §2).
+// Prompt sets: the lists of prompts used for directions, refusal and KL scoring (docs/algorithm.md#prompts).
 #ifndef SCHISM_COMMON_PROMPT_SET_H_
 #define SCHISM_COMMON_PROMPT_SET_H_
 

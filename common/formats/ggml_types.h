@@ -1,5 +1,5 @@
 // GGML tensor element types as stored in GGUF files, their block geometry, and dequantization to
-// float32. One place for every quantization format schism reads (DESIGN.md §4).
+// float32. One place for every quantization format schism reads (docs/architecture.md#model-formats).
 #ifndef SCHISM_COMMON_FORMATS_GGML_TYPES_H_
 #define SCHISM_COMMON_FORMATS_GGML_TYPES_H_
 
