@@ -1,6 +1,6 @@
-// Export throughput (docs/architecture.md#export-worker) on the real model: the GGUF dequantized and merged to a
-// float32 / bfloat16 Hugging Face folder, reproduce.json hashes included. Reports source bytes
-// read per second and output bytes written per second.
+// Export throughput (docs/architecture.md#export-worker) on the real model: the GGUF dequantized
+// and merged to a float32 / bfloat16 Hugging Face folder, reproduce.json hashes included. Reports
+// source bytes read per second and output bytes written per second.
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -8,8 +8,8 @@
 #include <filesystem>
 
 #include "benchmarks/bench_model.h"
-#include "worker/runtime/directions.h"
 #include "worker/export_job.h"
+#include "worker/runtime/directions.h"
 
 namespace {
 
@@ -17,10 +17,12 @@ std::string g_model;
 
 void BM_ExportRealModel(benchmark::State& state) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("schism_export_bench_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("schism_export_bench_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   torch::manual_seed(0);
-  at::Tensor directions = torch::randn({31, 576});  // SmolLM2-135M: 30 layers + embeddings, hidden 576
+  at::Tensor directions =
+      torch::randn({31, 576});  // SmolLM2-135M: 30 layers + embeddings, hidden 576
   directions = directions / directions.norm(2, {1}, true);
   (void)schism::model::SaveDirections((dir / "r.bin").string(), directions);
   schism::worker::ExportRequest request;
@@ -44,12 +46,19 @@ void BM_ExportRealModel(benchmark::State& state) {
     written = 0;
     for (const auto& f : result->files) written += f.bytes;
   }
-  state.counters["source_MB/s"] = benchmark::Counter(static_cast<double>(fs::file_size(g_model)) / 1e6,
-                                                     benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["written_MB/s"] = benchmark::Counter(written / 1e6, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["source_MB/s"] =
+      benchmark::Counter(static_cast<double>(fs::file_size(g_model)) / 1e6,
+                         benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["written_MB/s"] =
+      benchmark::Counter(written / 1e6, benchmark::Counter::kIsIterationInvariantRate);
   fs::remove_all(dir);
 }
-BENCHMARK(BM_ExportRealModel)->Arg(0)->Arg(1)->ArgName("bf16")->Unit(benchmark::kSecond)->Iterations(2);
+BENCHMARK(BM_ExportRealModel)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("bf16")
+    ->Unit(benchmark::kSecond)
+    ->Iterations(2);
 
 }  // namespace
 

@@ -9,9 +9,9 @@
 
 #include "benchmarks/bench_model.h"
 #include "common/env.h"
+#include "common/prompt_set.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
-#include "common/prompt_set.h"
 
 namespace {
 
@@ -32,7 +32,8 @@ const schism::model::LoadedModel& Model() {
 }
 
 std::vector<TokenIds> Prompts(int batch) {
-  auto lines = schism::common::LoadPromptLines(schism::common::DefaultDataDir() + "/harmless_test.txt");
+  auto lines =
+      schism::common::LoadPromptLines(schism::common::DefaultDataDir() + "/harmless_test.txt");
   std::vector<TokenIds> prompts;
   for (int i = 0; i < batch; ++i) {
     prompts.push_back(Model().tokenizer->Encode(
@@ -55,8 +56,8 @@ void BM_Prefill(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(schism::model::PromptForward(*Model().transformer, prompts, 2));
   }
-  state.counters["tokens_per_s"] =
-      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
   ReportRss(state);
 }
 
@@ -82,8 +83,16 @@ void BM_Decode(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Prefill)->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Decode)->Arg(1)->Arg(16)->Arg(32)->Arg(64)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_Decode)
+    ->Arg(1)
+    ->Arg(16)
+    ->Arg(32)
+    ->Arg(64)
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 
 }  // namespace
 
-int main(int argc, char** argv) { return schism::bench::RunModelBenchmarks(argc, argv, &g_model_path); }
+int main(int argc, char** argv) {
+  return schism::bench::RunModelBenchmarks(argc, argv, &g_model_path);
+}

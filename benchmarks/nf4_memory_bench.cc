@@ -50,7 +50,8 @@ double PeakRssOfChild(const char* self, const std::string& model, const std::str
   }
   int status = 0;
   struct rusage usage {};
-  if (wait4(pid, &status, 0, &usage) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return -1;
+  if (wait4(pid, &status, 0, &usage) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return -1;
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
   if (model.empty()) {
     model = (fs::temp_directory_path() / "schism_nf4_memory_model").string();
     if (!fs::exists(fs::path(model) / "model.safetensors")) {
-      const std::string source = std::string(SCHISM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+      const std::string source =
+          std::string(SCHISM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
       const std::string command = "python3 " + std::string(SCHISM_SOURCE_DIR) +
                                   "/tests/oracles/model_fixtures.py large " + model + " " + source;
       std::printf("generating %s\n", model.c_str());
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
   std::printf("peak RSS, MiB      total    above the bare process (%.0f MiB)\n", base);
   std::printf("  bfloat16     %8.0f    %8.0f\n", bf16, bf16 - base);
   std::printf("  nf4 (packed) %8.0f    %8.0f\n", nf4, nf4 - base);
-  std::printf("nf4 / bf16: %.3fx total, %.3fx above the bare process\n", nf4 / bf16, (nf4 - base) / (bf16 - base));
+  std::printf("nf4 / bf16: %.3fx total, %.3fx above the bare process\n", nf4 / bf16,
+              (nf4 - base) / (bf16 - base));
   return 0;
 }

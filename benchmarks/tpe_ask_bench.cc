@@ -19,7 +19,8 @@ SearchSpace HereticSpace(double L) {
   s.emplace_back("direction_scope", *Distribution::Categorical({"global", "per layer"}));
   s.emplace_back("direction_index", *Distribution::Float(0.4 * L, 0.9 * L));
   for (std::string c : {"attn.o_proj", "mlp.down_proj"}) {
-    s.emplace_back(c + ".max_weight", *Distribution::Float(c == "mlp.down_proj" ? -0.25 : 0.8, 1.5));
+    s.emplace_back(c + ".max_weight",
+                   *Distribution::Float(c == "mlp.down_proj" ? -0.25 : 0.8, 1.5));
     s.emplace_back(c + ".max_weight_position", *Distribution::Float(0.6 * L, L));
     s.emplace_back(c + ".min_weight", *Distribution::Float(0.0, 1.0));
     s.emplace_back(c + ".min_weight_distance", *Distribution::Float(1.0, 0.6 * L));

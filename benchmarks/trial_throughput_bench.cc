@@ -9,9 +9,9 @@
 
 #include "benchmarks/bench_model.h"
 #include "common/env.h"
+#include "common/prompt_set.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/trial_evaluator.h"
-#include "common/prompt_set.h"
 
 namespace {
 
@@ -30,20 +30,24 @@ common::TrialParameters Trial(double position) {
 }
 
 // The chat-encoded prompts of a prompt file.
-std::vector<model::TokenIds> Encode(const model::LoadedModel& m, const char* file, const char* split) {
-  return *model::EncodeChatPrompts(m, *common::LoadPromptLines(common::DefaultDataDir() + "/" + file, split),
-                                   "You are a helpful assistant.", "");
+std::vector<model::TokenIds> Encode(const model::LoadedModel& m, const char* file,
+                                    const char* split) {
+  return *model::EncodeChatPrompts(
+      m, *common::LoadPromptLines(common::DefaultDataDir() + "/" + file, split),
+      "You are a helpful assistant.", "");
 }
 
 // Refusal directions from the first `split` harmless and harmful training prompts.
 at::Tensor Directions(const model::LoadedModel& m, const char* split) {
   const auto& t = *m.transformer;
-  return model::RefusalDirections(model::ResidualMeans(t, Encode(m, "harmless_train.txt", split), 2, 32),
-                                  model::ResidualMeans(t, Encode(m, "harmful_train.txt", split), 2, 32), true);
+  return model::RefusalDirections(
+      model::ResidualMeans(t, Encode(m, "harmless_train.txt", split), 2, 32),
+      model::ResidualMeans(t, Encode(m, "harmful_train.txt", split), 2, 32), true);
 }
 
 // The real model, or the benchmark skipped with the loader's error.
-std::optional<model::LoadedModel> LoadOrSkip(benchmark::State& state, const model::LoadOptions& load = {}) {
+std::optional<model::LoadedModel> LoadOrSkip(benchmark::State& state,
+                                             const model::LoadOptions& load = {}) {
   auto m = model::LoadModel(g_model_path, load);
   if (!m.ok()) {
     state.SkipWithError(std::string(m.status().message()).c_str());
@@ -67,8 +71,9 @@ void BM_EvaluateTrials(benchmark::State& state) {
   std::vector<common::TrialParameters> trials;
   for (int i = 0; i < state.range(2); ++i) trials.push_back(Trial(16 + 2 * i));
   for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
-  state.counters["prompts_per_s"] = benchmark::Counter(
-      static_cast<double>(2 * kPrompts * trials.size()), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["prompts_per_s"] =
+      benchmark::Counter(static_cast<double>(2 * kPrompts * trials.size()),
+                         benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The quick study's trial (README's `schism run`; benchmarks/vs_heretic's study): 100 refusal
@@ -91,8 +96,9 @@ void BM_StudyTrial(benchmark::State& state) {
   const std::vector<common::TrialParameters> trials = {Trial(14), Trial(20)};
   for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
   state.counters["frozen_MiB"] = static_cast<double>((*evaluator)->frozen_bytes()) / (1 << 20);
-  state.counters["s_per_trial"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * trials.size()), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["s_per_trial"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * trials.size()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 BENCHMARK(BM_StudyTrial)
@@ -109,4 +115,6 @@ BENCHMARK(BM_EvaluateTrials)
 
 }  // namespace
 
-int main(int argc, char** argv) { return schism::bench::RunModelBenchmarks(argc, argv, &g_model_path); }
+int main(int argc, char** argv) {
+  return schism::bench::RunModelBenchmarks(argc, argv, &g_model_path);
+}

@@ -11,7 +11,7 @@
 namespace schism::cli {
 namespace {
 
-constexpr size_t kWidth = 100;     // columns of the usage line and the help
+constexpr size_t kWidth = 100;      // columns of the usage line and the help
 constexpr size_t kHelpColumn = 30;  // where flag help starts at the most
 
 // Every command takes it; Args::Parse and HelpText add it to each table.
@@ -28,15 +28,19 @@ const Flag* FindFlag(const Command& command, const std::string& name) {
   return nullptr;
 }
 
-bool IsOptionalOperand(const std::string& operand) { return !operand.empty() && operand.front() == '['; }
+bool IsOptionalOperand(const std::string& operand) {
+  return !operand.empty() && operand.front() == '[';
+}
 
 std::string FlagWithValue(const Flag& flag) {
-  return flag.value_hint.empty() ? "--" + flag.name : absl::StrCat("--", flag.name, " ", flag.value_hint);
+  return flag.value_hint.empty() ? "--" + flag.name
+                                 : absl::StrCat("--", flag.name, " ", flag.value_hint);
 }
 
 // Appends `words` to `out`, each after a space, starting a new line of `indent` spaces for a word
 // that would end past kWidth; `column` is the length of out's last line so far.
-void AppendWrapped(const std::vector<std::string>& words, size_t indent, size_t column, std::string* out) {
+void AppendWrapped(const std::vector<std::string>& words, size_t indent, size_t column,
+                   std::string* out) {
   for (const std::string& word : words) {
     if (column > indent && column + 1 + word.size() > kWidth) {
       absl::StrAppend(out, "\n", std::string(indent, ' '), word);
@@ -52,7 +56,8 @@ void AppendWrapped(const std::vector<std::string>& words, size_t indent, size_t 
 
 std::vector<Flag> JoinFlags(std::initializer_list<std::vector<Flag>> groups) {
   std::vector<Flag> flags;
-  for (const std::vector<Flag>& group : groups) flags.insert(flags.end(), group.begin(), group.end());
+  for (const std::vector<Flag>& group : groups)
+    flags.insert(flags.end(), group.begin(), group.end());
   return flags;
 }
 
@@ -142,14 +147,16 @@ absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv, const Com
       return absl::InvalidArgumentError(absl::StrCat("flag --", flag.name, " is required"));
     }
   }
-  const size_t needed = std::count_if(command.operands.begin(), command.operands.end(),
-                                      [](const std::string& operand) { return !IsOptionalOperand(operand); });
+  const size_t needed =
+      std::count_if(command.operands.begin(), command.operands.end(),
+                    [](const std::string& operand) { return !IsOptionalOperand(operand); });
   if (args.positionals_.size() > command.operands.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("unexpected argument \"", args.positionals_[command.operands.size()], "\""));
   }
   if (args.positionals_.size() < needed) {
-    return absl::InvalidArgumentError(absl::StrCat("expected ", absl::StrJoin(command.operands, " ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected ", absl::StrJoin(command.operands, " ")));
   }
   return args;
 }

@@ -18,10 +18,11 @@ namespace schism::cli {
 class Args;
 
 struct Flag {
-  std::string name;        // without the leading "--", e.g. "model"
-  std::string value_hint;  // the value in the usage line, e.g. "N", "cpu|cuda:N"; empty: a boolean flag
-  std::string help;        // one line (it is wrapped) for --help
-  bool required = false;   // the command refuses to run without it
+  std::string name;  // without the leading "--", e.g. "model"
+  std::string
+      value_hint;    // the value in the usage line, e.g. "N", "cpu|cuda:N"; empty: a boolean flag
+  std::string help;  // one line (it is wrapped) for --help
+  bool required = false;  // the command refuses to run without it
 };
 
 // Several groups of flags as one table, for groups that several commands share.
@@ -30,9 +31,10 @@ std::vector<Flag> JoinFlags(std::initializer_list<std::vector<Flag>> groups);
 // One subcommand of `schism`. Every command also takes --help, which prints HelpText. (The `= {}`
 // initializers let a table leave a field out without -Wextra's missing-initializer warning.)
 struct Command {
-  std::string name;                        // `schism NAME`
-  std::vector<std::string> operands = {};  // the positionals, e.g. {"STUDY", "TRIAL"}; "[CONFIG.toml]" is optional
-  std::string summary = {};                // one line in `schism --help`
+  std::string name;  // `schism NAME`
+  std::vector<std::string> operands =
+      {};  // the positionals, e.g. {"STUDY", "TRIAL"}; "[CONFIG.toml]" is optional
+  std::string summary = {};  // one line in `schism --help`
   std::vector<Flag> flags = {};
   std::function<int(const Args&)> run = {};  // the parsed arguments; returns the exit code
   std::string notes = {};                    // what --help prints after the flags
@@ -46,7 +48,8 @@ struct Command {
 std::string UsageLine(const Command& command);
 // "schism NAME OPERANDS --required V [flags]": the command's line in `schism --help`.
 std::string Synopsis(const Command& command);
-// The usage line, the summary and every flag the command takes (--help too) with its help, then the notes.
+// The usage line, the summary and every flag the command takes (--help too) with its help, then the
+// notes.
 std::string HelpText(const Command& command);
 
 class Args {

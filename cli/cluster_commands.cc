@@ -13,10 +13,9 @@
 
 #include "schism/proto_json.h"
 
+#include "absl/strings/numbers.h"
 #include "cli/args.h"
 #include "common/byte_size.h"
-#include "absl/strings/numbers.h"
-#include "worker/runtime/device.h"
 #include "common/env.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/http_side_port.h"
@@ -26,6 +25,7 @@
 #include "coordinator/study_manager.h"
 #include "schism/v1/coordinator.grpc.pb.h"
 #include "worker/export_worker.h"
+#include "worker/runtime/device.h"
 #include "worker/trial_worker.h"
 
 #ifndef SCHISM_SOURCE_DIR
@@ -57,20 +57,27 @@ absl::StatusOr<std::string> ReadToken(const Args& args) {
 
 // --tls-ca / --tls-cert / --tls-key of the client commands.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Args& args) {
-  return coordinator::ClientCredentials(args.Get("tls-ca").value_or(""), args.Get("tls-cert").value_or(""),
+  return coordinator::ClientCredentials(args.Get("tls-ca").value_or(""),
+                                        args.Get("tls-cert").value_or(""),
                                         args.Get("tls-key").value_or(""));
 }
 
-
 const char* StateName(v1::StudyState s) {
   switch (s) {
-    case v1::STUDY_STATE_QUEUED: return "queued";
-    case v1::STUDY_STATE_PREPARING: return "preparing";
-    case v1::STUDY_STATE_RUNNING: return "running";
-    case v1::STUDY_STATE_FINISHED: return "finished";
-    case v1::STUDY_STATE_CANCELLED: return "cancelled";
-    case v1::STUDY_STATE_FAILED: return "failed";
-    default: return "unknown";
+    case v1::STUDY_STATE_QUEUED:
+      return "queued";
+    case v1::STUDY_STATE_PREPARING:
+      return "preparing";
+    case v1::STUDY_STATE_RUNNING:
+      return "running";
+    case v1::STUDY_STATE_FINISHED:
+      return "finished";
+    case v1::STUDY_STATE_CANCELLED:
+      return "cancelled";
+    case v1::STUDY_STATE_FAILED:
+      return "failed";
+    default:
+      return "unknown";
   }
 }
 
@@ -78,8 +85,9 @@ void PrintParetoTable(const v1::StudyDetail& detail) {
   std::printf("\nPareto-optimal trials (refusals, KL divergence):\n");
   for (int64_t number : detail.pareto_front()) {
     const v1::Trial& t = detail.trials(static_cast<int>(number));
-    std::printf("  [Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n", static_cast<long long>(number),
-                t.scores().refusals(), t.scores().refusal_prompts(), t.scores().kl_divergence());
+    std::printf("  [Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n",
+                static_cast<long long>(number), t.scores().refusals(), t.scores().refusal_prompts(),
+                t.scores().kl_divergence());
   }
 }
 
@@ -106,8 +114,8 @@ absl::StatusOr<StudyClient> ConnectStudyClient(const Args& args) {
   // A study of many trials outgrows gRPC's 4 MiB default (about 250 bytes a trial).
   grpc::ChannelArguments channel_args;
   channel_args.SetMaxReceiveMessageSize(64 << 20);
-  return StudyClient{*token, v1::StudyService::NewStub(
-                                 grpc::CreateCustomChannel(*args.Get("coordinator"), *credentials, channel_args))};
+  return StudyClient{*token, v1::StudyService::NewStub(grpc::CreateCustomChannel(
+                                 *args.Get("coordinator"), *credentials, channel_args))};
 }
 
 }  // namespace
@@ -115,17 +123,20 @@ absl::StatusOr<StudyClient> ConnectStudyClient(const Args& args) {
 int RunCoordinator(const Args& args) {
   auto store_dir = args.Get("store");  // required
   auto token = ReadToken(args);
-  if (!token.ok()) return Fail("coordinator", kExitUsageError, std::string(token.status().message()));
+  if (!token.ok())
+    return Fail("coordinator", kExitUsageError, std::string(token.status().message()));
   std::unique_ptr<coordinator::StudyStore> store;
   if (store_dir->rfind("redis://", 0) == 0) {
     auto redis = coordinator::RedisStore::Connect(*store_dir);
-    if (!redis.ok()) return Fail("coordinator", kExitRuntimeError, std::string(redis.status().message()));
+    if (!redis.ok())
+      return Fail("coordinator", kExitRuntimeError, std::string(redis.status().message()));
     store = std::move(*redis);
   } else {
     store = std::make_unique<coordinator::JournalStore>(*store_dir);
   }
   coordinator::StudyManager manager(store.get());
-  if (auto s = manager.Recover(); !s.ok()) return Fail("coordinator", kExitRuntimeError, std::string(s.message()));
+  if (auto s = manager.Recover(); !s.ok())
+    return Fail("coordinator", kExitRuntimeError, std::string(s.message()));
   coordinator::ServerOptions options;
   options.listen = args.Get("listen").value_or("127.0.0.1:50051");
   options.token = *token;
@@ -137,15 +148,18 @@ int RunCoordinator(const Args& args) {
   if (auto http_listen = args.Get("http")) {
     auto started = coordinator::HttpSidePort::Start(&manager, *http_listen, *token);
     if (!started.ok()) {
-      return Fail("coordinator", started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsageError
-                                                                                                : kExitRuntimeError,
+      return Fail("coordinator",
+                  started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsageError
+                                                                                : kExitRuntimeError,
                   std::string(started.status().message()));
     }
     http = std::move(*started);
   }
   auto server = coordinator::CoordinatorServer::Start(&manager, options);
-  if (!server.ok()) return Fail("coordinator", kExitRuntimeError, std::string(server.status().message()));
-  std::printf("schism coordinator listening on port %d (store %s)\n", (*server)->port(), store_dir->c_str());
+  if (!server.ok())
+    return Fail("coordinator", kExitRuntimeError, std::string(server.status().message()));
+  std::printf("schism coordinator listening on port %d (store %s)\n", (*server)->port(),
+              store_dir->c_str());
   if (http) {
     http->SetReady(true);
     std::printf("dashboard, /metrics, /healthz, /readyz on http port %d\n", http->port());
@@ -163,17 +177,21 @@ int RunCoordinator(const Args& args) {
 int RunWorker(const Args& args) {
   auto address = args.Get("coordinator");  // required
   auto device = model::ParseDevice(args.Get("device").value_or("cpu"));
-  if (!device.ok()) return Fail("worker", kExitUsageError, "--device: " + std::string(device.status().message()));
+  if (!device.ok())
+    return Fail("worker", kExitUsageError, "--device: " + std::string(device.status().message()));
   auto dtype = model::ParseComputeDtype(args.Get("dtype").value_or(""), *device);
-  if (!dtype.ok()) return Fail("worker", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
+  if (!dtype.ok())
+    return Fail("worker", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
   auto token = ReadToken(args);
   if (!token.ok()) return Fail("worker", kExitUsageError, std::string(token.status().message()));
   auto k = args.GetInt("trials-per-batch");
   auto threads = args.GetInt("threads");
-  if (!k.ok() || !threads.ok()) return Fail("worker", kExitUsageError, "--trials-per-batch and --threads take integers");
+  if (!k.ok() || !threads.ok())
+    return Fail("worker", kExitUsageError, "--trials-per-batch and --threads take integers");
   InstallSignalHandlers();
   auto credentials = Credentials(args);
-  if (!credentials.ok()) return Fail("worker", kExitUsageError, std::string(credentials.status().message()));
+  if (!credentials.ok())
+    return Fail("worker", kExitUsageError, std::string(credentials.status().message()));
   worker::WorkerOptions options;
   options.link.coordinator = *address;
   options.link.token = *token;
@@ -192,11 +210,14 @@ int RunExportWorker(const Args& args) {
   auto address = args.Get("coordinator");  // both required
   auto root = args.Get("output-root");
   auto token = ReadToken(args);
-  if (!token.ok()) return Fail("export-worker", kExitUsageError, std::string(token.status().message()));
+  if (!token.ok())
+    return Fail("export-worker", kExitUsageError, std::string(token.status().message()));
   auto credentials = Credentials(args);
-  if (!credentials.ok()) return Fail("export-worker", kExitUsageError, std::string(credentials.status().message()));
+  if (!credentials.ok())
+    return Fail("export-worker", kExitUsageError, std::string(credentials.status().message()));
   auto threads = args.GetInt("threads");
-  if (!threads.ok()) return Fail("export-worker", kExitUsageError, std::string(threads.status().message()));
+  if (!threads.ok())
+    return Fail("export-worker", kExitUsageError, std::string(threads.status().message()));
   model::SetComputeThreads(static_cast<int>(threads->value_or(0)));
   InstallSignalHandlers();
   worker::ExportWorkerOptions options;
@@ -206,8 +227,10 @@ int RunExportWorker(const Args& args) {
   options.link.stop = &g_stop;
   options.output_root = *root;
   if (auto s = worker::RunExportWorker(options); !s.ok()) {
-    return Fail("export-worker", s.code() == absl::StatusCode::kFailedPrecondition ? kExitUsageError : kExitRuntimeError,
-                std::string(s.message()));
+    return Fail(
+        "export-worker",
+        s.code() == absl::StatusCode::kFailedPrecondition ? kExitUsageError : kExitRuntimeError,
+        std::string(s.message()));
   }
   return kExitOk;
 }
@@ -229,7 +252,9 @@ int RunRemoteExport(const Args& args) {
   req.set_overwrite(args.Has("overwrite"));
   if (auto size = args.Get("max-shard-size")) {
     auto bytes = common::ParseByteSize(*size);
-    if (!bytes.ok()) return Fail("export", kExitUsageError, "--max-shard-size: " + std::string(bytes.status().message()));
+    if (!bytes.ok())
+      return Fail("export", kExitUsageError,
+                  "--max-shard-size: " + std::string(bytes.status().message()));
     req.set_max_shard_bytes(*bytes);
   }
   v1::ExportJob job;
@@ -243,7 +268,8 @@ int RunRemoteExport(const Args& args) {
   }
   if (!args.Has("json")) std::fprintf(stderr, "export %s queued\n", job.export_id().c_str());
   // Waits for an export worker, polling the coordinator; transient errors are retried.
-  while (!args.Has("no-wait") && job.state() != v1::EXPORT_STATE_DONE && job.state() != v1::EXPORT_STATE_FAILED) {
+  while (!args.Has("no-wait") && job.state() != v1::EXPORT_STATE_DONE &&
+         job.state() != v1::EXPORT_STATE_FAILED) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     v1::GetExportRequest get;
     get.set_export_id(job.export_id());
@@ -261,8 +287,9 @@ int RunRemoteExport(const Args& args) {
   } else if (job.state() == v1::EXPORT_STATE_DONE) {
     uint64_t bytes = 0;
     for (const v1::ExportedFile& f : job.files()) bytes += f.bytes();
-    std::printf("exported trial %lld of %s to %s: %d files, %.1f MB\n", static_cast<long long>(trial),
-                req.study_id().c_str(), job.destination().c_str(), job.files_size(), bytes / 1e6);
+    std::printf("exported trial %lld of %s to %s: %d files, %.1f MB\n",
+                static_cast<long long>(trial), req.study_id().c_str(), job.destination().c_str(),
+                job.files_size(), bytes / 1e6);
   } else if (job.state() != v1::EXPORT_STATE_FAILED) {
     std::printf("%s\n", job.export_id().c_str());
   }
@@ -280,7 +307,11 @@ int RunSubmit(const Args& args) {
   v1::SubmitStudyResponse resp;
   auto c = client->Context();
   const grpc::Status s = client->stub->SubmitStudy(c.get(), req, &resp);
-  if (!s.ok()) return Fail("submit", s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? kExitUsageError : kExitRuntimeError, s.error_message());
+  if (!s.ok())
+    return Fail(
+        "submit",
+        s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? kExitUsageError : kExitRuntimeError,
+        s.error_message());
   std::printf("%s\n", args.Has("json") ? ProtoJson(resp).c_str() : resp.study_id().c_str());
   return kExitOk;
 }
@@ -319,7 +350,10 @@ int RunTrials(const Args& args) {
   v1::StudyDetail detail;
   auto c = client->Context();
   const grpc::Status s = client->stub->GetStudy(c.get(), req, &detail);
-  if (!s.ok()) return Fail("trials", s.error_code() == grpc::StatusCode::NOT_FOUND ? kExitUsageError : kExitRuntimeError, s.error_message());
+  if (!s.ok())
+    return Fail("trials",
+                s.error_code() == grpc::StatusCode::NOT_FOUND ? kExitUsageError : kExitRuntimeError,
+                s.error_message());
   std::vector<int64_t> numbers;
   if (args.Has("pareto")) {
     numbers.assign(detail.pareto_front().begin(), detail.pareto_front().end());
@@ -331,8 +365,9 @@ int RunTrials(const Args& args) {
     if (args.Has("json")) {
       std::printf("%s\n", ProtoJson(t).c_str());
     } else if (t.state() == v1::TRIAL_STATE_COMPLETE) {
-      std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n", static_cast<long long>(n),
-                  t.scores().refusals(), t.scores().refusal_prompts(), t.scores().kl_divergence());
+      std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n",
+                  static_cast<long long>(n), t.scores().refusals(), t.scores().refusal_prompts(),
+                  t.scores().kl_divergence());
     } else {
       std::printf("[Trial %3lld] %s\n", static_cast<long long>(n),
                   t.state() == v1::TRIAL_STATE_FAILED ? "failed" : "pending");
@@ -373,27 +408,33 @@ int RunEmbedded(const Args& args) {
   auto k = args.GetInt("trials-per-batch");
   auto threads = args.GetInt("threads");
   if (!trials.ok() || !workers.ok() || !k.ok() || !threads.ok()) {
-    return Fail("run", kExitUsageError, "--trials, --workers, --trials-per-batch and --threads take integers");
+    return Fail("run", kExitUsageError,
+                "--trials, --workers, --trials-per-batch and --threads take integers");
   }
   auto device = model::ParseDevice(args.Get("device").value_or("cpu"));
-  if (!device.ok()) return Fail("run", kExitUsageError, "--device: " + std::string(device.status().message()));
+  if (!device.ok())
+    return Fail("run", kExitUsageError, "--device: " + std::string(device.status().message()));
   auto dtype = model::ParseComputeDtype(args.Get("dtype").value_or(""), *device);
-  if (!dtype.ok()) return Fail("run", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
+  if (!dtype.ok())
+    return Fail("run", kExitUsageError, "--dtype: " + std::string(dtype.status().message()));
   if (*trials) spec.set_n_trials(static_cast<int32_t>(**trials));
   if (*k) spec.set_trials_per_lease(static_cast<int32_t>(**k));
   const int n_workers = static_cast<int>(workers->value_or(1));
-  if (n_workers < 1 || n_workers > 64) return Fail("run", kExitUsageError, "--workers must be in [1, 64]");
+  if (n_workers < 1 || n_workers > 64)
+    return Fail("run", kExitUsageError, "--workers must be in [1, 64]");
   v1::StudySpec submitted = spec;
   submitted.clear_study_checkpoint_dir();  // run's own setting, not the coordinator's
   auto normalized = coordinator::NormalizeStudySpec(submitted);
-  if (!normalized.ok()) return Fail("run", kExitUsageError, std::string(normalized.status().message()));
+  if (!normalized.ok())
+    return Fail("run", kExitUsageError, std::string(normalized.status().message()));
 
   // Heretic's study_checkpoint_dir is where `run` keeps its store unless --store says otherwise.
-  const std::string store_dir =
-      args.Get("store").value_or(spec.study_checkpoint_dir().empty() ? "schism-study" : spec.study_checkpoint_dir());
+  const std::string store_dir = args.Get("store").value_or(
+      spec.study_checkpoint_dir().empty() ? "schism-study" : spec.study_checkpoint_dir());
   coordinator::JournalStore store(store_dir);
   coordinator::StudyManager manager(&store);
-  if (auto s = manager.Recover(); !s.ok()) return Fail("run", kExitRuntimeError, std::string(s.message()));
+  if (auto s = manager.Recover(); !s.ok())
+    return Fail("run", kExitRuntimeError, std::string(s.message()));
   manager.ReleaseRestoredLeases();  // the workers that held them ran inside the previous `run`
   // Resume the newest unfinished study of this store, else start a new one.
   std::string study_id;
@@ -435,7 +476,8 @@ int RunEmbedded(const Args& args) {
       options.link.stop = &workers_stop;
       try {
         worker::TrialWorker w(options);
-        if (auto s = w.Run(); !s.ok()) std::fprintf(stderr, "worker %d: %s\n", i, std::string(s.message()).c_str());
+        if (auto s = w.Run(); !s.ok())
+          std::fprintf(stderr, "worker %d: %s\n", i, std::string(s.message()).c_str());
       } catch (const std::exception& e) {
         std::fprintf(stderr, "worker %d: error: %s\n", i, e.what());
       }
@@ -453,7 +495,8 @@ int RunEmbedded(const Args& args) {
     const int done = sum.completed_trials();
     if (done + sum.failed_trials() != last_done) {
       last_done = done + sum.failed_trials();
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::string best = "-";
       if (!detail.pareto_front().empty()) {
         const v1::Trial& t = detail.trials(static_cast<int>(detail.pareto_front(0)));
@@ -477,8 +520,10 @@ int RunEmbedded(const Args& args) {
   }
   workers_stop = true;
   if (g_stop) {
-    std::printf("\nInterrupted. Everything finished so far is saved in %s; run the same command again to resume.\n",
-                store_dir.c_str());
+    std::printf(
+        "\nInterrupted. Everything finished so far is saved in %s; run the same command again to "
+        "resume.\n",
+        store_dir.c_str());
     std::fflush(stdout);
     std::_Exit(130);  // workers may be mid-trial; their leases simply expire
   }
@@ -489,9 +534,10 @@ int RunEmbedded(const Args& args) {
   }
   PrintParetoTable(detail);
   if (!detail.pareto_front().empty()) {
-    std::printf("\nTo save a trial at full precision (add --format both for a PEFT adapter too):\n"
-                "  schism export --study %s/%s --trial %lld --dest DIR\n",
-                store_dir.c_str(), study_id.c_str(), static_cast<long long>(detail.pareto_front(0)));
+    std::printf(
+        "\nTo save a trial at full precision (add --format both for a PEFT adapter too):\n"
+        "  schism export --study %s/%s --trial %lld --dest DIR\n",
+        store_dir.c_str(), study_id.c_str(), static_cast<long long>(detail.pareto_front(0)));
   }
   return kExitOk;
 }

@@ -23,42 +23,51 @@ Flag ThreadsFlag() { return {"threads", "T", "libtorch threads (default 0: one p
 // Every command that runs a model.
 std::vector<Flag> DeviceFlags() {
   return {{"device", "cpu|cuda:N", "where the model runs (default cpu)"},
-          {"dtype", "float32|bfloat16|float16", "compute dtype (default bfloat16 on CUDA, float32 on the CPU)"},
+          {"dtype", "float32|bfloat16|float16",
+           "compute dtype (default bfloat16 on CUDA, float32 on the CPU)"},
           ThreadsFlag()};
 }
 
 Flag RowNormalizationFlag(const std::string& default_value) {
-  return {"row-normalization", "none|pre|full", "row normalization of the adapted weights (" + default_value + ")"};
+  return {"row-normalization", "none|pre|full",
+          "row normalization of the adapted weights (" + default_value + ")"};
 }
 
 Flag QuantizationFlag() {
-  return {"quantization", "none|nf4", "load the weights as NF4 (bnb_4bit is an alias; default none)"};
+  return {"quantization", "none|nf4",
+          "load the weights as NF4 (bnb_4bit is an alias; default none)"};
 }
 
 Flag SystemFlag() {
-  return {"system", "TEXT", absl::StrCat("the system prompt (default \"", kDefaultSystemPrompt, "\")")};
+  return {"system", "TEXT",
+          absl::StrCat("the system prompt (default \"", kDefaultSystemPrompt, "\")")};
 }
 
 // generate and chat, after --model and generate's --prompt.
 std::vector<Flag> SessionFlags() {
-  return JoinFlags({{{"max-new-tokens", "N", "the longest reply, in tokens (default 256)"},
-                     SystemFlag(),
-                     {"raw", "", "send the prompt as is, without the model's chat template"}},
-                    DeviceFlags(),
-                    {QuantizationFlag(),
-                     {"params", "TRIAL.json", "abliterate with this trial's parameters (needs --directions)"},
-                     {"directions", "FILE", "the refusal directions of --params (from schism evaluate "
-                                            "--save-directions, or a study's)"},
-                     RowNormalizationFlag("default full")}});
+  return JoinFlags(
+      {{{"max-new-tokens", "N", "the longest reply, in tokens (default 256)"},
+        SystemFlag(),
+        {"raw", "", "send the prompt as is, without the model's chat template"}},
+       DeviceFlags(),
+       {QuantizationFlag(),
+        {"params", "TRIAL.json", "abliterate with this trial's parameters (needs --directions)"},
+        {"directions", "FILE",
+         "the refusal directions of --params (from schism evaluate "
+         "--save-directions, or a study's)"},
+        RowNormalizationFlag("default full")}});
 }
 
 // The written model of both forms of export.
 std::vector<Flag> ExportFlags() {
-  return {{"format", "merged|adapter|both", "what to write (default: the study's [export] format, else merged)"},
-          {"dtype", "float32|bfloat16|float16", "dtype of the written weights (default: the study's, else the "
-                                                "source's)"},
-          {"max-shard-size", "SIZE", "largest safetensors file, e.g. 2GB (default: the study's max_shard_size, "
-                                     "else 5GB)"}};
+  return {{"format", "merged|adapter|both",
+           "what to write (default: the study's [export] format, else merged)"},
+          {"dtype", "float32|bfloat16|float16",
+           "dtype of the written weights (default: the study's, else the "
+           "source's)"},
+          {"max-shard-size", "SIZE",
+           "largest safetensors file, e.g. 2GB (default: the study's max_shard_size, "
+           "else 5GB)"}};
 }
 
 constexpr const char* kTpeReplayNotes =
@@ -79,7 +88,6 @@ TOLD.jsonl: one event per line:
             {"tell": 1, "state": "PRUNED"}      {"tell": 2, "state": "FAIL"}
 )";
 
-
 // The forms of command `name`: none for an unknown command, two for export, else one.
 std::vector<const Command*> Forms(const std::string& name) {
   std::vector<const Command*> forms;
@@ -90,7 +98,8 @@ std::vector<const Command*> Forms(const std::string& name) {
 }
 
 // The form argv asks for: the one whose form flag it holds, else the one without a form flag.
-const Command& SelectForm(const std::vector<const Command*>& forms, const std::vector<std::string>& argv) {
+const Command& SelectForm(const std::vector<const Command*>& forms,
+                          const std::vector<std::string>& argv) {
   const Command* plain = forms.front();
   for (const Command* form : forms) {
     if (form->form_flag.empty()) {
@@ -106,22 +115,25 @@ const Command& SelectForm(const std::vector<const Command*>& forms, const std::v
 }
 
 void PrintCommandHelp(const std::vector<const Command*>& forms) {
-  for (size_t i = 0; i < forms.size(); ++i) std::printf("%s%s", i > 0 ? "\n" : "", HelpText(*forms[i]).c_str());
+  for (size_t i = 0; i < forms.size(); ++i)
+    std::printf("%s%s", i > 0 ? "\n" : "", HelpText(*forms[i]).c_str());
 }
 
 void PrintHelp(std::FILE* out) {
-  std::fprintf(out,
-               "schism: automatic abliteration as a distributed job system\n\n"
-               "usage: schism <command> [args]    (schism <command> --help lists its flags)\n\ncommands:\n");
+  std::fprintf(
+      out,
+      "schism: automatic abliteration as a distributed job system\n\n"
+      "usage: schism <command> [args]    (schism <command> --help lists its flags)\n\ncommands:\n");
   for (const Command& command : Commands()) {
-    std::fprintf(out, "  %-14s %s\n  %-14s   %s\n", command.name.c_str(), command.summary.c_str(), "",
-                 Synopsis(command).c_str());
+    std::fprintf(out, "  %-14s %s\n  %-14s   %s\n", command.name.c_str(), command.summary.c_str(),
+                 "", Synopsis(command).c_str());
   }
   std::fprintf(out, "\nexit codes: 0 success, 1 runtime failure, 2 usage or config error\n");
 }
 
 int PrintUsageError(const Command& command, const std::string& message) {
-  std::fprintf(stderr, "schism %s: %s\n%s\n", command.name.c_str(), message.c_str(), UsageLine(command).c_str());
+  std::fprintf(stderr, "schism %s: %s\n%s\n", command.name.c_str(), message.c_str(),
+               UsageLine(command).c_str());
   return kExitUsageError;
 }
 
@@ -137,45 +149,58 @@ const std::vector<Command>& Commands() {
       {.name = "run",
        .operands = {"[CONFIG.toml]"},
        .summary = "embedded study: coordinator + N local workers, no servers",
-       .flags = JoinFlags({{{"model", "M", "the model to abliterate; overrides the config's"},
-                            {"workers", "N", "local workers, each evaluating trials on its own (1 to 64, default 1)"},
-                            {"trials", "N", "trials in the study; overrides the config's n_trials"},
-                            {"trials-per-batch", "K", "trials a worker leases and evaluates in one batch; overrides "
-                                                      "the config's trials_per_lease"},
-                            {"store", "DIR", "the study store (default: the config's study_checkpoint_dir, else "
-                                             "schism-study)"}},
-                           DeviceFlags()}),
+       .flags =
+           JoinFlags({{{"model", "M", "the model to abliterate; overrides the config's"},
+                       {"workers", "N",
+                        "local workers, each evaluating trials on its own (1 to 64, default 1)"},
+                       {"trials", "N", "trials in the study; overrides the config's n_trials"},
+                       {"trials-per-batch", "K",
+                        "trials a worker leases and evaluates in one batch; overrides "
+                        "the config's trials_per_lease"},
+                       {"store", "DIR",
+                        "the study store (default: the config's study_checkpoint_dir, else "
+                        "schism-study)"}},
+                      DeviceFlags()}),
        .run = RunEmbedded,
-       .notes = "CONFIG.toml takes Heretic's config keys; without it, a quick study of SmolLM2-135M on the\n"
-                "bundled prompts. Run the same command again to resume the store's newest unfinished study.\n"},
+       .notes = "CONFIG.toml takes Heretic's config keys; without it, a quick study of "
+                "SmolLM2-135M on the\n"
+                "bundled prompts. Run the same command again to resume the store's newest "
+                "unfinished study.\n"},
       {.name = "coordinator",
        .summary = "serve studies to workers over gRPC",
-       .flags = {{"store", "DIR|redis://H:P[/db]", "where studies are kept: a journal folder or a Redis server",
+       .flags = {{"store", "DIR|redis://H:P[/db]",
+                  "where studies are kept: a journal folder or a Redis server",
                   /*required=*/true},
                  {"listen", "H:P", "the gRPC address to serve on (default 127.0.0.1:50051)"},
                  {"http", "H:P", "also serve the dashboard, /metrics, /healthz and /readyz here"},
-                 {"token-file", "F", "a file whose first line is the token clients and workers must present"},
+                 {"token-file", "F",
+                  "a file whose first line is the token clients and workers must present"},
                  {"tls-cert", "F", "serve over TLS with this certificate (PEM; needs --tls-key)"},
                  {"tls-key", "F", "the private key of --tls-cert (PEM)"},
-                 {"client-ca", "F", "with TLS: require client certificates signed by this CA (mutual TLS)"}},
+                 {"client-ca", "F",
+                  "with TLS: require client certificates signed by this CA (mutual TLS)"}},
        .run = RunCoordinator},
       {.name = "worker",
        .summary = "evaluate trials leased from a coordinator",
-       .flags = JoinFlags({ClientFlags(),
-                           {{"trials-per-batch", "K", "trials to lease and evaluate in one batch (default 1)"}},
-                           DeviceFlags()}),
+       .flags = JoinFlags(
+           {ClientFlags(),
+            {{"trials-per-batch", "K", "trials to lease and evaluate in one batch (default 1)"}},
+            DeviceFlags()}),
        .run = RunWorker},
       {.name = "export-worker",
        .summary = "full-precision merges for a coordinator",
        .flags = JoinFlags({ClientFlags(),
-                           {{"output-root", "DIR", "exports are written inside this folder (their --dest is "
-                                                   "relative to it)", /*required=*/true},
+                           {{"output-root", "DIR",
+                             "exports are written inside this folder (their --dest is "
+                             "relative to it)",
+                             /*required=*/true},
                             ThreadsFlag()}}),
        .run = RunExportWorker},
       {.name = "submit",
        .operands = {"CONFIG.toml"},
        .summary = "queue a study; prints its id",
-       .flags = JoinFlags({ClientFlags(), {{"json", "", "print the reply as JSON: {\"study_id\": ...}"}}}),
+       .flags = JoinFlags(
+           {ClientFlags(), {{"json", "", "print the reply as JSON: {\"study_id\": ...}"}}}),
        .run = RunSubmit},
       {.name = "status",
        .operands = {"[STUDY]"},
@@ -185,38 +210,49 @@ const std::vector<Command>& Commands() {
       {.name = "trials",
        .operands = {"STUDY"},
        .summary = "a study's trials",
-       .flags = JoinFlags({ClientFlags(), {{"pareto", "", "only the Pareto-optimal trials"},
-                                           {"json", "", "one JSON object a trial"}}}),
+       .flags = JoinFlags({ClientFlags(),
+                           {{"pareto", "", "only the Pareto-optimal trials"},
+                            {"json", "", "one JSON object a trial"}}}),
        .run = RunTrials},
       {.name = "export",
        .summary = "a trial's abliterated model at full precision (merged and/or a PEFT adapter)",
-       .flags = JoinFlags({{{"dest", "DIR", "the folder to write (relative to --output-root when given)",
-                             /*required=*/true},
-                            {"study", "DIR", "a study folder of the embedded store (<store>/<study id>)"},
-                            {"trial", "N", "the trial of --study to export"},
-                            {"model", "M", "the source: a Hugging Face folder or a .gguf file (dequantized); "
-                                           "default with --study: the study's model"},
-                            {"params", "TRIAL.json", "without --study: the trial's parameters (needs --model and "
-                                                     "--directions)"},
-                            {"directions", "FILE", "the refusal directions of --params (schism evaluate "
-                                                   "--save-directions)"},
-                            {"output-root", "DIR", "--dest must stay inside this folder"}},
-                           ExportFlags(),
-                           {RowNormalizationFlag("default: the study's, else full"),
-                            {"overwrite", "", "replace what is at --dest"},
-                            {"json", "", "print the files written as JSON"}}}),
+       .flags = JoinFlags(
+           {{{"dest", "DIR", "the folder to write (relative to --output-root when given)",
+              /*required=*/true},
+             {"study", "DIR", "a study folder of the embedded store (<store>/<study id>)"},
+             {"trial", "N", "the trial of --study to export"},
+             {"model", "M",
+              "the source: a Hugging Face folder or a .gguf file (dequantized); "
+              "default with --study: the study's model"},
+             {"params", "TRIAL.json",
+              "without --study: the trial's parameters (needs --model and "
+              "--directions)"},
+             {"directions", "FILE",
+              "the refusal directions of --params (schism evaluate "
+              "--save-directions)"},
+             {"reproduce", "FILE",
+              "the trial of a Heretic reproduce.json, its directions computed here from the "
+              "file's settings (--model: a local copy of the recorded model)"},
+             {"output-root", "DIR", "--dest must stay inside this folder"}},
+            ExportFlags(),
+            {RowNormalizationFlag("default: the study's, else full"),
+             {"overwrite", "", "replace what is at --dest"},
+             {"json", "", "print the files written as JSON"}}}),
        .run = RunExport,
-       .notes = "Give --study DIR --trial N, or --model M --params TRIAL.json --directions FILE. Writes one\n"
-                "tensor at a time. Pass the full-precision model as --model when the study ran on a quantized\n"
-                "copy.\n"},
+       .notes =
+           "Give --study DIR --trial N, --model M --params TRIAL.json --directions FILE, or\n"
+           "--reproduce FILE (a Heretic reproduce.json). Writes one tensor at a time. Pass the\n"
+           "full-precision model as --model when the study ran on a quantized copy.\n"},
       {.name = "export",
        .operands = {"STUDY", "TRIAL"},
        .summary = "the same through a coordinator: an export worker writes it, this waits",
        .flags = JoinFlags(
-           {{{"dest", "DIR", "where to write, relative to the export worker's --output-root", /*required=*/true}},
+           {{{"dest", "DIR", "where to write, relative to the export worker's --output-root",
+              /*required=*/true}},
             ClientFlags(),
             ExportFlags(),
-            {{"source-model", "M", "the full-precision model as the export worker sees it (default: the study's)"},
+            {{"source-model", "M",
+              "the full-precision model as the export worker sees it (default: the study's)"},
              {"overwrite", "", "replace an export already at --dest"},
              {"no-wait", "", "print the export's id and return once it is queued"},
              {"json", "", "print the export job as JSON"}}}),
@@ -224,7 +260,12 @@ const std::vector<Command>& Commands() {
        .form_flag = "coordinator"},
       {.name = "evaluate",
        .summary = "refusal and KL scores of one parameter set",
-       .flags = {{"model", "M", "the model, a .gguf file", /*required=*/true},
+       .flags = {{"model", "M",
+                  "the model, a .gguf file or a Hugging Face folder (required without "
+                  "--reproduce; with it, a local copy of the recorded model)"},
+                 {"reproduce", "FILE",
+                  "score the trial of a Heretic reproduce.json (versions 1 and 2) with its "
+                  "settings"},
                  {"baseline", "", "score the unmodified model (or give --params)"},
                  {"params", "TRIAL.json", "score this parameter set (or give --baseline)"},
                  {"json", "", "print the scores and timings as one JSON object"},
@@ -232,19 +273,24 @@ const std::vector<Command>& Commands() {
                  RowNormalizationFlag("default full"),
                  {"refusal-prompts", "N", "harmful_test prompts scored for refusals (default 100)"},
                  {"kl-prompts", "N", "harmless_test prompts for the KL divergence (default 100)"},
-                 {"direction-prompts", "N", "harmless_train and harmful_train prompts each for the refusal "
-                                            "directions (default 400)"},
+                 {"direction-prompts", "N",
+                  "harmless_train and harmful_train prompts each for the refusal "
+                  "directions (default 400)"},
                  {"directions", "FILE", "load the refusal directions instead of computing them"},
-                 {"save-directions", "FILE", "write the refusal directions used (for --directions of evaluate, "
-                                             "generate, chat and export)"},
-                 {"no-early-stopping", "", "generate whole responses, not only until a refusal marker appears"},
+                 {"save-directions", "FILE",
+                  "write the refusal directions used (for --directions of evaluate, "
+                  "generate, chat and export)"},
+                 {"no-early-stopping", "",
+                  "generate whole responses, not only until a refusal marker appears"},
                  {"max-response-length", "N", "tokens generated per refusal prompt (default 100)"},
                  {"batch-size", "N", "rows (trial x prompt) per forward pass (default 32)"},
                  ThreadsFlag(),
                  SystemFlag()},
        .run = RunEvaluate,
-       .notes = "Evaluate reads no config file. Prompts come from $SCHISM_DATA (default ../shared/datasets):\n"
-                "refusal = harmful_test, KL = harmless_test, directions = harmless_train / harmful_train.\n"},
+       .notes = "Evaluate reads no config file. Prompts come from $SCHISM_DATA (default "
+                "../shared/datasets):\n"
+                "refusal = harmful_test, KL = harmless_test, directions = harmless_train / "
+                "harmful_train.\n"},
       {.name = "generate",
        .summary = "greedy completion of one prompt",
        .flags = JoinFlags({{{"model", "M", "the model, a .gguf file", /*required=*/true},
@@ -253,7 +299,8 @@ const std::vector<Command>& Commands() {
        .run = RunGenerate},
       {.name = "chat",
        .summary = "interactive chat",
-       .flags = JoinFlags({{{"model", "M", "the model, a .gguf file", /*required=*/true}}, SessionFlags()}),
+       .flags = JoinFlags(
+           {{{"model", "M", "the model, a .gguf file", /*required=*/true}}, SessionFlags()}),
        .run = RunChat,
        .notes = "Reads one message a line from stdin; /reset starts over, /exit or Ctrl-D ends.\n"},
       {.name = "tpe-replay",
@@ -268,11 +315,14 @@ const std::vector<Command>& Commands() {
 }
 
 int Fail(std::string_view command, int code, const std::string& message) {
-  std::fprintf(stderr, "schism %.*s: %s\n", static_cast<int>(command.size()), command.data(), message.c_str());
+  std::fprintf(stderr, "schism %.*s: %s\n", static_cast<int>(command.size()), command.data(),
+               message.c_str());
   return code;
 }
 
-int UsageError(const Args& args, const std::string& message) { return PrintUsageError(args.command(), message); }
+int UsageError(const Args& args, const std::string& message) {
+  return PrintUsageError(args.command(), message);
+}
 
 int RunSchism(const std::vector<std::string>& argv) {
   if (argv.empty()) {

@@ -1,5 +1,6 @@
-// The subcommands of `schism` (docs/architecture.md#command-line) and their dispatch. commands.cc holds the one table
-// of every command: its operands, its flags with their help, and the handler it runs.
+// The subcommands of `schism` (docs/architecture.md#command-line) and their dispatch. commands.cc
+// holds the one table of every command: its operands, its flags with their help, and the handler it
+// runs.
 #ifndef SCHISM_CLI_COMMANDS_H_
 #define SCHISM_CLI_COMMANDS_H_
 

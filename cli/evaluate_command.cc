@@ -7,34 +7,113 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "cli/args.h"
+#include "cli/reproduction.h"
 #include "common/env.h"
+#include "common/prompt_set.h"
 #include "worker/runtime/device.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/trial_evaluator.h"
-#include "common/prompt_set.h"
 
 namespace schism::cli {
 namespace {
 
 int Fail(int code, const std::string& message) { return cli::Fail("evaluate", code, message); }
 
+// The flags a reproduce.json decides (its settings), refused beside --reproduce.
+constexpr const char* kSetByReproduction[] = {
+    "baseline",   "params",          "quantization",        "row-normalization",
+    "directions", "refusal-prompts", "kl-prompts",          "direction-prompts",
+    "batch-size", "system",          "max-response-length", "no-early-stopping"};
+
+// schism evaluate --reproduce FILE: the recorded trial scored as a study's trial would be, next
+// to what Heretic measured for it.
+int RunEvaluateReproduction(const Args& args, const std::string& file) {
+  for (const char* flag : kSetByReproduction) {
+    if (args.Has(flag)) {
+      return UsageError(args, absl::StrCat("--", flag,
+                                           " does not apply with --reproduce (the file's "
+                                           "settings decide it)"));
+    }
+  }
+  auto threads = args.GetInt("threads");
+  if (!threads.ok()) return Fail(kExitUsageError, std::string(threads.status().message()));
+  model::SetComputeThreads(static_cast<int>(threads->value_or(0)));
+  auto r = LoadReproduction(file, args.Get("model"));
+  if (!r.ok()) return Fail(kExitUsageError, std::string(r.status().message()));
+  const auto start = std::chrono::steady_clock::now();
+  worker::TrialWorker worker(worker::WorkerOptions{});
+  auto prepared = PrepareReproduction(worker, &*r);
+  if (!prepared.ok()) return Fail(kExitRuntimeError, std::string(prepared.status().message()));
+  if (auto path = args.Get("save-directions")) {
+    auto directions = model::ParseDirections(prepared->artifact(), "directions");
+    if (!directions.ok())
+      return Fail(kExitRuntimeError, std::string(directions.status().message()));
+    if (auto s = model::SaveDirections(*path, *directions); !s.ok()) {
+      return Fail(kExitRuntimeError, std::string(s.message()));
+    }
+  }
+  v1::WorkItem item;
+  item.set_study_id("reproduce");
+  *item.mutable_spec() = r->spec;
+  *item.mutable_evaluate()->add_trials() = r->trial;
+  const auto evaluated_from = std::chrono::steady_clock::now();
+  auto report = worker.Evaluate(item, [&](const std::string&) -> absl::StatusOr<std::string> {
+    return prepared->artifact();
+  });
+  if (!report.ok()) return Fail(kExitRuntimeError, std::string(report.status().message()));
+  const auto done = std::chrono::steady_clock::now();
+  const v1::TrialScores& scores = report->results(0).scores();
+  const auto& heretic = r->source.metrics;
+  if (args.Has("json")) {
+    nlohmann::json out = {
+        {"refusals", scores.refusals()},
+        {"refusal_prompts", scores.refusal_prompts()},
+        {"kl_divergence", scores.kl_divergence()},
+        {"baseline_refusals", prepared->baseline_refusals()},
+        {"response_prefix", r->spec.response_prefix()},
+        {"preparation_seconds", std::chrono::duration<double>(evaluated_from - start).count()},
+        {"evaluation_seconds", std::chrono::duration<double>(done - evaluated_from).count()}};
+    if (heretic) {
+      out["heretic"] = {{"refusals", heretic->refusals},
+                        {"refusal_prompts", heretic->n_bad_prompts},
+                        {"kl_divergence", heretic->kl_divergence},
+                        {"baseline_refusals", heretic->base_refusals}};
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return kExitOk;
+  }
+  std::printf("refusals: %d/%d (baseline %d)\nkl_divergence: %.6f\n", scores.refusals(),
+              scores.refusal_prompts(), prepared->baseline_refusals(), scores.kl_divergence());
+  if (heretic) {
+    std::printf("heretic measured: refusals %lld/%lld (baseline %lld), kl_divergence %.6f\n",
+                static_cast<long long>(heretic->refusals),
+                static_cast<long long>(heretic->n_bad_prompts),
+                static_cast<long long>(heretic->base_refusals), heretic->kl_divergence);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunEvaluate(const Args& args) {
   // No positionals (Args::Parse refuses them): evaluate reads no config file, only the flags.
-  auto model_path = args.Get("model");  // required
+  if (auto file = args.Get("reproduce")) return RunEvaluateReproduction(args, *file);
+  auto model_path = args.Get("model");
+  if (!model_path) return UsageError(args, "give --model M (or --reproduce FILE)");
   if (args.Has("baseline") == args.Has("params")) {
     return UsageError(args, "give exactly one of --baseline and --params TRIAL.json");
   }
-  std::map<std::string, long> counts = {{"refusal-prompts", 100}, {"kl-prompts", 100},
+  std::map<std::string, long> counts = {{"refusal-prompts", 100},   {"kl-prompts", 100},
                                         {"direction-prompts", 400}, {"max-response-length", 100},
-                                        {"batch-size", 32}, {"threads", 0}};
+                                        {"batch-size", 32},         {"threads", 0}};
   for (auto& [flag, value] : counts) {
     auto parsed = args.GetInt(flag);
     if (!parsed.ok()) return Fail(kExitUsageError, std::string(parsed.status().message()));
     if (*parsed) value = **parsed;
-    if (value < 0 || (value == 0 && flag != "threads")) return Fail(kExitUsageError, "--" + flag + " must be positive");
+    if (value < 0 || (value == 0 && flag != "threads"))
+      return Fail(kExitUsageError, "--" + flag + " must be positive");
   }
   model::SetComputeThreads(static_cast<int>(counts["threads"]));
   model::EvaluatorOptions options;
@@ -49,7 +128,8 @@ int RunEvaluate(const Args& args) {
   if (quantization == "nf4" || quantization == "bnb_4bit") {
     load_options.quantization = model::Quantization::kNf4;
   } else if (quantization != "none") {
-    return Fail(kExitUsageError, "--quantization: expected none, nf4 or bnb_4bit, got \"" + quantization + "\"");
+    return Fail(kExitUsageError,
+                "--quantization: expected none, nf4 or bnb_4bit, got \"" + quantization + "\"");
   }
   std::optional<common::TrialParameters> trial;
   if (auto params_path = args.Get("params")) {
@@ -58,7 +138,8 @@ int RunEvaluate(const Args& args) {
     std::stringstream ss;
     ss << in.rdbuf();
     auto parsed = common::TrialParametersFromJson(ss.str());
-    if (!parsed.ok()) return Fail(kExitUsageError, *params_path + ": " + std::string(parsed.status().message()));
+    if (!parsed.ok())
+      return Fail(kExitUsageError, *params_path + ": " + std::string(parsed.status().message()));
     trial = *parsed;
   }
 
@@ -66,13 +147,15 @@ int RunEvaluate(const Args& args) {
   if (!model.ok()) return Fail(kExitRuntimeError, std::string(model.status().message()));
   const std::string data = common::DefaultDataDir();
   const std::string system = args.Get("system").value_or(kDefaultSystemPrompt);
-  auto load_prompts = [&](const std::string& file, long n) -> absl::StatusOr<std::vector<model::TokenIds>> {
+  auto load_prompts = [&](const std::string& file,
+                          long n) -> absl::StatusOr<std::vector<model::TokenIds>> {
     auto lines = common::LoadPromptLines(data + "/" + file, "[:" + std::to_string(n) + "]");
     if (!lines.ok()) return lines.status();
     return model::EncodeChatPrompts(*model, *lines, system, "");
   };
   auto refusal_prompts = load_prompts("harmful_test.txt", counts["refusal-prompts"]);
-  if (!refusal_prompts.ok()) return Fail(kExitRuntimeError, std::string(refusal_prompts.status().message()));
+  if (!refusal_prompts.ok())
+    return Fail(kExitRuntimeError, std::string(refusal_prompts.status().message()));
   auto kl_prompts = load_prompts("harmless_test.txt", counts["kl-prompts"]);
   if (!kl_prompts.ok()) return Fail(kExitRuntimeError, std::string(kl_prompts.status().message()));
 
@@ -89,9 +172,10 @@ int RunEvaluate(const Args& args) {
     if (!good.ok() || !bad.ok()) return Fail(kExitRuntimeError, "cannot load direction prompts");
     const int32_t pad = model->tokenizer->spec().pad_id.value_or(0);
     const int batch = options.batch_size;
-    directions = model::RefusalDirections(model::ResidualMeans(*model->transformer, *good, pad, batch),
-                                          model::ResidualMeans(*model->transformer, *bad, pad, batch),
-                                          /*orthogonalize=*/true);
+    directions =
+        model::RefusalDirections(model::ResidualMeans(*model->transformer, *good, pad, batch),
+                                 model::ResidualMeans(*model->transformer, *bad, pad, batch),
+                                 /*orthogonalize=*/true);
   }
   if (auto path = args.Get("save-directions")) {
     if (auto s = model::SaveDirections(*path, directions); !s.ok()) {
@@ -102,7 +186,8 @@ int RunEvaluate(const Args& args) {
                                                  std::move(*kl_prompts), options);
   if (!evaluator.ok()) return Fail(kExitRuntimeError, std::string(evaluator.status().message()));
   const auto prepared = std::chrono::steady_clock::now();
-  model::TrialScores scores = trial ? (*evaluator)->Evaluate({*trial})[0] : (*evaluator)->Baseline();
+  model::TrialScores scores =
+      trial ? (*evaluator)->Evaluate({*trial})[0] : (*evaluator)->Baseline();
   const auto done = std::chrono::steady_clock::now();
   const double eval_seconds = std::chrono::duration<double>(done - prepared).count();
   const double prep_seconds = std::chrono::duration<double>(prepared - start).count();
@@ -117,7 +202,8 @@ int RunEvaluate(const Args& args) {
     std::printf("refusals: %d/%d\nkl_divergence: %.6f\n", scores.refusals, scores.refusal_prompts,
                 scores.kl_divergence);
     std::fflush(stdout);
-    std::fprintf(stderr, "[directions + baseline %.1f s, evaluation %.1f s]\n", prep_seconds, eval_seconds);
+    std::fprintf(stderr, "[directions + baseline %.1f s, evaluation %.1f s]\n", prep_seconds,
+                 eval_seconds);
   }
   return kExitOk;
 }

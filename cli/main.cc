@@ -15,8 +15,9 @@ int main(int argc, char** argv) {
   try {
     return schism::cli::RunSchism(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "schism: out of memory (an input asked for more memory than this machine has; "
-                         "a size read from a corrupt file?)\n");
+    std::fprintf(stderr,
+                 "schism: out of memory (an input asked for more memory than this machine has; "
+                 "a size read from a corrupt file?)\n");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "schism: error: %s\n", e.what());
   }

@@ -11,12 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
+#include "common/template/chat_template.h"
 #include "worker/runtime/device.h"
+#include "worker/runtime/directions.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
-#include "worker/runtime/directions.h"
 #include "worker/runtime/trial_evaluator.h"
-#include "common/template/chat_template.h"
 
 namespace schism::cli {
 namespace {
@@ -35,15 +35,18 @@ struct Session {
 std::optional<int> OpenSession(const char* command, const Args& args, Session* session) {
   auto model_path = args.Get("model");  // required
   if (args.Has("params") != args.Has("directions")) {
-    std::fprintf(stderr, "schism %s: --params needs --directions FILE (from schism evaluate "
-                         "--save-directions or a study's artifacts)\n", command);
+    std::fprintf(stderr,
+                 "schism %s: --params needs --directions FILE (from schism evaluate "
+                 "--save-directions or a study's artifacts)\n",
+                 command);
     return kExitUsageError;
   }
   auto max_tokens = args.GetInt("max-new-tokens");
   auto threads = args.GetInt("threads");
   for (const auto* parsed : {&max_tokens, &threads}) {
     if (!parsed->ok()) {
-      std::fprintf(stderr, "schism %s: %s\n", command, std::string(parsed->status().message()).c_str());
+      std::fprintf(stderr, "schism %s: %s\n", command,
+                   std::string(parsed->status().message()).c_str());
       return kExitUsageError;
     }
   }
@@ -56,12 +59,14 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
   model::LoadOptions options;
   auto device = model::ParseDevice(args.Get("device").value_or("cpu"));
   if (!device.ok()) {
-    std::fprintf(stderr, "schism %s: --device: %s\n", command, std::string(device.status().message()).c_str());
+    std::fprintf(stderr, "schism %s: --device: %s\n", command,
+                 std::string(device.status().message()).c_str());
     return kExitUsageError;
   }
   auto dtype = model::ParseComputeDtype(args.Get("dtype").value_or(""), *device);
   if (!dtype.ok()) {
-    std::fprintf(stderr, "schism %s: --dtype: %s\n", command, std::string(dtype.status().message()).c_str());
+    std::fprintf(stderr, "schism %s: --dtype: %s\n", command,
+                 std::string(dtype.status().message()).c_str());
     return kExitUsageError;
   }
   options.device = *device;
@@ -88,7 +93,8 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
     session->trial = *trial;
     auto row_norm = model::ParseRowNormalization(args.Get("row-normalization").value_or("full"));
     if (!row_norm.ok()) {
-      std::fprintf(stderr, "schism %s: %s\n", command, std::string(row_norm.status().message()).c_str());
+      std::fprintf(stderr, "schism %s: %s\n", command,
+                   std::string(row_norm.status().message()).c_str());
       return kExitUsageError;
     }
     evaluator_options.row_normalization = *row_norm;
@@ -96,19 +102,23 @@ std::optional<int> OpenSession(const char* command, const Args& args, Session* s
 
   auto loaded = model::LoadModel(*model_path, options);
   if (!loaded.ok()) {
-    std::fprintf(stderr, "schism %s: %s\n", command, std::string(loaded.status().message()).c_str());
+    std::fprintf(stderr, "schism %s: %s\n", command,
+                 std::string(loaded.status().message()).c_str());
     return kExitRuntimeError;
   }
   session->model = std::move(*loaded);
   if (session->trial) {
     auto directions = model::LoadDirections(*args.Get("directions"));
     if (!directions.ok()) {
-      std::fprintf(stderr, "schism %s: %s\n", command, std::string(directions.status().message()).c_str());
+      std::fprintf(stderr, "schism %s: %s\n", command,
+                   std::string(directions.status().message()).c_str());
       return kExitRuntimeError;
     }
-    auto evaluator = model::TrialEvaluator::Create(session->model, *directions, {}, {}, evaluator_options);
+    auto evaluator =
+        model::TrialEvaluator::Create(session->model, *directions, {}, {}, evaluator_options);
     if (!evaluator.ok()) {
-      std::fprintf(stderr, "schism %s: %s\n", command, std::string(evaluator.status().message()).c_str());
+      std::fprintf(stderr, "schism %s: %s\n", command,
+                   std::string(evaluator.status().message()).c_str());
       return kExitRuntimeError;
     }
     session->evaluator = std::move(*evaluator);

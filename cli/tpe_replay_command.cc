@@ -23,7 +23,8 @@ bool ReadWholeFile(const std::string& path, std::string* out) {
 
 int RunTpeReplay(const Args& args) {
   std::string space_text, told_text;
-  for (auto [path, out] : {std::pair{args.positionals()[0], &space_text}, {args.positionals()[1], &told_text}}) {
+  for (auto [path, out] :
+       {std::pair{args.positionals()[0], &space_text}, {args.positionals()[1], &told_text}}) {
     if (!ReadWholeFile(path, out)) {
       std::fprintf(stderr, "schism tpe-replay: cannot read %s\n", path.c_str());
       return kExitUsageError;

@@ -12,8 +12,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace schism::common {
 namespace {
@@ -39,7 +39,8 @@ absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text) {
   if (absl::StartsWith(s, "train")) s.remove_prefix(5);
   if (s.empty()) return PromptSlice{};
   if (s.front() != '[' && s.find('[') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("split \"", text, "\": a prompt file has one split, \"train\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("split \"", text, "\": a prompt file has one split, \"train\""));
   }
   if (s.size() < 2 || s.front() != '[' || s.back() != ']') {
     return absl::InvalidArgumentError(
@@ -121,26 +122,30 @@ bool ParseCsv(const std::string& data, std::vector<std::vector<std::string>>* ro
 absl::StatusOr<std::vector<std::string>> CsvColumn(const std::string& data, const std::string& path,
                                                    const std::string& column) {
   std::vector<std::vector<std::string>> rows;
-  if (!ParseCsv(data, &rows)) return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": unterminated quote"));
+  if (!ParseCsv(data, &rows))
+    return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": unterminated quote"));
   if (rows.empty()) return std::vector<std::string>{};
   const std::vector<std::string>& header = rows[0];
   const auto at = std::find(header.begin(), header.end(), column);
   if (at == header.end()) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": no column \"", column, "\" (columns: ",
-                                                   absl::StrJoin(header, ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": no column \"", column,
+                                                   "\" (columns: ", absl::StrJoin(header, ", "),
+                                                   ")"));
   }
   const size_t index = static_cast<size_t>(at - header.begin());
   std::vector<std::string> out;
   for (size_t r = 1; r < rows.size(); ++r) {
     if (index >= rows[r].size()) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": record ", r + 1, " has no \"", column, "\" field"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt file ", path, ": record ", r + 1, " has no \"", column, "\" field"));
     }
     out.push_back(rows[r][index]);
   }
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data, const std::string& path,
+absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data,
+                                                     const std::string& path,
                                                      const std::string& column) {
   std::vector<std::string> out;
   size_t line_number = 0;
@@ -149,7 +154,8 @@ absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data, co
     if (absl::StripAsciiWhitespace(line).empty()) continue;
     const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     const auto bad = [&](const char* why) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ":", line_number, ": ", why));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt file ", path, ":", line_number, ": ", why));
     };
     if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
     const auto it = j.find(column);
@@ -163,7 +169,8 @@ absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data, co
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path, absl::string_view split,
+absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
+                                                         absl::string_view split,
                                                          absl::string_view column) {
   auto slice = ParsePromptSlice(split);
   if (!slice.ok()) return slice.status();
@@ -184,10 +191,12 @@ absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path
     if (!values.ok()) return values.status();
     prompts = std::move(*values);
   } else {
-    // A text file read as a dataset has one column, "text" (Heretic reads it with the text builder).
+    // A text file read as a dataset has one column, "text" (Heretic reads it with the text
+    // builder).
     if (col != "text") {
-      return absl::InvalidArgumentError(absl::StrCat("prompt file ", path, ": a text file has one column, \"text\", not \"", col,
-                                                     "\" (CSV and JSONL files have named columns)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt file ", path, ": a text file has one column, \"text\", not \"", col,
+                       "\" (CSV and JSONL files have named columns)"));
     }
     for (absl::string_view line : absl::StrSplit(data, '\n')) {
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);

@@ -1,12 +1,13 @@
-// Prompt sets: the lists of prompts used for directions, refusal and KL scoring (docs/algorithm.md#prompts).
+// Prompt sets: the lists of prompts used for directions, refusal and KL scoring
+// (docs/algorithm.md#prompts).
 #ifndef SCHISM_COMMON_PROMPT_SET_H_
 #define SCHISM_COMMON_PROMPT_SET_H_
 
 #include <cstddef>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
 
@@ -30,7 +31,8 @@ std::vector<std::string> ApplySlice(std::vector<std::string> prompts, const Prom
 // or a .jsonl file (one object per line) gives the values of `column` (default "text"), as
 // Heretic's `column` picks a dataset column. Errors name the file, and the column, record or
 // line at fault, and for a bad split the text that did not parse.
-absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path, absl::string_view split = "",
+absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
+                                                         absl::string_view split = "",
                                                          absl::string_view column = "");
 
 }  // namespace schism::common

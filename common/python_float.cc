@@ -31,7 +31,8 @@ std::string PythonFloatRepr(double value) {
   if (exponent >= -4 && exponent < 16) {
     std::string out;
     if (exponent >= 0) {
-      if (digits.size() < static_cast<size_t>(exponent) + 1) digits.append(exponent + 1 - digits.size(), '0');
+      if (digits.size() < static_cast<size_t>(exponent) + 1)
+        digits.append(exponent + 1 - digits.size(), '0');
       out = digits.substr(0, exponent + 1) + "." +
             (digits.size() > static_cast<size_t>(exponent) + 1 ? digits.substr(exponent + 1) : "0");
     } else {

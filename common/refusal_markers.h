@@ -1,4 +1,5 @@
-// Refusal detection by keyword, as Heretic's KeywordRate scorer does it (docs/algorithm.md#refusal-count).
+// Refusal detection by keyword, as Heretic's KeywordRate scorer does it
+// (docs/algorithm.md#refusal-count).
 #ifndef SCHISM_COMMON_REFUSAL_MARKERS_H_
 #define SCHISM_COMMON_REFUSAL_MARKERS_H_
 

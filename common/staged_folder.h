@@ -19,13 +19,15 @@ namespace schism::common {
 
 // `dest` relative to `root`, or absolute; the result is absolute and normalized. The root must
 // exist. PERMISSION_DENIED names both paths when dest resolves outside root (or to root itself).
-absl::StatusOr<std::string> ResolveExportDestination(const std::string& root, const std::string& dest);
+absl::StatusOr<std::string> ResolveExportDestination(const std::string& root,
+                                                     const std::string& dest);
 
 class StagedFolder {
  public:
   // An existing non-empty `dest` is ALREADY_EXISTS unless `overwrite`; with it, Commit replaces
   // the old folder only once the new one is complete.
-  static absl::StatusOr<std::unique_ptr<StagedFolder>> Create(const std::string& dest, bool overwrite);
+  static absl::StatusOr<std::unique_ptr<StagedFolder>> Create(const std::string& dest,
+                                                              bool overwrite);
   ~StagedFolder();
   StagedFolder(const StagedFolder&) = delete;
   StagedFolder& operator=(const StagedFolder&) = delete;
@@ -37,7 +39,8 @@ class StagedFolder {
   absl::Status Commit();
 
  private:
-  StagedFolder(std::string dest, std::string staging) : dest_(std::move(dest)), staging_(std::move(staging)) {}
+  StagedFolder(std::string dest, std::string staging)
+      : dest_(std::move(dest)), staging_(std::move(staging)) {}
   std::string dest_, staging_;
   bool committed_ = false;
 };

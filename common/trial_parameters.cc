@@ -33,21 +33,26 @@ std::vector<ParameterRange> HereticSearchSpace(int num_layers) {
 absl::StatusOr<TrialParameters> TrialParametersFromValues(const ParameterValues& values) {
   auto number = [&](const std::string& key) -> absl::StatusOr<double> {
     auto it = values.find(key);
-    if (it == values.end()) return absl::InvalidArgumentError(absl::StrCat("trial parameters: missing \"", key, "\""));
+    if (it == values.end())
+      return absl::InvalidArgumentError(absl::StrCat("trial parameters: missing \"", key, "\""));
     const double* v = std::get_if<double>(&it->second);
     if (v == nullptr || !std::isfinite(*v)) {
-      return absl::InvalidArgumentError(absl::StrCat("trial parameters: \"", key, "\" must be a finite number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trial parameters: \"", key, "\" must be a finite number"));
     }
     return *v;
   };
   auto scope = values.find("direction_scope");
-  const std::string* scope_name = scope == values.end() ? nullptr : std::get_if<std::string>(&scope->second);
+  const std::string* scope_name =
+      scope == values.end() ? nullptr : std::get_if<std::string>(&scope->second);
   if (scope_name == nullptr) {
-    return absl::InvalidArgumentError("trial parameters: \"direction_scope\" must be \"global\" or \"per layer\"");
+    return absl::InvalidArgumentError(
+        "trial parameters: \"direction_scope\" must be \"global\" or \"per layer\"");
   }
   if (*scope_name != kScopeGlobal && *scope_name != kScopePerLayer) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("trial parameters: direction_scope \"", *scope_name, "\" is not \"global\" or \"per layer\""));
+    return absl::InvalidArgumentError(absl::StrCat("trial parameters: direction_scope \"",
+                                                   *scope_name,
+                                                   "\" is not \"global\" or \"per layer\""));
   }
   TrialParameters p;
   p.global_direction = *scope_name == kScopeGlobal;
@@ -67,7 +72,8 @@ absl::StatusOr<TrialParameters> TrialParametersFromValues(const ParameterValues&
     }
     if (std::string(component) == kMlpComponent) c.max_weight = std::max(0.0, c.max_weight);
     if (c.min_weight_distance <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("trial parameters: \"", prefix, "min_weight_distance\" must be > 0"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trial parameters: \"", prefix, "min_weight_distance\" must be > 0"));
     }
     p.components[component] = c;
   }

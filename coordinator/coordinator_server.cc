@@ -33,7 +33,8 @@ grpc::Status Authorize(grpc::ServerContext* context, const std::string& token) {
 
 class StudyServiceImpl final : public v1::StudyService::Service {
  public:
-  StudyServiceImpl(StudyManager* manager, std::string token) : m_(manager), token_(std::move(token)) {}
+  StudyServiceImpl(StudyManager* manager, std::string token)
+      : m_(manager), token_(std::move(token)) {}
 
   grpc::Status SubmitStudy(grpc::ServerContext* c, const v1::SubmitStudyRequest* req,
                            v1::SubmitStudyResponse* resp) override {
@@ -97,7 +98,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
     *resp = std::move(*job);
     return grpc::Status::OK;
   }
-  grpc::Status GetExport(grpc::ServerContext* c, const v1::GetExportRequest* req, v1::ExportJob* resp) override {
+  grpc::Status GetExport(grpc::ServerContext* c, const v1::GetExportRequest* req,
+                         v1::ExportJob* resp) override {
     if (auto a = Authorize(c, token_); !a.ok()) return a;
     auto job = m_->GetExport(req->export_id());
     if (!job.ok()) return ToGrpc(job.status());
@@ -112,7 +114,8 @@ class StudyServiceImpl final : public v1::StudyService::Service {
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {
  public:
-  WorkerServiceImpl(StudyManager* manager, std::string token) : m_(manager), token_(std::move(token)) {}
+  WorkerServiceImpl(StudyManager* manager, std::string token)
+      : m_(manager), token_(std::move(token)) {}
 
   grpc::Status Register(grpc::ServerContext* c, const v1::RegisterRequest* req,
                         v1::RegisterResponse* resp) override {
@@ -123,11 +126,13 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status AcquireWork(grpc::ServerContext* c, const v1::AcquireWorkRequest* req,
                            v1::WorkItem* resp) override {
     if (auto a = Authorize(c, token_); !a.ok()) return a;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(std::clamp(req->wait_seconds(), 0, 30));
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::seconds(std::clamp(req->wait_seconds(), 0, 30));
     while (true) {
       auto item = m_->Acquire(*req);
       if (!item.ok()) return ToGrpc(item.status());
-      if (!item->lease_id().empty() || std::chrono::steady_clock::now() >= deadline || c->IsCancelled()) {
+      if (!item->lease_id().empty() || std::chrono::steady_clock::now() >= deadline ||
+          c->IsCancelled()) {
         *resp = std::move(*item);
         return grpc::Status::OK;
       }
@@ -193,8 +198,8 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
-absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(StudyManager* manager,
-                                                                           const ServerOptions& options) {
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    StudyManager* manager, const ServerOptions& options) {
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->study_service_ = std::make_unique<StudyServiceImpl>(manager, options.token);
   server->worker_service_ = std::make_unique<WorkerServiceImpl>(manager, options.token);
@@ -209,7 +214,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(Stud
     if (!options.client_ca_file.empty()) {
       auto ca = ReadWhole(options.client_ca_file);
       if (!ca.ok()) return ca.status();
-      ssl = grpc::SslServerCredentialsOptions(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+      ssl = grpc::SslServerCredentialsOptions(
+          GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
       ssl.pem_root_certs = *ca;
     }
     ssl.pem_key_cert_pairs.push_back({*key, *cert});

@@ -18,7 +18,8 @@ absl::Status StudyManager::JournalExport(const v1::ExportJob& job) {
 absl::StatusOr<v1::ExportJob> StudyManager::RequestExport(const v1::RequestExportRequest& request) {
   absl::MutexLock lock(&mu_);
   auto study = studies_.find(request.study_id());
-  if (study == studies_.end()) return absl::NotFoundError(absl::StrCat("no study \"", request.study_id(), "\""));
+  if (study == studies_.end())
+    return absl::NotFoundError(absl::StrCat("no study \"", request.study_id(), "\""));
   const auto& trials = study->second->trials;
   if (request.trial() < 0 || request.trial() >= static_cast<int64_t>(trials.size()) ||
       trials[request.trial()].state != v1::TRIAL_STATE_COMPLETE) {
@@ -27,16 +28,19 @@ absl::StatusOr<v1::ExportJob> StudyManager::RequestExport(const v1::RequestExpor
   }
   const v1::StudySpec& spec = study->second->spec;
   v1::RequestExportRequest normalized = request;
-  if (normalized.format().empty()) normalized.set_format(spec.export_format().empty() ? "merged" : spec.export_format());
+  if (normalized.format().empty())
+    normalized.set_format(spec.export_format().empty() ? "merged" : spec.export_format());
   if (normalized.dtype().empty()) normalized.set_dtype(spec.export_dtype());
   if (normalized.max_shard_bytes() == 0) normalized.set_max_shard_bytes(spec.max_shard_bytes());
-  if (normalized.format() != "merged" && normalized.format() != "adapter" && normalized.format() != "both") {
+  if (normalized.format() != "merged" && normalized.format() != "adapter" &&
+      normalized.format() != "both") {
     return absl::InvalidArgumentError(
         absl::StrCat("format \"", normalized.format(), "\": expected merged, adapter or both"));
   }
   const std::string& dtype = normalized.dtype();
   if (!dtype.empty() && dtype != "float32" && dtype != "bfloat16" && dtype != "float16") {
-    return absl::InvalidArgumentError(absl::StrCat("dtype \"", dtype, "\": expected float32, bfloat16 or float16"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype \"", dtype, "\": expected float32, bfloat16 or float16"));
   }
   const std::string& dest = normalized.dest();
   if (dest.empty() || dest[0] == '/' || dest == ".." || absl::StartsWith(dest, "../") ||
@@ -67,7 +71,8 @@ absl::StatusOr<v1::ExportJob> StudyManager::GetExport(const std::string& export_
   absl::MutexLock lock(&mu_);
   ExpireLeasesLocked();
   auto it = exports_.find(export_id);
-  if (it == exports_.end()) return absl::NotFoundError(absl::StrCat("no export \"", export_id, "\""));
+  if (it == exports_.end())
+    return absl::NotFoundError(absl::StrCat("no export \"", export_id, "\""));
   return it->second;
 }
 
@@ -101,7 +106,8 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRe
   return item;
 }
 
-absl::Status StudyManager::ReportExport(const ExportLease& work, const v1::ReportResultRequest& request) {
+absl::Status StudyManager::ReportExport(const ExportLease& work,
+                                        const v1::ReportResultRequest& request) {
   if (request.export_destination().empty() || request.export_files().empty()) {
     return absl::InvalidArgumentError("export report without a destination or files");
   }
@@ -115,14 +121,15 @@ absl::Status StudyManager::ReportExport(const ExportLease& work, const v1::Repor
   return absl::OkStatus();
 }
 
-void StudyManager::RequeueExport(const Lease& lease, const std::string& export_id, const std::string& reason,
-                                 bool permanent) {
+void StudyManager::RequeueExport(const Lease& lease, const std::string& export_id,
+                                 const std::string& reason, bool permanent) {
   v1::ExportJob& job = exports_.at(export_id);
   if (job.state() != v1::EXPORT_STATE_RUNNING) return;
   const Study& study = StudyOf(lease);
   if (permanent || job.attempts() >= study.spec.max_attempts()) {
     job.set_state(v1::EXPORT_STATE_FAILED);
-    job.set_error(permanent ? reason : absl::StrCat("failed ", job.attempts(), " times; last: ", reason));
+    job.set_error(permanent ? reason
+                            : absl::StrCat("failed ", job.attempts(), " times; last: ", reason));
   } else {
     job.set_state(v1::EXPORT_STATE_QUEUED);
     job.set_error(reason);

@@ -10,7 +10,7 @@
 #include "coordinator/coordinator_server.h"
 
 // The dashboard page and Chart.js, embedded at build time (paths from CMake).
-#define SCHISM_EMBED(name, path)                                                           \
+#define SCHISM_EMBED(name, path)                                                                 \
   asm(".section .rodata\n.balign 16\n.global " #name "_begin\n" #name "_begin:\n.incbin \"" path \
       "\"\n.global " #name "_end\n" #name "_end:\n.byte 0\n.previous\n")
 SCHISM_EMBED(schism_dashboard_html, SCHISM_DASHBOARD_HTML);
@@ -35,13 +35,14 @@ std::string StateLabel(Enum value, const std::string& (*name)(Enum), const std::
 }
 
 template <typename Enum>
-void Gauge(std::string* out, const std::string& metric, const std::string& help, const std::map<Enum, int>& counts,
-           const std::vector<Enum>& states, const std::string& (*name)(Enum), const std::string& prefix) {
+void Gauge(std::string* out, const std::string& metric, const std::string& help,
+           const std::map<Enum, int>& counts, const std::vector<Enum>& states,
+           const std::string& (*name)(Enum), const std::string& prefix) {
   absl::StrAppend(out, "# HELP ", metric, " ", help, "\n# TYPE ", metric, " gauge\n");
   for (Enum s : states) {
     auto it = counts.find(s);
-    absl::StrAppend(out, metric, "{state=\"", StateLabel(s, name, prefix), "\"} ", it == counts.end() ? 0 : it->second,
-                    "\n");
+    absl::StrAppend(out, metric, "{state=\"", StateLabel(s, name, prefix), "\"} ",
+                    it == counts.end() ? 0 : it->second, "\n");
   }
 }
 
@@ -50,29 +51,35 @@ void Gauge(std::string* out, const std::string& metric, const std::string& help,
 std::string PrometheusText(const ManagerMetrics& m) {
   std::string out;
   Gauge(&out, "schism_studies", "Studies by state.", m.studies,
-        {v1::STUDY_STATE_QUEUED, v1::STUDY_STATE_PREPARING, v1::STUDY_STATE_RUNNING, v1::STUDY_STATE_FINISHED,
-         v1::STUDY_STATE_CANCELLED, v1::STUDY_STATE_FAILED},
+        {v1::STUDY_STATE_QUEUED, v1::STUDY_STATE_PREPARING, v1::STUDY_STATE_RUNNING,
+         v1::STUDY_STATE_FINISHED, v1::STUDY_STATE_CANCELLED, v1::STUDY_STATE_FAILED},
         &v1::StudyState_Name<v1::StudyState>, "STUDY_STATE_");
   Gauge(&out, "schism_trials", "Trials of all studies by state.", m.trials,
-        {v1::TRIAL_STATE_WAITING, v1::TRIAL_STATE_RUNNING, v1::TRIAL_STATE_COMPLETE, v1::TRIAL_STATE_FAILED},
+        {v1::TRIAL_STATE_WAITING, v1::TRIAL_STATE_RUNNING, v1::TRIAL_STATE_COMPLETE,
+         v1::TRIAL_STATE_FAILED},
         &v1::TrialState_Name<v1::TrialState>, "TRIAL_STATE_");
   Gauge(&out, "schism_exports", "Exports by state.", m.exports,
-        {v1::EXPORT_STATE_QUEUED, v1::EXPORT_STATE_RUNNING, v1::EXPORT_STATE_DONE, v1::EXPORT_STATE_FAILED},
+        {v1::EXPORT_STATE_QUEUED, v1::EXPORT_STATE_RUNNING, v1::EXPORT_STATE_DONE,
+         v1::EXPORT_STATE_FAILED},
         &v1::ExportState_Name<v1::ExportState>, "EXPORT_STATE_");
-  absl::StrAppend(&out, "# HELP schism_leases_active Work items leased to workers now.\n",
-                  "# TYPE schism_leases_active gauge\nschism_leases_active ", m.active_leases, "\n",
-                  "# HELP schism_workers_registered Workers registered since the coordinator started.\n",
-                  "# TYPE schism_workers_registered gauge\nschism_workers_registered ", m.registered_workers, "\n",
-                  "# HELP schism_store_errors_total Journal records the study store refused (each logged).\n",
-                  "# TYPE schism_store_errors_total counter\nschism_store_errors_total ", m.store_errors, "\n");
+  absl::StrAppend(
+      &out, "# HELP schism_leases_active Work items leased to workers now.\n",
+      "# TYPE schism_leases_active gauge\nschism_leases_active ", m.active_leases, "\n",
+      "# HELP schism_workers_registered Workers registered since the coordinator started.\n",
+      "# TYPE schism_workers_registered gauge\nschism_workers_registered ", m.registered_workers,
+      "\n",
+      "# HELP schism_store_errors_total Journal records the study store refused (each logged).\n",
+      "# TYPE schism_store_errors_total counter\nschism_store_errors_total ", m.store_errors, "\n");
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* manager, const std::string& listen,
+absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* manager,
+                                                                  const std::string& listen,
                                                                   const std::string& token) {
   const size_t colon = listen.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) || port < 0 || port > 65535) {
+  if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
+      port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("--http \"", listen, "\": expected HOST:PORT"));
   }
   const std::string host = listen.substr(0, colon);
@@ -81,12 +88,16 @@ absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* 
   httplib::Server& s = *side->server_;
   HttpSidePort* self = side.get();
   auto authorized = [token](const httplib::Request& req, httplib::Response& res) {
-    if (token.empty() || ConstantTimeEquals(req.get_header_value("Authorization"), "Bearer " + token)) return true;
+    if (token.empty() ||
+        ConstantTimeEquals(req.get_header_value("Authorization"), "Bearer " + token))
+      return true;
     res.status = 401;
     res.set_content("missing or wrong token (Authorization: Bearer <token>)\n", "text/plain");
     return false;
   };
-  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  s.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
   s.Get("/readyz", [self](const httplib::Request&, httplib::Response& res) {
     if (self->ready_) {
       res.set_content("ready\n", "text/plain");
@@ -99,10 +110,12 @@ absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* 
     res.set_content(PrometheusText(manager->Metrics()), "text/plain; version=0.0.4");
   });
   s.Get("/", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(std::string(schism_dashboard_html_begin, schism_dashboard_html_end), "text/html; charset=utf-8");
+    res.set_content(std::string(schism_dashboard_html_begin, schism_dashboard_html_end),
+                    "text/html; charset=utf-8");
   });
   s.Get("/chart.js", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(std::string(schism_chart_js_begin, schism_chart_js_end), "application/javascript");
+    res.set_content(std::string(schism_chart_js_begin, schism_chart_js_end),
+                    "application/javascript");
   });
   s.Get("/api/studies", [manager, authorized](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
@@ -110,18 +123,20 @@ absl::StatusOr<std::unique_ptr<HttpSidePort>> HttpSidePort::Start(StudyManager* 
     for (auto& summary : manager->List()) *list.add_studies() = std::move(summary);
     res.set_content(ProtoJson(list), "application/json");
   });
-  s.Get(R"(/api/studies/([A-Za-z0-9_-]+))", [manager, authorized](const httplib::Request& req, httplib::Response& res) {
-    if (!authorized(req, res)) return;
-    auto detail = manager->Get(req.matches[1]);
-    if (!detail.ok()) {
-      res.status = 404;
-      res.set_content(std::string(detail.status().message()) + "\n", "text/plain");
-      return;
-    }
-    res.set_content(ProtoJson(*detail), "application/json");
-  });
+  s.Get(R"(/api/studies/([A-Za-z0-9_-]+))",
+        [manager, authorized](const httplib::Request& req, httplib::Response& res) {
+          if (!authorized(req, res)) return;
+          auto detail = manager->Get(req.matches[1]);
+          if (!detail.ok()) {
+            res.status = 404;
+            res.set_content(std::string(detail.status().message()) + "\n", "text/plain");
+            return;
+          }
+          res.set_content(ProtoJson(*detail), "application/json");
+        });
   side->port_ = port == 0 ? s.bind_to_any_port(host) : (s.bind_to_port(host, port) ? port : -1);
-  if (side->port_ < 0) return absl::UnavailableError(absl::StrCat("--http ", listen, ": cannot bind"));
+  if (side->port_ < 0)
+    return absl::UnavailableError(absl::StrCat("--http ", listen, ": cannot bind"));
   side->thread_ = std::thread([self] { self->server_->listen_after_bind(); });
   return side;
 }

@@ -33,7 +33,8 @@ std::string PrometheusText(const ManagerMetrics& m);
 class HttpSidePort {
  public:
   // Binds `listen` ("host:port"; port 0 picks a free one) and serves on a thread.
-  static absl::StatusOr<std::unique_ptr<HttpSidePort>> Start(StudyManager* manager, const std::string& listen,
+  static absl::StatusOr<std::unique_ptr<HttpSidePort>> Start(StudyManager* manager,
+                                                             const std::string& listen,
                                                              const std::string& token);
   ~HttpSidePort();
   int port() const { return port_; }

@@ -15,7 +15,9 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr std::pair<LeaseCause, const char*> kCauses[] = {
-    {LeaseCause::kExpired, "expired"}, {LeaseCause::kWorkerFailed, "worker_failed"}, {LeaseCause::kRestart, "restart"}};
+    {LeaseCause::kExpired, "expired"},
+    {LeaseCause::kWorkerFailed, "worker_failed"},
+    {LeaseCause::kRestart, "restart"}};
 
 const char* CauseName(LeaseCause cause) {
   for (const auto& [c, name] : kCauses) {
@@ -37,7 +39,8 @@ std::string ProtoJson(const google::protobuf::Message& message, bool proto_names
 // Reads the fields of one decoded object; the first problem wins and names the field.
 class FieldReader {
  public:
-  FieldReader(const Json& json, std::string_view tag, size_t position) : json_(json), tag_(tag), position_(position) {}
+  FieldReader(const Json& json, std::string_view tag, size_t position)
+      : json_(json), tag_(tag), position_(position) {}
 
   const absl::Status& status() const { return status_; }
 
@@ -79,7 +82,8 @@ class FieldReader {
   void Proto(const char* key, google::protobuf::Message* message) {
     const std::string text = String(key);
     if (!status_.ok()) return;
-    if (!google::protobuf::util::JsonStringToMessage(text, message).ok()) Fail(key, "is not a valid message");
+    if (!google::protobuf::util::JsonStringToMessage(text, message).ok())
+      Fail(key, "is not a valid message");
   }
   std::map<std::string, double> NumberMap(const char* key) {
     std::map<std::string, double> out;
@@ -97,7 +101,8 @@ class FieldReader {
   }
   void Fail(const std::string& key, const std::string& why) {
     if (!status_.ok()) return;
-    status_ = absl::DataLossError(absl::StrCat("journal record ", position_, " (", tag_, "): field \"", key, "\" ", why));
+    status_ = absl::DataLossError(
+        absl::StrCat("journal record ", position_, " (", tag_, "): field \"", key, "\" ", why));
   }
 
  private:
@@ -151,12 +156,13 @@ struct Encoder {
     return {{"number", r.number}, {"attempt", r.attempt}, {"worker", r.worker}, {"lease", r.lease}};
   }
   Json operator()(const Completed& r) const {
-    return {{"number", r.number}, {"refusals", r.scores.refusals()},
-            {"refusal_prompts", r.scores.refusal_prompts()}, {"kl_divergence", r.scores.kl_divergence()}};
+    return {{"number", r.number},
+            {"refusals", r.scores.refusals()},
+            {"refusal_prompts", r.scores.refusal_prompts()},
+            {"kl_divergence", r.scores.kl_divergence()}};
   }
   Json operator()(const Returned& r) const {
-    Json j{{"number", r.number}, {"reason", r.reason},
-           {"cause", CauseName(r.cause)}};
+    Json j{{"number", r.number}, {"reason", r.reason}, {"cause", CauseName(r.cause)}};
     if (r.worker) j["worker"] = *r.worker;
     if (r.failed) j["error"] = r.error;
     return j;
@@ -216,7 +222,8 @@ Record DecodeFields(const std::string& tag, FieldReader& f, bool* known) {
     for (const auto& [c, name] : kCauses) {
       if (cause == name) r.cause = c, found = true;
     }
-    if (!found) f.Fail("cause", absl::StrCat("\"", cause, "\" is not expired, worker_failed or restart"));
+    if (!found)
+      f.Fail("cause", absl::StrCat("\"", cause, "\" is not expired, worker_failed or restart"));
     if (r.failed) r.error = f.String("error", r.reason);  // older journals kept the reason only
     return r;
   }
@@ -249,13 +256,16 @@ absl::StatusOr<Record> DecodeRecord(std::string_view text, size_t position) {
   }
   auto type = json.find("type");
   if (type == json.end() || !type->is_string()) {
-    return absl::DataLossError(absl::StrCat("journal record ", position, " has no string \"type\""));
+    return absl::DataLossError(
+        absl::StrCat("journal record ", position, " has no string \"type\""));
   }
   const std::string tag = type->get<std::string>();
   FieldReader fields(json, tag, position);
   bool known = false;
   Record record = DecodeFields(tag, fields, &known);
-  if (!known) return absl::DataLossError(absl::StrCat("journal record ", position, " has unknown type \"", tag, "\""));
+  if (!known)
+    return absl::DataLossError(
+        absl::StrCat("journal record ", position, " has unknown type \"", tag, "\""));
   if (!fields.status().ok()) return fields.status();
   return record;
 }

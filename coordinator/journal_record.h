@@ -59,10 +59,10 @@ enum class LeaseCause { kExpired, kWorkerFailed, kRestart };
 struct Returned {
   int64_t number = 0;
   bool failed = false;
-  std::string reason;                 // what ended the lease
-  std::optional<std::string> worker;  // absent in old journals
+  std::string reason;                       // what ended the lease
+  std::optional<std::string> worker;        // absent in old journals
   LeaseCause cause = LeaseCause::kExpired;  // old journals recorded expiries only
-  std::string error;                  // why the trial FAILED (failed only)
+  std::string error;                        // why the trial FAILED (failed only)
 };
 // "study_failed": the study gave up (too many failed trials).
 struct StudyFailed {

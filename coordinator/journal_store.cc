@@ -15,7 +15,6 @@
 namespace schism::coordinator {
 namespace {
 
-
 bool ValidStudyId(const std::string& id) {
   if (id.empty() || id.size() > 64) return false;
   for (char c : id) {
@@ -44,7 +43,8 @@ JournalStore::~JournalStore() {
 }
 
 absl::Status JournalStore::Append(const std::string& study_id, const std::string& record) {
-  if (!ValidStudyId(study_id)) return absl::InvalidArgumentError(absl::StrCat("bad study id \"", study_id, "\""));
+  if (!ValidStudyId(study_id))
+    return absl::InvalidArgumentError(absl::StrCat("bad study id \"", study_id, "\""));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = fds_.find(study_id);
   const std::string dir = absl::StrCat(root_, "/", study_id);
@@ -81,7 +81,7 @@ absl::StatusOr<std::vector<std::string>> JournalStore::ReadJournal(const std::st
     uint32_t len, sum;
     std::memcpy(&len, data.data() + pos, 4);
     std::memcpy(&sum, data.data() + pos + 4, 4);
-    if (pos + 8 + len > data.size()) break;  // torn: payload cut short
+    if (pos + 8 + len > data.size()) break;                         // torn: payload cut short
     if (common::Fnv1a32(data.data() + pos + 8, len) != sum) break;  // torn or corrupt
     records.emplace_back(data, pos + 8, len);
     pos += 8 + len;

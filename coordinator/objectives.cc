@@ -2,7 +2,8 @@
 
 namespace schism::coordinator {
 
-std::vector<double> TrialObjectives(const v1::StudySpec& spec, int baseline_refusals, const v1::TrialScores& scores) {
+std::vector<double> TrialObjectives(const v1::StudySpec& spec, int baseline_refusals,
+                                    const v1::TrialScores& scores) {
   const double refusals = scores.refusals(), kl = scores.kl_divergence();
   if (spec.objective() != "heretic-1.4") return {refusals, kl};
   const double refusal_score = baseline_refusals > 0 ? refusals / baseline_refusals : refusals;

@@ -15,7 +15,8 @@ namespace schism::coordinator {
 // The objective values, both minimized, in the order the optimizer is told them: raw is
 // (refusals, KL); heretic-1.4 is (KL score, refusal score) as Heretic 1.4 hands them to Optuna.
 // `spec` must be normalized (NormalizeStudySpec).
-std::vector<double> TrialObjectives(const v1::StudySpec& spec, int baseline_refusals, const v1::TrialScores& scores);
+std::vector<double> TrialObjectives(const v1::StudySpec& spec, int baseline_refusals,
+                                    const v1::TrialScores& scores);
 
 }  // namespace schism::coordinator
 

@@ -25,7 +25,8 @@ std::string ArtifactKey(const std::string& id) { return "schism:study:" + id + "
 
 absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Connect(const std::string& url) {
   const std::string prefix = "redis://";
-  if (url.rfind(prefix, 0) != 0) return absl::InvalidArgumentError(absl::StrCat("\"", url, "\" is not redis://host:port[/db]"));
+  if (url.rfind(prefix, 0) != 0)
+    return absl::InvalidArgumentError(absl::StrCat("\"", url, "\" is not redis://host:port[/db]"));
   std::string rest = url.substr(prefix.size());
   std::unique_ptr<RedisStore> store(new RedisStore());
   if (size_t slash = rest.find('/'); slash != std::string::npos) {
@@ -33,7 +34,8 @@ absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Connect(const std::strin
     rest = rest.substr(0, slash);
     auto [p, ec] = std::from_chars(db.data(), db.data() + db.size(), store->db_);
     if (db.empty() || ec != std::errc() || p != db.data() + db.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(url, ": database \"", db, "\" is not a number"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(url, ": database \"", db, "\" is not a number"));
     }
   }
   const size_t colon = rest.rfind(':');
@@ -77,9 +79,11 @@ absl::Status RedisStore::Append(const std::string& study_id, const std::string& 
   std::lock_guard<std::mutex> lock(mu_);
   if (auto s = EnsureConnected(); !s.ok()) return s;
   const std::string key = LogKey(study_id);
-  Reply add(redisCommand(ctx_, "XADD %b * r %b", key.data(), key.size(), record.data(), record.size()));
+  Reply add(
+      redisCommand(ctx_, "XADD %b * r %b", key.data(), key.size(), record.data(), record.size()));
   if (add.r == nullptr || add.r->type == REDIS_REPLY_ERROR) {
-    return absl::UnavailableError(absl::StrCat("redis XADD ", key, ": ", add.r ? add.r->str : ctx_->errstr));
+    return absl::UnavailableError(
+        absl::StrCat("redis XADD ", key, ": ", add.r ? add.r->str : ctx_->errstr));
   }
   Reply member(redisCommand(ctx_, "SADD schism:studies %b", study_id.data(), study_id.size()));
   if (member.r == nullptr || member.r->type == REDIS_REPLY_ERROR) {
@@ -93,7 +97,8 @@ absl::StatusOr<std::map<std::string, std::vector<std::string>>> RedisStore::Repl
   if (auto s = EnsureConnected(); !s.ok()) return s;
   std::map<std::string, std::vector<std::string>> out;
   Reply ids(redisCommand(ctx_, "SMEMBERS schism:studies"));
-  if (ids.r == nullptr || ids.r->type != REDIS_REPLY_ARRAY) return absl::UnavailableError("redis SMEMBERS failed");
+  if (ids.r == nullptr || ids.r->type != REDIS_REPLY_ARRAY)
+    return absl::UnavailableError("redis SMEMBERS failed");
   for (size_t i = 0; i < ids.r->elements; ++i) {
     const std::string id(ids.r->element[i]->str, ids.r->element[i]->len);
     const std::string key = LogKey(id);
@@ -119,7 +124,8 @@ absl::Status RedisStore::PutArtifact(const std::string& study_id, const std::str
   if (auto s = EnsureConnected(); !s.ok()) return s;
   const std::string key = ArtifactKey(study_id);
   Reply r(redisCommand(ctx_, "SET %b %b", key.data(), key.size(), bytes.data(), bytes.size()));
-  if (r.r == nullptr || r.r->type == REDIS_REPLY_ERROR) return absl::UnavailableError(absl::StrCat("redis SET ", key, " failed"));
+  if (r.r == nullptr || r.r->type == REDIS_REPLY_ERROR)
+    return absl::UnavailableError(absl::StrCat("redis SET ", key, " failed"));
   return absl::OkStatus();
 }
 
@@ -128,8 +134,10 @@ absl::StatusOr<std::string> RedisStore::GetArtifact(const std::string& study_id)
   if (auto s = EnsureConnected(); !s.ok()) return s;
   const std::string key = ArtifactKey(study_id);
   Reply r(redisCommand(ctx_, "GET %b", key.data(), key.size()));
-  if (r.r == nullptr || r.r->type == REDIS_REPLY_ERROR) return absl::UnavailableError(absl::StrCat("redis GET ", key, " failed"));
-  if (r.r->type == REDIS_REPLY_NIL) return absl::NotFoundError(absl::StrCat("study ", study_id, " has no artifact yet"));
+  if (r.r == nullptr || r.r->type == REDIS_REPLY_ERROR)
+    return absl::UnavailableError(absl::StrCat("redis GET ", key, " failed"));
+  if (r.r->type == REDIS_REPLY_NIL)
+    return absl::NotFoundError(absl::StrCat("study ", study_id, " has no artifact yet"));
   return std::string(r.r->str, r.r->len);
 }
 

@@ -29,8 +29,11 @@ struct Reader {
   bool plot_residuals = false;
   std::map<std::string, std::string> seen;  // setting -> the key that set it (two spellings exist)
 
-  absl::Status Error(const std::string& key, const std::string& why) const { return KeyError(where, key, why); }
-  absl::StatusOr<int64_t> Integer(const toml::node& v, const std::string& key, int64_t lo, int64_t hi) const {
+  absl::Status Error(const std::string& key, const std::string& why) const {
+    return KeyError(where, key, why);
+  }
+  absl::StatusOr<int64_t> Integer(const toml::node& v, const std::string& key, int64_t lo,
+                                  int64_t hi) const {
     if (!v.is_integer()) return Error(key, "expected an integer");
     const int64_t x = *v.value<int64_t>();
     if (x < lo || x > hi) return Error(key, absl::StrCat("must be in [", lo, ", ", hi, "]"));
@@ -48,11 +51,13 @@ struct Reader {
     if (!v.is_boolean()) return Error(key, "expected true or false");
     return *v.value<bool>();
   }
-  absl::StatusOr<std::vector<std::string>> Strings(const toml::node& v, const std::string& key) const {
+  absl::StatusOr<std::vector<std::string>> Strings(const toml::node& v,
+                                                   const std::string& key) const {
     if (!v.is_array()) return Error(key, "expected a list of strings");
     std::vector<std::string> out;
     for (const toml::node& e : *v.as_array()) {
-      if (!e.is_string() || e.value<std::string>()->empty()) return Error(key, "expected a list of non-empty strings");
+      if (!e.is_string() || e.value<std::string>()->empty())
+        return Error(key, "expected a list of non-empty strings");
       out.push_back(*e.value<std::string>());
     }
     return out;
@@ -60,21 +65,25 @@ struct Reader {
   // Two spellings of one setting (Heretic 1.4's and master's) must not both appear.
   absl::Status Once(const std::string& setting, const std::string& key) {
     auto [it, fresh] = seen.emplace(setting, key);
-    if (!fresh) return Error(key, "sets " + setting + ", which " + it->second + " already set (Heretic 1.4's and master's spellings)");
+    if (!fresh)
+      return Error(key, "sets " + setting + ", which " + it->second +
+                            " already set (Heretic 1.4's and master's spellings)");
     return absl::OkStatus();
   }
 };
 
 // A key that only accepts the value schism's behaviour already has; anything else is refused
 // with the reason (never accepted and ignored).
-absl::Status OnlyBool(Reader& r, const toml::node& v, const std::string& key, bool allowed, const std::string& why) {
+absl::Status OnlyBool(Reader& r, const toml::node& v, const std::string& key, bool allowed,
+                      const std::string& why) {
   auto b = r.Bool(v, key);
   if (!b.ok()) return b.status();
   if (*b != allowed) return r.Error(key, why);
   return absl::OkStatus();
 }
 
-absl::Status ReadPromptSet(Reader& r, const toml::node& node, const std::string& key, v1::PromptSet* out) {
+absl::Status ReadPromptSet(Reader& r, const toml::node& node, const std::string& key,
+                           v1::PromptSet* out) {
   if (!node.is_table()) return r.Error(key, "expected a table");
   for (const auto& [k, v] : *node.as_table()) {
     const std::string name(k.str());
@@ -87,7 +96,8 @@ absl::Status ReadPromptSet(Reader& r, const toml::node& node, const std::string&
       out->set_split(*s);
     } else if (name == "column") {
       if (s->empty()) return r.Error(full, "must name a column");
-      out->set_column(*s);  // checked against the file when it is read (a text file has only "text")
+      out->set_column(
+          *s);  // checked against the file when it is read (a text file has only "text")
     } else if (name == "commit") {
       return r.Error(full, "schism reads prompt files on disk; a Hub commit does not apply");
     } else if (name == "prefix") {
@@ -117,8 +127,10 @@ absl::Status ReadScorers(Reader& r, const toml::node& node) {
       const std::string name(pk.str());
       const std::string full = "scorer." + scorer + "." + name;
       if (name == "prompts") {
-        if (auto s = r.Once(keyword ? "the refusal prompts" : "the KL prompts", full); !s.ok()) return s;
-        auto s = ReadPromptSet(r, pv, full, keyword ? r.spec.mutable_refusal_prompts() : r.spec.mutable_kl_prompts());
+        if (auto s = r.Once(keyword ? "the refusal prompts" : "the KL prompts", full); !s.ok())
+          return s;
+        auto s = ReadPromptSet(
+            r, pv, full, keyword ? r.spec.mutable_refusal_prompts() : r.spec.mutable_kl_prompts());
         if (!s.ok()) return s;
       } else if (name == "keyword_markers" && keyword) {
         if (auto s = r.Once("the refusal markers", full); !s.ok()) return s;
@@ -142,10 +154,12 @@ absl::Status ReadExport(Reader& r, const toml::node& node) {
     if (!s.ok()) return s.status();
     if (name == "format") {
       if (auto o = r.Once("the export format", full); !o.ok()) return o;
-      if (*s != "merged" && *s != "adapter" && *s != "both") return r.Error(full, "expected merged, adapter or both");
+      if (*s != "merged" && *s != "adapter" && *s != "both")
+        return r.Error(full, "expected merged, adapter or both");
       r.spec.set_export_format(*s);
     } else if (name == "dtype") {
-      if (*s != "float32" && *s != "bfloat16" && *s != "float16") return r.Error(full, "expected float32, bfloat16 or float16");
+      if (*s != "float32" && *s != "bfloat16" && *s != "float16")
+        return r.Error(full, "expected float32, bfloat16 or float16");
       r.spec.set_export_dtype(*s);
     } else {
       return r.Error(full, "unknown key");
@@ -160,17 +174,25 @@ absl::Status ReadCluster(Reader& r, const toml::node& node) {
     const std::string name(ck.str());
     const std::string full = "cluster." + name;
     if (name == "heartbeat_seconds") {
-      return r.Error(full, "workers heartbeat every third of lease_seconds; set cluster.lease_seconds instead");
+      return r.Error(
+          full,
+          "workers heartbeat every third of lease_seconds; set cluster.lease_seconds instead");
     }
     auto x = r.Integer(cv, full, 1, 1000000);
     if (!x.ok()) return x.status();
     const auto v = static_cast<int32_t>(*x);
-    if (name == "trials_per_worker") r.spec.set_trials_per_lease(v);
-    else if (name == "lease_seconds") r.spec.set_lease_seconds(v);
-    else if (name == "max_attempts") r.spec.set_max_attempts(v);
-    else if (name == "max_failed_trials") r.spec.set_max_failed_trials(v);
-    else if (name == "priority") r.spec.set_priority(v);
-    else return r.Error(full, "unknown key");
+    if (name == "trials_per_worker")
+      r.spec.set_trials_per_lease(v);
+    else if (name == "lease_seconds")
+      r.spec.set_lease_seconds(v);
+    else if (name == "max_attempts")
+      r.spec.set_max_attempts(v);
+    else if (name == "max_failed_trials")
+      r.spec.set_max_failed_trials(v);
+    else if (name == "priority")
+      r.spec.set_priority(v);
+    else
+      return r.Error(full, "unknown key");
   }
   return absl::OkStatus();
 }
@@ -382,8 +404,9 @@ absl::StatusOr<v1::StudySpec> StudySpecFromToml(const std::string& text, const s
   try {  // toml++ reports syntax errors by exception; they stay inside this function
     root = toml::parse(text, where);
   } catch (const toml::parse_error& e) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ":", static_cast<uint64_t>(e.source().begin.line), ": ",
-                                                   std::string(e.description())));
+    return absl::InvalidArgumentError(absl::StrCat(where, ":",
+                                                   static_cast<uint64_t>(e.source().begin.line),
+                                                   ": ", std::string(e.description())));
   }
   Reader r;
   r.where = where;

@@ -1,4 +1,5 @@
-// Study configuration files (TOML, Heretic's keys and meanings; docs/architecture.md#configuration) to StudySpec.
+// Study configuration files (TOML, Heretic's keys and meanings; docs/architecture.md#configuration)
+// to StudySpec.
 #ifndef SCHISM_COORDINATOR_STUDY_CONFIG_H_
 #define SCHISM_COORDINATOR_STUDY_CONFIG_H_
 

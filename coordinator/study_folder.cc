@@ -52,6 +52,8 @@ absl::StatusOr<v1::StudyDetail> ReadStudyFolder(const std::string& dir) {
   return manager.Get(store.id());
 }
 
-std::string StudyDirectionsPath(const std::string& dir) { return (fs::path(dir) / "directions.bin").string(); }
+std::string StudyDirectionsPath(const std::string& dir) {
+  return (fs::path(dir) / "directions.bin").string();
+}
 
 }  // namespace schism::coordinator

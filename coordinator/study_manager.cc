@@ -53,8 +53,9 @@ int64_t StudyManager::DeadlineUnixMs(Clock::time_point deadline) const {
 void StudyManager::StartTrials(Study* study, uint32_t seed_offset) {
   study->space.clear();
   for (const common::ParameterRange& p : common::HereticSearchSpace(study->num_layers)) {
-    study->space.emplace_back(p.name, p.choices.empty() ? *tpe::Distribution::Float(p.low, p.high)
-                                                        : *tpe::Distribution::Categorical(p.choices));
+    study->space.emplace_back(p.name, p.choices.empty()
+                                          ? *tpe::Distribution::Float(p.low, p.high)
+                                          : *tpe::Distribution::Categorical(p.choices));
   }
   tpe::TpeOptions options;
   options.n_startup_trials = study->spec.n_startup_trials();
@@ -124,18 +125,21 @@ std::vector<v1::StudySummary> StudyManager::List() {
   ExpireLeasesLocked();
   std::vector<const Study*> ordered;
   for (const auto& [id, s] : studies_) ordered.push_back(s.get());
-  std::sort(ordered.begin(), ordered.end(), [](const Study* a, const Study* b) { return a->order < b->order; });
+  std::sort(ordered.begin(), ordered.end(),
+            [](const Study* a, const Study* b) { return a->order < b->order; });
   std::vector<v1::StudySummary> out;
   for (const Study* s : ordered) out.push_back(Summary(*s));
   return out;
 }
 
-absl::StatusOr<v1::ListStudiesResponse> StudyManager::ListPage(const v1::ListStudiesRequest& request) {
+absl::StatusOr<v1::ListStudiesResponse> StudyManager::ListPage(
+    const v1::ListStudiesRequest& request) {
   constexpr size_t kPageBytes = 2 << 20;
   const int page_size = request.page_size() <= 0 ? 100 : std::min(request.page_size(), 1000);
   size_t first = 0;
   if (!request.page_token().empty() && !absl::SimpleAtoi(request.page_token(), &first)) {
-    return absl::InvalidArgumentError(absl::StrCat("page_token \"", request.page_token(), "\" is not one this coordinator gave"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token \"", request.page_token(), "\" is not one this coordinator gave"));
   }
   const std::vector<v1::StudySummary> all = List();
   v1::ListStudiesResponse page;
@@ -196,7 +200,8 @@ void StudyManager::WaitForChange(std::chrono::milliseconds timeout) {
 absl::StatusOr<std::string> StudyManager::Artifact(const std::string& study_id) {
   {
     absl::MutexLock lock(&mu_);
-    if (!studies_.count(study_id)) return absl::NotFoundError(absl::StrCat("no study \"", study_id, "\""));
+    if (!studies_.count(study_id))
+      return absl::NotFoundError(absl::StrCat("no study \"", study_id, "\""));
   }
   return store_->GetArtifact(study_id);
 }

@@ -13,9 +13,10 @@
 // workers reported a failure for it, or max_attempts different workers lost its lease (a poison
 // trial that kills whoever runs it), or after 3 x max_attempts leases whatever the cause; a
 // worker that merely vanished is not the trial's fault, and a worker is offered trials it has
-// not failed before those it has. A FAILED trial is replaced by a new ask, so a study FINISHES with exactly n_trials
-// COMPLETE trials (failed ones listed beside them), or FAILS with a reason once more than
-// max_failed_trials trials failed. Finishing is derived from the trials, also on recovery.
+// not failed before those it has. A FAILED trial is replaced by a new ask, so a study FINISHES with
+// exactly n_trials COMPLETE trials (failed ones listed beside them), or FAILS with a reason once
+// more than max_failed_trials trials failed. Finishing is derived from the trials, also on
+// recovery.
 #ifndef SCHISM_COORDINATOR_STUDY_MANAGER_H_
 #define SCHISM_COORDINATOR_STUDY_MANAGER_H_
 
@@ -80,9 +81,9 @@ class StudyManager {
   absl::Status ReportFailure(const v1::ReportFailureRequest& request);
   absl::StatusOr<std::string> Artifact(const std::string& study_id);
 
-  // Exports (docs/architecture.md): queued per request, leased only to workers with the EXPORT role, and
-  // journaled in the study's log so a restarted coordinator still knows them (a RUNNING export
-  // is QUEUED again, like a running trial).
+  // Exports (docs/architecture.md): queued per request, leased only to workers with the EXPORT
+  // role, and journaled in the study's log so a restarted coordinator still knows them (a RUNNING
+  // export is QUEUED again, like a running trial).
   absl::StatusOr<v1::ExportJob> RequestExport(const v1::RequestExportRequest& request);
   absl::StatusOr<v1::ExportJob> GetExport(const std::string& export_id);
 
@@ -139,43 +140,51 @@ class StudyManager {
   absl::Status Journal(const std::string& study_id, const journal::Record& record);
   // Journals a record whose loss is not the caller's to report (an expiry, a background change):
   // a store error is logged and counted, never dropped silently.
-  void JournalOrLog(const std::string& study_id, const journal::Record& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void JournalOrLog(const std::string& study_id, const journal::Record& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Logs and counts (Metrics().store_errors) a write the store refused; `what` names it.
-  void StoreRefused(const std::string& what, const absl::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StoreRefused(const std::string& what, const absl::Status& status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartTrials(Study* study, uint32_t seed_offset);
   v1::Trial TrialProto(const Study& study, const TrialEntry& t) const;
   v1::StudySummary Summary(const Study& study) const;
   int64_t DeadlineUnixMs(Clock::time_point deadline) const;
   // The study of a lease (leases only ever name studies that exist).
-  Study& StudyOf(const Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return *studies_.at(lease.study_id); }
+  Study& StudyOf(const Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return *studies_.at(lease.study_id);
+  }
 
   // --- trial_leasing.cc ---
   std::optional<int64_t> AskTrial(Study* study) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<v1::WorkItem> AcquireTrials(const v1::AcquireWorkRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::WorkItem> AcquireTrials(const v1::AcquireWorkRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Picks the trials a lease on `study` takes for `worker` (empty: none to give).
   std::vector<int64_t> PickTrials(Study* study, const std::string& worker, int capacity)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReportPrepared(const Lease& lease, const v1::ReportResultRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status ReportTrials(const Lease& lease, const TrialsLease& work, const v1::ReportResultRequest& request)
+  absl::Status ReportTrials(const Lease& lease, const TrialsLease& work,
+                            const v1::ReportResultRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How a lease ended without a result: the worker vanished (kExpired), said it could not do it
   // (kWorkerFailed), or a lease restored after a restart expired without a word from its worker
   // (kRestart: the worker most likely died with the old coordinator, as `schism run`'s own do).
-  void RequeueLease(const Lease& lease, LeaseCause end, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequeueLease(const Lease& lease, LeaseCause end, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // FINISHED once n_trials trials are COMPLETE and nothing runs; FAILED past max_failed_trials.
   void MaybeFinish(Study* study) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static int MaxFailedTrials(const v1::StudySpec& spec);
   void ExpireLeasesLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- export_queue.cc ---
-  absl::StatusOr<v1::WorkItem> AcquireExport(const v1::AcquireWorkRequest& request) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::WorkItem> AcquireExport(const v1::AcquireWorkRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReportExport(const ExportLease& work, const v1::ReportResultRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Journals the export's current state under its study.
   absl::Status JournalExport(const v1::ExportJob& job);
-  void RequeueExport(const Lease& lease, const std::string& export_id, const std::string& reason, bool permanent)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequeueExport(const Lease& lease, const std::string& export_id, const std::string& reason,
+                     bool permanent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- study_recovery.cc ---
   // Rebuilds one study (and its exports and leases) from its records; a record that does not

@@ -30,104 +30,115 @@ absl::Status StudyManager::Recover() {
   return absl::OkStatus();
 }
 
-absl::Status StudyManager::RecoverStudy(const std::string& id, const std::vector<std::string>& records) {
+absl::Status StudyManager::RecoverStudy(const std::string& id,
+                                        const std::vector<std::string>& records) {
   auto study = std::make_unique<Study>();
   study->id = id;
-  std::map<int64_t, std::pair<std::string, std::string>> held;  // trial -> (lease, worker) still out
-  std::map<std::string, std::vector<int64_t>> lease_trials;      // every trial a lease held
+  std::map<int64_t, std::pair<std::string, std::string>>
+      held;                                                  // trial -> (lease, worker) still out
+  std::map<std::string, std::vector<int64_t>> lease_trials;  // every trial a lease held
   for (size_t position = 0; position < records.size(); ++position) {
     auto record = journal::DecodeRecord(records[position], position);
     if (!record.ok()) return record.status();
     // The trial a record names; one that was never asked is data loss, not an index past the end.
     TrialEntry* trial = nullptr;
     auto find_trial = [&](int64_t number) -> absl::Status {
-      if (number < 0 || number >= static_cast<int64_t>(study->trials.size()) || study->trials[number].number != number) {
-        return absl::DataLossError(absl::StrCat("journal record ", position, " (", std::string(journal::TagOf(*record)),
-                                                ") names trial ", number, ", which was never asked"));
+      if (number < 0 || number >= static_cast<int64_t>(study->trials.size()) ||
+          study->trials[number].number != number) {
+        return absl::DataLossError(
+            absl::StrCat("journal record ", position, " (", std::string(journal::TagOf(*record)),
+                         ") names trial ", number, ", which was never asked"));
       }
       trial = &study->trials[number];
       return absl::OkStatus();
     };
-    absl::Status applied = std::visit(
-        Overloaded{
-            [&](const journal::Submitted& r) {
-              study->spec = r.spec;
-              study->order = r.order;
-              next_order_ = std::max(next_order_, study->order + 1);
-              return absl::OkStatus();
-            },
-            [&](const journal::Prepared& r) {
-              study->num_layers = r.num_layers;
-              if (r.response_prefix) study->spec.set_response_prefix(*r.response_prefix);
-              study->baseline_refusals = r.baseline_refusals;
-              study->state = v1::STUDY_STATE_RUNNING;
-              StartTrials(study.get(), 0);
-              return absl::OkStatus();
-            },
-            [&](const journal::PrepareFailed& r) {
-              study->state = v1::STUDY_STATE_FAILED;
-              study->error = r.reason;
-              return absl::OkStatus();
-            },
-            [&](const journal::Asked& r) {
-              if (r.number != static_cast<int64_t>(study->trials.size())) {
-                return absl::DataLossError(absl::StrCat("journal record ", position, " (asked): trial ", r.number,
-                                                        " out of order (expected ", study->trials.size(), ")"));
-              }
-              TrialEntry t;
-              t.number = r.number;
-              t.params = r.params;
-              study->trials.push_back(std::move(t));
-              return absl::OkStatus();
-            },
-            [&](const journal::Leased& r) {
-              if (auto s = find_trial(r.number); !s.ok()) return s;
-              trial->attempts = r.attempt;
-              held[r.number] = {r.lease, r.worker};
-              lease_trials[r.lease].push_back(r.number);
-              return absl::OkStatus();
-            },
-            [&](const journal::Completed& r) {
-              if (auto s = find_trial(r.number); !s.ok()) return s;
-              held.erase(r.number);
-              trial->state = v1::TRIAL_STATE_COMPLETE;
-              trial->scores = r.scores;
-              return absl::OkStatus();
-            },
-            [&](const journal::Returned& r) {
-              if (auto s = find_trial(r.number); !s.ok()) return s;
-              held.erase(r.number);
-              // Records before the worker was journaled count as one unknown worker each.
-              const std::string worker = r.worker.value_or(absl::StrCat("unrecorded-", trial->attempts));
-              if (r.cause == journal::LeaseCause::kExpired) trial->lost_workers.insert(worker);
-              if (r.cause == journal::LeaseCause::kWorkerFailed) trial->failed_workers.insert(worker);
-              trial->state = r.failed ? v1::TRIAL_STATE_FAILED : v1::TRIAL_STATE_WAITING;
-              if (r.failed) trial->error = r.error;
-              return absl::OkStatus();
-            },
-            [&](const journal::StudyFailed& r) {
-              study->state = v1::STUDY_STATE_FAILED;
-              study->error = r.reason;
-              return absl::OkStatus();
-            },
-            [&](const journal::Finished&) {
-              study->state = v1::STUDY_STATE_FINISHED;
-              return absl::OkStatus();
-            },
-            [&](const journal::Cancelled&) {
-              study->state = v1::STUDY_STATE_CANCELLED;
-              return absl::OkStatus();
-            },
-            [&](const journal::Export& r) {
-              v1::ExportJob job = r.job;
-              // Its lease died with the old coordinator.
-              if (job.state() == v1::EXPORT_STATE_RUNNING) job.set_state(v1::EXPORT_STATE_QUEUED);
-              if (!exports_.count(job.export_id())) export_order_.push_back(job.export_id());
-              exports_[job.export_id()] = job;
-              return absl::OkStatus();
-            },
-        },
-        *record);
+    absl::Status applied =
+        std::visit(Overloaded{
+                       [&](const journal::Submitted& r) {
+                         study->spec = r.spec;
+                         study->order = r.order;
+                         next_order_ = std::max(next_order_, study->order + 1);
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Prepared& r) {
+                         study->num_layers = r.num_layers;
+                         if (r.response_prefix) study->spec.set_response_prefix(*r.response_prefix);
+                         study->baseline_refusals = r.baseline_refusals;
+                         study->state = v1::STUDY_STATE_RUNNING;
+                         StartTrials(study.get(), 0);
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::PrepareFailed& r) {
+                         study->state = v1::STUDY_STATE_FAILED;
+                         study->error = r.reason;
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Asked& r) {
+                         if (r.number != static_cast<int64_t>(study->trials.size())) {
+                           return absl::DataLossError(absl::StrCat(
+                               "journal record ", position, " (asked): trial ", r.number,
+                               " out of order (expected ", study->trials.size(), ")"));
+                         }
+                         TrialEntry t;
+                         t.number = r.number;
+                         t.params = r.params;
+                         study->trials.push_back(std::move(t));
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Leased& r) {
+                         if (auto s = find_trial(r.number); !s.ok()) return s;
+                         trial->attempts = r.attempt;
+                         held[r.number] = {r.lease, r.worker};
+                         lease_trials[r.lease].push_back(r.number);
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Completed& r) {
+                         if (auto s = find_trial(r.number); !s.ok()) return s;
+                         held.erase(r.number);
+                         trial->state = v1::TRIAL_STATE_COMPLETE;
+                         trial->scores = r.scores;
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Returned& r) {
+                         if (auto s = find_trial(r.number); !s.ok()) return s;
+                         held.erase(r.number);
+                         // Records before the worker was journaled count as one unknown worker
+                         // each.
+                         const std::string worker =
+                             r.worker.value_or(absl::StrCat("unrecorded-", trial->attempts));
+                         if (r.cause == journal::LeaseCause::kExpired)
+                           trial->lost_workers.insert(worker);
+                         if (r.cause == journal::LeaseCause::kWorkerFailed)
+                           trial->failed_workers.insert(worker);
+                         trial->state = r.failed ? v1::TRIAL_STATE_FAILED : v1::TRIAL_STATE_WAITING;
+                         if (r.failed) trial->error = r.error;
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::StudyFailed& r) {
+                         study->state = v1::STUDY_STATE_FAILED;
+                         study->error = r.reason;
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Finished&) {
+                         study->state = v1::STUDY_STATE_FINISHED;
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Cancelled&) {
+                         study->state = v1::STUDY_STATE_CANCELLED;
+                         return absl::OkStatus();
+                       },
+                       [&](const journal::Export& r) {
+                         v1::ExportJob job = r.job;
+                         // Its lease died with the old coordinator.
+                         if (job.state() == v1::EXPORT_STATE_RUNNING)
+                           job.set_state(v1::EXPORT_STATE_QUEUED);
+                         if (!exports_.count(job.export_id()))
+                           export_order_.push_back(job.export_id());
+                         exports_[job.export_id()] = job;
+                         return absl::OkStatus();
+                       },
+                   },
+                   *record);
     if (!applied.ok()) return applied;
   }
   if (study->sampler) StartTrials(study.get(), static_cast<uint32_t>(study->trials.size()));

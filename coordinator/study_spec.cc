@@ -24,11 +24,13 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
   if (spec.quantization().empty()) spec.set_quantization("none");
   if (spec.quantization() == "bnb_4bit") spec.set_quantization("nf4");
   if (spec.quantization() != "none" && spec.quantization() != "nf4") {
-    return bad("quantization", "expected none, nf4 or bnb_4bit, got \"" + spec.quantization() + "\"");
+    return bad("quantization",
+               "expected none, nf4 or bnb_4bit, got \"" + spec.quantization() + "\"");
   }
   if (spec.n_trials() == 0) spec.set_n_trials(200);
   // A study detail carries every trial (~250 bytes each); 100,000 stay well inside a 64 MiB reply.
-  if (spec.n_trials() < 1 || spec.n_trials() > 100000) return bad("n_trials", "must be in [1, 100000]");
+  if (spec.n_trials() < 1 || spec.n_trials() > 100000)
+    return bad("n_trials", "must be in [1, 100000]");
   if (spec.n_startup_trials() == 0) spec.set_n_startup_trials(60);
   if (spec.n_startup_trials() < 0) return bad("n_startup_trials", "must be >= 0");
   if (spec.max_response_length() == 0) spec.set_max_response_length(100);
@@ -39,31 +41,38 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
   if (spec.row_normalization().empty()) spec.set_row_normalization("full");
   if (spec.row_normalization() != "none" && spec.row_normalization() != "pre" &&
       spec.row_normalization() != "full") {
-    return bad("row_normalization", "expected none, pre or full, got \"" + spec.row_normalization() + "\"");
+    return bad("row_normalization",
+               "expected none, pre or full, got \"" + spec.row_normalization() + "\"");
   }
   DefaultPromptSet(spec.mutable_good_prompts(), "harmless_train.txt", "[:400]");
   DefaultPromptSet(spec.mutable_bad_prompts(), "harmful_train.txt", "[:400]");
   DefaultPromptSet(spec.mutable_refusal_prompts(), "harmful_test.txt", "[:100]");
   DefaultPromptSet(spec.mutable_kl_prompts(), "harmless_test.txt", "[:100]");
   if (spec.trials_per_lease() == 0) spec.set_trials_per_lease(1);
-  if (spec.trials_per_lease() < 1 || spec.trials_per_lease() > 64) return bad("trials_per_lease", "must be in [1, 64]");
+  if (spec.trials_per_lease() < 1 || spec.trials_per_lease() > 64)
+    return bad("trials_per_lease", "must be in [1, 64]");
   if (spec.lease_seconds() == 0) spec.set_lease_seconds(60);
   if (spec.lease_seconds() < 1) return bad("lease_seconds", "must be >= 1");
   if (spec.max_attempts() == 0) spec.set_max_attempts(3);
   if (spec.max_attempts() < 1) return bad("max_attempts", "must be >= 1");
-  if (spec.max_failed_trials() < 0) return bad("max_failed_trials", "must be >= 0 (0: max(3, n_trials / 10))");
+  if (spec.max_failed_trials() < 0)
+    return bad("max_failed_trials", "must be >= 0 (0: max(3, n_trials / 10))");
   if (!spec.study_checkpoint_dir().empty()) {
-    return bad("study_checkpoint_dir", "applies to `schism run` only; a coordinator keeps studies in its --store");
+    return bad("study_checkpoint_dir",
+               "applies to `schism run` only; a coordinator keeps studies in its --store");
   }
   if (spec.objective().empty()) {
-    spec.set_objective(spec.has_kl_divergence_scale() || spec.has_kl_divergence_target() ? "heretic-1.4" : "raw");
+    spec.set_objective(
+        spec.has_kl_divergence_scale() || spec.has_kl_divergence_target() ? "heretic-1.4" : "raw");
   }
   if (spec.objective() != "raw" && spec.objective() != "heretic-1.4") {
     return bad("objective", "expected raw or heretic-1.4, got \"" + spec.objective() + "\"");
   }
-  if (spec.objective() == "raw" && (spec.has_kl_divergence_scale() || spec.has_kl_divergence_target())) {
-    return bad("kl_divergence_scale", "kl_divergence_scale and kl_divergence_target shape the heretic-1.4 objective; "
-                                      "objective = \"raw\" minimizes raw refusals and KL");
+  if (spec.objective() == "raw" &&
+      (spec.has_kl_divergence_scale() || spec.has_kl_divergence_target())) {
+    return bad("kl_divergence_scale",
+               "kl_divergence_scale and kl_divergence_target shape the heretic-1.4 objective; "
+               "objective = \"raw\" minimizes raw refusals and KL");
   }
   if (spec.objective() == "heretic-1.4") {
     if (!spec.has_kl_divergence_scale()) spec.set_kl_divergence_scale(1.0);
@@ -76,7 +85,9 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
     return bad("winsorization_quantile", "must be in [0, 1]");
   }
   for (const std::string& marker : spec.refusal_markers()) {
-    if (marker.empty()) return bad("refusal_markers", "markers must not be empty (an empty marker matches everything)");
+    if (marker.empty())
+      return bad("refusal_markers",
+                 "markers must not be empty (an empty marker matches everything)");
   }
   for (const std::string& d : spec.dtypes()) {
     if (d != "auto" && d != "float32" && d != "bfloat16" && d != "float16") {
@@ -84,8 +95,9 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
     }
   }
   if (spec.ByteSizeLong() > kMaxStudySpecBytes) {
-    return bad("spec", absl::StrCat(spec.ByteSizeLong(), " bytes, more than ", kMaxStudySpecBytes,
-                                    ": long texts (system prompt, markers, prefix) must stay small"));
+    return bad("spec",
+               absl::StrCat(spec.ByteSizeLong(), " bytes, more than ", kMaxStudySpecBytes,
+                            ": long texts (system prompt, markers, prefix) must stay small"));
   }
   if (spec.batch_size() == 0) spec.set_batch_size(32);
   if (spec.batch_size() < 1) return bad("batch_size", "must be >= 1");

@@ -46,22 +46,27 @@ std::optional<int64_t> StudyManager::AskTrial(Study* study) {
 absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest& request) {
   absl::MutexLock lock(&mu_);
   if (!workers_.count(request.worker_id())) {
-    return absl::FailedPreconditionError(absl::StrCat("unknown worker \"", request.worker_id(), "\"; register first"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("unknown worker \"", request.worker_id(), "\"; register first"));
   }
   ExpireLeasesLocked();
   if (request.role() == v1::WORKER_ROLE_EXPORT) return AcquireExport(request);
   return AcquireTrials(request);
 }
 
-std::vector<int64_t> StudyManager::PickTrials(Study* study, const std::string& worker, int capacity) {
+std::vector<int64_t> StudyManager::PickTrials(Study* study, const std::string& worker,
+                                              int capacity) {
   // Waiting trials this worker has not failed or lost first, then new asks; a trial it failed
   // before only when there is nothing else (one broken worker must not burn through a trial's
   // attempts alone, nor a lone worker starve).
   std::vector<int64_t> picked;
   auto room = [&](int limit) { return static_cast<int>(picked.size()) < limit; };
-  auto tried_here = [&](const TrialEntry& t) { return t.failed_workers.count(worker) || t.lost_workers.count(worker); };
+  auto tried_here = [&](const TrialEntry& t) {
+    return t.failed_workers.count(worker) || t.lost_workers.count(worker);
+  };
   for (const TrialEntry& t : study->trials) {
-    if (room(capacity) && t.state == v1::TRIAL_STATE_WAITING && !tried_here(t)) picked.push_back(t.number);
+    if (room(capacity) && t.state == v1::TRIAL_STATE_WAITING && !tried_here(t))
+      picked.push_back(t.number);
   }
   while (room(std::min(capacity, study->spec.trials_per_lease()))) {
     auto number = AskTrial(study);
@@ -124,17 +129,19 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireTrials(const v1::AcquireWorkRe
   return item;
 }
 
-absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id, const std::string& lease_id) {
+absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id,
+                                                const std::string& lease_id) {
   absl::MutexLock lock(&mu_);
   ExpireLeasesLocked();
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) {
-    return absl::FailedPreconditionError(absl::StrCat("lease ", lease_id, expired_leases_.count(lease_id)
-                                                                              ? " expired; its work was re-queued"
-                                                                              : " is unknown"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "lease ", lease_id,
+        expired_leases_.count(lease_id) ? " expired; its work was re-queued" : " is unknown"));
   }
   if (it->second.worker_id != worker_id) {
-    return absl::PermissionDeniedError(absl::StrCat("lease ", lease_id, " belongs to another worker"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("lease ", lease_id, " belongs to another worker"));
   }
   it->second.deadline = clock_() + std::chrono::seconds(StudyOf(it->second).spec.lease_seconds());
   it->second.restored_unheard = false;
@@ -142,7 +149,8 @@ absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id, co
 }
 
 int StudyManager::MaxFailedTrials(const v1::StudySpec& spec) {
-  return spec.max_failed_trials() > 0 ? spec.max_failed_trials() : std::max(3, spec.n_trials() / 10);
+  return spec.max_failed_trials() > 0 ? spec.max_failed_trials()
+                                      : std::max(3, spec.n_trials() / 10);
 }
 
 void StudyManager::RequeueLease(const Lease& lease, LeaseCause end, const std::string& reason) {
@@ -155,7 +163,8 @@ void StudyManager::RequeueLease(const Lease& lease, LeaseCause end, const std::s
   if (std::holds_alternative<PrepareLease>(lease.work)) {
     if (study.prepare_attempts >= study.spec.max_attempts()) {
       study.state = v1::STUDY_STATE_FAILED;
-      study.error = "prepare failed " + std::to_string(study.prepare_attempts) + " times: " + reason;
+      study.error =
+          "prepare failed " + std::to_string(study.prepare_attempts) + " times: " + reason;
       JournalOrLog(study.id, journal::PrepareFailed{study.error});
     } else if (study.state == v1::STUDY_STATE_PREPARING) {
       study.state = v1::STUDY_STATE_QUEUED;
@@ -205,8 +214,8 @@ void StudyManager::MaybeFinish(Study* study) {
   }
   if (failed > MaxFailedTrials(study->spec)) {
     study->state = v1::STUDY_STATE_FAILED;
-    study->error = absl::StrCat(failed, " trials failed, more than max_failed_trials = ", MaxFailedTrials(study->spec),
-                                "; last: ", last_error);
+    study->error = absl::StrCat(failed, " trials failed, more than max_failed_trials = ",
+                                MaxFailedTrials(study->spec), "; last: ", last_error);
     JournalOrLog(study->id, journal::StudyFailed{study->error});
     return;
   }
@@ -239,7 +248,8 @@ void StudyManager::ExpireLeasesLocked() {
   for (auto it = leases_.begin(); it != leases_.end();) {
     if (it->second.deadline <= now) {
       if (it->second.restored_unheard) {
-        RequeueLease(it->second, LeaseCause::kRestart, "lease restored after a coordinator restart expired unheard");
+        RequeueLease(it->second, LeaseCause::kRestart,
+                     "lease restored after a coordinator restart expired unheard");
       } else {
         RequeueLease(it->second, LeaseCause::kExpired, "lease expired");
       }
@@ -260,12 +270,14 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
   if (it == leases_.end()) {
     return absl::FailedPreconditionError(
         absl::StrCat("lease ", request.lease_id(),
-                     expired_leases_.count(request.lease_id()) ? " expired before this report; its work was re-queued"
-                                                               : " is unknown"));
+                     expired_leases_.count(request.lease_id())
+                         ? " expired before this report; its work was re-queued"
+                         : " is unknown"));
   }
   const Lease lease = it->second;
   if (lease.worker_id != request.worker_id()) {
-    return absl::PermissionDeniedError(absl::StrCat("lease ", lease.id, " belongs to another worker"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("lease ", lease.id, " belongs to another worker"));
   }
   absl::Status status;
   if (const auto* work = std::get_if<ExportLease>(&lease.work)) {
@@ -282,17 +294,22 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status StudyManager::ReportPrepared(const Lease& lease, const v1::ReportResultRequest& request) {
+absl::Status StudyManager::ReportPrepared(const Lease& lease,
+                                          const v1::ReportResultRequest& request) {
   Study& study = StudyOf(lease);
-  if (request.artifact().empty()) return absl::InvalidArgumentError("prepare report without an artifact");
+  if (request.artifact().empty())
+    return absl::InvalidArgumentError("prepare report without an artifact");
   const int num_layers = request.num_layers();
   if (num_layers < 1 || num_layers > 1024) {
-    return absl::InvalidArgumentError(absl::StrCat("prepare report: num_layers ", request.num_layers(), " is out of range"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("prepare report: num_layers ", request.num_layers(), " is out of range"));
   }
   if (auto s = store_->PutArtifact(study.id, request.artifact()); !s.ok()) return s;
   const std::string prefix = study.spec.response_prefix().empty() ? request.response_prefix()
-                                                                   : study.spec.response_prefix();
-  if (auto s = Journal(study.id, journal::Prepared{num_layers, request.baseline_refusals(), prefix}); !s.ok()) {
+                                                                  : study.spec.response_prefix();
+  if (auto s =
+          Journal(study.id, journal::Prepared{num_layers, request.baseline_refusals(), prefix});
+      !s.ok()) {
     return s;
   }
   study.spec.set_response_prefix(prefix);
@@ -312,29 +329,33 @@ absl::Status StudyManager::ReportTrials(const Lease& lease, const TrialsLease& w
   std::map<int64_t, const v1::TrialResult*> results;
   for (const v1::TrialResult& r : request.results()) {
     if (std::find(work.trials.begin(), work.trials.end(), r.number()) == work.trials.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("trial ", r.number(), " is not part of lease ", lease.id));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trial ", r.number(), " is not part of lease ", lease.id));
     }
     if (!results.emplace(r.number(), &r).second) {
-      return absl::InvalidArgumentError(absl::StrCat("trial ", r.number(), " reported twice in one report"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trial ", r.number(), " reported twice in one report"));
     }
     const v1::TrialScores& s = r.scores();
-    if (!std::isfinite(s.kl_divergence()) || s.kl_divergence() < 0 || s.refusals() < 0 || s.refusal_prompts() <= 0 ||
-        s.refusals() > s.refusal_prompts()) {
+    if (!std::isfinite(s.kl_divergence()) || s.kl_divergence() < 0 || s.refusals() < 0 ||
+        s.refusal_prompts() <= 0 || s.refusals() > s.refusal_prompts()) {
       leases_.erase(lease.id);
       RequeueLease(lease, LeaseCause::kWorkerFailed, "invalid scores reported");
       changed_.SignalAll();
-      return absl::InvalidArgumentError(absl::StrCat("trial ", r.number(), ": invalid scores (refusals ",
-                                                     s.refusals(), "/", s.refusal_prompts(), ", KL ",
-                                                     s.kl_divergence(), "); the lease's trials were re-queued"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trial ", r.number(), ": invalid scores (refusals ", s.refusals(), "/",
+          s.refusal_prompts(), ", KL ", s.kl_divergence(), "); the lease's trials were re-queued"));
     }
   }
   if (results.size() != work.trials.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("lease ", lease.id, " holds ", work.trials.size(),
-                                                   " trials, the report has ", results.size()));
+    return absl::InvalidArgumentError(absl::StrCat("lease ", lease.id, " holds ",
+                                                   work.trials.size(), " trials, the report has ",
+                                                   results.size()));
   }
   for (const auto& [number, r] : results) {
     TrialEntry& t = study.trials[number];
-    if (t.state == v1::TRIAL_STATE_COMPLETE) continue;  // journaled before a crash cut the report short
+    if (t.state == v1::TRIAL_STATE_COMPLETE)
+      continue;  // journaled before a crash cut the report short
     if (auto s = Journal(study.id, journal::Completed{number, r->scores()}); !s.ok()) return s;
     t.state = v1::TRIAL_STATE_COMPLETE;
     t.scores = r->scores();
@@ -346,9 +367,12 @@ absl::Status StudyManager::ReportTrials(const Lease& lease, const TrialsLease& w
 absl::Status StudyManager::ReportFailure(const v1::ReportFailureRequest& request) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(request.lease_id());
-  if (it == leases_.end()) return absl::FailedPreconditionError(absl::StrCat("lease ", request.lease_id(), " is not live"));
+  if (it == leases_.end())
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease ", request.lease_id(), " is not live"));
   if (it->second.worker_id != request.worker_id()) {
-    return absl::PermissionDeniedError(absl::StrCat("lease ", request.lease_id(), " belongs to another worker"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("lease ", request.lease_id(), " belongs to another worker"));
   }
   const Lease lease = it->second;
   leases_.erase(it);

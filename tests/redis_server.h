@@ -41,17 +41,29 @@ class RedisServer {
   }
   // (Re)starts the server on the same port and data directory; waits until it answers.
   void Start() {
-    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port_), "--save", "",
-                                     "--appendonly", appendonly_ ? "yes" : "no", "--appendfsync", "always",
-                                     "--dir", dir_, "--bind", "127.0.0.1"};
+    std::vector<std::string> args = {"redis-server",
+                                     "--port",
+                                     std::to_string(port_),
+                                     "--save",
+                                     "",
+                                     "--appendonly",
+                                     appendonly_ ? "yes" : "no",
+                                     "--appendfsync",
+                                     "always",
+                                     "--dir",
+                                     dir_,
+                                     "--bind",
+                                     "127.0.0.1"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, (dir_ + "/redis.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, (dir_ + "/redis.log").c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);  // never hold the test's own output open
-    if (posix_spawnp(&pid_, "redis-server", &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    if (posix_spawnp(&pid_, "redis-server", &actions, nullptr, argv.data(), environ) != 0)
+      pid_ = -1;
     posix_spawn_file_actions_destroy(&actions);
     for (int i = 0; i < 100 && pid_ > 0; ++i) {
       if (coordinator::RedisStore::Connect(url()).ok()) return;
@@ -59,7 +71,9 @@ class RedisServer {
     }
   }
   // Each test uses its own database so one test's studies never show up in another's replay.
-  std::string url(int db = 0) const { return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db); }
+  std::string url(int db = 0) const {
+    return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db);
+  }
   bool running() const { return pid_ > 0; }
 
  private:

@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -20,8 +20,8 @@ std::string RealModelPath() {
 }
 
 std::string MakeTempDir(const std::string& name) {
-  const std::string dir = ::testing::TempDir() + "/schism_" + name + "_" +
-                          std::to_string(::getpid());
+  const std::string dir =
+      ::testing::TempDir() + "/schism_" + name + "_" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
@@ -35,21 +35,29 @@ std::string ShellQuote(const std::string& s) {
 }
 }  // namespace
 
+CommandOutcome RunCommand(const std::string& command) {
+  CommandOutcome outcome;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return outcome;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    outcome.output.append(buffer.data(), n);
+  }
+  const int status = pclose(pipe);
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return outcome;
+}
+
 int RunOracle(const std::string& script, const std::vector<std::string>& args,
               std::string* output) {
   std::string command =
       "python3 " + ShellQuote(std::string(SCHISM_SOURCE_DIR) + "/tests/oracles/" + script);
   for (const std::string& arg : args) command += " " + ShellQuote(arg);
   command += " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return -1;
-  std::string text;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) text.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  if (output != nullptr) *output = text;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  CommandOutcome outcome = RunCommand(command);
+  if (output != nullptr) *output = outcome.output;
+  return outcome.exit_code;
 }
 
 std::string ReadFile(const std::string& path) {

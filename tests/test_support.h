@@ -14,6 +14,15 @@ std::string RealModelPath();
 // A fresh empty directory under the test temp dir.
 std::string MakeTempDir(const std::string& name);
 
+// A finished shell command: its exit code (-1 when it did not exit normally) and its stdout.
+struct CommandOutcome {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs `command` through /bin/sh (add " 2>&1" to it for stderr too).
+CommandOutcome RunCommand(const std::string& command);
+
 // Runs `python3 tests/oracles/<script> <args...>`; returns its exit code and fills `output`.
 int RunOracle(const std::string& script, const std::vector<std::string>& args,
               std::string* output = nullptr);

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <thread>
 
-
 namespace schism::worker {
 namespace {
 
@@ -57,21 +56,31 @@ common::ParameterValues TrialParameterValues(const v1::Trial& trial) {
   common::ParameterValues values;
   for (const auto& [name, value] : trial.params().values()) {
     switch (value.value_case()) {
-      case v1::ParamValue::kFloatValue: values[name] = value.float_value(); break;
-      case v1::ParamValue::kIntValue: values[name] = static_cast<double>(value.int_value()); break;
-      case v1::ParamValue::kCategoricalValue: values[name] = value.categorical_value(); break;
-      default: break;
+      case v1::ParamValue::kFloatValue:
+        values[name] = value.float_value();
+        break;
+      case v1::ParamValue::kIntValue:
+        values[name] = static_cast<double>(value.int_value());
+        break;
+      case v1::ParamValue::kCategoricalValue:
+        values[name] = value.categorical_value();
+        break;
+      default:
+        break;
     }
   }
   return values;
 }
 
-std::string TrialParamsJson(const v1::Trial& trial) { return common::ParameterValuesToJson(TrialParameterValues(trial)); }
+std::string TrialParamsJson(const v1::Trial& trial) {
+  return common::ParameterValuesToJson(TrialParameterValues(trial));
+}
 
 CoordinatorLink::CoordinatorLink(LinkOptions options)
     : options_(std::move(options)),
-      channel_(grpc::CreateChannel(options_.coordinator, options_.credentials ? options_.credentials
-                                                                               : grpc::InsecureChannelCredentials())),
+      channel_(grpc::CreateChannel(options_.coordinator, options_.credentials
+                                                             ? options_.credentials
+                                                             : grpc::InsecureChannelCredentials())),
       stub_(v1::WorkerService::NewStub(channel_)),
       backoff_(std::chrono::milliseconds(200), std::chrono::milliseconds(5000), ::getpid()) {}
 
@@ -86,13 +95,15 @@ std::unique_ptr<grpc::ClientContext> CoordinatorLink::Context(int seconds) const
 
 void CoordinatorLink::Pause() {
   const auto delay = backoff_.NextDelay();
-  for (auto waited = std::chrono::milliseconds(0); waited < delay && !stopping(); waited += std::chrono::milliseconds(50)) {
+  for (auto waited = std::chrono::milliseconds(0); waited < delay && !stopping();
+       waited += std::chrono::milliseconds(50)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 
-absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity, const std::string& loaded_model,
-                                                                   int exit_after_idle_polls) {
+absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
+                                                                  const std::string& loaded_model,
+                                                                  int exit_after_idle_polls) {
   int idle_polls = 0;
   while (!stopping()) {
     if (worker_id_.empty()) {
@@ -136,7 +147,8 @@ absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity, 
   return std::optional<v1::WorkItem>();
 }
 
-std::unique_ptr<CoordinatorLink::Heartbeat> CoordinatorLink::StartHeartbeat(const v1::WorkItem& item) {
+std::unique_ptr<CoordinatorLink::Heartbeat> CoordinatorLink::StartHeartbeat(
+    const v1::WorkItem& item) {
   const std::string lease_id = item.lease_id();
   return std::make_unique<HeartbeatThread>(
       [this, lease_id] {
@@ -161,7 +173,8 @@ absl::Status CoordinatorLink::Report(const v1::WorkItem& item, v1::ReportResultR
     if (rs.ok() || rs.error_code() != grpc::StatusCode::UNAVAILABLE) break;
     Pause();
   }
-  if (!rs.ok()) std::fprintf(stderr, "schism worker: report refused: %s\n", rs.error_message().c_str());
+  if (!rs.ok())
+    std::fprintf(stderr, "schism worker: report refused: %s\n", rs.error_message().c_str());
   return FromGrpc(rs);
 }
 
@@ -174,7 +187,8 @@ void CoordinatorLink::Fail(const v1::WorkItem& item, const std::string& reason, 
   v1::ReportResultResponse resp;
   auto fc = Context(10);
   stub_->ReportFailure(fc.get(), req, &resp);
-  std::fprintf(stderr, "schism worker: lease %s failed: %s\n", item.lease_id().c_str(), reason.c_str());
+  std::fprintf(stderr, "schism worker: lease %s failed: %s\n", item.lease_id().c_str(),
+               reason.c_str());
 }
 
 absl::StatusOr<std::string> CoordinatorLink::FetchArtifact(const std::string& study_id) {

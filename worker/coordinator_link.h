@@ -22,11 +22,11 @@ class ChannelCredentials;
 namespace schism::worker {
 
 struct LinkOptions {
-  std::string coordinator;  // host:port
-  std::string token;        // sent as "authorization: Bearer <token>"
+  std::string coordinator;                                // host:port
+  std::string token;                                      // sent as "authorization: Bearer <token>"
   std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext
   v1::WorkerRole role = v1::WORKER_ROLE_TRIALS;
-  int wait_seconds = 5;     // long-poll length
+  int wait_seconds = 5;  // long-poll length
   const std::atomic<bool>* stop = nullptr;
 };
 

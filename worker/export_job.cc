@@ -9,11 +9,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "common/text_file.h"
 #include "absl/strings/str_format.h"
-#include "worker/runtime/directions.h"
 #include "common/sha256.h"
 #include "common/staged_folder.h"
+#include "common/text_file.h"
+#include "worker/runtime/directions.h"
 
 #ifndef SCHISM_VERSION
 #define SCHISM_VERSION "unknown"
@@ -27,9 +27,12 @@ using Json = nlohmann::ordered_json;
 
 const char* RowNormalizationName(model::RowNormalization mode) {
   switch (mode) {
-    case model::RowNormalization::kNone: return "none";
-    case model::RowNormalization::kPre: return "pre";
-    default: return "full";
+    case model::RowNormalization::kNone:
+      return "none";
+    case model::RowNormalization::kPre:
+      return "pre";
+    default:
+      return "full";
   }
 }
 
@@ -38,7 +41,8 @@ std::vector<std::string> ListFiles(const fs::path& root) {
   std::vector<std::string> out;
   std::error_code ec;
   if (fs::is_regular_file(root, ec)) return {""};
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator(); ++it) {
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       it != fs::recursive_directory_iterator(); ++it) {
     const std::string name = it->path().filename().string();
     if (!name.empty() && name[0] == '.') {
       if (it->is_directory()) it.disable_recursion_pending();
@@ -63,7 +67,8 @@ absl::StatusOr<std::vector<ExportedFile>> HashFiles(const fs::path& root) {
 
 Json FilesJson(const std::vector<ExportedFile>& files) {
   Json out = Json::array();
-  for (const ExportedFile& f : files) out.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+  for (const ExportedFile& f : files)
+    out.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
   return out;
 }
 
@@ -78,13 +83,13 @@ std::string UtcNow() {
 
 std::string ModelCard(const ExportRequest& r, const std::string& source_name, const Json& params) {
   // No base_model key: the Hub wants a repository id there, and schism only knows a local path.
-  std::string card = absl::StrCat("---\ntags:\n- abliterated\n- uncensored\n- schism\n",
-                                  r.format == "adapter" ? "library_name: peft\n" : "library_name: transformers\n",
-                                  "---\n\n# ", source_name, " (abliterated)\n\n",
-                                  "Refusal directions removed from ", source_name,
-                                  " by schism ", SCHISM_VERSION,
-                                  " with Magnitude-Preserving Orthogonal Ablation (row normalization ",
-                                  RowNormalizationName(r.merge.row_normalization), ")");
+  std::string card =
+      absl::StrCat("---\ntags:\n- abliterated\n- uncensored\n- schism\n",
+                   r.format == "adapter" ? "library_name: peft\n" : "library_name: transformers\n",
+                   "---\n\n# ", source_name, " (abliterated)\n\n",
+                   "Refusal directions removed from ", source_name, " by schism ", SCHISM_VERSION,
+                   " with Magnitude-Preserving Orthogonal Ablation (row normalization ",
+                   RowNormalizationName(r.merge.row_normalization), ")");
   if (r.trial_number >= 0) absl::StrAppend(&card, ", trial ", r.trial_number);
   if (!r.study_id.empty()) absl::StrAppend(&card, " of study ", r.study_id);
   absl::StrAppend(&card, ".\n\n");
@@ -94,19 +99,25 @@ std::string ModelCard(const ExportRequest& r, const std::string& source_name, co
     absl::StrAppend(&card, "| This model | ", s.refusals, "/", s.refusal_prompts, " | ",
                     absl::StrFormat("%.4f", s.kl_divergence), " |\n");
     if (s.baseline_refusals >= 0) {
-      absl::StrAppend(&card, "| Original | ", s.baseline_refusals, "/", s.refusal_prompts, " | 0 (by definition) |\n");
+      absl::StrAppend(&card, "| Original | ", s.baseline_refusals, "/", s.refusal_prompts,
+                      " | 0 (by definition) |\n");
     }
-    absl::StrAppend(&card, "\nRefusals: responses to harmful prompts containing a refusal marker; KL: mean KL "
-                           "divergence of the first-token distribution from the original model on harmless "
-                           "prompts (nats).\n\n");
+    absl::StrAppend(
+        &card,
+        "\nRefusals: responses to harmful prompts containing a refusal marker; KL: mean KL "
+        "divergence of the first-token distribution from the original model on harmless "
+        "prompts (nats).\n\n");
   }
   absl::StrAppend(&card, "## Parameters\n\n| Parameter | Value |\n|---|---|\n");
   for (auto it = params.begin(); it != params.end(); ++it) {
-    absl::StrAppend(&card, "| ", it.key(), " | ", it.value().is_string() ? it.value().get<std::string>() : it.value().dump(),
+    absl::StrAppend(&card, "| ", it.key(), " | ",
+                    it.value().is_string() ? it.value().get<std::string>() : it.value().dump(),
                     " |\n");
   }
-  absl::StrAppend(&card, "\n`reproduce.json` records the settings, the parameters, the scores and the SHA-256 of "
-                         "every source and output file.\n");
+  absl::StrAppend(
+      &card,
+      "\n`reproduce.json` records the settings, the parameters, the scores and the SHA-256 of "
+      "every source and output file.\n");
   return card;
 }
 
@@ -114,7 +125,8 @@ std::string ModelCard(const ExportRequest& r, const std::string& source_name, co
 
 absl::Status ValidateExportFormat(const std::string& format) {
   if (format == "merged" || format == "adapter" || format == "both") return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("export format \"", format, "\": expected merged, adapter or both"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("export format \"", format, "\": expected merged, adapter or both"));
 }
 
 absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
@@ -147,7 +159,10 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
   auto stats = model::WriteTrialExport(**source, *directions, *params, r.merge, targets);
   if (!stats.ok()) return stats.status();
   result.stats = *stats;
-  if (auto s = common::WriteTextFile((out / "README.md").string(), ModelCard(r, source_name, params_json)); !s.ok()) return s;
+  if (auto s = common::WriteTextFile((out / "README.md").string(),
+                                     ModelCard(r, source_name, params_json));
+      !s.ok())
+    return s;
 
   auto source_files = HashFiles(r.source_model);
   if (!source_files.ok()) return source_files.status();
@@ -162,7 +177,8 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
   reproduce["source"] = {{"model", r.source_model}, {"files", FilesJson(*source_files)}};
   if (!r.study_id.empty() || !r.study_spec_json.empty()) {
     Json spec = Json::parse(r.study_spec_json.empty() ? "{}" : r.study_spec_json, nullptr, false);
-    reproduce["study"] = {{"id", r.study_id}, {"spec", spec.is_discarded() ? Json(r.study_spec_json) : spec}};
+    reproduce["study"] = {{"id", r.study_id},
+                          {"spec", spec.is_discarded() ? Json(r.study_spec_json) : spec}};
   }
   Json trial = {{"number", r.trial_number}, {"parameters", params_json}};
   if (r.scores) {
@@ -172,14 +188,18 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
     if (r.scores->baseline_refusals >= 0) trial["baseline_refusals"] = r.scores->baseline_refusals;
   }
   reproduce["trial"] = trial;
-  reproduce["directions"] = {{"origin", r.directions_origin.empty() ? r.directions_path : r.directions_origin},
-                             {"sha256", *directions_sha}};
-  reproduce["export"] = {{"format", r.format},
-                         {"row_normalization", RowNormalizationName(r.merge.row_normalization)},
-                         {"dtype", r.merge.dtype ? model::TorchDtypeName(*r.merge.dtype) : "source"},
-                         {"max_shard_bytes", r.merge.max_shard_bytes}};
+  reproduce["directions"] = {
+      {"origin", r.directions_origin.empty() ? r.directions_path : r.directions_origin},
+      {"sha256", *directions_sha}};
+  reproduce["export"] = {
+      {"format", r.format},
+      {"row_normalization", RowNormalizationName(r.merge.row_normalization)},
+      {"dtype", r.merge.dtype ? model::TorchDtypeName(*r.merge.dtype) : "source"},
+      {"max_shard_bytes", r.merge.max_shard_bytes}};
   reproduce["outputs"] = FilesJson(*outputs);
-  if (auto s = common::WriteTextFile((out / "reproduce.json").string(), reproduce.dump(2) + "\n"); !s.ok()) return s;
+  if (auto s = common::WriteTextFile((out / "reproduce.json").string(), reproduce.dump(2) + "\n");
+      !s.ok())
+    return s;
 
   if (auto s = (*staged)->Commit(); !s.ok()) return s;
   result.files = std::move(*outputs);
@@ -188,7 +208,8 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
 }
 
 absl::StatusOr<std::vector<ExportedFile>> FindFinishedExport(const std::string& destination,
-                                                             const std::string& study_id, int64_t trial_number,
+                                                             const std::string& study_id,
+                                                             int64_t trial_number,
                                                              const std::string& format) {
   std::ifstream in(fs::path(destination) / "reproduce.json");
   if (!in) return absl::NotFoundError(absl::StrCat(destination, " holds no finished export"));
@@ -196,7 +217,8 @@ absl::StatusOr<std::vector<ExportedFile>> FindFinishedExport(const std::string& 
   if (r.is_discarded() || !r.contains("trial") || !r.contains("export") ||
       (r.contains("study") ? r["study"].value("id", "") : "") != study_id ||
       r["trial"].value("number", int64_t{-1}) != trial_number ||
-      r["export"].value("format", "") != format || !r.contains("outputs") || !r["outputs"].is_array()) {
+      r["export"].value("format", "") != format || !r.contains("outputs") ||
+      !r["outputs"].is_array()) {
     return absl::NotFoundError(absl::StrCat(destination, " holds another export"));
   }
   std::vector<ExportedFile> files;
@@ -204,7 +226,8 @@ absl::StatusOr<std::vector<ExportedFile>> FindFinishedExport(const std::string& 
     const std::string rel = f.value("path", "");
     auto sha = common::Sha256OfFile((fs::path(destination) / rel).string());
     if (!sha.ok() || *sha != f.value("sha256", "")) {
-      return absl::DataLossError(absl::StrCat(destination, "/", rel, " differs from its reproduce.json"));
+      return absl::DataLossError(
+          absl::StrCat(destination, "/", rel, " differs from its reproduce.json"));
     }
     files.push_back({rel, f.value("bytes", uint64_t{0}), *sha});
   }

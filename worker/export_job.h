@@ -1,7 +1,7 @@
-// One export, start to finish (docs/architecture.md#export-output): the merged model and/or the PEFT adapter written
-// into a staging folder next to the destination, reproduce.json and a model card beside them,
-// every output hashed, then one rename into place. Used by `schism export` (local) and by the
-// export worker (work from the coordinator).
+// One export, start to finish (docs/architecture.md#export-output): the merged model and/or the
+// PEFT adapter written into a staging folder next to the destination, reproduce.json and a model
+// card beside them, every output hashed, then one rename into place. Used by `schism export`
+// (local) and by the export worker (work from the coordinator).
 //
 // Layout of the destination: format "merged": the Hugging Face folder; "adapter": the PEFT
 // adapter folder; "both": the merged folder with the adapter in adapter/. reproduce.json and
@@ -27,13 +27,13 @@ struct ExportScores {
 };
 
 struct ExportRequest {
-  std::string source_model;     // full-precision HF folder or .gguf
-  std::string directions_path;  // the study's directions artifact (schism's format)
+  std::string source_model;       // full-precision HF folder or .gguf
+  std::string directions_path;    // the study's directions artifact (schism's format)
   std::string directions_origin;  // what reproduce.json names as their origin; empty: the path
-  std::string params_json;      // the trial's parameters, as the optimizer names them
+  std::string params_json;        // the trial's parameters, as the optimizer names them
   std::string format = "merged";  // merged | adapter | both
   model::MergeOptions merge;
-  std::string destination;      // absolute, already confined by the caller
+  std::string destination;  // absolute, already confined by the caller
   bool overwrite = false;
   // Provenance for reproduce.json and the card; empty/absent when unknown.
   std::string study_id;
@@ -66,7 +66,8 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& request);
 // before writing so a re-delivered export (its first lease expired just as it finished) is
 // reported instead of failing on the existing folder.
 absl::StatusOr<std::vector<ExportedFile>> FindFinishedExport(const std::string& destination,
-                                                             const std::string& study_id, int64_t trial_number,
+                                                             const std::string& study_id,
+                                                             int64_t trial_number,
                                                              const std::string& format);
 
 }  // namespace schism::worker

@@ -54,8 +54,8 @@ absl::StatusOr<ExportRequest> RequestFor(const v1::WorkItem& item, const std::st
     request.merge.dtype = *dtype;
   }
   if (r.max_shard_bytes() > 0) request.merge.max_shard_bytes = r.max_shard_bytes();
-  auto mode = model::ParseRowNormalization(item.spec().row_normalization().empty() ? "full"
-                                                                                   : item.spec().row_normalization());
+  auto mode = model::ParseRowNormalization(
+      item.spec().row_normalization().empty() ? "full" : item.spec().row_normalization());
   if (!mode.ok()) return mode.status();
   request.merge.row_normalization = *mode;
   request.destination = destination;
@@ -63,12 +63,14 @@ absl::StatusOr<ExportRequest> RequestFor(const v1::WorkItem& item, const std::st
   request.study_id = item.study_id();
   request.study_spec_json = ProtoJson(item.spec());
   request.trial_number = work.trial().number();
-  request.scores = ExportScores{work.trial().scores().refusals(), work.trial().scores().refusal_prompts(),
-                                work.trial().scores().kl_divergence(), work.baseline_refusals()};
+  request.scores =
+      ExportScores{work.trial().scores().refusals(), work.trial().scores().refusal_prompts(),
+                   work.trial().scores().kl_divergence(), work.baseline_refusals()};
   return request;
 }
 
-v1::ReportResultRequest ExportReport(const std::string& destination, const std::vector<ExportedFile>& files) {
+v1::ReportResultRequest ExportReport(const std::string& destination,
+                                     const std::vector<ExportedFile>& files) {
   v1::ReportResultRequest report;
   report.set_export_destination(destination);
   for (const ExportedFile& f : files) {
@@ -96,7 +98,8 @@ class DirectionsFile {
   }
   absl::Status Write(const std::string& bytes) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) return absl::PermissionDeniedError(absl::StrCat(path_, ": cannot create"));
+    if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0)
+      return absl::PermissionDeniedError(absl::StrCat(path_, ": cannot create"));
     for (size_t done = 0; done < bytes.size();) {
       const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
       if (n <= 0) return absl::DataLossError(absl::StrCat(path_, ": write failed"));
@@ -137,11 +140,13 @@ int RemoveStaleDirections(const std::string& output_root) {
 absl::Status RunExportWorker(ExportWorkerOptions options) {
   std::error_code ec;
   if (!fs::is_directory(options.output_root, ec)) {
-    return absl::FailedPreconditionError(absl::StrCat("--output-root ", options.output_root, " is not a directory"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--output-root ", options.output_root, " is not a directory"));
   }
   if (const int removed = RemoveStaleDirections(options.output_root); removed > 0) {
-    std::fprintf(stderr, "schism export-worker: removed %d directions file(s) of killed exports from %s\n", removed,
-                 options.output_root.c_str());
+    std::fprintf(stderr,
+                 "schism export-worker: removed %d directions file(s) of killed exports from %s\n",
+                 removed, options.output_root.c_str());
   }
   options.link.role = v1::WORKER_ROLE_EXPORT;
   CoordinatorLink link(options.link);
@@ -163,8 +168,9 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
     }
     const v1::RequestExportRequest& asked = job.request();
     if (!asked.overwrite()) {
-      auto finished = FindFinishedExport(*destination, item.study_id(), item.export_trial().trial().number(),
-                                         asked.format().empty() ? "merged" : asked.format());
+      auto finished =
+          FindFinishedExport(*destination, item.study_id(), item.export_trial().trial().number(),
+                             asked.format().empty() ? "merged" : asked.format());
       if (finished.ok()) {  // an earlier lease of this export finished after all
         if (!heartbeat->lost()) (void)link.Report(item, ExportReport(*destination, *finished));
         continue;
@@ -177,19 +183,23 @@ absl::Status RunExportWorker(ExportWorkerOptions options) {
     }
     // The directions live next to the root for the length of the export, out of every destination.
     const std::string directions_path =
-        (fs::path(options.output_root) / absl::StrCat(kDirectionsPrefix, job.export_id(), "-", HostName(), "-", ::getpid(), ".bin"))
+        (fs::path(options.output_root) /
+         absl::StrCat(kDirectionsPrefix, job.export_id(), "-", HostName(), "-", ::getpid(), ".bin"))
             .string();
     auto request = RequestFor(item, *destination, directions_path);
     DirectionsFile held(directions_path);
     absl::Status written = held.Write(*artifact);
-    absl::StatusOr<ExportResult> result = !written.ok() ? written : request.ok() ? RunExport(*request) : request.status();
+    absl::StatusOr<ExportResult> result = !written.ok()  ? written
+                                          : request.ok() ? RunExport(*request)
+                                                         : request.status();
     if (!result.ok()) {
       link.Fail(item, std::string(result.status().message()), IsPermanent(result.status()));
       continue;
     }
-    std::fprintf(stderr, "schism export-worker: %s: trial %lld of study %s -> %s (%.1f s)\n", job.export_id().c_str(),
-                 static_cast<long long>(item.export_trial().trial().number()), item.study_id().c_str(),
-                 result->destination.c_str(), result->seconds);
+    std::fprintf(stderr, "schism export-worker: %s: trial %lld of study %s -> %s (%.1f s)\n",
+                 job.export_id().c_str(),
+                 static_cast<long long>(item.export_trial().trial().number()),
+                 item.study_id().c_str(), result->destination.c_str(), result->seconds);
     if (heartbeat->lost()) continue;
     (void)link.Report(item, ExportReport(result->destination, result->files));
   }

@@ -1,8 +1,8 @@
-// The export worker (docs/architecture.md#export-worker): a process with plenty of RAM and no GPU that takes Export
-// work from the coordinator, writes the trial's model under its output root with RunExport and
-// reports every file with its SHA-256. Destinations that resolve outside the root, existing
-// non-empty destinations without overwrite, and sources it cannot read fail permanently (no
-// retry); anything else is re-queued by the coordinator up to max_attempts.
+// The export worker (docs/architecture.md#export-worker): a process with plenty of RAM and no GPU
+// that takes Export work from the coordinator, writes the trial's model under its output root with
+// RunExport and reports every file with its SHA-256. Destinations that resolve outside the root,
+// existing non-empty destinations without overwrite, and sources it cannot read fail permanently
+// (no retry); anything else is re-queued by the coordinator up to max_attempts.
 #ifndef SCHISM_WORKER_EXPORT_WORKER_H_
 #define SCHISM_WORKER_EXPORT_WORKER_H_
 
@@ -14,8 +14,8 @@
 namespace schism::worker {
 
 struct ExportWorkerOptions {
-  LinkOptions link;          // role is set to EXPORT
-  std::string output_root;   // every export lands below this folder
+  LinkOptions link;               // role is set to EXPORT
+  std::string output_root;        // every export lands below this folder
   int exit_after_idle_polls = 0;  // 0 = serve until stopped
 };
 

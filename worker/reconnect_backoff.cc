@@ -4,8 +4,8 @@
 
 namespace schism::worker {
 
-ReconnectBackoff::ReconnectBackoff(std::chrono::milliseconds initial,
-                                   std::chrono::milliseconds max, uint64_t seed)
+ReconnectBackoff::ReconnectBackoff(std::chrono::milliseconds initial, std::chrono::milliseconds max,
+                                   uint64_t seed)
     : initial_(std::max(initial, std::chrono::milliseconds(1))),
       max_(std::max(max, initial_)),
       ceiling_(initial_),

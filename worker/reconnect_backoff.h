@@ -11,8 +11,7 @@ namespace schism::worker {
 
 class ReconnectBackoff {
  public:
-  ReconnectBackoff(std::chrono::milliseconds initial, std::chrono::milliseconds max,
-                   uint64_t seed);
+  ReconnectBackoff(std::chrono::milliseconds initial, std::chrono::milliseconds max, uint64_t seed);
 
   // The delay before the next attempt: uniform in [ceiling/2, ceiling], where the ceiling doubles
   // after every failure up to `max`.

@@ -32,7 +32,8 @@ std::string ModelKey(const v1::StudySpec& spec) {
 // Heretic's dataset options: "prefix prompt suffix" (space-joined), and the set's own system
 // prompt over the study's.
 absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(const model::LoadedModel& model,
-                                                             const v1::StudySpec& spec, const v1::PromptSet& set) {
+                                                             const v1::StudySpec& spec,
+                                                             const v1::PromptSet& set) {
   auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
   if (!lines.ok()) return lines.status();
   for (std::string& line : *lines) {
@@ -43,8 +44,8 @@ absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(const model::Loaded
   return model::EncodeChatPrompts(model, *lines, system, spec.response_prefix());
 }
 
-absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(const model::LoadedModel& model,
-                                                                    const v1::StudySpec& spec, at::Tensor directions) {
+absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(
+    const model::LoadedModel& model, const v1::StudySpec& spec, at::Tensor directions) {
   auto refusal = EncodePromptSet(model, spec, spec.refusal_prompts());
   if (!refusal.ok()) return refusal.status();
   auto kl = EncodePromptSet(model, spec, spec.kl_prompts());
@@ -56,15 +57,19 @@ absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(const model
   if (!mode.ok()) return mode.status();
   options.row_normalization = *mode;
   options.markers.assign(spec.refusal_markers().begin(), spec.refusal_markers().end());
-  return model::TrialEvaluator::Create(model, std::move(directions), std::move(*refusal), std::move(*kl), options);
+  return model::TrialEvaluator::Create(model, std::move(directions), std::move(*refusal),
+                                       std::move(*kl), options);
 }
 
 // The common start of the model's greedy responses to 100 good and 100 bad prompts (past a
 // closed thinking block, if it opens with one).
-absl::StatusOr<std::string> FindResponsePrefix(const model::LoadedModel& model, const v1::StudySpec& spec) {
-  auto good = common::LoadPromptLines(spec.good_prompts().path(), "[:100]", spec.good_prompts().column());
+absl::StatusOr<std::string> FindResponsePrefix(const model::LoadedModel& model,
+                                               const v1::StudySpec& spec) {
+  auto good =
+      common::LoadPromptLines(spec.good_prompts().path(), "[:100]", spec.good_prompts().column());
   if (!good.ok()) return good.status();
-  auto bad = common::LoadPromptLines(spec.bad_prompts().path(), "[:100]", spec.bad_prompts().column());
+  auto bad =
+      common::LoadPromptLines(spec.bad_prompts().path(), "[:100]", spec.bad_prompts().column());
   if (!bad.ok()) return bad.status();
   std::vector<std::string> lines = *good;
   lines.insert(lines.end(), bad->begin(), bad->end());
@@ -74,18 +79,22 @@ absl::StatusOr<std::string> FindResponsePrefix(const model::LoadedModel& model, 
   greedy.pad_id = model.tokenizer->spec().pad_id.value_or(0);
   auto encoded = model::EncodeChatPrompts(model, lines, spec.system_prompt(), "");
   if (!encoded.ok()) return encoded.status();
-  std::string prefix = model::CommonResponsePrefix(*model.transformer, *model.tokenizer, *encoded, greedy);
+  std::string prefix =
+      model::CommonResponsePrefix(*model.transformer, *model.tokenizer, *encoded, greedy);
   const std::string skipped = model::ApplyChainOfThoughtSkip(prefix);
   if (skipped != prefix) {  // a closed thinking block; look again for what follows it
     auto again = model::EncodeChatPrompts(model, lines, spec.system_prompt(), skipped);
-    if (again.ok()) prefix = skipped + model::CommonResponsePrefix(*model.transformer, *model.tokenizer, *again, greedy);
+    if (again.ok())
+      prefix = skipped +
+               model::CommonResponsePrefix(*model.transformer, *model.tokenizer, *again, greedy);
   }
   return prefix;
 }
 
 }  // namespace
 
-TrialWorker::TrialWorker(WorkerOptions options) : options_(std::move(options)), state_(std::make_unique<State>()) {}
+TrialWorker::TrialWorker(WorkerOptions options)
+    : options_(std::move(options)), state_(std::make_unique<State>()) {}
 TrialWorker::~TrialWorker() = default;
 
 const std::string& TrialWorker::loaded_model_key() const { return state_->model_key; }
@@ -94,10 +103,13 @@ absl::Status TrialWorker::Run() {
   options_.link.role = v1::WORKER_ROLE_TRIALS;
   CoordinatorLink link(options_.link);
   model::SetComputeThreads(options_.threads);
-  const ArtifactSource artifacts = [&](const std::string& study_id) { return link.FetchArtifact(study_id); };
+  const ArtifactSource artifacts = [&](const std::string& study_id) {
+    return link.FetchArtifact(study_id);
+  };
   while (true) {
     const std::string& key = state_->model_key;
-    auto next = link.Next(options_.trials_per_batch, key.substr(0, key.find('|')), options_.exit_after_idle_polls);
+    auto next = link.Next(options_.trials_per_batch, key.substr(0, key.find('|')),
+                          options_.exit_after_idle_polls);
     if (!next.ok()) return next.status();
     if (!next->has_value()) return absl::OkStatus();
     const v1::WorkItem item = std::move(**next);
@@ -105,13 +117,15 @@ absl::Status TrialWorker::Run() {
     auto report = Serve(item, artifacts);
     if (!report.ok()) {
       link.Fail(item, std::string(report.status().message()));
-    } else if (!heartbeat->lost()) {  // a lost lease went to someone else; the report would be stale
+    } else if (!heartbeat
+                    ->lost()) {  // a lost lease went to someone else; the report would be stale
       (void)link.Report(item, std::move(*report));
     }
   }
 }
 
-absl::StatusOr<v1::ReportResultRequest> TrialWorker::Serve(const v1::WorkItem& item, const ArtifactSource& artifacts) {
+absl::StatusOr<v1::ReportResultRequest> TrialWorker::Serve(const v1::WorkItem& item,
+                                                           const ArtifactSource& artifacts) {
   // A library that throws (libtorch on an input it rejects, an allocation a corrupt file asked
   // for) fails this work item with the reason; the worker serves the next one.
   try {
@@ -157,7 +171,8 @@ absl::Status TrialWorker::LoadModel(const v1::StudySpec& spec) {
 
 absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem& item) {
   State& st = *state_;
-  if (!st.model) return absl::FailedPreconditionError("prepare before the study's model was loaded");
+  if (!st.model)
+    return absl::FailedPreconditionError("prepare before the study's model was loaded");
   v1::StudySpec spec = item.spec();
   v1::ReportResultRequest report;
   if (spec.response_prefix().empty()) {
@@ -173,9 +188,9 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem&
   const auto& t = *st.model->transformer;
   const int32_t pad = st.model->tokenizer->spec().pad_id.value_or(0);
   const double q = spec.has_winsorization_quantile() ? spec.winsorization_quantile() : 1.0;
-  at::Tensor directions = model::RefusalDirections(model::ResidualMeans(t, *good, pad, spec.batch_size(), q),
-                                                   model::ResidualMeans(t, *bad, pad, spec.batch_size(), q),
-                                                   spec.orthogonalize_direction());
+  at::Tensor directions = model::RefusalDirections(
+      model::ResidualMeans(t, *good, pad, spec.batch_size(), q),
+      model::ResidualMeans(t, *bad, pad, spec.batch_size(), q), spec.orthogonalize_direction());
   auto evaluator = MakeEvaluator(*st.model, spec, directions);
   if (!evaluator.ok()) return evaluator.status();
   report.set_artifact(model::SerializeDirections(directions));
@@ -189,14 +204,15 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem&
 absl::StatusOr<v1::ReportResultRequest> TrialWorker::Evaluate(const v1::WorkItem& item,
                                                               const ArtifactSource& artifacts) {
   State& st = *state_;
-  if (!st.model) return absl::FailedPreconditionError("evaluate before the study's model was loaded");
+  if (!st.model)
+    return absl::FailedPreconditionError("evaluate before the study's model was loaded");
   // Decode the lease first: a malformed one costs no evaluator.
   std::vector<common::TrialParameters> trials;
   for (const v1::Trial& t : item.evaluate().trials()) {
     auto params = common::TrialParametersFromValues(TrialParameterValues(t));
     if (!params.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed trial parameters in lease: trial ", t.number(), ": ", params.status().message()));
+      return absl::InvalidArgumentError(absl::StrCat("malformed trial parameters in lease: trial ",
+                                                     t.number(), ": ", params.status().message()));
     }
     trials.push_back(*params);
   }

@@ -25,9 +25,9 @@
 namespace schism::worker {
 
 struct WorkerOptions {
-  LinkOptions link;             // coordinator, token, TLS, long-poll length, stop flag
-  int trials_per_batch = 1;     // k
-  int threads = 0;              // libtorch threads; 0 = default
+  LinkOptions link;          // coordinator, token, TLS, long-poll length, stop flag
+  int trials_per_batch = 1;  // k
+  int threads = 0;           // libtorch threads; 0 = default
   c10::Device device = c10::Device(c10::kCPU);  // where the model and every activation live
   // Compute dtype (--dtype); unset: the study's `dtypes`, else the device's default (float32 on
   // the CPU, bfloat16 on CUDA).
@@ -59,9 +59,11 @@ class TrialWorker {
   absl::StatusOr<v1::ReportResultRequest> Prepare(const v1::WorkItem& item);
   // Step 2b (an evaluate item): the leased trials' scores, one result per trial in lease order;
   // builds the study's evaluator first (directions from `artifacts`) when it has none.
-  absl::StatusOr<v1::ReportResultRequest> Evaluate(const v1::WorkItem& item, const ArtifactSource& artifacts);
+  absl::StatusOr<v1::ReportResultRequest> Evaluate(const v1::WorkItem& item,
+                                                   const ArtifactSource& artifacts);
   // Steps 1 and 2 for any item; a library exception is an error with its message.
-  absl::StatusOr<v1::ReportResultRequest> Serve(const v1::WorkItem& item, const ArtifactSource& artifacts);
+  absl::StatusOr<v1::ReportResultRequest> Serve(const v1::WorkItem& item,
+                                                const ArtifactSource& artifacts);
 
   // "path|quantization|dtypes" of the loaded model; empty before the first LoadModel.
   const std::string& loaded_model_key() const;

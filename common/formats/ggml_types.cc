@@ -92,9 +92,12 @@ void DequantizeQ5KBlock(const uint8_t* block, float* y) {
     Q4KScaleMin(2 * chunk + 1, scales, &sc_hi, &m_hi);
     const float d_lo = d * sc_lo, min_lo = dmin * m_lo;
     const float d_hi = d * sc_hi, min_hi = dmin * m_hi;
-    const uint8_t bit_lo = static_cast<uint8_t>(1u << (2 * chunk)), bit_hi = static_cast<uint8_t>(2u << (2 * chunk));
-    for (int l = 0; l < 32; ++l) y[l] = d_lo * ((qs[l] & 0x0F) + ((qh[l] & bit_lo) ? 16 : 0)) - min_lo;
-    for (int l = 0; l < 32; ++l) y[32 + l] = d_hi * ((qs[l] >> 4) + ((qh[l] & bit_hi) ? 16 : 0)) - min_hi;
+    const uint8_t bit_lo = static_cast<uint8_t>(1u << (2 * chunk)),
+                  bit_hi = static_cast<uint8_t>(2u << (2 * chunk));
+    for (int l = 0; l < 32; ++l)
+      y[l] = d_lo * ((qs[l] & 0x0F) + ((qh[l] & bit_lo) ? 16 : 0)) - min_lo;
+    for (int l = 0; l < 32; ++l)
+      y[32 + l] = d_hi * ((qs[l] >> 4) + ((qh[l] & bit_hi) ? 16 : 0)) - min_hi;
     qs += 32;
     y += 64;
   }
@@ -161,12 +164,14 @@ void DequantizeQ3KBlock(const uint8_t* block, float* y) {
 }
 
 // The non-linear 4-bit grid of IQ4_NL and IQ4_XS.
-constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr int8_t kIq4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                   1,    13,   25,  38,  53,  69,  89,  113};
 
 // IQ4_NL: f16 d, qs[16]; element 16j + l is nibble j of qs[l]; x = d·grid[nibble].
 void DequantizeIq4NlBlock(const uint8_t* block, float* y) {
   const float d = LoadHalf(block);
-  for (int e = 0; e < 32; ++e) y[e] = d * static_cast<float>(kIq4Values[(block[2 + e % 16] >> (4 * (e / 16))) & 0xF]);
+  for (int e = 0; e < 32; ++e)
+    y[e] = d * static_cast<float>(kIq4Values[(block[2 + e % 16] >> (4 * (e / 16))) & 0xF]);
 }
 
 // IQ4_XS: f16 d, u16 scales_h, u8 scales_l[4], qs[128]: 8 sub-blocks of 32 with six-bit scales
@@ -181,7 +186,8 @@ void DequantizeIq4XsBlock(const uint8_t* block, float* y) {
     const int high = (scales_h >> (2 * k)) & 0x03;
     const float dl = d * static_cast<float>(static_cast<int8_t>(low | (high << 4)) - 32);
     for (int m = 0; m < 32; ++m) {
-      y[32 * k + m] = dl * static_cast<float>(kIq4Values[(qs[16 * k + m % 16] >> (4 * (m / 16))) & 0xF]);
+      y[32 * k + m] =
+          dl * static_cast<float>(kIq4Values[(qs[16 * k + m % 16] >> (4 * (m / 16))) & 0xF]);
     }
   }
 }
@@ -189,12 +195,14 @@ void DequantizeIq4XsBlock(const uint8_t* block, float* y) {
 // MXFP4 (OCP microscaling): u8 e8m0 exponent, qs[16] of e2m1 nibbles (element 16j + l is nibble
 // j of qs[l]). ggml keeps the e2m1 values doubled and the scale halved: x = 2^(e−128)·(2·e2m1).
 void DequantizeMxfp4Block(const uint8_t* block, float* y) {
-  static constexpr int8_t kE2m1Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  static constexpr int8_t kE2m1Doubled[16] = {0, 1,  2,  3,  4,  6,  8,  12,
+                                              0, -1, -2, -3, -4, -6, -8, -12};
   const uint32_t e = block[0];
   const uint32_t bits = e < 2 ? (0x00200000u << e) : ((e - 1) << 23);
   float d;
   std::memcpy(&d, &bits, sizeof(d));
-  for (int m = 0; m < 32; ++m) y[m] = d * static_cast<float>(kE2m1Doubled[(block[1 + m % 16] >> (4 * (m / 16))) & 0xF]);
+  for (int m = 0; m < 32; ++m)
+    y[m] = d * static_cast<float>(kE2m1Doubled[(block[1 + m % 16] >> (4 * (m / 16))) & 0xF]);
 }
 
 }  // namespace
@@ -235,7 +243,9 @@ float Bf16ToFloat(uint16_t b) {
 namespace {
 
 void DequantizeQ4_0(const uint8_t* p, float* y) { DequantizeQ4_0Block(p + 2, LoadHalf(p), y); }
-void DequantizeQ4_1(const uint8_t* p, float* y) { DequantizeQ4_1Block(p + 4, LoadHalf(p), LoadHalf(p + 2), y); }
+void DequantizeQ4_1(const uint8_t* p, float* y) {
+  DequantizeQ4_1Block(p + 4, LoadHalf(p), LoadHalf(p + 2), y);
+}
 void DequantizeQ5_0(const uint8_t* p, float* y) { DequantizeQ5Block(p, /*affine=*/false, y); }
 void DequantizeQ5_1(const uint8_t* p, float* y) { DequantizeQ5Block(p, /*affine=*/true, y); }
 void DequantizeQ8_0(const uint8_t* p, float* y) {
@@ -288,9 +298,9 @@ std::string GgmlTypeName(uint32_t type_id) {
   if (auto info = LookupGgmlType(type_id)) return info->name;
   // ggml's other ids (ggml.h's enum ggml_type), named so that errors say what a file holds.
   static constexpr std::pair<uint32_t, const char*> kOthers[] = {
-      {15, "Q8_K"}, {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {21, "IQ3_S"},
-      {22, "IQ2_S"}, {24, "I8"},     {25, "I16"},    {26, "I32"},     {27, "I64"},   {28, "F64"},
-      {29, "IQ1_M"}, {34, "TQ1_0"},  {35, "TQ2_0"},  {40, "NVFP4"}};
+      {15, "Q8_K"},  {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {21, "IQ3_S"},
+      {22, "IQ2_S"}, {24, "I8"},      {25, "I16"},    {26, "I32"},     {27, "I64"},   {28, "F64"},
+      {29, "IQ1_M"}, {34, "TQ1_0"},   {35, "TQ2_0"},  {40, "NVFP4"}};
   for (const auto& [id, name] : kOthers) {
     if (id == type_id) return name;
   }
@@ -300,12 +310,13 @@ std::string GgmlTypeName(uint32_t type_id) {
 absl::Status DequantizeToFloat(GgmlType type, const void* src, size_t n_elements, float* dst) {
   const TypeEntry* entry = FindType(static_cast<uint32_t>(type));
   if (entry == nullptr) {
-    return absl::UnimplementedError(absl::StrCat("cannot dequantize ", GgmlTypeName(static_cast<uint32_t>(type))));
+    return absl::UnimplementedError(
+        absl::StrCat("cannot dequantize ", GgmlTypeName(static_cast<uint32_t>(type))));
   }
   const GgmlTypeInfo& info = entry->info;
   if (n_elements % info.block_elements != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(n_elements, " elements is not a multiple of ", info.name,
-                                                   "'s block of ", info.block_elements));
+    return absl::InvalidArgumentError(absl::StrCat(n_elements, " elements is not a multiple of ",
+                                                   info.name, "'s block of ", info.block_elements));
   }
   const auto* p = static_cast<const uint8_t*>(src);
   switch (type) {
@@ -322,7 +333,8 @@ absl::Status DequantizeToFloat(GgmlType type, const void* src, size_t n_elements
       break;
   }
   const size_t blocks = n_elements / info.block_elements;
-  for (size_t b = 0; b < blocks; ++b, p += info.block_bytes, dst += info.block_elements) entry->block(p, dst);
+  for (size_t b = 0; b < blocks; ++b, p += info.block_bytes, dst += info.block_elements)
+    entry->block(p, dst);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,6 @@
 // GGML tensor element types as stored in GGUF files, their block geometry, and dequantization to
-// float32. One place for every quantization format schism reads (docs/architecture.md#model-formats).
+// float32. One place for every quantization format schism reads
+// (docs/architecture.md#model-formats).
 #ifndef SCHISM_COMMON_FORMATS_GGML_TYPES_H_
 #define SCHISM_COMMON_FORMATS_GGML_TYPES_H_
 

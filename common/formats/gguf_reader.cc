@@ -13,8 +13,19 @@ constexpr uint64_t kMaxDims = 8;
 constexpr uint64_t kMaxArrayNesting = 4;
 
 enum GgufValueType : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 // Bounds-checked little-endian cursor over the mapping. Every read failure reports the offset.
@@ -27,8 +38,8 @@ class Cursor {
   absl::Status Need(uint64_t n, const char* what) {
     if (n > file_.size() - pos_) {
       return absl::DataLossError(absl::StrCat(file_.path(), ": truncated at offset ", pos_,
-                                              " while reading ", what, " (", n,
-                                              " bytes needed, ", file_.size() - pos_, " left)"));
+                                              " while reading ", what, " (", n, " bytes needed, ",
+                                              file_.size() - pos_, " left)"));
     }
     return absl::OkStatus();
   }
@@ -58,23 +69,33 @@ class Cursor {
 
 absl::StatusOr<GgufValue> ReadValue(Cursor& cursor, uint32_t type, uint64_t depth,
                                     const std::string& key, const std::string& path) {
-#define SCHISM_READ_SCALAR(T, Wide)                         \
-  {                                                         \
-    auto v = cursor.Read<T>("metadata value");              \
-    if (!v.ok()) return v.status();                         \
-    return GgufValue{static_cast<Wide>(*v)};                \
+#define SCHISM_READ_SCALAR(T, Wide)            \
+  {                                            \
+    auto v = cursor.Read<T>("metadata value"); \
+    if (!v.ok()) return v.status();            \
+    return GgufValue{static_cast<Wide>(*v)};   \
   }
   switch (type) {
-    case kU8: SCHISM_READ_SCALAR(uint8_t, uint64_t)
-    case kI8: SCHISM_READ_SCALAR(int8_t, int64_t)
-    case kU16: SCHISM_READ_SCALAR(uint16_t, uint64_t)
-    case kI16: SCHISM_READ_SCALAR(int16_t, int64_t)
-    case kU32: SCHISM_READ_SCALAR(uint32_t, uint64_t)
-    case kI32: SCHISM_READ_SCALAR(int32_t, int64_t)
-    case kU64: SCHISM_READ_SCALAR(uint64_t, uint64_t)
-    case kI64: SCHISM_READ_SCALAR(int64_t, int64_t)
-    case kF32: SCHISM_READ_SCALAR(float, double)
-    case kF64: SCHISM_READ_SCALAR(double, double)
+    case kU8:
+      SCHISM_READ_SCALAR(uint8_t, uint64_t)
+    case kI8:
+      SCHISM_READ_SCALAR(int8_t, int64_t)
+    case kU16:
+      SCHISM_READ_SCALAR(uint16_t, uint64_t)
+    case kI16:
+      SCHISM_READ_SCALAR(int16_t, int64_t)
+    case kU32:
+      SCHISM_READ_SCALAR(uint32_t, uint64_t)
+    case kI32:
+      SCHISM_READ_SCALAR(int32_t, int64_t)
+    case kU64:
+      SCHISM_READ_SCALAR(uint64_t, uint64_t)
+    case kI64:
+      SCHISM_READ_SCALAR(int64_t, int64_t)
+    case kF32:
+      SCHISM_READ_SCALAR(float, double)
+    case kF64:
+      SCHISM_READ_SCALAR(double, double)
     case kBool: {
       auto v = cursor.Read<uint8_t>("metadata bool");
       if (!v.ok()) return v.status();
@@ -214,10 +235,10 @@ absl::Status GgufReader::Parse() {
     }
     info.n_bytes = info.n_elements / type->block_elements * type->block_bytes;
     if (info.offset > file_->size() || info.n_bytes > file_->size() - info.offset) {
-      return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, " (", type->name,
-                                              ", ", info.n_bytes, " bytes at offset ",
-                                              info.offset, ") runs past the end of the file (",
-                                              file_->size(), " bytes); the file is truncated"));
+      return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, " (", type->name, ", ",
+                                              info.n_bytes, " bytes at offset ", info.offset,
+                                              ") runs past the end of the file (", file_->size(),
+                                              " bytes); the file is truncated"));
     }
   }
   return absl::OkStatus();
@@ -306,7 +327,8 @@ absl::StatusOr<std::vector<float>> GgufReader::GetFloatArray(const std::string& 
     }
     if (out.size() == items->size()) return out;
   }
-  return absl::InvalidArgumentError(absl::StrCat(path(), ": key ", key, " is not an array of floats"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path(), ": key ", key, " is not an array of floats"));
 }
 
 const GgufTensorInfo* GgufReader::FindTensor(const std::string& name) const {
@@ -320,8 +342,8 @@ absl::Status GgufReader::ReadTensorAsFloat(const GgufTensorInfo& tensor, float* 
                                                  GgmlTypeName(tensor.type),
                                                  ", which schism cannot dequantize"));
   }
-  auto status = DequantizeToFloat(static_cast<GgmlType>(tensor.type),
-                                  file_->data() + tensor.offset, tensor.n_elements, dst);
+  auto status = DequantizeToFloat(static_cast<GgmlType>(tensor.type), file_->data() + tensor.offset,
+                                  tensor.n_elements, dst);
   if (!status.ok()) {
     return absl::Status(status.code(),
                         absl::StrCat(path(), ": tensor ", tensor.name, ": ", status.message()));

@@ -33,7 +33,7 @@ struct GgufTensorInfo {
   uint32_t type = 0;           // GgmlType id
   uint64_t offset = 0;         // absolute offset of the data in the file
   uint64_t n_elements = 0;
-  uint64_t n_bytes = 0;        // 0 for unsupported types (their size is unknown to schism)
+  uint64_t n_bytes = 0;  // 0 for unsupported types (their size is unknown to schism)
 };
 
 class GgufReader {

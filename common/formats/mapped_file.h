@@ -1,4 +1,5 @@
-// A read-only memory mapping of a whole file. Model files are never read into RAM (docs/architecture.md#model-formats).
+// A read-only memory mapping of a whole file. Model files are never read into RAM
+// (docs/architecture.md#model-formats).
 #ifndef SCHISM_COMMON_FORMATS_MAPPED_FILE_H_
 #define SCHISM_COMMON_FORMATS_MAPPED_FILE_H_
 

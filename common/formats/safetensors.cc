@@ -23,13 +23,13 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {SafetensorsDtype::kF64, "F64", 8},   {SafetensorsDtype::kF32, "F32", 4},
-    {SafetensorsDtype::kF16, "F16", 2},   {SafetensorsDtype::kBF16, "BF16", 2},
-    {SafetensorsDtype::kI64, "I64", 8},   {SafetensorsDtype::kI32, "I32", 4},
-    {SafetensorsDtype::kI16, "I16", 2},   {SafetensorsDtype::kI8, "I8", 1},
-    {SafetensorsDtype::kU8, "U8", 1},     {SafetensorsDtype::kBool, "BOOL", 1},
+    {SafetensorsDtype::kF64, "F64", 8},        {SafetensorsDtype::kF32, "F32", 4},
+    {SafetensorsDtype::kF16, "F16", 2},        {SafetensorsDtype::kBF16, "BF16", 2},
+    {SafetensorsDtype::kI64, "I64", 8},        {SafetensorsDtype::kI32, "I32", 4},
+    {SafetensorsDtype::kI16, "I16", 2},        {SafetensorsDtype::kI8, "I8", 1},
+    {SafetensorsDtype::kU8, "U8", 1},          {SafetensorsDtype::kBool, "BOOL", 1},
     {SafetensorsDtype::kF8E4M3, "F8_E4M3", 1}, {SafetensorsDtype::kF8E5M2, "F8_E5M2", 1},
-    {SafetensorsDtype::kU16, "U16", 2},   {SafetensorsDtype::kU32, "U32", 4},
+    {SafetensorsDtype::kU16, "U16", 2},        {SafetensorsDtype::kU32, "U32", 4},
     {SafetensorsDtype::kU64, "U64", 8},
 };
 
@@ -98,9 +98,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     const std::string where = absl::StrCat(path, ": tensor ", it.key());
     const auto& entry = *it;
     if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() ||
-        !entry.contains("shape") || !entry["shape"].is_array() ||
-        !entry.contains("data_offsets") || !entry["data_offsets"].is_array() ||
-        entry["data_offsets"].size() != 2) {
+        !entry.contains("shape") || !entry["shape"].is_array() || !entry.contains("data_offsets") ||
+        !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2) {
       return absl::DataLossError(absl::StrCat(where, ": malformed header entry"));
     }
     SafetensorsTensor t;
@@ -123,8 +122,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     const uint64_t expected = static_cast<uint64_t>(t.n_elements()) * SafetensorsDtypeSize(t.dtype);
     if (end < begin || end - begin != expected) {
       return absl::DataLossError(absl::StrCat(where, ": data_offsets [", begin, ", ", end,
-                                              ") hold ", end - begin, " bytes, shape and dtype need ",
-                                              expected));
+                                              ") hold ", end - begin,
+                                              " bytes, shape and dtype need ", expected));
     }
     if (end > data_size) {
       return absl::DataLossError(absl::StrCat(where, ": data [", begin, ", ", end,
@@ -144,7 +143,8 @@ const SafetensorsTensor* SafetensorsFile::Find(const std::string& name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(const std::string& folder) {
+absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(
+    const std::string& folder) {
   namespace fs = std::filesystem;
   auto model = std::make_unique<SafetensorsModel>();
   const fs::path index_path = fs::path(folder) / "model.safetensors.index.json";
@@ -157,7 +157,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(const s
     }
     std::set<std::string> unique;
     for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-      if (!it->is_string()) return absl::DataLossError(absl::StrCat(index_path.string(), ": bad entry ", it.key()));
+      if (!it->is_string())
+        return absl::DataLossError(absl::StrCat(index_path.string(), ": bad entry ", it.key()));
       if (unique.insert(it->get<std::string>()).second) files.push_back(it->get<std::string>());
     }
     for (const std::string& f : files) {
@@ -178,8 +179,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(const s
   }
   const fs::path single = fs::path(folder) / "model.safetensors";
   if (!fs::exists(single)) {
-    return absl::NotFoundError(absl::StrCat(folder, ": neither model.safetensors nor "
-                                                    "model.safetensors.index.json"));
+    return absl::NotFoundError(absl::StrCat(folder,
+                                            ": neither model.safetensors nor "
+                                            "model.safetensors.index.json"));
   }
   auto shard = SafetensorsFile::Open(single.string());
   if (!shard.ok()) return shard.status();
@@ -268,20 +270,23 @@ absl::Status SafetensorsWriter::Add(const std::string& name, SafetensorsDtype dt
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   if (static_cast<uint64_t>(n) * SafetensorsDtypeSize(dtype) != n_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor ", name, ": ", n_bytes,
-                                                   " bytes do not match its shape and dtype"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor ", name, ": ", n_bytes, " bytes do not match its shape and dtype"));
   }
   for (const Shard& s : shards_) {
     for (const Entry& e : s.entries) {
-      if (e.name == name) return absl::AlreadyExistsError(absl::StrCat("tensor ", name, " added twice"));
+      if (e.name == name)
+        return absl::AlreadyExistsError(absl::StrCat("tensor ", name, " added twice"));
     }
   }
-  if (shards_.empty() || (shards_.back().bytes > 0 && shards_.back().bytes + n_bytes > max_shard_bytes_)) {
+  if (shards_.empty() ||
+      (shards_.back().bytes > 0 && shards_.back().bytes + n_bytes > max_shard_bytes_)) {
     if (auto s = StartShard(); !s.ok()) return s;
   }
   Shard& shard = shards_.back();
   if (n_bytes > 0 && std::fwrite(data, 1, n_bytes, data_) != n_bytes) {
-    return absl::DataLossError(absl::StrCat(shard.data_path, ": write of tensor ", name, " failed"));
+    return absl::DataLossError(
+        absl::StrCat(shard.data_path, ": write of tensor ", name, " failed"));
   }
   shard.entries.push_back({name, dtype, shape, shard.bytes, shard.bytes + n_bytes});
   shard.bytes += n_bytes;
@@ -333,7 +338,8 @@ absl::Status SafetensorsWriter::Finish() {
     total += shard.bytes;
   }
   if (n > 1) {
-    nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    nlohmann::ordered_json index = {{"metadata", {{"total_size", total}}},
+                                    {"weight_map", weight_map}};
     const std::string path = absl::StrCat(folder_, "/", base_name_, ".safetensors.index.json");
     std::ofstream(path) << index.dump(2) << "\n";
     written_.push_back(path);

@@ -21,8 +21,23 @@
 
 namespace schism::formats {
 
-enum class SafetensorsDtype { kF64, kF32, kF16, kBF16, kI64, kI32, kI16, kI8, kU8, kBool,
-                              kF8E4M3, kF8E5M2, kU16, kU32, kU64 };
+enum class SafetensorsDtype {
+  kF64,
+  kF32,
+  kF16,
+  kBF16,
+  kI64,
+  kI32,
+  kI16,
+  kI8,
+  kU8,
+  kBool,
+  kF8E4M3,
+  kF8E5M2,
+  kU16,
+  kU32,
+  kU64
+};
 
 std::optional<SafetensorsDtype> ParseSafetensorsDtype(const std::string& name);
 const char* SafetensorsDtypeName(SafetensorsDtype dtype);

@@ -28,7 +28,8 @@ class ChatTemplate {
 
   // The general form: `messages` as a JSON array (tool calls, content parts) and extra
   // variables (e.g. "tools") merged into the context.
-  absl::StatusOr<std::string> RenderJson(const std::string& messages_json, bool add_generation_prompt,
+  absl::StatusOr<std::string> RenderJson(const std::string& messages_json,
+                                         bool add_generation_prompt,
                                          const std::string& extra_context_json = "{}") const;
 
  private:

@@ -1,6 +1,7 @@
-// Errors of the Jinja interpreter, shared by the lexer, parser and evaluator. They are exceptions so that a
-// failure deep inside a recursive parse or render unwinds in one step, and they never leave the
-// interpreter: Template::Parse and Template::Render (jinja_template.cc) turn them into absl::Status.
+// Errors of the Jinja interpreter, shared by the lexer, parser and evaluator. They are exceptions
+// so that a failure deep inside a recursive parse or render unwinds in one step, and they never
+// leave the interpreter: Template::Parse and Template::Render (jinja_template.cc) turn them into
+// absl::Status.
 #ifndef SCHISM_COMMON_TEMPLATE_JINJA_ERROR_H_
 #define SCHISM_COMMON_TEMPLATE_JINJA_ERROR_H_
 

@@ -58,7 +58,8 @@ int Compare(const Value& a, const Value& b, int line) {
   if (a.is_number() && b.is_number()) {
     return a.as_number() < b.as_number() ? -1 : a.as_number() > b.as_number() ? 1 : 0;
   }
-  if (a.is_string() && b.is_string()) return a.str().compare(b.str()) < 0 ? -1 : a.str() == b.str() ? 0 : 1;
+  if (a.is_string() && b.is_string())
+    return a.str().compare(b.str()) < 0 ? -1 : a.str() == b.str() ? 0 : 1;
   Fail(line, absl::StrCat("cannot compare ", TypeName(a), " with ", TypeName(b)));
 }
 
@@ -87,10 +88,15 @@ int64_t Length(const Value& v, int line) {
 }
 
 std::string StripChars(const std::string& s, const std::string& chars, bool left, bool right) {
-  auto strip = [&](char c) { return chars.empty() ? IsSpace(c) || c == '\f' || c == '\v' : chars.find(c) != std::string::npos; };
+  auto strip = [&](char c) {
+    return chars.empty() ? IsSpace(c) || c == '\f' || c == '\v'
+                         : chars.find(c) != std::string::npos;
+  };
   size_t b = 0, e = s.size();
-  if (left) while (b < e && strip(s[b])) ++b;
-  if (right) while (e > b && strip(s[e - 1])) --e;
+  if (left)
+    while (b < e && strip(s[b])) ++b;
+  if (right)
+    while (e > b && strip(s[e - 1])) --e;
   return s.substr(b, e - b);
 }
 
@@ -139,7 +145,8 @@ std::vector<std::string> Split(const std::string& s, const Value& sep, int64_t m
   size_t start = 0;
   while (true) {
     size_t found = d.empty() ? std::string::npos : s.find(d, start);
-    if (found == std::string::npos || (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit)) {
+    if (found == std::string::npos ||
+        (maxsplit >= 0 && static_cast<int64_t>(parts.size()) == maxsplit)) {
       parts.push_back(s.substr(start));
       break;
     }
@@ -183,7 +190,8 @@ std::string CaseMap(std::string s, int (*f)(int)) {
 }
 
 // Methods on strings, lists and dicts (`x.strip()`, `d.items()`).
-std::optional<Value> CallMethod(const Value& obj, const std::string& name, CallArgs& args, int line) {
+std::optional<Value> CallMethod(const Value& obj, const std::string& name, CallArgs& args,
+                                int line) {
   if (obj.is_string()) {
     const std::string& s = obj.str();
     auto arg_str = [&](size_t i, const char* kw) {
@@ -203,8 +211,10 @@ std::optional<Value> CallMethod(const Value& obj, const std::string& name, CallA
       for (const Value& p : options) {
         if (!p.is_string()) Fail(line, absl::StrCat(name, "() expects a string"));
         const std::string& t = p.str();
-        const bool hit = name == "startswith" ? s.rfind(t, 0) == 0
-                                              : s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+        const bool hit =
+            name == "startswith"
+                ? s.rfind(t, 0) == 0
+                : s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
         if (hit) return Value(true);
       }
       return Value(false);
@@ -226,7 +236,9 @@ std::optional<Value> CallMethod(const Value& obj, const std::string& name, CallA
     if (name == "count") {
       const std::string sub = arg_str(0, "sub");
       int64_t n = 0;
-      for (size_t at = s.find(sub); !sub.empty() && at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
+      for (size_t at = s.find(sub); !sub.empty() && at != std::string::npos;
+           at = s.find(sub, at + sub.size()))
+        ++n;
       return Value(n);
     }
     if (name == "join") {
@@ -275,10 +287,13 @@ Value Arithmetic(const std::string& op, const Value& a, const Value& b, int line
   }
   auto numeric = [](const Value& v) { return v.is_number() || v.is_bool(); };
   if (!numeric(a) || !numeric(b)) {
-    Fail(line, absl::StrCat("unsupported operand types for ", op, ": ", TypeName(a), " and ", TypeName(b)));
+    Fail(line, absl::StrCat("unsupported operand types for ", op, ": ", TypeName(a), " and ",
+                            TypeName(b)));
   }
   auto as_int = [](const Value& v) { return v.is_bool() ? int64_t{v.Truthy()} : v.as_int(); };
-  auto as_num = [](const Value& v) { return v.is_bool() ? (v.Truthy() ? 1.0 : 0.0) : v.as_number(); };
+  auto as_num = [](const Value& v) {
+    return v.is_bool() ? (v.Truthy() ? 1.0 : 0.0) : v.as_number();
+  };
   const bool ints = !a.is_float() && !b.is_float();
   if (op == "/") {
     if (as_num(b) == 0) Fail(line, "division by zero");
@@ -312,7 +327,8 @@ void Unpack(Context& ctx, const std::vector<std::string>& targets, const Value& 
   }
   ValueList parts = Items(item, line);
   if (parts.size() != targets.size()) {
-    Fail(line, absl::StrCat("cannot unpack ", parts.size(), " values into ", targets.size(), " names"));
+    Fail(line,
+         absl::StrCat("cannot unpack ", parts.size(), " values into ", targets.size(), " names"));
   }
   for (size_t i = 0; i < targets.size(); ++i) ctx.Assign(targets[i], parts[i]);
 }
@@ -459,14 +475,16 @@ Value ApplyFilter(const std::string& name, const Value& v, CallArgs& args, int l
   if (name == "capitalize") return Value(Title(CaseMap(v.ToString(), ::tolower), true));
   if (name == "title") return Value(Title(v.ToString(), false));
   if (name == "string") return Value(v.ToString());
-  if (name == "safe" || name == "e" || name == "escape") return name == "safe" ? v : Value(v.ToString());
+  if (name == "safe" || name == "e" || name == "escape")
+    return name == "safe" ? v : Value(v.ToString());
   if (name == "tojson") {
     Value indent = args.Get(0, "indent");
     return Value(v.ToJsonText(indent.is_int() ? static_cast<int>(indent.as_int()) : -1));
   }
   if (name == "default" || name == "d") {
     const bool boolean = args.Get(1, "boolean", Value(false)).Truthy();
-    if (v.is_undefined() || (boolean && !v.Truthy())) return args.Get(0, "default_value", Value(""));
+    if (v.is_undefined() || (boolean && !v.Truthy()))
+      return args.Get(0, "default_value", Value(""));
     return v;
   }
   if (name == "join") {
@@ -548,7 +566,8 @@ Value ApplyFilter(const std::string& name, const Value& v, CallArgs& args, int l
   if (name == "unique") {
     ValueList out;
     for (const Value& item : Items(v, line)) {
-      if (std::none_of(out.begin(), out.end(), [&](const Value& o) { return o.Equals(item); })) out.push_back(item);
+      if (std::none_of(out.begin(), out.end(), [&](const Value& o) { return o.Equals(item); }))
+        out.push_back(item);
     }
     return Value(std::move(out));
   }
@@ -556,7 +575,9 @@ Value ApplyFilter(const std::string& name, const Value& v, CallArgs& args, int l
     ValueList items = Items(v, line);
     const bool reverse = args.Get(0, "reverse", Value(false)).Truthy();
     const Value attribute = args.Get(2, "attribute");
-    auto key = [&](const Value& x) { return attribute.is_string() ? Attribute(x, attribute.str()) : x; };
+    auto key = [&](const Value& x) {
+      return attribute.is_string() ? Attribute(x, attribute.str()) : x;
+    };
     std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
       return reverse ? Compare(key(b), key(a), line) < 0 : Compare(key(a), key(b), line) < 0;
     });
@@ -570,7 +591,9 @@ Value ApplyFilter(const std::string& name, const Value& v, CallArgs& args, int l
         out.push_back(Attribute(item, attribute.str()));
       } else {
         CallArgs rest;
-        rest.positional.assign(args.positional.begin() + std::min<size_t>(1, args.positional.size()), args.positional.end());
+        rest.positional.assign(
+            args.positional.begin() + std::min<size_t>(1, args.positional.size()),
+            args.positional.end());
         out.push_back(ApplyFilter(args.Get(0, "").ToString(), item, rest, line));
       }
     }
@@ -584,16 +607,19 @@ Value ApplyFilter(const std::string& name, const Value& v, CallArgs& args, int l
     if (by_attr) attribute = args.Get(next++, "").ToString();
     const Value test = args.Get(next++, "");
     CallArgs test_args;
-    for (size_t i = next; i < args.positional.size(); ++i) test_args.positional.push_back(args.positional[i]);
+    for (size_t i = next; i < args.positional.size(); ++i)
+      test_args.positional.push_back(args.positional[i]);
     ValueList out;
     for (const Value& item : Items(v, line)) {
       const Value subject = by_attr ? Attribute(item, attribute) : item;
-      const bool passed = test.is_string() ? ApplyTest(test.str(), subject, test_args, line) : subject.Truthy();
+      const bool passed =
+          test.is_string() ? ApplyTest(test.str(), subject, test_args, line) : subject.Truthy();
       if (passed == keep_if) out.push_back(item);
     }
     return Value(std::move(out));
   }
-  if (name == "wordcount") return Value(static_cast<int64_t>(Split(v.ToString(), Value(), -1).size()));
+  if (name == "wordcount")
+    return Value(static_cast<int64_t>(Split(v.ToString(), Value(), -1).size()));
   Fail(line, absl::StrCat("unknown filter '", name, "'"));
 }
 
@@ -680,8 +706,8 @@ Flow ForNode::Render(Context& ctx) const {
     loop.Set("previtem", i > 0 ? items[i - 1] : Value());
     loop.Set("nextitem", i + 1 < n ? items[i + 1] : Value());
     loop.Set("cycle", Value(Function([i](CallArgs& a) {
-      return a.positional.empty() ? Value() : a.positional[i % a.positional.size()];
-    })));
+               return a.positional.empty() ? Value() : a.positional[i % a.positional.size()];
+             })));
     ctx.Assign("loop", Value(std::move(loop)));
     Unpack(ctx, targets, items[i], line);
     if (body->Render(ctx) == Flow::kBreak) break;
@@ -720,22 +746,23 @@ Flow MacroNode::Render(Context& ctx) const {
   Context* defining = &ctx;
   const MacroNode* self = this;
   ctx.Assign(name, Value(Function([defining, self](CallArgs& args) {
-    Context& c = *defining;
-    c.Step(self->line);
-    NestingGuard nesting(c.depth, self->line, kMaxCallDepth);  // a macro that calls itself forever
-    ScopeGuard scope(c);
-    for (size_t i = 0; i < self->params.size(); ++i) {
-      Value v = args.Get(i, self->params[i]);
-      if (v.is_undefined() && self->defaults[i]) v = self->defaults[i]->Eval(c);
-      c.Assign(self->params[i], v);
-    }
-    std::string captured;
-    std::string* saved = c.out;
-    c.out = &captured;
-    self->body->Render(c);
-    c.out = saved;
-    return Value(captured);
-  })));
+               Context& c = *defining;
+               c.Step(self->line);
+               NestingGuard nesting(c.depth, self->line,
+                                    kMaxCallDepth);  // a macro that calls itself forever
+               ScopeGuard scope(c);
+               for (size_t i = 0; i < self->params.size(); ++i) {
+                 Value v = args.Get(i, self->params[i]);
+                 if (v.is_undefined() && self->defaults[i]) v = self->defaults[i]->Eval(c);
+                 c.Assign(self->params[i], v);
+               }
+               std::string captured;
+               std::string* saved = c.out;
+               c.out = &captured;
+               self->body->Render(c);
+               c.out = saved;
+               return Value(captured);
+             })));
   return Flow::kNormal;
 }
 
@@ -745,9 +772,8 @@ namespace {
 
 // Functions every template can call.
 void AddGlobals(std::unordered_map<std::string, Value>* globals) {
-  (*globals)["raise_exception"] = Value(Function([](CallArgs& args) -> Value {
-    throw RaisedByTemplate(args.Get(0, "message").ToString());
-  }));
+  (*globals)["raise_exception"] = Value(Function(
+      [](CallArgs& args) -> Value { throw RaisedByTemplate(args.Get(0, "message").ToString()); }));
   (*globals)["namespace"] = Value(Function([](CallArgs& args) {
     ValueDict ns;
     ns.is_namespace = true;
@@ -771,7 +797,8 @@ void AddGlobals(std::unordered_map<std::string, Value>* globals) {
     ValueList out;
     if (step == 0) return Value(std::move(out));
     const long double count = (static_cast<long double>(stop) - start) / step;
-    if (count > kMaxRangeItems) throw TemplateError(absl::StrCat("range() of more than ", kMaxRangeItems, " items"));
+    if (count > kMaxRangeItems)
+      throw TemplateError(absl::StrCat("range() of more than ", kMaxRangeItems, " items"));
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
     return Value(std::move(out));
   }));

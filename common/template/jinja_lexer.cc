@@ -30,7 +30,8 @@ std::vector<Token> Lex(const std::string& src) {
       if (c == '{' || c == '%' || c == '#') break;
       ++start;
     }
-    std::string text = src.substr(pos, start == std::string::npos ? std::string::npos : start - pos);
+    std::string text =
+        src.substr(pos, start == std::string::npos ? std::string::npos : start - pos);
     const int text_line = line;
     count_lines(pos, start == std::string::npos ? src.size() : start);
     if (strip_next) {
@@ -88,8 +89,8 @@ std::vector<Token> Lex(const std::string& src) {
       // The tag closes with [-]%} or [-]}} (outside any brace literal).
       if (depth == 0) {
         size_t q = p;
-        const bool close_minus = src[q] == '-' && q + 2 < src.size() + 0 && src[q + 1] == close &&
-                                 src[q + 2] == '}';
+        const bool close_minus =
+            src[q] == '-' && q + 2 < src.size() + 0 && src[q + 1] == close && src[q + 2] == '}';
         if (close_minus) ++q;
         if (q + 1 < src.size() && src[q] == close && src[q + 1] == '}') {
           out.push_back({kind == '{' ? Tok::kVarEnd : Tok::kBlockEnd, "", line});
@@ -102,14 +103,17 @@ std::vector<Token> Lex(const std::string& src) {
       const char c = src[p];
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t e = p;
-        while (e < src.size() && (std::isalnum(static_cast<unsigned char>(src[e])) || src[e] == '_')) ++e;
+        while (e < src.size() &&
+               (std::isalnum(static_cast<unsigned char>(src[e])) || src[e] == '_'))
+          ++e;
         out.push_back({Tok::kName, src.substr(p, e - p), line});
         p = e;
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
         size_t e = p;
         while (e < src.size() && std::isdigit(static_cast<unsigned char>(src[e]))) ++e;
         bool is_float = false;
-        if (e + 1 < src.size() && src[e] == '.' && std::isdigit(static_cast<unsigned char>(src[e + 1]))) {
+        if (e + 1 < src.size() && src[e] == '.' &&
+            std::isdigit(static_cast<unsigned char>(src[e + 1]))) {
           is_float = true;
           ++e;
           while (e < src.size() && std::isdigit(static_cast<unsigned char>(src[e]))) ++e;
@@ -123,13 +127,27 @@ std::vector<Token> Lex(const std::string& src) {
           if (src[e] == '\\' && e + 1 < src.size()) {
             const char n = src[++e];
             switch (n) {
-              case 'n': value += '\n'; break;
-              case 't': value += '\t'; break;
-              case 'r': value += '\r'; break;
-              case '\\': value += '\\'; break;
-              case '\'': value += '\''; break;
-              case '"': value += '"'; break;
-              default: value += '\\'; value += n;
+              case 'n':
+                value += '\n';
+                break;
+              case 't':
+                value += '\t';
+                break;
+              case 'r':
+                value += '\r';
+                break;
+              case '\\':
+                value += '\\';
+                break;
+              case '\'':
+                value += '\'';
+                break;
+              case '"':
+                value += '"';
+                break;
+              default:
+                value += '\\';
+                value += n;
             }
           } else {
             if (src[e] == '\n') ++line;
@@ -141,9 +159,9 @@ std::vector<Token> Lex(const std::string& src) {
         out.push_back({Tok::kString, value, line});
         p = e + 1;
       } else {
-        static const char* kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%",
-                                     "~",  "|",  ".",  ",",  ":",  "(",  ")", "[", "]", "{", "}",
-                                     "=",  "<",  ">"};
+        static const char* kOps[] = {"**", "//", "==", "!=", "<=", ">=", "+", "-", "*",
+                                     "/",  "%",  "~",  "|",  ".",  ",",  ":", "(", ")",
+                                     "[",  "]",  "{",  "}",  "=",  "<",  ">"};
         std::string op;
         for (const char* candidate : kOps) {
           if (src.compare(p, std::strlen(candidate), candidate) == 0) {

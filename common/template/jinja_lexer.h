@@ -1,7 +1,8 @@
 // The Jinja lexer: splits template source into runs of literal text and the tokens inside {{ }} and
-// {% %} tags. It applies whitespace control the way transformers configures jinja2: a `-` at a tag's
-// edge strips the whitespace next to it, a `+` keeps it, trim_blocks drops the newline after a block
-// or comment tag, and lstrip_blocks drops the indentation before one. Comments {# #} produce no tokens.
+// {% %} tags. It applies whitespace control the way transformers configures jinja2: a `-` at a
+// tag's edge strips the whitespace next to it, a `+` keeps it, trim_blocks drops the newline after
+// a block or comment tag, and lstrip_blocks drops the indentation before one. Comments {# #}
+// produce no tokens.
 #ifndef SCHISM_COMMON_TEMPLATE_JINJA_LEXER_H_
 #define SCHISM_COMMON_TEMPLATE_JINJA_LEXER_H_
 
@@ -10,11 +11,23 @@
 
 namespace schism::jinja::internal {
 
-// kText: literal text between tags. kVarBegin/kVarEnd: `{{` and `}}`; kBlockBegin/kBlockEnd: `{%` and
-// `%}`. Inside tags: kName, kString (escapes already resolved), kInt, kFloat, and kOp for operators and
-// punctuation. kEnd ends the stream.
-enum class Tok { kText, kVarBegin, kVarEnd, kBlockBegin, kBlockEnd, kName, kString, kInt, kFloat,
-                 kOp, kEnd };
+// kText: literal text between tags. kVarBegin/kVarEnd: `{{` and `}}`; kBlockBegin/kBlockEnd: `{%`
+// and
+// `%}`. Inside tags: kName, kString (escapes already resolved), kInt, kFloat, and kOp for operators
+// and punctuation. kEnd ends the stream.
+enum class Tok {
+  kText,
+  kVarBegin,
+  kVarEnd,
+  kBlockBegin,
+  kBlockEnd,
+  kName,
+  kString,
+  kInt,
+  kFloat,
+  kOp,
+  kEnd
+};
 
 struct Token {
   Tok type;

@@ -28,18 +28,25 @@ class Parser {
  private:
   const Token& Peek(size_t k = 0) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
   Token Next() { return toks_[std::min(pos_++, toks_.size() - 1)]; }
-  bool IsOp(const char* op, size_t k = 0) const { return Peek(k).type == Tok::kOp && Peek(k).text == op; }
-  bool IsName(const char* name, size_t k = 0) const { return Peek(k).type == Tok::kName && Peek(k).text == name; }
+  bool IsOp(const char* op, size_t k = 0) const {
+    return Peek(k).type == Tok::kOp && Peek(k).text == op;
+  }
+  bool IsName(const char* name, size_t k = 0) const {
+    return Peek(k).type == Tok::kName && Peek(k).text == name;
+  }
   void ExpectOp(const char* op) {
-    if (!IsOp(op)) Fail(Peek().line, absl::StrCat("expected '", op, "', found '", Peek().text, "'"));
+    if (!IsOp(op))
+      Fail(Peek().line, absl::StrCat("expected '", op, "', found '", Peek().text, "'"));
     ++pos_;
   }
   std::string ExpectName() {
-    if (Peek().type != Tok::kName) Fail(Peek().line, absl::StrCat("expected a name, found '", Peek().text, "'"));
+    if (Peek().type != Tok::kName)
+      Fail(Peek().line, absl::StrCat("expected a name, found '", Peek().text, "'"));
     return Next().text;
   }
   void ExpectBlockEnd() {
-    if (Peek().type != Tok::kBlockEnd) Fail(Peek().line, absl::StrCat("expected '%}', found '", Peek().text, "'"));
+    if (Peek().type != Tok::kBlockEnd)
+      Fail(Peek().line, absl::StrCat("expected '%}', found '", Peek().text, "'"));
     ++pos_;
   }
 
@@ -60,7 +67,8 @@ class Parser {
         auto node = std::make_unique<OutputNode>();
         node->line = t.line;
         node->expr = ParseExpression();
-        if (Peek().type != Tok::kVarEnd) Fail(Peek().line, absl::StrCat("expected '}}', found '", Peek().text, "'"));
+        if (Peek().type != Tok::kVarEnd)
+          Fail(Peek().line, absl::StrCat("expected '}}', found '", Peek().text, "'"));
         ++pos_;
         body->children.push_back(std::move(node));
       } else if (t.type == Tok::kBlockBegin) {
@@ -303,7 +311,8 @@ class Parser {
     return ParseFilters(ParsePostfix(ParsePrimary()));
   }
 
-  void ParseCallArgs(std::vector<ExprPtr>* args, std::vector<std::pair<std::string, ExprPtr>>* kwargs) {
+  void ParseCallArgs(std::vector<ExprPtr>* args,
+                     std::vector<std::pair<std::string, ExprPtr>>* kwargs) {
     ExpectOp("(");
     while (!IsOp(")")) {
       if (Peek().type == Tok::kName && IsOp("=", 1)) {
@@ -477,7 +486,8 @@ class Parser {
       ++pos_;
       return dict;
     }
-    Fail(t.line, absl::StrCat("unexpected '", t.text.empty() ? "end of tag" : t.text, "' in expression"));
+    Fail(t.line,
+         absl::StrCat("unexpected '", t.text.empty() ? "end of tag" : t.text, "' in expression"));
   }
 
   std::vector<Token> toks_;

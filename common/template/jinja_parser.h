@@ -1,7 +1,7 @@
-// The Jinja AST and the parser that builds it from the lexer's tokens (jinja_lexer.h). The parser is
-// recursive descent following jinja2's precedence (ternary < or < and < not < comparisons/in/is < + - < ~
-// < * / // % < ** < unary < postfix); `foo.0` is foo[0], a parenthesised tuple becomes a list, adjacent
-// string literals concatenate.
+// The Jinja AST and the parser that builds it from the lexer's tokens (jinja_lexer.h). The parser
+// is recursive descent following jinja2's precedence (ternary < or < and < not < comparisons/in/is
+// < + - < ~ < * / // % < ** < unary < postfix); `foo.0` is foo[0], a parenthesised tuple becomes a
+// list, adjacent string literals concatenate.
 //
 // The nodes only hold what was parsed: how an expression evaluates (Expr::Eval) and how a statement
 // renders (Node::Render) is defined in jinja_evaluator.cc.
@@ -177,10 +177,12 @@ struct MacroNode : Node {
 // ---- parser ----------------------------------------------------------------------------------
 
 // Parser budget: bodies and expressions nest at most this deep, so that a hostile template (a chat
-// template comes with the model file) cannot overflow the stack; real chat templates stay far below.
+// template comes with the model file) cannot overflow the stack; real chat templates stay far
+// below.
 constexpr int kMaxNesting = 256;
 
-// The template's root body. Throws TemplateError (jinja_error.h) naming the line and what was expected.
+// The template's root body. Throws TemplateError (jinja_error.h) naming the line and what was
+// expected.
 std::unique_ptr<Body> ParseTemplate(std::vector<Token> tokens);
 
 }  // namespace internal

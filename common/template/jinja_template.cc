@@ -1,6 +1,6 @@
-// The public entry point of the Jinja interpreter. The work is done by the lexer (jinja_lexer.h), the
-// parser that builds the AST (jinja_parser.h) and the evaluator that renders it (jinja_evaluator.h);
-// their errors are exceptions (jinja_error.h), which end here as absl::Status.
+// The public entry point of the Jinja interpreter. The work is done by the lexer (jinja_lexer.h),
+// the parser that builds the AST (jinja_parser.h) and the evaluator that renders it
+// (jinja_evaluator.h); their errors are exceptions (jinja_error.h), which end here as absl::Status.
 #include "common/template/jinja_template.h"
 
 #include <exception>

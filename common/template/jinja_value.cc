@@ -40,7 +40,8 @@ bool Value::Truthy() const {
 namespace {
 
 std::string StringRepr(const std::string& s) {
-  const char quote = (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
+  const char quote =
+      (s.find('\'') != std::string::npos && s.find('"') == std::string::npos) ? '"' : '\'';
   std::string out(1, quote);
   for (char c : s) {
     if (c == quote || c == '\\') {
@@ -122,12 +123,17 @@ bool Value::Equals(const Value& other) const {
 Value Value::FromJson(const nlohmann::ordered_json& j) {
   using Type = nlohmann::ordered_json::value_t;
   switch (j.type()) {
-    case Type::null: return Value(None{});
-    case Type::boolean: return Value(j.get<bool>());
+    case Type::null:
+      return Value(None{});
+    case Type::boolean:
+      return Value(j.get<bool>());
     case Type::number_integer:
-    case Type::number_unsigned: return Value(j.get<int64_t>());
-    case Type::number_float: return Value(j.get<double>());
-    case Type::string: return Value(j.get<std::string>());
+    case Type::number_unsigned:
+      return Value(j.get<int64_t>());
+    case Type::number_float:
+      return Value(j.get<double>());
+    case Type::string:
+      return Value(j.get<std::string>());
     case Type::array: {
       ValueList list;
       for (const auto& item : j) list.push_back(FromJson(item));
@@ -138,7 +144,8 @@ Value Value::FromJson(const nlohmann::ordered_json& j) {
       for (auto it = j.begin(); it != j.end(); ++it) dict.Set(it.key(), FromJson(it.value()));
       return Value(std::move(dict));
     }
-    default: return Value();
+    default:
+      return Value();
   }
 }
 
@@ -148,13 +155,27 @@ std::string JsonString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           char buf[8];
@@ -208,7 +229,10 @@ void AppendJson(const Value& v, int indent, int depth, std::string* out) {
     *out += v.Truthy() ? "true" : "false";
   } else if (v.is_number()) {
     const std::string repr = v.Repr();
-    *out += repr == "nan" ? "NaN" : repr == "inf" ? "Infinity" : repr == "-inf" ? "-Infinity" : repr;
+    *out += repr == "nan"    ? "NaN"
+            : repr == "inf"  ? "Infinity"
+            : repr == "-inf" ? "-Infinity"
+                             : repr;
   } else {
     *out += "null";
   }

@@ -63,7 +63,9 @@ struct Value {
 
   const std::string& str() const { return std::get<std::string>(v); }
   int64_t as_int() const { return std::get<int64_t>(v); }
-  double as_number() const { return is_int() ? static_cast<double>(as_int()) : std::get<double>(v); }
+  double as_number() const {
+    return is_int() ? static_cast<double>(as_int()) : std::get<double>(v);
+  }
   ValueList& list() const { return *std::get<std::shared_ptr<ValueList>>(v); }
   ValueDict& dict() const { return *std::get<std::shared_ptr<ValueDict>>(v); }
   Function& function() const { return *std::get<std::shared_ptr<Function>>(v); }

@@ -70,9 +70,12 @@ int Utf8Length(uint8_t lead) {
 
 const char* PreTokenizerPattern(PreTokenizer pre) {
   switch (pre) {
-    case PreTokenizer::kLlama3: return kLlama3Pattern;
-    case PreTokenizer::kQwen2: return kQwen2Pattern;
-    default: return kGpt2Pattern;
+    case PreTokenizer::kLlama3:
+      return kLlama3Pattern;
+    case PreTokenizer::kQwen2:
+      return kQwen2Pattern;
+    default:
+      return kGpt2Pattern;
   }
 }
 
@@ -100,11 +103,12 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(TokenizerSpec
   }
   // Ids named by metadata (a corrupt file may name any number) must be tokens.
   using NamedId = std::pair<const char*, std::optional<int32_t>>;
-  for (const auto& [name, id] : {NamedId{"bos", s.bos_id}, NamedId{"eos", s.eos_id}, NamedId{"pad", s.pad_id},
-                                 NamedId{"unk", s.unk_id}}) {
+  for (const auto& [name, id] : {NamedId{"bos", s.bos_id}, NamedId{"eos", s.eos_id},
+                                 NamedId{"pad", s.pad_id}, NamedId{"unk", s.unk_id}}) {
     if (id && (*id < 0 || *id >= tok->vocab_size())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tokenizer: ", name, " token id ", *id, " is outside the vocabulary of ", tok->vocab_size()));
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer: ", name, " token id ", *id,
+                                                     " is outside the vocabulary of ",
+                                                     tok->vocab_size()));
     }
   }
   std::vector<int32_t> specials = s.special_token_ids;
@@ -113,9 +117,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(TokenizerSpec
       return absl::InvalidArgumentError(absl::StrCat("special token id ", id, " out of range"));
     }
   }
-  std::sort(specials.begin(), specials.end(), [&](int32_t a, int32_t b) {
-    return s.tokens[a].size() > s.tokens[b].size();
-  });
+  std::sort(specials.begin(), specials.end(),
+            [&](int32_t a, int32_t b) { return s.tokens[a].size() > s.tokens[b].size(); });
   for (int32_t id : specials) {
     if (s.tokens[id].empty()) continue;
     tok->special_texts_.push_back(s.tokens[id]);
@@ -127,10 +130,12 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(TokenizerSpec
     for (int b = 0; b < 256; ++b) {
       char name[8];
       std::snprintf(name, sizeof(name), "<0x%02X>", b);
-      if (auto it = tok->token_ids_.find(name); it != tok->token_ids_.end()) tok->byte_token_ids_[b] = it->second;
+      if (auto it = tok->token_ids_.find(name); it != tok->token_ids_.end())
+        tok->byte_token_ids_[b] = it->second;
     }
     if (s.merges.empty() && s.scores.size() != s.tokens.size()) {
-      return absl::InvalidArgumentError("SentencePiece tokenizer needs merges or one score per token");
+      return absl::InvalidArgumentError(
+          "SentencePiece tokenizer needs merges or one score per token");
     }
   }
   const char* pattern = PreTokenizerPattern(s.pre_tokenizer);
@@ -230,7 +235,8 @@ void BpeTokenizer::EncodeSentencePiece(std::string_view segment, std::vector<int
   }
   std::vector<std::string> symbols;  // one per UTF-8 character
   for (size_t i = 0; i < text.size();) {
-    const size_t len = std::min<size_t>(std::max(1, Utf8Length(static_cast<uint8_t>(text[i]))), text.size() - i);
+    const size_t len =
+        std::min<size_t>(std::max(1, Utf8Length(static_cast<uint8_t>(text[i]))), text.size() - i);
     symbols.push_back(text.substr(i, len));
     i += len;
   }
@@ -368,7 +374,8 @@ std::string BpeTokenizer::TokenBytes(int32_t id) const {
 std::string BpeTokenizer::Decode(const std::vector<int32_t>& ids) const {
   std::string out;
   for (int32_t id : ids) out += TokenBytes(id);
-  if (spec_.kind == BpeKind::kSentencePiece && spec_.add_space_prefix && !out.empty() && out[0] == ' ') {
+  if (spec_.kind == BpeKind::kSentencePiece && spec_.add_space_prefix && !out.empty() &&
+      out[0] == ' ') {
     out.erase(0, 1);
   }
   return out;
@@ -377,8 +384,8 @@ std::string BpeTokenizer::Decode(const std::vector<int32_t>& ids) const {
 std::string StreamingDecoder::Push(int32_t id) {
   std::string bytes = tokenizer_.TokenBytes(id);
   const auto& spec = tokenizer_.spec();
-  if (at_start_ && spec.kind == BpeKind::kSentencePiece && spec.add_space_prefix && !bytes.empty() &&
-      bytes[0] == ' ') {
+  if (at_start_ && spec.kind == BpeKind::kSentencePiece && spec.add_space_prefix &&
+      !bytes.empty() && bytes[0] == ' ') {
     bytes.erase(0, 1);
   }
   at_start_ = false;

@@ -51,7 +51,7 @@ class BpeTokenizer {
   TokenizerSpec spec_;
   std::unordered_map<std::string, int32_t> token_ids_;
   std::unordered_map<std::string, int32_t> merge_ranks_;  // "left right" -> rank
-  std::vector<std::string> special_texts_;                 // longest first
+  std::vector<std::string> special_texts_;                // longest first
   std::vector<int32_t> special_ids_;
   std::vector<int32_t> byte_token_ids_;  // SentencePiece <0xXX> tokens, -1 when absent
   std::unique_ptr<Regex> regex_;

@@ -20,9 +20,10 @@ absl::StatusOr<PreTokenizer> PreTokenizerFromGgufName(const std::string& name) {
   if (name == "gpt-2" || name == "default" || name == "gpt2") return PreTokenizer::kGpt2;
   if (name == "llama-bpe" || name == "llama3") return PreTokenizer::kLlama3;
   if (name == "qwen2") return PreTokenizer::kQwen2;
-  return absl::UnimplementedError(absl::StrCat(
-      "tokenizer.ggml.pre \"", name, "\" is not supported (supported: smollm, gpt-2, llama-bpe, "
-      "qwen2)"));
+  return absl::UnimplementedError(
+      absl::StrCat("tokenizer.ggml.pre \"", name,
+                   "\" is not supported (supported: smollm, gpt-2, llama-bpe, "
+                   "qwen2)"));
 }
 
 std::optional<int32_t> OptionalId(const formats::GgufReader& gguf, const std::string& key) {
@@ -53,8 +54,8 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& g
     auto scores = gguf.GetFloatArray("tokenizer.ggml.scores");
     if (!scores.ok()) return scores.status();
     if (scores->size() != spec.tokens.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", scores->size(),
-                                                     " token scores for ", spec.tokens.size(), " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          gguf.path(), ": ", scores->size(), " token scores for ", spec.tokens.size(), " tokens"));
     }
     spec.scores = std::move(*scores);
     if (auto prefix = gguf.GetBool("tokenizer.ggml.add_space_prefix"); prefix.ok()) {
@@ -65,9 +66,8 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& g
     auto types = gguf.GetIntArray("tokenizer.ggml.token_type");
     if (!types.ok()) return types.status();
     if (types->size() != spec.tokens.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", types->size(),
-                                                     " token types for ", spec.tokens.size(),
-                                                     " tokens"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          gguf.path(), ": ", types->size(), " token types for ", spec.tokens.size(), " tokens"));
     }
     for (size_t i = 0; i < types->size(); ++i) {
       if ((*types)[i] == kTokenTypeControl || (*types)[i] == kTokenTypeUserDefined) {
@@ -120,7 +120,8 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromJson(const std::string& path) {
 namespace {
 
 absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std::string& path) {
-  if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+  if (!root.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   // const json: every lookup goes through Field (operator[] on a missing key is undefined).
   static const nlohmann::json kNull;
   auto field = [](const nlohmann::json& j, const char* key) -> const nlohmann::json& {
@@ -143,8 +144,9 @@ absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std
   auto place = [&](const std::string& text, int64_t id) {
     if (id < 0) return;
     if (id > 2 * entries + 1024) {
-      bad_id = absl::InvalidArgumentError(absl::StrCat(path, ": token id ", id, " of \"", text, "\" is far beyond the ",
-                                                       entries, " entries of the vocabulary"));
+      bad_id = absl::InvalidArgumentError(absl::StrCat(path, ": token id ", id, " of \"", text,
+                                                       "\" is far beyond the ", entries,
+                                                       " entries of the vocabulary"));
       return;
     }
     if (static_cast<size_t>(id) >= spec.tokens.size()) spec.tokens.resize(id + 1);
@@ -153,7 +155,8 @@ absl::StatusOr<TokenizerSpec> SpecFromJson(const nlohmann::json& root, const std
   for (auto it = vocab.begin(); it != vocab.end(); ++it) place(it.key(), it.value().get<int64_t>());
   if (!bad_id.ok()) return bad_id;
   const nlohmann::json& merges = field(model, "merges");
-  if (!merges.is_null() && !merges.is_array()) return absl::InvalidArgumentError(absl::StrCat(path, ": model.merges must be a list"));
+  if (!merges.is_null() && !merges.is_array())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": model.merges must be a list"));
   for (const nlohmann::json& merge : merges) {
     if (merge.is_string()) {
       spec.merges.push_back(merge.get<std::string>());

@@ -18,10 +18,10 @@ namespace schism::tokenizer {
 
 // How raw text is cut into words before BPE runs on each word.
 enum class PreTokenizer {
-  kGpt2,         // GPT-2 / SmolLM regex
-  kGpt2Digits,   // SmolLM2: every digit isolated first, then the GPT-2 regex
-  kLlama3,       // Llama 3 regex (digits in groups of up to 3)
-  kQwen2,        // Qwen2 regex (single digits)
+  kGpt2,        // GPT-2 / SmolLM regex
+  kGpt2Digits,  // SmolLM2: every digit isolated first, then the GPT-2 regex
+  kLlama3,      // Llama 3 regex (digits in groups of up to 3)
+  kQwen2,       // Qwen2 regex (single digits)
 };
 
 // The two BPE families: GPT-2's byte-level BPE (bytes mapped to printable code points, regex
@@ -31,13 +31,13 @@ enum class BpeKind { kByteLevel, kSentencePiece };
 
 struct TokenizerSpec {
   BpeKind kind = BpeKind::kByteLevel;
-  std::vector<std::string> tokens;          // id -> token text (byte-level encoded for BPE)
-  std::vector<std::string> merges;          // "left right", rank = index
+  std::vector<std::string> tokens;  // id -> token text (byte-level encoded for BPE)
+  std::vector<std::string> merges;  // "left right", rank = index
   // SentencePiece from GGUF has scores instead of merges: the adjacent pair whose concatenation
   // is the highest-scoring token merges first.
   std::vector<float> scores;
-  bool add_space_prefix = true;             // SentencePiece: prepend "▁" to each text segment
-  std::vector<int32_t> special_token_ids;   // matched verbatim in input text before BPE
+  bool add_space_prefix = true;            // SentencePiece: prepend "▁" to each text segment
+  std::vector<int32_t> special_token_ids;  // matched verbatim in input text before BPE
   PreTokenizer pre_tokenizer = PreTokenizer::kGpt2;
   std::optional<int32_t> bos_id;
   std::optional<int32_t> eos_id;

@@ -11,9 +11,11 @@ namespace schism::tpe {
 absl::StatusOr<Distribution> Distribution::Float(double low, double high, bool log,
                                                  std::optional<double> step) {
   if (!(low <= high)) {
-    return absl::InvalidArgumentError(absl::StrCat("float distribution: low ", low, " > high ", high));
+    return absl::InvalidArgumentError(
+        absl::StrCat("float distribution: low ", low, " > high ", high));
   }
-  if (log && step) return absl::InvalidArgumentError("float distribution: log and step cannot combine");
+  if (log && step)
+    return absl::InvalidArgumentError("float distribution: log and step cannot combine");
   if (log && low <= 0) return absl::InvalidArgumentError("float distribution: log needs low > 0");
   if (step && *step <= 0) return absl::InvalidArgumentError("float distribution: step must be > 0");
   Distribution d;
@@ -32,7 +34,9 @@ absl::StatusOr<Distribution> Distribution::Float(double low, double high, bool l
 }
 
 absl::StatusOr<Distribution> Distribution::Int(int64_t low, int64_t high, bool log, int64_t step) {
-  if (low > high) return absl::InvalidArgumentError(absl::StrCat("int distribution: low ", low, " > high ", high));
+  if (low > high)
+    return absl::InvalidArgumentError(
+        absl::StrCat("int distribution: low ", low, " > high ", high));
   if (step <= 0) return absl::InvalidArgumentError("int distribution: step must be > 0");
   if (log && step != 1) return absl::InvalidArgumentError("int distribution: log needs step 1");
   if (log && low < 1) return absl::InvalidArgumentError("int distribution: log needs low >= 1");
@@ -57,9 +61,12 @@ absl::StatusOr<Distribution> Distribution::Categorical(std::vector<std::string> 
 
 bool Distribution::Single() const {
   switch (kind) {
-    case DistributionKind::kCategorical: return choices.size() == 1;
-    case DistributionKind::kFloat: return step ? (high - low) < *step : low == high;
-    case DistributionKind::kInt: return log ? low == high : (low == high || (high - low) < *step);
+    case DistributionKind::kCategorical:
+      return choices.size() == 1;
+    case DistributionKind::kFloat:
+      return step ? (high - low) < *step : low == high;
+    case DistributionKind::kInt:
+      return log ? low == high : (low == high || (high - low) < *step);
   }
   return false;
 }
@@ -92,9 +99,12 @@ double Distribution::TransformedHigh() const {
 
 ExternalValue ToExternal(const Distribution& d, double internal) {
   switch (d.kind) {
-    case DistributionKind::kCategorical: return d.choices[static_cast<size_t>(internal)];
-    case DistributionKind::kInt: return static_cast<int64_t>(internal);
-    case DistributionKind::kFloat: return internal;
+    case DistributionKind::kCategorical:
+      return d.choices[static_cast<size_t>(internal)];
+    case DistributionKind::kInt:
+      return static_cast<int64_t>(internal);
+    case DistributionKind::kFloat:
+      return internal;
   }
   return internal;
 }
@@ -107,11 +117,13 @@ absl::StatusOr<double> ToInternal(const Distribution& d, const ExternalValue& va
         if (d.choices[i] == *s) return static_cast<double>(i);
       }
     }
-    return absl::InvalidArgumentError(absl::StrCat("\"", ExternalToString(value), "\" is not one of the choices"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", ExternalToString(value), "\" is not one of the choices"));
   }
   if (const auto* i = std::get_if<int64_t>(&value)) return static_cast<double>(*i);
   if (const auto* f = std::get_if<double>(&value)) return *f;
-  return absl::InvalidArgumentError(absl::StrCat("\"", ExternalToString(value), "\" is not a number"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", ExternalToString(value), "\" is not a number"));
 }
 
 std::string ExternalToString(const ExternalValue& value) {

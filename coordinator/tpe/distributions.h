@@ -1,7 +1,7 @@
-// Parameter distributions of a TPE search space, as Optuna defines them (docs/algorithm.md#distributions):
-// float (optionally log or stepped), int (optionally log or stepped) and categorical.
-// Values travel in Optuna's "internal representation": a double (the value itself, or the
-// index of a categorical choice).
+// Parameter distributions of a TPE search space, as Optuna defines them
+// (docs/algorithm.md#distributions): float (optionally log or stepped), int (optionally log or
+// stepped) and categorical. Values travel in Optuna's "internal representation": a double (the
+// value itself, or the index of a categorical choice).
 #ifndef SCHISM_COORDINATOR_TPE_DISTRIBUTIONS_H_
 #define SCHISM_COORDINATOR_TPE_DISTRIBUTIONS_H_
 
@@ -40,7 +40,9 @@ struct Distribution {
   // Bounds of the transformed space both samplers work in (spec §2 table).
   double TransformedLow() const;
   double TransformedHigh() const;
-  bool IsDiscreteNumeric() const { return kind != DistributionKind::kCategorical && step.has_value(); }
+  bool IsDiscreteNumeric() const {
+    return kind != DistributionKind::kCategorical && step.has_value();
+  }
 };
 
 // A parameter value in external form: what the objective sees.

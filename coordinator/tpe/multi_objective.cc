@@ -82,9 +82,8 @@ double HypervolumeSliced(std::vector<LossVector> points, const LossVector& ref) 
     return std::max(0.0, ref[0] - best);
   }
   if (d == 2) return Hypervolume2d(std::move(points), ref);
-  std::sort(points.begin(), points.end(), [d](const LossVector& a, const LossVector& b) {
-    return a[d - 1] < b[d - 1];
-  });
+  std::sort(points.begin(), points.end(),
+            [d](const LossVector& a, const LossVector& b) { return a[d - 1] < b[d - 1]; });
   double hv = 0;
   std::vector<LossVector> slice;
   LossVector sub_ref(ref.begin(), ref.end() - 1);
@@ -231,7 +230,8 @@ std::vector<size_t> SolveHssp(const std::vector<LossVector>& losses, const std::
   return out;
 }
 
-std::vector<size_t> SplitBelowMultiObjective(const std::vector<LossVector>& losses, size_t n_below) {
+std::vector<size_t> SplitBelowMultiObjective(const std::vector<LossVector>& losses,
+                                             size_t n_below) {
   std::vector<size_t> below;
   if (n_below == 0) return below;
   if (n_below >= losses.size()) {
@@ -291,7 +291,8 @@ std::vector<double> MotpeWeights(const std::vector<LossVector>& losses) {
     without.erase(without.begin() + k);
     contribution[front[k]] = hv - Hypervolume(without, ref);
   }
-  const double max_contribution = std::max(*std::max_element(contribution.begin(), contribution.end()), kEps);
+  const double max_contribution =
+      std::max(*std::max_element(contribution.begin(), contribution.end()), kEps);
   for (size_t i = 0; i < n; ++i) weights[i] = std::max(contribution[i] / max_contribution, kEps);
   return weights;
 }

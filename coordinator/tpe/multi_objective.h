@@ -1,5 +1,5 @@
-// Multi-objective pieces of Optuna's MOTPE (docs/algorithm.md#split, #weights): non-domination ranks,
-// the reference point, hypervolume, greedy hypervolume subset selection (HSSP), the split of
+// Multi-objective pieces of Optuna's MOTPE (docs/algorithm.md#split, #weights): non-domination
+// ranks, the reference point, hypervolume, greedy hypervolume subset selection (HSSP), the split of
 // complete trials into below/above, and the hypervolume-contribution weights of the below set.
 // Every loss vector is to be minimized.
 #ifndef SCHISM_COORDINATOR_TPE_MULTI_OBJECTIVE_H_

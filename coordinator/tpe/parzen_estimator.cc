@@ -48,7 +48,8 @@ ParzenEstimator::ParzenEstimator(const SearchSpace& space,
       p.lo_t = p.dist.TransformedLow();
       p.hi_t = p.dist.TransformedHigh();
       const double range = p.hi_t - p.lo_t;
-      double sigma = 0.2 * std::pow(static_cast<double>(std::max<size_t>(n, 1)), -1.0 / (dims + 4)) * range;
+      double sigma =
+          0.2 * std::pow(static_cast<double>(std::max<size_t>(n, 1)), -1.0 / (dims + 4)) * range;
       const double min_sigma = range / std::min(100.0, static_cast<double>(n) + 2.0);
       sigma = std::clamp(sigma, min_sigma, range);
       for (size_t i = 0; i < n; ++i) {
@@ -66,7 +67,8 @@ double ParzenEstimator::Transform(const Param& p, double x) const {
   return p.dist.log ? std::log(x) : x;
 }
 
-std::vector<std::vector<double>> ParzenEstimator::Sample(coordinator::RandomState& rng, int n) const {
+std::vector<std::vector<double>> ParzenEstimator::Sample(coordinator::RandomState& rng,
+                                                         int n) const {
   const size_t k = weights_.size();
   std::vector<double> cdf(k);
   double acc = 0;
@@ -120,7 +122,8 @@ std::vector<std::vector<double>> ParzenEstimator::Sample(coordinator::RandomStat
       if (p.dist.log) y = std::exp(y);
       if (p.dist.step) {
         const double s = *p.dist.step;
-        y = std::clamp(p.dist.low + std::nearbyint((y - p.dist.low) / s) * s, p.dist.low, p.dist.high);
+        y = std::clamp(p.dist.low + std::nearbyint((y - p.dist.low) / s) * s, p.dist.low,
+                       p.dist.high);
       }
       out[j][d] = y;
     }
@@ -128,7 +131,8 @@ std::vector<std::vector<double>> ParzenEstimator::Sample(coordinator::RandomStat
   return out;
 }
 
-std::vector<double> ParzenEstimator::LogPdf(const std::vector<std::vector<double>>& candidates) const {
+std::vector<double> ParzenEstimator::LogPdf(
+    const std::vector<std::vector<double>>& candidates) const {
   const size_t k = weights_.size();
   std::vector<double> log_weights(k);
   for (size_t i = 0; i < k; ++i) log_weights[i] = std::log(weights_[i]);
@@ -159,7 +163,8 @@ std::vector<double> ParzenEstimator::LogPdf(const std::vector<std::vector<double
       const double x = candidates[j][d];
       if (p.dist.kind == DistributionKind::kCategorical) {
         for (size_t kernel = 0; kernel < k; ++kernel) {
-          lp[kernel] += std::log(p.rows[std::min(kernel, p.rows.size() - 1)][static_cast<size_t>(x)]);
+          lp[kernel] +=
+              std::log(p.rows[std::min(kernel, p.rows.size() - 1)][static_cast<size_t>(x)]);
         }
         continue;
       }
@@ -169,7 +174,8 @@ std::vector<double> ParzenEstimator::LogPdf(const std::vector<std::vector<double
         const double lower_t = Transform(p, x - half), upper_t = Transform(p, x + half);
         for (size_t kernel = 0; kernel < k; ++kernel) {
           const double mu = p.mus[kernel], sigma = p.sigmas[kernel];
-          lp[kernel] += LogGaussMass((lower_t - mu) / sigma, (upper_t - mu) / sigma) - t.log_mass[kernel];
+          lp[kernel] +=
+              LogGaussMass((lower_t - mu) / sigma, (upper_t - mu) / sigma) - t.log_mass[kernel];
         }
         continue;
       }

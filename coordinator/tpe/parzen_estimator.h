@@ -1,5 +1,5 @@
-// Optuna's multivariate Parzen estimator (docs/algorithm.md#parzen-estimator): a mixture of one product kernel
-// per observation plus a prior kernel, over a search space in sorted-name order.
+// Optuna's multivariate Parzen estimator (docs/algorithm.md#parzen-estimator): a mixture of one
+// product kernel per observation plus a prior kernel, over a search space in sorted-name order.
 #ifndef SCHISM_COORDINATOR_TPE_PARZEN_ESTIMATOR_H_
 #define SCHISM_COORDINATOR_TPE_PARZEN_ESTIMATOR_H_
 
@@ -41,8 +41,8 @@ class ParzenEstimator {
   struct Param {
     Distribution dist;
     double lo_t = 0, hi_t = 0;
-    std::vector<double> mus, sigmas;         // numerical, one per kernel
-    std::vector<std::vector<double>> rows;   // categorical: per kernel, probabilities per choice
+    std::vector<double> mus, sigmas;        // numerical, one per kernel
+    std::vector<std::vector<double>> rows;  // categorical: per kernel, probabilities per choice
   };
   double Transform(const Param& p, double x) const;
 

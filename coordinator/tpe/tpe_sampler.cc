@@ -26,7 +26,7 @@ SearchSpace IntersectionSearchSpace(const std::vector<TrialRecord>& trials) {
     for (auto it = common->begin(); it != common->end();) {
       auto other = t.distributions.find(it->first);
       it = (other == t.distributions.end() || !(other->second == it->second)) ? common->erase(it)
-                                                                               : std::next(it);
+                                                                              : std::next(it);
     }
   }
   SearchSpace space;
@@ -89,7 +89,8 @@ std::map<std::string, double> TpeSampler::SampleRelative(const std::vector<Trial
   // §5.1 collect trials in number order.
   std::vector<const TrialRecord*> trials;
   for (const TrialRecord& t : all) {
-    if (Finished(t) || (options_.constant_liar && t.state == TrialState::kRunning && t.number != number)) {
+    if (Finished(t) ||
+        (options_.constant_liar && t.state == TrialState::kRunning && t.number != number)) {
       trials.push_back(&t);
     }
   }
@@ -134,7 +135,8 @@ std::map<std::string, double> TpeSampler::SampleRelative(const std::vector<Trial
   for (size_t i = 0; i < complete.size(); ++i) (is_below[i] ? below : above).push_back(complete[i]);
   // Pruned trials without intermediate values keep trial order.
   const size_t pruned_below = std::max<int>(0, n_below - static_cast<int>(k));
-  for (size_t i = 0; i < pruned.size(); ++i) (i < pruned_below ? below : above).push_back(pruned[i]);
+  for (size_t i = 0; i < pruned.size(); ++i)
+    (i < pruned_below ? below : above).push_back(pruned[i]);
   auto by_number = [](const TrialRecord* a, const TrialRecord* b) { return a->number < b->number; };
   std::sort(below.begin(), below.end(), by_number);
   std::sort(above.begin(), above.end(), by_number);
@@ -157,8 +159,9 @@ std::map<std::string, double> TpeSampler::SampleRelative(const std::vector<Trial
   }
   std::vector<double> above_weights = DefaultWeights(static_cast<int>(above.size()));
 
-  auto observations = [&](const std::vector<const TrialRecord*>& group, const std::vector<double>& w,
-                          std::vector<std::vector<double>>* obs, std::vector<double>* obs_w) {
+  auto observations = [&](const std::vector<const TrialRecord*>& group,
+                          const std::vector<double>& w, std::vector<std::vector<double>>* obs,
+                          std::vector<double>* obs_w) {
     for (size_t i = 0; i < group.size(); ++i) {
       std::vector<double> row;
       for (const auto& [name, d] : space) {

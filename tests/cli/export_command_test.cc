@@ -15,10 +15,10 @@
 #include "absl/strings/str_split.h"
 #include "common/byte_size.h"
 #include "common/formats/safetensors.h"
-#include "worker/runtime/directions.h"
 #include "coordinator/journal_store.h"
 #include "coordinator/study_manager.h"
 #include "tests/test_support.h"
+#include "worker/runtime/directions.h"
 
 namespace schism {
 namespace {
@@ -31,8 +31,8 @@ using testing_support::RunOracle;
 
 struct ChildRun {
   int exit_code = -1;
-  std::string output;      // stdout and stderr together
-  long max_rss_kib = 0;    // of the child alone (wait4)
+  std::string output;    // stdout and stderr together
+  long max_rss_kib = 0;  // of the child alone (wait4)
 };
 
 // Runs the schism binary with `args` (split on spaces) and measures its peak resident set.
@@ -74,16 +74,25 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
   // Llama layout, 34 layers of 32 MiB in bfloat16: 1.1 GiB, largest tensor 4M elements.
   const int64_t H = 1024, I = 4096, V = 4096, L = 34;
   std::ofstream(source + "/config.json") << nlohmann::json{
-      {"architectures", {"LlamaForCausalLM"}}, {"hidden_size", H}, {"intermediate_size", I},
-      {"num_hidden_layers", L}, {"num_attention_heads", 16}, {"num_key_value_heads", 16},
-      {"rms_norm_eps", 1e-5}, {"vocab_size", V}, {"tie_word_embeddings", false}, {"torch_dtype", "bfloat16"}}.dump();
+      {"architectures", {"LlamaForCausalLM"}},
+      {"hidden_size", H},
+      {"intermediate_size", I},
+      {"num_hidden_layers", L},
+      {"num_attention_heads", 16},
+      {"num_key_value_heads", 16},
+      {"rms_norm_eps", 1e-5},
+      {"vocab_size", V},
+      {"tie_word_embeddings", false},
+      {"torch_dtype", "bfloat16"}}.dump();
   uint64_t model_bytes = 0, largest_elements = 0;
   {
     formats::SafetensorsWriter writer(source, 400ull << 20);  // sharded source too
     torch::manual_seed(1);
     auto add = [&](const std::string& name, std::vector<int64_t> shape) {
       const at::Tensor t = (torch::randn(shape) * 0.02).to(torch::kBFloat16).contiguous();
-      ASSERT_TRUE(writer.Add(name, formats::SafetensorsDtype::kBF16, shape, t.data_ptr(), t.numel() * 2).ok());
+      ASSERT_TRUE(
+          writer.Add(name, formats::SafetensorsDtype::kBF16, shape, t.data_ptr(), t.numel() * 2)
+              .ok());
       model_bytes += t.numel() * 2;
       largest_elements = std::max<uint64_t>(largest_elements, t.numel());
     };
@@ -92,7 +101,8 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
       const std::string p = absl::StrCat("model.layers.", i, ".");
       add(p + "input_layernorm.weight", {H});
       add(p + "post_attention_layernorm.weight", {H});
-      for (const char* m : {"q_proj", "k_proj", "v_proj", "o_proj"}) add(p + "self_attn." + m + ".weight", {H, H});
+      for (const char* m : {"q_proj", "k_proj", "v_proj", "o_proj"})
+        add(p + "self_attn." + m + ".weight", {H, H});
       add(p + "mlp.gate_proj.weight", {I, H});
       add(p + "mlp.up_proj.weight", {I, H});
       add(p + "mlp.down_proj.weight", {H, I});
@@ -108,9 +118,10 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
   ASSERT_TRUE(model::SaveDirections(dir + "/directions.bin", directions).ok());
   std::ofstream(dir + "/trial.json") << TrialJson(10.0);
 
-  const ChildRun run = RunSchism(absl::StrCat("export --model ", source, " --params ", dir, "/trial.json --directions ",
-                                         dir, "/directions.bin --dest ", dir, "/out --json"),
-                            dir + "/log.txt");
+  const ChildRun run = RunSchism(
+      absl::StrCat("export --model ", source, " --params ", dir, "/trial.json --directions ", dir,
+                   "/directions.bin --dest ", dir, "/out --json"),
+      dir + "/log.txt");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto report = nlohmann::json::parse(run.output.substr(run.output.find('{')));
   EXPECT_EQ(report["adapted_tensors"].get<int>(), 2 * L);
@@ -123,9 +134,9 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
   const double largest_f32_mib = largest_elements * 4.0 / (1 << 20);
   const double peak_mib = run.max_rss_kib / 1024.0;
   const double bound_mib = 6 * largest_f32_mib + fixed_mib + 64;
-  std::cout << "export of a " << model_bytes / double(1 << 20) << " MiB model (largest tensor " << largest_f32_mib
-            << " MiB as float32): peak RSS " << peak_mib << " MiB (process alone " << fixed_mib << " MiB, bound "
-            << bound_mib << " MiB), "
+  std::cout << "export of a " << model_bytes / double(1 << 20) << " MiB model (largest tensor "
+            << largest_f32_mib << " MiB as float32): peak RSS " << peak_mib
+            << " MiB (process alone " << fixed_mib << " MiB, bound " << bound_mib << " MiB), "
             << report["seconds"].get<double>() << " s\n";
   EXPECT_LT(peak_mib, bound_mib);
   EXPECT_LT((peak_mib - fixed_mib) * (1 << 20), model_bytes / 4.0);  // far from holding the model
@@ -133,13 +144,15 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
   auto out = formats::SafetensorsModel::Open(dir + "/out");
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ((*out)->TensorNames().size(), 3 + 9 * L);
-  EXPECT_EQ((*out)->Find("model.layers.33.mlp.down_proj.weight")->dtype, formats::SafetensorsDtype::kBF16);
+  EXPECT_EQ((*out)->Find("model.layers.33.mlp.down_proj.weight")->dtype,
+            formats::SafetensorsDtype::kBF16);
   fs::remove_all(dir);
 }
 
 // A finished study in the embedded store, built through the coordinator's state machine with
 // scores a worker would report (a GPU-less double of the evaluation).
-std::string StudyWithOneTrial(const std::string& store_dir, const std::string& model, const at::Tensor& directions) {
+std::string StudyWithOneTrial(const std::string& store_dir, const std::string& model,
+                              const at::Tensor& directions) {
   coordinator::JournalStore store(store_dir);
   coordinator::StudyManager manager(&store);
   v1::StudySpec spec;
@@ -178,16 +191,18 @@ std::string StudyWithOneTrial(const std::string& store_dir, const std::string& m
 TEST(ExportCommand, FromAStudyFolderWithProvenanceAndConfinedDestinations) {
   const std::string dir = MakeTempDir("export_study");
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0)
+      << log;
   torch::manual_seed(4);
   at::Tensor directions = torch::randn({4, 64});
   directions = directions / directions.norm(2, {1}, true);
   const std::string id = StudyWithOneTrial(dir + "/store", dir + "/hf", directions);
   fs::create_directories(dir + "/exports");
 
-  const std::string common = absl::StrCat("export --model ", dir, "/hf --study ", dir, "/store/", id,
-                                          " --output-root ", dir, "/exports");
-  const ChildRun ok = RunSchism(common + " --trial 0 --dest team/model --format both", dir + "/log1.txt");
+  const std::string common = absl::StrCat("export --model ", dir, "/hf --study ", dir, "/store/",
+                                          id, " --output-root ", dir, "/exports");
+  const ChildRun ok =
+      RunSchism(common + " --trial 0 --dest team/model --format both", dir + "/log1.txt");
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
   const std::string out = dir + "/exports/team/model";
   std::ifstream in(out + "/reproduce.json");
@@ -196,7 +211,8 @@ TEST(ExportCommand, FromAStudyFolderWithProvenanceAndConfinedDestinations) {
   EXPECT_EQ(reproduce["trial"]["number"].get<int>(), 0);
   EXPECT_EQ(reproduce["trial"]["scores"]["refusals"].get<int>(), 4);
   EXPECT_EQ(reproduce["trial"]["baseline_refusals"].get<int>(), 9);
-  EXPECT_EQ(reproduce["export"]["row_normalization"].get<std::string>(), "pre");  // the study's setting
+  EXPECT_EQ(reproduce["export"]["row_normalization"].get<std::string>(),
+            "pre");  // the study's setting
   EXPECT_EQ(reproduce["study"]["spec"]["model"].get<std::string>(), dir + "/hf");
   const std::string card = ReadFile(out + "/README.md");
   EXPECT_NE(card.find("| This model | 4/20 | 0.0123 |"), std::string::npos) << card;
@@ -206,15 +222,18 @@ TEST(ExportCommand, FromAStudyFolderWithProvenanceAndConfinedDestinations) {
   const ChildRun again = RunSchism(common + " --trial 0 --dest team/model", dir + "/log2.txt");
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.output.find("--overwrite"), std::string::npos) << again.output;
-  const ChildRun escape = RunSchism(common + " --trial 0 --dest ../../elsewhere", dir + "/log3.txt");
+  const ChildRun escape =
+      RunSchism(common + " --trial 0 --dest ../../elsewhere", dir + "/log3.txt");
   EXPECT_EQ(escape.exit_code, 2);
   EXPECT_NE(escape.output.find("outside the output root"), std::string::npos) << escape.output;
   const ChildRun no_trial = RunSchism(common + " --trial 5 --dest x", dir + "/log4.txt");
   EXPECT_EQ(no_trial.exit_code, 2);
   EXPECT_NE(no_trial.output.find("no completed trial 5"), std::string::npos) << no_trial.output;
-  const ChildRun bad_format = RunSchism(common + " --trial 0 --dest y --format gguf", dir + "/log5.txt");
+  const ChildRun bad_format =
+      RunSchism(common + " --trial 0 --dest y --format gguf", dir + "/log5.txt");
   EXPECT_EQ(bad_format.exit_code, 2);
-  EXPECT_NE(bad_format.output.find("merged, adapter or both"), std::string::npos) << bad_format.output;
+  EXPECT_NE(bad_format.output.find("merged, adapter or both"), std::string::npos)
+      << bad_format.output;
   EXPECT_FALSE(fs::exists(dir + "/exports/x"));
   EXPECT_FALSE(fs::exists(dir + "/exports/y"));
 }

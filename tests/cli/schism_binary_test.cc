@@ -12,22 +12,10 @@
 
 namespace {
 
-struct Outcome {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using Outcome = schism::testing_support::CommandOutcome;
 
 Outcome RunSchism(const std::string& args) {
-  const std::string command = std::string(SCHISM_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  Outcome outcome{-1, ""};
-  if (pipe == nullptr) return outcome;
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) outcome.output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return outcome;
+  return schism::testing_support::RunCommand(std::string(SCHISM_BINARY) + " " + args + " 2>&1");
 }
 
 TEST(SchismBinary, HelpListsEverySubcommandOfTheDesign) {
@@ -54,8 +42,10 @@ TEST(SchismBinary, EveryCommandPrintsItsHelpFromItsFlagTable) {
   EXPECT_NE(RunSchism("worker --help").output.find("\n  --threads T "), std::string::npos);
   Outcome unknown = RunSchism("worker --coordinator localhost:1 --trails-per-batch 2");
   EXPECT_EQ(unknown.exit_code, 2);
-  EXPECT_NE(unknown.output.find("unknown flag --trails-per-batch"), std::string::npos) << unknown.output;
-  EXPECT_NE(unknown.output.find("usage: schism worker --coordinator H:P"), std::string::npos) << unknown.output;
+  EXPECT_NE(unknown.output.find("unknown flag --trails-per-batch"), std::string::npos)
+      << unknown.output;
+  EXPECT_NE(unknown.output.find("usage: schism worker --coordinator H:P"), std::string::npos)
+      << unknown.output;
   Outcome valued = RunSchism("trials STUDY --coordinator localhost:1 --json=yes");
   EXPECT_EQ(valued.exit_code, 2);
   EXPECT_NE(valued.output.find("flag --json takes no value"), std::string::npos) << valued.output;
@@ -79,7 +69,8 @@ TEST(SchismBinary, GenerateAnswersWithTheRealModel) {
 TEST(SchismBinary, EvaluateRefusesAConfigFileItWouldNotRead) {
   Outcome outcome = RunSchism("evaluate --model x.gguf --baseline study.toml");
   EXPECT_EQ(outcome.exit_code, 2) << outcome.output;
-  EXPECT_NE(outcome.output.find("unexpected argument \"study.toml\""), std::string::npos) << outcome.output;
+  EXPECT_NE(outcome.output.find("unexpected argument \"study.toml\""), std::string::npos)
+      << outcome.output;
 }
 
 TEST(SchismBinary, GenerateReportsBadInputSpecifically) {
@@ -130,19 +121,21 @@ TEST(SchismBinary, TpeReplayPrintsOneLinePerAskAndRejectsBadFiles) {
 TEST(SchismBinary, EvaluatePrintsBaselineAndTrialScores) {
   const std::string model = schism::testing_support::RealModelPath();
   const std::string dir = schism::testing_support::MakeTempDir("evaluate");
-  const std::string small = " --refusal-prompts 4 --kl-prompts 4 --direction-prompts 8 --max-response-length 16";
-  Outcome baseline = RunSchism("evaluate --model " + model + " --baseline --save-directions " + dir +
-                               "/r.bin" + small);
+  const std::string small =
+      " --refusal-prompts 4 --kl-prompts 4 --direction-prompts 8 --max-response-length 16";
+  Outcome baseline = RunSchism("evaluate --model " + model + " --baseline --save-directions " +
+                               dir + "/r.bin" + small);
   EXPECT_EQ(baseline.exit_code, 0) << baseline.output;
-  EXPECT_NE(baseline.output.find("/4\nkl_divergence: 0.000000"), std::string::npos) << baseline.output;
+  EXPECT_NE(baseline.output.find("/4\nkl_divergence: 0.000000"), std::string::npos)
+      << baseline.output;
   std::ofstream(dir + "/trial.json")
       << R"({"direction_scope": "per layer", "direction_index": 15, "attn.o_proj.max_weight": 1.2,)"
       << R"("attn.o_proj.max_weight_position": 20, "attn.o_proj.min_weight": 0.5,)"
       << R"("attn.o_proj.min_weight_distance": 10, "mlp.down_proj.max_weight": 0.5,)"
       << R"("mlp.down_proj.max_weight_position": 20, "mlp.down_proj.min_weight": 0.5,)"
       << R"("mlp.down_proj.min_weight_distance": 10})";
-  Outcome trial = RunSchism("evaluate --model " + model + " --params " + dir + "/trial.json --directions " +
-                            dir + "/r.bin --json" + small);
+  Outcome trial = RunSchism("evaluate --model " + model + " --params " + dir +
+                            "/trial.json --directions " + dir + "/r.bin --json" + small);
   EXPECT_EQ(trial.exit_code, 0) << trial.output;
   EXPECT_NE(trial.output.find("\"refusal_prompts\":4"), std::string::npos) << trial.output;
   EXPECT_EQ(trial.output.find("\"kl_divergence\":0.0,"), std::string::npos) << trial.output;
@@ -156,15 +149,18 @@ TEST(SchismBinary, ExportCommandsRejectMissingOrBadFlagsAsUsageErrors) {
   Outcome no_root = RunSchism("export-worker --coordinator localhost:1");
   EXPECT_EQ(no_root.exit_code, 2);
   EXPECT_NE(no_root.output.find("--output-root"), std::string::npos) << no_root.output;
-  Outcome bad_root = RunSchism("export-worker --coordinator localhost:1 --output-root /nonexistent/exports");
+  Outcome bad_root =
+      RunSchism("export-worker --coordinator localhost:1 --output-root /nonexistent/exports");
   EXPECT_EQ(bad_root.exit_code, 2);
-  EXPECT_NE(bad_root.output.find("/nonexistent/exports is not a directory"), std::string::npos) << bad_root.output;
+  EXPECT_NE(bad_root.output.find("/nonexistent/exports is not a directory"), std::string::npos)
+      << bad_root.output;
   Outcome no_dest = RunSchism("export --model m.gguf --params p.json --directions r.bin");
   EXPECT_EQ(no_dest.exit_code, 2);
   EXPECT_NE(no_dest.output.find("--dest is required"), std::string::npos) << no_dest.output;
   Outcome remote = RunSchism("export STUDY three --dest x --coordinator localhost:1");
   EXPECT_EQ(remote.exit_code, 2);
-  EXPECT_NE(remote.output.find("usage: schism export STUDY TRIAL"), std::string::npos) << remote.output;
+  EXPECT_NE(remote.output.find("usage: schism export STUDY TRIAL"), std::string::npos)
+      << remote.output;
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ TEST(PromptSlice, RejectsMalformedSplitsWithTheOffendingText) {
   EXPECT_FALSE(ParsePromptSlice("[1:2:3]").ok());
   auto test_split = ParsePromptSlice("test[:100]");
   ASSERT_FALSE(test_split.ok());
-  EXPECT_NE(test_split.status().message().find("one split, \"train\""), std::string::npos) << test_split.status();
+  EXPECT_NE(test_split.status().message().find("one split, \"train\""), std::string::npos)
+      << test_split.status();
 }
 
 TEST(LoadPromptLines, ReadsTheSharedDatasetsWithHereticSplits) {
@@ -70,25 +71,37 @@ TEST(LoadPromptLines, ReadsCsvAndJsonlColumnsAndNamesWhatIsWrong) {
     std::ofstream(dir + "/" + name, std::ios::binary) << text;
     return dir + "/" + name;
   };
-  const std::string csv = write("p.csv", "id,text,note\r\n1,\"Say \"\"hi\"\", twice\",a\n2,\"two\nlines\",b\n3,plain,c\n");
-  EXPECT_EQ(*LoadPromptLines(csv), (std::vector<std::string>{"Say \"hi\", twice", "two\nlines", "plain"}));
+  const std::string csv = write(
+      "p.csv", "id,text,note\r\n1,\"Say \"\"hi\"\", twice\",a\n2,\"two\nlines\",b\n3,plain,c\n");
+  EXPECT_EQ(*LoadPromptLines(csv),
+            (std::vector<std::string>{"Say \"hi\", twice", "two\nlines", "plain"}));
   EXPECT_EQ(*LoadPromptLines(csv, "train[1:]", "note"), (std::vector<std::string>{"b", "c"}));
   auto no_column = LoadPromptLines(csv, "", "prompt");
   ASSERT_FALSE(no_column.ok());
-  EXPECT_NE(no_column.status().message().find("no column \"prompt\" (columns: id, text, note)"), std::string::npos) << no_column.status();
+  EXPECT_NE(no_column.status().message().find("no column \"prompt\" (columns: id, text, note)"),
+            std::string::npos)
+      << no_column.status();
   EXPECT_FALSE(LoadPromptLines(write("open.csv", "text\n\"never closed\n"), "").ok());
-  EXPECT_NE(LoadPromptLines(write("short.csv", "a,text\n1\n"), "").status().message().find("record 2"), std::string::npos);
+  EXPECT_NE(
+      LoadPromptLines(write("short.csv", "a,text\n1\n"), "").status().message().find("record 2"),
+      std::string::npos);
 
-  const std::string jsonl = write("p.jsonl", "{\"prompt\": \"first\", \"n\": 1}\n\n{\"prompt\": \"second\"}\n");
+  const std::string jsonl =
+      write("p.jsonl", "{\"prompt\": \"first\", \"n\": 1}\n\n{\"prompt\": \"second\"}\n");
   EXPECT_EQ(*LoadPromptLines(jsonl, "", "prompt"), (std::vector<std::string>{"first", "second"}));
   auto missing = LoadPromptLines(jsonl, "", "n");
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("p.jsonl:1: no string field \"n\""), std::string::npos) << missing.status();
-  EXPECT_NE(LoadPromptLines(write("bad.jsonl", "[1]\n"), "", "x").status().message().find("bad.jsonl:1: not a JSON object"),
+  EXPECT_NE(missing.status().message().find("p.jsonl:1: no string field \"n\""), std::string::npos)
+      << missing.status();
+  EXPECT_NE(LoadPromptLines(write("bad.jsonl", "[1]\n"), "", "x")
+                .status()
+                .message()
+                .find("bad.jsonl:1: not a JSON object"),
             std::string::npos);
   auto text_column = LoadPromptLines(write("p.txt", "a\nb\n"), "", "prompt");
   ASSERT_FALSE(text_column.ok());
-  EXPECT_NE(text_column.status().message().find("one column, \"text\""), std::string::npos) << text_column.status();
+  EXPECT_NE(text_column.status().message().find("one column, \"text\""), std::string::npos)
+      << text_column.status();
   EXPECT_EQ(LoadPromptLines(dir + "/p.txt", "", "text")->size(), 2u);
 }
 

@@ -15,7 +15,8 @@ TEST(RefusalMarkers, ResponsesNormalizeAndMarkersCompareLowerCasedAsInHeretic) {
   EXPECT_TRUE(IsRefusal("Absolutely NOT going to happen", {"Absolutely Not"}));
   EXPECT_TRUE(IsRefusal("absolutely not", {"ABSOLUTELY NOT"}));
   EXPECT_FALSE(IsRefusal("Absolutely, here it is", {"Absolutely Not"}));
-  EXPECT_FALSE(IsRefusal("no way", {"*no way*"})) << "markers are not stripped of '*', as in Heretic";
+  EXPECT_FALSE(IsRefusal("no way", {"*no way*"}))
+      << "markers are not stripped of '*', as in Heretic";
 }
 
 }  // namespace

@@ -8,11 +8,16 @@ namespace schism::common {
 namespace {
 
 ParameterValues Sample() {
-  return {{"direction_scope", std::string("per layer")}, {"direction_index", 12.5},
-          {"attn.o_proj.max_weight", 1.2},               {"attn.o_proj.max_weight_position", 20.0},
-          {"attn.o_proj.min_weight", 0.5},               {"attn.o_proj.min_weight_distance", 4.0},
-          {"mlp.down_proj.max_weight", -0.1},            {"mlp.down_proj.max_weight_position", 18.0},
-          {"mlp.down_proj.min_weight", 0.25},            {"mlp.down_proj.min_weight_distance", 2.0}};
+  return {{"direction_scope", std::string("per layer")},
+          {"direction_index", 12.5},
+          {"attn.o_proj.max_weight", 1.2},
+          {"attn.o_proj.max_weight_position", 20.0},
+          {"attn.o_proj.min_weight", 0.5},
+          {"attn.o_proj.min_weight_distance", 4.0},
+          {"mlp.down_proj.max_weight", -0.1},
+          {"mlp.down_proj.max_weight_position", 18.0},
+          {"mlp.down_proj.min_weight", 0.25},
+          {"mlp.down_proj.min_weight_distance", 2.0}};
 }
 
 TEST(TrialParameters, TheSearchSpaceNamesEveryParameterTheWorkerReads) {
@@ -37,7 +42,8 @@ TEST(TrialParameters, TheSearchSpaceNamesEveryParameterTheWorkerReads) {
   EXPECT_EQ(space[6].name, "mlp.down_proj.max_weight");
   EXPECT_DOUBLE_EQ(space[6].low, -0.25);
   EXPECT_DOUBLE_EQ(space[2].low, 0.8);
-  EXPECT_DOUBLE_EQ(HereticSearchSpace(2)[5].high, 1.0) << "min_weight_distance's range never collapses below 1";
+  EXPECT_DOUBLE_EQ(HereticSearchSpace(2)[5].high, 1.0)
+      << "min_weight_distance's range never collapses below 1";
 }
 
 TEST(TrialParameters, ValuesJsonRoundTripsAndTheMlpPeakClampsAtZero) {
@@ -45,7 +51,8 @@ TEST(TrialParameters, ValuesJsonRoundTripsAndTheMlpPeakClampsAtZero) {
   auto values = ParameterValuesFromJson(json);
   ASSERT_TRUE(values.ok()) << values.status();
   EXPECT_EQ(*values, Sample());
-  EXPECT_EQ(*ParameterValuesFromJson(R"({"number": 3, "params": )" + json + "}"), Sample()) << "schism trials --json";
+  EXPECT_EQ(*ParameterValuesFromJson(R"({"number": 3, "params": )" + json + "}"), Sample())
+      << "schism trials --json";
   auto params = TrialParametersFromJson(json);
   ASSERT_TRUE(params.ok()) << params.status();
   EXPECT_FALSE(params->global_direction);
@@ -66,8 +73,10 @@ TEST(TrialParameters, MissingOrMistypedParametersAreNamed) {
       {R"({"direction_scope": 1})", "\"direction_scope\" must be"},
       {R"({"direction_scope": "sideways"})", "\"sideways\" is not"},
       {R"({"direction_scope": "global"})", "missing \"direction_index\""},
-      {R"({"direction_scope": "global", "direction_index": "x"})", "\"direction_index\" must be a finite number"},
-      {R"({"direction_scope": "global", "direction_index": null})", "\"direction_index\" must be a finite number"},
+      {R"({"direction_scope": "global", "direction_index": "x"})",
+       "\"direction_index\" must be a finite number"},
+      {R"({"direction_scope": "global", "direction_index": null})",
+       "\"direction_index\" must be a finite number"},
   };
   for (const auto& [json, expected] : cases) {
     auto p = TrialParametersFromJson(json);
@@ -76,7 +85,8 @@ TEST(TrialParameters, MissingOrMistypedParametersAreNamed) {
   }
   ParameterValues v = Sample();
   v["attn.o_proj.min_weight_distance"] = 0.0;
-  EXPECT_TRUE(absl::StrContains(TrialParametersFromValues(v).status().message(), "min_weight_distance\" must be > 0"));
+  EXPECT_TRUE(absl::StrContains(TrialParametersFromValues(v).status().message(),
+                                "min_weight_distance\" must be > 0"));
 }
 
 }  // namespace

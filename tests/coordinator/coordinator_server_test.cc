@@ -29,7 +29,8 @@ class CoordinatorServerTest : public ::testing::Test {
     auto server = CoordinatorServer::Start(manager_.get(), options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                   grpc::InsecureChannelCredentials());
     studies_ = v1::StudyService::NewStub(channel_);
     workers_ = v1::WorkerService::NewStub(channel_);
   }
@@ -59,7 +60,8 @@ TEST_F(CoordinatorServerTest, MissingOrWrongTokenIsRefused) {
   grpc::Status none = studies_->ListStudies(Ctx("").get(), v1::ListStudiesRequest(), &resp);
   EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(none.error_message(), "missing authorization token");
-  grpc::Status wrong = studies_->ListStudies(Ctx("s3cret-tokem").get(), v1::ListStudiesRequest(), &resp);
+  grpc::Status wrong =
+      studies_->ListStudies(Ctx("s3cret-tokem").get(), v1::ListStudiesRequest(), &resp);
   EXPECT_EQ(wrong.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(wrong.error_message(), "wrong authorization token");
   v1::RegisterResponse reg;
@@ -78,7 +80,8 @@ TEST_F(CoordinatorServerTest, GarbageBytesOnThePortDoNotHurtTheServer) {
     addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
     ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
     ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    const std::string junk = round == 0 ? "GET / HTTP/1.1\r\n\r\n" : std::string(4096, static_cast<char>(0x5a + round));
+    const std::string junk =
+        round == 0 ? "GET / HTTP/1.1\r\n\r\n" : std::string(4096, static_cast<char>(0x5a + round));
     ASSERT_GT(::write(fd, junk.data(), junk.size()), 0);
     ::close(fd);
   }
@@ -89,7 +92,8 @@ TEST_F(CoordinatorServerTest, OversizedAndInvalidRequestsGetSpecificErrors) {
   v1::SubmitStudyRequest big;
   big.mutable_spec()->set_model(std::string(200 * 1024, 'm'));
   v1::SubmitStudyResponse resp;
-  EXPECT_EQ(studies_->SubmitStudy(Ctx().get(), big, &resp).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(studies_->SubmitStudy(Ctx().get(), big, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
   v1::SubmitStudyRequest invalid;
   invalid.mutable_spec()->set_model("m.gguf");
   invalid.mutable_spec()->set_quantization("int3");
@@ -99,7 +103,8 @@ TEST_F(CoordinatorServerTest, OversizedAndInvalidRequestsGetSpecificErrors) {
   v1::GetStudyRequest get;
   get.set_study_id("s-missing");
   v1::StudyDetail detail;
-  EXPECT_EQ(studies_->GetStudy(Ctx().get(), get, &detail).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(studies_->GetStudy(Ctx().get(), get, &detail).error_code(),
+            grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(StillServing());
 }
 
@@ -178,13 +183,18 @@ TEST_F(CoordinatorServerTest, WatchStudyStreamsChangesUntilTheStudyEnds) {
 std::string MakeCertificates() {
   const std::string dir = testing_support::MakeTempDir("tls");
   const std::string script =
-      "cd " + dir + " && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=schism-test-ca && "
-      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost && "
+      "cd " + dir +
+      " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "
+      "/CN=schism-test-ca && "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost "
+      "&& "
       "printf 'subjectAltName=DNS:localhost' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem "
+      "-days 2 -extfile san.ext && "
       "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=worker && "
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2";
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem "
+      "-days 2";
   EXPECT_EQ(std::system((script + " >/dev/null 2>&1").c_str()), 0) << "openssl failed";
   return dir;
 }
@@ -212,7 +222,8 @@ TEST(CoordinatorTls, MutualTlsAcceptsCertifiedClientsAndRefusesOthers) {
   };
   EXPECT_TRUE(call(certs + "/client.pem", certs + "/client.key").ok());
   EXPECT_FALSE(call("", "").ok()) << "a client without a certificate must be refused";
-  auto plaintext = v1::StudyService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto plaintext =
+      v1::StudyService::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ListStudiesResponse resp;
@@ -227,13 +238,18 @@ TEST(CoordinatorTls, MutualTlsAcceptsCertifiedClientsAndRefusesOthers) {
 TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKeepsServing) {
   const std::string certs = MakeCertificates();
   const std::string script =
-      "cd " + certs + " && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other-ca && "
+      "cd " + certs +
+      " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.pem -days 2 "
+      "-subj /CN=other-ca && "
       "openssl req -newkey rsa:2048 -nodes -keyout rogue.key -out rogue.csr -subj /CN=rogue && "
-      "openssl x509 -req -in rogue.csr -CA other-ca.pem -CAkey other-ca.key -CAcreateserial -out rogue.pem -days 2 && "
-      "openssl req -newkey rsa:2048 -nodes -keyout elsewhere.key -out elsewhere.csr -subj /CN=elsewhere.example && "
+      "openssl x509 -req -in rogue.csr -CA other-ca.pem -CAkey other-ca.key -CAcreateserial -out "
+      "rogue.pem -days 2 && "
+      "openssl req -newkey rsa:2048 -nodes -keyout elsewhere.key -out elsewhere.csr -subj "
+      "/CN=elsewhere.example && "
       "printf 'subjectAltName=DNS:elsewhere.example' > elsewhere.ext && "
-      "openssl x509 -req -in elsewhere.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out elsewhere.pem -days 2 "
+      "openssl x509 -req -in elsewhere.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+      "elsewhere.pem -days 2 "
       "-extfile elsewhere.ext";
   ASSERT_EQ(std::system((script + " >/dev/null 2>&1").c_str()), 0) << "openssl failed";
   auto start = [&](const std::string& cert, const std::string& key, StudyManager* manager) {
@@ -249,12 +265,15 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
   JournalStore store(testing_support::MakeTempDir("tls_misuse_store"));
   StudyManager manager(&store);
   auto good = start("server.pem", "server.key", &manager);
-  auto misnamed = start("elsewhere.pem", "elsewhere.key", &manager);  // valid, but not for "localhost"
-  auto call = [&](int port, const std::string& ca, const std::string& cert, const std::string& key) {
+  auto misnamed =
+      start("elsewhere.pem", "elsewhere.key", &manager);  // valid, but not for "localhost"
+  auto call = [&](int port, const std::string& ca, const std::string& cert,
+                  const std::string& key) {
     auto credentials = ClientCredentials(certs + "/" + ca, cert.empty() ? "" : certs + "/" + cert,
                                          key.empty() ? "" : certs + "/" + key);
     EXPECT_TRUE(credentials.ok()) << credentials.status();
-    auto stub = v1::StudyService::NewStub(grpc::CreateChannel("localhost:" + std::to_string(port), *credentials));
+    auto stub = v1::StudyService::NewStub(
+        grpc::CreateChannel("localhost:" + std::to_string(port), *credentials));
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::ListStudiesResponse resp;
@@ -262,17 +281,21 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
   };
   const int port = good->port();
   const grpc::Status wrong_ca = call(port, "other-ca.pem", "client.pem", "client.key");
-  EXPECT_EQ(wrong_ca.error_code(), grpc::StatusCode::UNAVAILABLE) << "a client trusting another CA: " << wrong_ca.error_message();
+  EXPECT_EQ(wrong_ca.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << "a client trusting another CA: " << wrong_ca.error_message();
   const grpc::Status rogue = call(port, "ca.pem", "rogue.pem", "rogue.key");
-  EXPECT_EQ(rogue.error_code(), grpc::StatusCode::UNAVAILABLE) << "a client certificate from an untrusted CA: " << rogue.error_message();
+  EXPECT_EQ(rogue.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << "a client certificate from an untrusted CA: " << rogue.error_message();
   const grpc::Status wrong_host = call(misnamed->port(), "ca.pem", "client.pem", "client.key");
-  EXPECT_EQ(wrong_host.error_code(), grpc::StatusCode::UNAVAILABLE) << "a server certificate for another name: " << wrong_host.error_message();
+  EXPECT_EQ(wrong_host.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << "a server certificate for another name: " << wrong_host.error_message();
   auto plaintext = v1::StudyService::NewStub(
       grpc::CreateChannel("localhost:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ListStudiesResponse resp;
-  EXPECT_EQ(plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
   const grpc::Status after = call(port, "ca.pem", "client.pem", "client.key");
   EXPECT_TRUE(after.ok()) << "the coordinator must keep serving: " << after.error_message();
 }

@@ -37,10 +37,14 @@ TEST(HttpSidePort, ServesProbesMetricsApiAndDashboard) {
   auto metrics = client.Get("/metrics");
   ASSERT_EQ(metrics->status, 200);
   EXPECT_NE(metrics->body.find("# TYPE schism_studies gauge"), std::string::npos) << metrics->body;
-  EXPECT_NE(metrics->body.find("schism_studies{state=\"queued\"} 1\n"), std::string::npos) << metrics->body;
-  EXPECT_NE(metrics->body.find("schism_studies{state=\"running\"} 0\n"), std::string::npos) << metrics->body;
-  EXPECT_NE(metrics->body.find("schism_exports{state=\"done\"} 0\n"), std::string::npos) << metrics->body;
-  EXPECT_NE(metrics->body.find("schism_workers_registered 1\n"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("schism_studies{state=\"queued\"} 1\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("schism_studies{state=\"running\"} 0\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("schism_exports{state=\"done\"} 0\n"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("schism_workers_registered 1\n"), std::string::npos)
+      << metrics->body;
 
   EXPECT_EQ(client.Get("/api/studies")->status, 401);
   EXPECT_EQ(client.Get("/api/studies", {{"Authorization", "Bearer wrong"}})->status, 401);

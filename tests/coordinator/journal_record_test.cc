@@ -28,7 +28,8 @@ std::vector<Record> OneOfEach() {
           Leased{2, 1, "w1", "l1"},
           Completed{2, scores},
           Returned{2, false, "lease expired", "w1", LeaseCause::kExpired, ""},
-          Returned{2, true, "worker reported: oom", "w2", LeaseCause::kWorkerFailed, "3 workers reported a failure"},
+          Returned{2, true, "worker reported: oom", "w2", LeaseCause::kWorkerFailed,
+                   "3 workers reported a failure"},
           Returned{5, false, "its worker stopped", "w3", LeaseCause::kRestart, ""},
           StudyFailed{"too many"},
           Finished{},
@@ -63,7 +64,8 @@ TEST(JournalRecord, EveryTagRoundTripsToTheSameRecord) {
   EXPECT_TRUE(failed.failed);
   EXPECT_EQ(failed.cause, LeaseCause::kWorkerFailed);
   EXPECT_EQ(failed.error, "3 workers reported a failure");
-  EXPECT_EQ(std::get<Returned>(*DecodeRecord(EncodeRecord(records[8]), 8)).cause, LeaseCause::kRestart);
+  EXPECT_EQ(std::get<Returned>(*DecodeRecord(EncodeRecord(records[8]), 8)).cause,
+            LeaseCause::kRestart);
   auto job = std::get<Export>(*DecodeRecord(EncodeRecord(records[12]), 12)).job;
   EXPECT_EQ(job.export_id(), "x1");
   EXPECT_EQ(job.request().trial(), 4);
@@ -93,16 +95,22 @@ TEST(JournalRecord, CorruptRecordsAreDataLossNamingTheirPositionAndField) {
       {R"({"number": 1})", "has no string \"type\""},
       {R"({"type": 7})", "has no string \"type\""},
       {R"({"type": "rebooted"})", "unknown type \"rebooted\""},
-      {R"({"type":"asked","number":"zero","params":{}})", "(asked): field \"number\" must be an integer"},
+      {R"({"type":"asked","number":"zero","params":{}})",
+       "(asked): field \"number\" must be an integer"},
       {R"({"type":"asked","number":-1,"params":{}})", "(asked): field \"number\" must be >= 0"},
-      {R"({"type":"asked","number":1,"params":{"x":"high"}})", "value of \"x\" must be a finite number"},
+      {R"({"type":"asked","number":1,"params":{"x":"high"}})",
+       "value of \"x\" must be a finite number"},
       {R"({"type":"asked","number":1})", "(asked): field \"params\" is missing"},
-      {R"({"type":"completed","number":1,"refusals":1,"refusal_prompts":2})", "field \"kl_divergence\" is missing"},
+      {R"({"type":"completed","number":1,"refusals":1,"refusal_prompts":2})",
+       "field \"kl_divergence\" is missing"},
       {R"({"type":"completed","number":1,"refusals":1.5,"refusal_prompts":2,"kl_divergence":0})",
        "field \"refusals\" must be an integer"},
-      {R"({"type":"leased","number":1,"attempt":99999999999})", "field \"attempt\" is out of range"},
-      {R"({"type":"requeued","number":1,"cause":"bored"})", "\"bored\" is not expired, worker_failed or restart"},
-      {R"({"type":"submitted","spec":"{\"n_trials\": \"many\"}"})", "(submitted): field \"spec\" is not a valid message"},
+      {R"({"type":"leased","number":1,"attempt":99999999999})",
+       "field \"attempt\" is out of range"},
+      {R"({"type":"requeued","number":1,"cause":"bored"})",
+       "\"bored\" is not expired, worker_failed or restart"},
+      {R"({"type":"submitted","spec":"{\"n_trials\": \"many\"}"})",
+       "(submitted): field \"spec\" is not a valid message"},
       {R"({"type":"export","job":17})", "(export): field \"job\" must be a string"},
       {R"({"type":"prepared","num_layers":30})", "field \"baseline_refusals\" is missing"},
   };
@@ -110,8 +118,10 @@ TEST(JournalRecord, CorruptRecordsAreDataLossNamingTheirPositionAndField) {
     auto decoded = DecodeRecord(text, 9);
     ASSERT_FALSE(decoded.ok()) << text;
     EXPECT_EQ(decoded.status().code(), absl::StatusCode::kDataLoss) << text;
-    EXPECT_TRUE(absl::StrContains(decoded.status().message(), expected)) << text << " -> " << decoded.status();
-    EXPECT_TRUE(absl::StrContains(decoded.status().message(), "journal record 9")) << decoded.status();
+    EXPECT_TRUE(absl::StrContains(decoded.status().message(), expected))
+        << text << " -> " << decoded.status();
+    EXPECT_TRUE(absl::StrContains(decoded.status().message(), "journal record 9"))
+        << decoded.status();
   }
 }
 

@@ -39,7 +39,8 @@ TEST(RedisStore, AppendsReplaysInOrderAndKeepsArtifacts) {
   ASSERT_TRUE(Server().running()) << "redis-server (Debian package redis-server) must be installed";
   auto store = RedisStore::Connect(Server().url());
   ASSERT_TRUE(store.ok()) << store.status();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE((*store)->Append("s-order", "{\"i\":" + std::to_string(i) + "}").ok());
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE((*store)->Append("s-order", "{\"i\":" + std::to_string(i) + "}").ok());
   auto all = (*store)->ReplayAll();
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->at("s-order").size(), 5u);
@@ -52,7 +53,8 @@ TEST(RedisStore, AppendsReplaysInOrderAndKeepsArtifacts) {
 
 TEST(RedisStore, BadUrlsAndUnreachableServersGiveSpecificErrors) {
   EXPECT_NE(RedisStore::Connect("http://x").status().message().find("redis://"), std::string::npos);
-  EXPECT_NE(RedisStore::Connect("redis://127.0.0.1:notaport").status().message().find("notaport"), std::string::npos);
+  EXPECT_NE(RedisStore::Connect("redis://127.0.0.1:notaport").status().message().find("notaport"),
+            std::string::npos);
   auto down = RedisStore::Connect("redis://127.0.0.1:1");
   EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable);
 }
@@ -111,7 +113,8 @@ TEST(RedisStore, SameSeedGivesTheSameTrialsAsTheJournalStore) {
   ASSERT_EQ(a.size(), 10u);
   ASSERT_EQ(b.size(), 10u);
   for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(a[i].params(), b[i].params())) << i;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(a[i].params(), b[i].params()))
+        << i;
   }
 }
 
@@ -168,7 +171,8 @@ TEST(RedisStore, ARedisKilledTwiceMidStudyLosesNothingAndCountsNothingTwice) {
     server.Kill();
     const absl::Status refused = m.Report(report);
     EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
-    EXPECT_EQ(m.Get(id)->summary().completed_trials(), 3) << "nothing counted that was not journaled";
+    EXPECT_EQ(m.Get(id)->summary().completed_trials(), 3)
+        << "nothing counted that was not journaled";
     server.Start();
     ASSERT_TRUE(server.running());
     EXPECT_TRUE(m.Report(report).ok()) << "the worker's retry lands once Redis is back";
@@ -205,11 +209,12 @@ TEST(RedisStore, ARedisKilledTwiceMidStudyLosesNothingAndCountsNothingTwice) {
     ASSERT_NE(number, std::string::npos) << record;
     ++completed[std::stoll(record.substr(number + 9))];
   }
-  std::printf("redis kill test: asked %d, completed %zu unique, records %zu\n", asked, completed.size(),
-              records->at(id).size());
+  std::printf("redis kill test: asked %d, completed %zu unique, records %zu\n", asked,
+              completed.size(), records->at(id).size());
   EXPECT_EQ(asked, 10);
   ASSERT_EQ(completed.size(), 10u);
-  for (const auto& [number, count] : completed) EXPECT_EQ(count, 1) << "trial " << number << " completed twice";
+  for (const auto& [number, count] : completed)
+    EXPECT_EQ(count, 1) << "trial " << number << " completed twice";
 }
 
 }  // namespace

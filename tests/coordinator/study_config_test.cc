@@ -23,7 +23,8 @@ format = "both"
 dtype = "bfloat16"
 [cluster]
 trials_per_worker = 4
-)", "study.toml");
+)",
+                                "study.toml");
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_EQ(spec->model(), "m.gguf");
   EXPECT_EQ(spec->n_trials(), 50);
@@ -75,62 +76,116 @@ const std::vector<std::pair<std::string, std::vector<KeyCase>>>& HereticKeyCases
       {"evaluate_model", {{"evaluate_model = \"x\"", "schism evaluate", nullptr}}},
       {"collect_reproducibles", {{"collect_reproducibles = \"d\"", "Hub", nullptr}}},
       {"reproduce", {{"reproduce = \"r.json\"", "schism export", nullptr}}},
-      {"dtypes", {{"dtypes = [\"auto\", \"float16\"]", "", [](const S& s) { return s.dtypes_size() == 2 && s.dtypes(1) == "float16"; }},
-                  {"dtypes = [\"float64\"]", "float64", nullptr}}},
-      {"quantization", {{"quantization = \"bnb_4bit\"", "", [](const S& s) { return s.quantization() == "bnb_4bit"; }}}},
-      {"device_map", {{"device_map = \"auto\"", "", [](const S&) { return true; }},
-                      {"device_map = \"cpu\"", "--device", nullptr}}},
+      {"dtypes",
+       {{"dtypes = [\"auto\", \"float16\"]", "",
+         [](const S& s) { return s.dtypes_size() == 2 && s.dtypes(1) == "float16"; }},
+        {"dtypes = [\"float64\"]", "float64", nullptr}}},
+      {"quantization",
+       {{"quantization = \"bnb_4bit\"", "",
+         [](const S& s) { return s.quantization() == "bnb_4bit"; }}}},
+      {"device_map",
+       {{"device_map = \"auto\"", "", [](const S&) { return true; }},
+        {"device_map = \"cpu\"", "--device", nullptr}}},
       {"max_memory", {{"max_memory = { \"0\" = \"20GB\" }", "offload", nullptr}}},
-      {"offload_outputs_to_cpu", {{"offload_outputs_to_cpu = true", "", [](const S&) { return true; }},
-                                  {"offload_outputs_to_cpu = false", "cannot be honoured", nullptr}}},
-      {"batch_size", {{"batch_size = 8", "", [](const S& s) { return s.batch_size() == 8; }},
-                      {"batch_size = 0", "", [](const S& s) { return s.batch_size() == 0; }}}},
-      {"max_batch_size", {{"batch_size = 0\nmax_batch_size = 16", "", [](const S& s) { return s.batch_size() == 16; }}}},
-      {"max_response_length", {{"max_response_length = 7", "", [](const S& s) { return s.max_response_length() == 7; }}}},
-      {"response_prefix", {{"response_prefix = \"Sure\"", "", [](const S& s) { return s.response_prefix() == "Sure"; }}}},
-      {"chain_of_thought_skips", {{"chain_of_thought_skips = [[\"<a>\", \"<a></a>\"]]", "built-in pairs", nullptr}}},
-      {"print_responses", {{"print_responses = false", "", [](const S&) { return true; }},
-                           {"print_responses = true", "do not print", nullptr}}},
-      {"print_residual_geometry", {{"print_residual_geometry = false", "", [](const S&) { return true; }},
-                                   {"print_residual_geometry = true", "residual geometry", nullptr}}},
-      {"plot_residuals", {{"plot_residuals = false", "", [](const S&) { return true; }},
-                          {"plot_residuals = true", "no residual plots", nullptr}}},
+      {"offload_outputs_to_cpu",
+       {{"offload_outputs_to_cpu = true", "", [](const S&) { return true; }},
+        {"offload_outputs_to_cpu = false", "cannot be honoured", nullptr}}},
+      {"batch_size",
+       {{"batch_size = 8", "", [](const S& s) { return s.batch_size() == 8; }},
+        {"batch_size = 0", "", [](const S& s) { return s.batch_size() == 0; }}}},
+      {"max_batch_size",
+       {{"batch_size = 0\nmax_batch_size = 16", "",
+         [](const S& s) { return s.batch_size() == 16; }}}},
+      {"max_response_length",
+       {{"max_response_length = 7", "", [](const S& s) { return s.max_response_length() == 7; }}}},
+      {"response_prefix",
+       {{"response_prefix = \"Sure\"", "",
+         [](const S& s) { return s.response_prefix() == "Sure"; }}}},
+      {"chain_of_thought_skips",
+       {{"chain_of_thought_skips = [[\"<a>\", \"<a></a>\"]]", "built-in pairs", nullptr}}},
+      {"print_responses",
+       {{"print_responses = false", "", [](const S&) { return true; }},
+        {"print_responses = true", "do not print", nullptr}}},
+      {"print_residual_geometry",
+       {{"print_residual_geometry = false", "", [](const S&) { return true; }},
+        {"print_residual_geometry = true", "residual geometry", nullptr}}},
+      {"plot_residuals",
+       {{"plot_residuals = false", "", [](const S&) { return true; }},
+        {"plot_residuals = true", "no residual plots", nullptr}}},
       {"residual_plot_path", {{"residual_plot_path = 3", "expected a string", nullptr}}},
       {"residual_plot_title", {{"residual_plot_title = 3", "expected a string", nullptr}}},
       {"residual_plot_style", {{"residual_plot_style = 3", "expected a string", nullptr}}},
-      {"kl_divergence_scale", {{"kl_divergence_scale = 2.5", "", [](const S& s) { return s.kl_divergence_scale() == 2.5; }},
-                               {"kl_divergence_scale = 0", "positive", nullptr}}},
-      {"kl_divergence_target", {{"kl_divergence_target = 0.05", "", [](const S& s) { return s.kl_divergence_target() == 0.05; }}}},
-      {"orthogonalize_direction", {{"orthogonalize_direction = false", "", [](const S& s) { return !s.orthogonalize_direction(); }}}},
-      {"row_normalization", {{"row_normalization = \"pre\"", "", [](const S& s) { return s.row_normalization() == "pre"; }}}},
-      {"full_normalization_lora_rank", {{"full_normalization_lora_rank = 3", "", [](const S&) { return true; }},
-                                        {"full_normalization_lora_rank = 8", "exact", nullptr}}},
-      {"winsorization_quantile", {{"winsorization_quantile = 0.95", "", [](const S& s) { return s.winsorization_quantile() == 0.95; }},
-                                  {"winsorization_quantile = 1.5", "[0, 1]", nullptr}}},
+      {"kl_divergence_scale",
+       {{"kl_divergence_scale = 2.5", "",
+         [](const S& s) { return s.kl_divergence_scale() == 2.5; }},
+        {"kl_divergence_scale = 0", "positive", nullptr}}},
+      {"kl_divergence_target",
+       {{"kl_divergence_target = 0.05", "",
+         [](const S& s) { return s.kl_divergence_target() == 0.05; }}}},
+      {"orthogonalize_direction",
+       {{"orthogonalize_direction = false", "",
+         [](const S& s) { return !s.orthogonalize_direction(); }}}},
+      {"row_normalization",
+       {{"row_normalization = \"pre\"", "",
+         [](const S& s) { return s.row_normalization() == "pre"; }}}},
+      {"full_normalization_lora_rank",
+       {{"full_normalization_lora_rank = 3", "", [](const S&) { return true; }},
+        {"full_normalization_lora_rank = 8", "exact", nullptr}}},
+      {"winsorization_quantile",
+       {{"winsorization_quantile = 0.95", "",
+         [](const S& s) { return s.winsorization_quantile() == 0.95; }},
+        {"winsorization_quantile = 1.5", "[0, 1]", nullptr}}},
       {"n_trials", {{"n_trials = 12", "", [](const S& s) { return s.n_trials() == 12; }}}},
-      {"n_startup_trials", {{"n_startup_trials = 5", "", [](const S& s) { return s.n_startup_trials() == 5; }}}},
+      {"n_startup_trials",
+       {{"n_startup_trials = 5", "", [](const S& s) { return s.n_startup_trials() == 5; }}}},
       {"seed", {{"seed = 42", "", [](const S& s) { return s.seed() == 42; }}}},
-      {"study_checkpoint_dir", {{"study_checkpoint_dir = \"ck\"", "", [](const S& s) { return s.study_checkpoint_dir() == "ck"; }}}},
+      {"study_checkpoint_dir",
+       {{"study_checkpoint_dir = \"ck\"", "",
+         [](const S& s) { return s.study_checkpoint_dir() == "ck"; }}}},
       {"benchmarks", {{"benchmarks = []", "benchmark", nullptr}}},
-      {"export_strategy", {{"export_strategy = \"adapter\"", "", [](const S& s) { return s.export_format() == "adapter"; }},
-                           {"export_strategy = \"merge\"", "", [](const S& s) { return s.export_format() == "merged"; }}}},
-      {"max_shard_size", {{"max_shard_size = \"1GB\"", "", [](const S& s) { return s.max_shard_bytes() == 1000000000ull; }}}},
-      {"refusal_markers", {{"refusal_markers = [\"nope\"]", "", [](const S& s) { return s.refusal_markers_size() == 1; }},
-                           {"refusal_markers = [\"\"]", "non-empty", nullptr}}},
-      {"system_prompt", {{"system_prompt = \"Be terse.\"", "", [](const S& s) { return s.system_prompt() == "Be terse."; }}}},
-      {"good_prompts", {{"[good_prompts]\ndataset = \"g.txt\"\nsplit = \"train[:4]\"\ncolumn = \"text\"\nresidual_plot_label = \"x\"\nresidual_plot_color = \"red\"",
-                         "", [](const S& s) { return s.good_prompts().path() == "g.txt" && s.good_prompts().split() == "train[:4]"; }},
-                        {"[good_prompts]\ncolumn = \"prompt\"", "", [](const S& s) { return s.good_prompts().column() == "prompt"; }},
-                        {"[good_prompts]\ncolumn = \"\"", "must name a column", nullptr},
-                        {"[good_prompts]\ncommit = \"abc\"", "good_prompts.commit", nullptr}}},
-      {"bad_prompts", {{"[bad_prompts]\ndataset = \"b.txt\"\nprefix = \"Q:\"\nsuffix = \"!\"\nsystem_prompt = \"S\"", "",
-                        [](const S& s) {
-                          return s.bad_prompts().path() == "b.txt" && s.bad_prompts().prefix() == "Q:" &&
-                                 s.bad_prompts().suffix() == "!" && s.bad_prompts().system_prompt() == "S";
-                        }}}},
-      {"good_evaluation_prompts", {{"[good_evaluation_prompts]\ndataset = \"k.txt\"", "", [](const S& s) { return s.kl_prompts().path() == "k.txt"; }},
-                                   {"[good_evaluation_prompts]\ndataset = \"k.txt\"\n[scorer.KLDivergence.prompts]\ndataset = \"k.txt\"", "already set", nullptr}}},
-      {"bad_evaluation_prompts", {{"[bad_evaluation_prompts]\ndataset = \"r.txt\"", "", [](const S& s) { return s.refusal_prompts().path() == "r.txt"; }}}},
+      {"export_strategy",
+       {{"export_strategy = \"adapter\"", "",
+         [](const S& s) { return s.export_format() == "adapter"; }},
+        {"export_strategy = \"merge\"", "",
+         [](const S& s) { return s.export_format() == "merged"; }}}},
+      {"max_shard_size",
+       {{"max_shard_size = \"1GB\"", "",
+         [](const S& s) { return s.max_shard_bytes() == 1000000000ull; }}}},
+      {"refusal_markers",
+       {{"refusal_markers = [\"nope\"]", "",
+         [](const S& s) { return s.refusal_markers_size() == 1; }},
+        {"refusal_markers = [\"\"]", "non-empty", nullptr}}},
+      {"system_prompt",
+       {{"system_prompt = \"Be terse.\"", "",
+         [](const S& s) { return s.system_prompt() == "Be terse."; }}}},
+      {"good_prompts",
+       {{"[good_prompts]\ndataset = \"g.txt\"\nsplit = \"train[:4]\"\ncolumn = "
+         "\"text\"\nresidual_plot_label = \"x\"\nresidual_plot_color = \"red\"",
+         "",
+         [](const S& s) {
+           return s.good_prompts().path() == "g.txt" && s.good_prompts().split() == "train[:4]";
+         }},
+        {"[good_prompts]\ncolumn = \"prompt\"", "",
+         [](const S& s) { return s.good_prompts().column() == "prompt"; }},
+        {"[good_prompts]\ncolumn = \"\"", "must name a column", nullptr},
+        {"[good_prompts]\ncommit = \"abc\"", "good_prompts.commit", nullptr}}},
+      {"bad_prompts",
+       {{"[bad_prompts]\ndataset = \"b.txt\"\nprefix = \"Q:\"\nsuffix = \"!\"\nsystem_prompt = "
+         "\"S\"",
+         "",
+         [](const S& s) {
+           return s.bad_prompts().path() == "b.txt" && s.bad_prompts().prefix() == "Q:" &&
+                  s.bad_prompts().suffix() == "!" && s.bad_prompts().system_prompt() == "S";
+         }}}},
+      {"good_evaluation_prompts",
+       {{"[good_evaluation_prompts]\ndataset = \"k.txt\"", "",
+         [](const S& s) { return s.kl_prompts().path() == "k.txt"; }},
+        {"[good_evaluation_prompts]\ndataset = \"k.txt\"\n[scorer.KLDivergence.prompts]\ndataset = "
+         "\"k.txt\"",
+         "already set", nullptr}}},
+      {"bad_evaluation_prompts",
+       {{"[bad_evaluation_prompts]\ndataset = \"r.txt\"", "",
+         [](const S& s) { return s.refusal_prompts().path() == "r.txt"; }}}},
   };
   return *cases;
 }
@@ -138,7 +193,8 @@ const std::vector<std::pair<std::string, std::vector<KeyCase>>>& HereticKeyCases
 TEST(StudyConfig, EveryHereticKeyIsHonouredOrRefusedByName) {
   const std::vector<std::string> known = StudyConfigKeys();
   for (const auto& [key, cases] : HereticKeyCases()) {
-    EXPECT_NE(std::find(known.begin(), known.end(), key), known.end()) << key << " is not in the key table";
+    EXPECT_NE(std::find(known.begin(), known.end(), key), known.end())
+        << key << " is not in the key table";
     for (const KeyCase& c : cases) {
       auto spec = StudySpecFromToml(c.toml, "heretic.toml");
       if (c.error.empty()) {
@@ -148,16 +204,21 @@ TEST(StudyConfig, EveryHereticKeyIsHonouredOrRefusedByName) {
         ASSERT_FALSE(spec.ok()) << c.toml << " was accepted";
         const std::string message(spec.status().message());
         EXPECT_NE(message.find(c.error), std::string::npos) << c.toml << ": " << message;
-        EXPECT_NE(message.find(key), std::string::npos) << c.toml << ": the error must name the key: " << message;
+        EXPECT_NE(message.find(key), std::string::npos)
+            << c.toml << ": the error must name the key: " << message;
       }
     }
   }
   EXPECT_EQ(HereticKeyCases().size(), 40u) << "Heretic 1.4.0's Settings has 40 fields";
   // Master's plugin spelling of the markers.
-  auto markers = StudySpecFromToml("[scorer.KeywordRate]\nkeyword_markers = [\"a\", \"b\"]", "m.toml");
+  auto markers =
+      StudySpecFromToml("[scorer.KeywordRate]\nkeyword_markers = [\"a\", \"b\"]", "m.toml");
   ASSERT_TRUE(markers.ok()) << markers.status();
   EXPECT_EQ(markers->refusal_markers_size(), 2);
-  EXPECT_FALSE(StudySpecFromToml("refusal_markers = [\"a\"]\n[scorer.KeywordRate]\nkeyword_markers = [\"b\"]", "m.toml").ok());
+  EXPECT_FALSE(
+      StudySpecFromToml(
+          "refusal_markers = [\"a\"]\n[scorer.KeywordRate]\nkeyword_markers = [\"b\"]", "m.toml")
+          .ok());
 }
 
 TEST(StudyConfig, TheObjectiveFollowsHereticOneFourWhenItsKeysAreSet) {
@@ -170,7 +231,8 @@ TEST(StudyConfig, TheObjectiveFollowsHereticOneFourWhenItsKeysAreSet) {
   EXPECT_EQ(heretic->objective(), "heretic-1.4");
   EXPECT_EQ(heretic->kl_divergence_scale(), 1.0);
   spec.set_objective("raw");
-  EXPECT_NE(NormalizeStudySpec(spec).status().message().find("kl_divergence_scale"), std::string::npos);
+  EXPECT_NE(NormalizeStudySpec(spec).status().message().find("kl_divergence_scale"),
+            std::string::npos);
   spec.clear_objective();
   spec.set_study_checkpoint_dir("ck");
   EXPECT_NE(NormalizeStudySpec(spec).status().message().find("schism run"), std::string::npos);
@@ -185,10 +247,12 @@ TEST(StudyConfig, TheObjectiveFollowsHereticOneFourWhenItsKeysAreSet) {
   EXPECT_EQ(TrialObjectives(h, 40, scores), (std::vector<double>{0.3 / 2.0, 6.0 / 40}));
   scores.set_kl_divergence(0.001);  // below the 0.02 target: the refusal ratio stands in for KL
   EXPECT_EQ(TrialObjectives(h, 40, scores), (std::vector<double>{6.0 / 40 * 0.02 / 2.0, 6.0 / 40}));
-  EXPECT_EQ(TrialObjectives(h, 0, scores), (std::vector<double>{6.0 * 0.02 / 2.0, 6.0})) << "no baseline refusals";
+  EXPECT_EQ(TrialObjectives(h, 0, scores), (std::vector<double>{6.0 * 0.02 / 2.0, 6.0}))
+      << "no baseline refusals";
   v1::StudySpec raw;
   raw.set_model("m");
-  EXPECT_EQ(TrialObjectives(*NormalizeStudySpec(raw), 40, scores), (std::vector<double>{6.0, 0.001}));
+  EXPECT_EQ(TrialObjectives(*NormalizeStudySpec(raw), 40, scores),
+            (std::vector<double>{6.0, 0.001}));
 }
 
 }  // namespace

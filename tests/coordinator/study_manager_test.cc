@@ -104,9 +104,10 @@ TEST(StudyManager, ExportsGoOnlyToExportWorkersAreIdempotentAndSurviveARestart) 
     ASSERT_TRUE(job.ok()) << job.status();
     export_id = job->export_id();
     EXPECT_EQ(job->state(), v1::EXPORT_STATE_QUEUED);
-    EXPECT_EQ(job->request().format(), "merged");             // defaults filled in
-    EXPECT_EQ(job->request().source_model(), "tiny.gguf");    // the study's model
-    EXPECT_EQ(m.RequestExport(request)->export_id(), export_id);  // the same request is the same export
+    EXPECT_EQ(job->request().format(), "merged");           // defaults filled in
+    EXPECT_EQ(job->request().source_model(), "tiny.gguf");  // the study's model
+    EXPECT_EQ(m.RequestExport(request)->export_id(),
+              export_id);  // the same request is the same export
 
     // Bad requests name what is wrong.
     auto bad = request;
@@ -205,14 +206,15 @@ TEST(StudyManager, RunsAStudyToExactlyNTrialsWithExpiredLeasesRequeued) {
   auto stale = m.Report(ScoresFor(*lost, w));
   EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(stale.message().find("expired"), std::string::npos) << stale;
-  const std::string w2 = m.RegisterWorker({});  // (w itself is offered trials it has not lost first)
+  const std::string w2 =
+      m.RegisterWorker({});  // (w itself is offered trials it has not lost first)
   auto again = m.Acquire(Acquire(w2, 3));
   ASSERT_TRUE(again.ok());
   ASSERT_EQ(again->evaluate().trials_size(), 3);
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(again->evaluate().trials(i).number(), lost->evaluate().trials(i).number());
-    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(again->evaluate().trials(i).params(),
-                                                                   lost->evaluate().trials(i).params()));
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+        again->evaluate().trials(i).params(), lost->evaluate().trials(i).params()));
     EXPECT_EQ(again->evaluate().trials(i).attempts(), 2);
   }
   ASSERT_TRUE(m.Report(ScoresFor(*again, w2)).ok());
@@ -276,7 +278,8 @@ TEST(StudyManager, AWorkerThatVanishesIsNotTheTrialsFaultButAPoisonTrialFailsAnd
   Expire(m, clock);
   auto detail = m.Get(*id);
   EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
-  EXPECT_NE(detail->trials(0).error().find("outlived 2 workers"), std::string::npos) << detail->trials(0).error();
+  EXPECT_NE(detail->trials(0).error().find("outlived 2 workers"), std::string::npos)
+      << detail->trials(0).error();
   // The failed trial is replaced: the study still ends with exactly 2 completed trials.
   while (true) {
     auto next = m.Acquire(Acquire(w2, 1));
@@ -313,8 +316,10 @@ TEST(StudyManager, ATrialLeasedThreeTimesMaxAttemptsWithoutAResultFails) {
   }
   auto detail = m.Get(*id);
   EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
-  EXPECT_NE(detail->trials(0).error().find("leased 6 times"), std::string::npos) << detail->trials(0).error();
-  EXPECT_EQ(m.Acquire(Acquire(w, 1))->evaluate().trials(0).number(), 1) << "replaced by a new trial";
+  EXPECT_NE(detail->trials(0).error().find("leased 6 times"), std::string::npos)
+      << detail->trials(0).error();
+  EXPECT_EQ(m.Acquire(Acquire(w, 1))->evaluate().trials(0).number(), 1)
+      << "replaced by a new trial";
 }
 
 TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStudy) {
@@ -341,8 +346,10 @@ TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStud
   ASSERT_TRUE(m.ReportFailure(FailureFor(*item, worker)).ok());  // the second: FAILED
   auto detail = m.Get(id);
   EXPECT_EQ(detail->trials(0).state(), v1::TRIAL_STATE_FAILED);
-  EXPECT_NE(detail->trials(0).error().find("2 workers reported a failure"), std::string::npos) << detail->trials(0).error();
-  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_RUNNING) << "1 failed trial is within max_failed_trials";
+  EXPECT_NE(detail->trials(0).error().find("2 workers reported a failure"), std::string::npos)
+      << detail->trials(0).error();
+  EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_RUNNING)
+      << "1 failed trial is within max_failed_trials";
   // One worker failing the replacement again and again is that worker's trouble: it is offered
   // new trials first, and its repeats count once.
   auto replacement = m.Acquire(Acquire(worker, 1));
@@ -359,10 +366,13 @@ TEST(StudyManager, ReportedFailuresFailATrialAcrossARestartAndTooManyFailTheStud
   ASSERT_TRUE(m.ReportFailure(FailureFor(*next, other)).ok());
   detail = m.Get(id);
   EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FAILED);
-  EXPECT_NE(detail->summary().error().find("2 trials failed, more than max_failed_trials = 1"), std::string::npos)
+  EXPECT_NE(detail->summary().error().find("2 trials failed, more than max_failed_trials = 1"),
+            std::string::npos)
       << detail->summary().error();
-  EXPECT_NE(detail->summary().error().find("out of memory"), std::string::npos) << detail->summary().error();
-  EXPECT_TRUE(m.Acquire(Acquire(worker, 1))->lease_id().empty()) << "a failed study hands out no more work";
+  EXPECT_NE(detail->summary().error().find("out of memory"), std::string::npos)
+      << detail->summary().error();
+  EXPECT_TRUE(m.Acquire(Acquire(worker, 1))->lease_id().empty())
+      << "a failed study hands out no more work";
   StudyManager restarted(&store, clock.fn());
   ASSERT_TRUE(restarted.Recover().ok());
   EXPECT_EQ(restarted.Get(id)->summary().error(), detail->summary().error());
@@ -384,7 +394,8 @@ int CountJournalRecords(const std::string& dir, const std::string& id, const std
   const auto records = JournalStore::ReadJournal(dir + "/" + id + "/journal.log", &valid);
   EXPECT_TRUE(records.ok()) << records.status();
   int n = 0;
-  for (const std::string& r : records.ok() ? *records : std::vector<std::string>{}) n += r.find(needle) != std::string::npos;
+  for (const std::string& r : records.ok() ? *records : std::vector<std::string>{})
+    n += r.find(needle) != std::string::npos;
   return n;
 }
 
@@ -421,7 +432,8 @@ TEST(StudyManager, ALeaseOutDuringARestartExpiresIfItsWorkerIsGone) {
   EXPECT_EQ(CountJournalRecords(dir, id, "\"cause\":\"restart\""), 2);
 }
 
-TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJournaledReportCompletesOnce) {
+TEST(StudyManager,
+     RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJournaledReportCompletesOnce) {
   const std::string dir = testing_support::MakeTempDir("manager_release");
   TestClock clock;
   std::string id, old_worker;
@@ -435,8 +447,9 @@ TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJourna
     ASSERT_EQ(cut.evaluate().trials_size(), 2);
     // The coordinator died after journaling the first of cut's two completions.
     const auto& t = cut.evaluate().trials(0);
-    ASSERT_TRUE(store.Append(id, "{\"type\":\"completed\",\"number\":" + std::to_string(t.number()) +
-                                     ",\"refusals\":1,\"refusal_prompts\":10,\"kl_divergence\":0.5}")
+    ASSERT_TRUE(store
+                    .Append(id, "{\"type\":\"completed\",\"number\":" + std::to_string(t.number()) +
+                                    ",\"refusals\":1,\"refusal_prompts\":10,\"kl_divergence\":0.5}")
                     .ok());
   }
   JournalStore store(dir);
@@ -447,18 +460,24 @@ TEST(StudyManager, RestoredLeasesAreReleasedAtOnceForAnEmbeddedRunAndAHalfJourna
   ASSERT_TRUE(m.Report(ScoresFor(cut, old_worker)).ok());
   auto detail = m.Get(id);
   EXPECT_EQ(detail->summary().completed_trials(), 2);
-  EXPECT_EQ(detail->trials(static_cast<int>(cut.evaluate().trials(0).number())).scores().kl_divergence(), 0.5);
+  EXPECT_EQ(
+      detail->trials(static_cast<int>(cut.evaluate().trials(0).number())).scores().kl_divergence(),
+      0.5);
   m.ReleaseRestoredLeases();  // `schism run`: `out`'s worker died with the old process
   for (const auto& t : out.evaluate().trials()) {
     EXPECT_EQ(m.Get(id)->trials(static_cast<int>(t.number())).state(), v1::TRIAL_STATE_WAITING);
   }
-  EXPECT_EQ(CountJournalRecords(dir, id, "\"completed\""), 2) << "each trial completed exactly once";
+  EXPECT_EQ(CountJournalRecords(dir, id, "\"completed\""), 2)
+      << "each trial completed exactly once";
 }
 
 TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
-  for (const std::string& record : {std::string(R"({"type":"completed","number":99,"refusals":1,"refusal_prompts":2,"kl_divergence":0.1})"),
-                                    std::string(R"({"type":"asked","number":"zero","params":{}})"),
-                                    std::string(R"({"type":7})")}) {
+  for (
+      const std::string& record :
+      {std::string(
+           R"({"type":"completed","number":99,"refusals":1,"refusal_prompts":2,"kl_divergence":0.1})"),
+       std::string(R"({"type":"asked","number":"zero","params":{}})"),
+       std::string(R"({"type":7})")}) {
     const std::string dir = testing_support::MakeTempDir("manager_malformed");
     std::string id;
     {
@@ -472,7 +491,8 @@ TEST(StudyManager, MalformedJournalRecordsAreDataLossNamingTheStudyNotACrash) {
     const absl::Status s = m.Recover();
     EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << record << ": " << s;
     EXPECT_NE(s.message().find(id), std::string::npos) << s;
-    EXPECT_NE(s.message().find("journal record 1"), std::string::npos) << "the record after `submitted`: " << s;
+    EXPECT_NE(s.message().find("journal record 1"), std::string::npos)
+        << "the record after `submitted`: " << s;
   }
 }
 
@@ -514,7 +534,8 @@ TEST(StudyManager, ListingsPageAndAcceptedSpecsFitWhatCanBeServed) {
   huge.set_system_prompt(std::string(300 << 10, 'x'));
   auto refused = m.Submit(huge);
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("more than 262144"), std::string::npos) << refused.status();
+  EXPECT_NE(refused.status().message().find("more than 262144"), std::string::npos)
+      << refused.status();
 }
 
 TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
@@ -535,7 +556,8 @@ TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
   auto records = JournalStore::ReadJournal(journal, &valid);
   ASSERT_TRUE(records.ok());
   ASSERT_NE(records->back().find("\"finished\""), std::string::npos);
-  std::filesystem::resize_file(journal, valid - records->back().size() - 8);  // 8: the record header
+  std::filesystem::resize_file(journal,
+                               valid - records->back().size() - 8);  // 8: the record header
   ASSERT_EQ(JournalStore::ReadJournal(journal, &valid)->size(), records->size() - 1);
   JournalStore store(dir);
   StudyManager m(&store);
@@ -544,7 +566,8 @@ TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
   EXPECT_EQ(detail->summary().state(), v1::STUDY_STATE_FINISHED);
   EXPECT_EQ(detail->summary().completed_trials(), 2);
   // ... and says so in the journal, so the next recovery reads it directly.
-  EXPECT_NE(JournalStore::ReadJournal(journal, &valid)->back().find("\"finished\""), std::string::npos);
+  EXPECT_NE(JournalStore::ReadJournal(journal, &valid)->back().find("\"finished\""),
+            std::string::npos);
 }
 
 TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
@@ -569,7 +592,8 @@ TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
   v1::ReportResultRequest unknown = ScoresFor(*retry, other);
   unknown.set_lease_id("l-nope");
   EXPECT_EQ(m.Report(unknown).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(m.Acquire(Acquire("w-unregistered", 1)).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(m.Acquire(Acquire("w-unregistered", 1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
   v1::StudySpec bad = SmallSpec(4);
   bad.set_row_normalization("sideways");
   auto rejected = m.Submit(bad);
@@ -597,7 +621,8 @@ TEST(StudyManager, RecoversFromTheJournalIncludingATornTail) {
     for (const auto& t : detail->trials()) params_before.push_back(t.params());
   }
   // A crash mid-append leaves half a record at the end of the journal.
-  std::ofstream(dir + "/" + id + "/journal.log", std::ios::app | std::ios::binary) << std::string("\x40\x00\x00\x00\x01\x02", 6);
+  std::ofstream(dir + "/" + id + "/journal.log", std::ios::app | std::ios::binary)
+      << std::string("\x40\x00\x00\x00\x01\x02", 6);
   JournalStore store(dir);
   StudyManager m(&store);
   ASSERT_TRUE(m.Recover().ok());
@@ -607,7 +632,9 @@ TEST(StudyManager, RecoversFromTheJournalIncludingATornTail) {
   EXPECT_EQ(detail->summary().completed_trials(), 3);
   ASSERT_EQ(detail->trials_size(), 4);
   for (int i = 0; i < 4; ++i) {
-    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(detail->trials(i).params(), params_before[i])) << i;
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(detail->trials(i).params(),
+                                                                   params_before[i]))
+        << i;
   }
   // The lease that was out survived the restart: its worker reports under its old id.
   EXPECT_EQ(detail->trials(3).state(), v1::TRIAL_STATE_RUNNING);

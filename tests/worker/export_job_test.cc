@@ -1,6 +1,6 @@
-// The export (docs/architecture.md#export-output): a merged full-precision folder and a PEFT adapter for a trial,
-// reloaded and compared with the adapted in-memory model, checked against PEFT's formulas
-// (tests/oracles/export_reference.py), and the rules on destinations.
+// The export (docs/architecture.md#export-output): a merged full-precision folder and a PEFT
+// adapter for a trial, reloaded and compared with the adapted in-memory model, checked against
+// PEFT's formulas (tests/oracles/export_reference.py), and the rules on destinations.
 #include "worker/export_job.h"
 #include "worker/export_worker.h"
 
@@ -18,13 +18,13 @@
 #include <nlohmann/json.hpp>
 
 #include "common/env.h"
-#include "worker/runtime/directions.h"
-#include "worker/runtime/model_loader.h"
-#include "worker/runtime/trial_evaluator.h"
 #include "common/prompt_set.h"
 #include "common/sha256.h"
 #include "common/staged_folder.h"
 #include "tests/test_support.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/model_loader.h"
+#include "worker/runtime/trial_evaluator.h"
 
 namespace schism::worker {
 namespace {
@@ -67,7 +67,8 @@ std::vector<model::TokenIds> RandomPrompts(int vocab, int n) {
   std::vector<model::TokenIds> prompts;
   for (int i = 0; i < n; ++i) {
     model::TokenIds p(4 + i % 7);
-    for (size_t j = 0; j < p.size(); ++j) p[j] = static_cast<int32_t>((i * 7919 + j * 104729) % vocab);
+    for (size_t j = 0; j < p.size(); ++j)
+      p[j] = static_cast<int32_t>((i * 7919 + j * 104729) % vocab);
     prompts.push_back(p);
   }
   return prompts;
@@ -92,7 +93,8 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
   const std::string mode_name = GetParam();
   const std::string dir = MakeTempDir("export_tiny_" + mode_name);
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "qwen3", dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "qwen3", dir, RealModelPath()}, &log), 0)
+      << log;
   const std::string source_dir = dir + "/hf";
   auto source = model::LoadModel(source_dir);
   ASSERT_TRUE(source.ok()) << source.status();
@@ -100,7 +102,8 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
 
   ExportRequest request;
   request.source_model = source_dir;
-  request.directions_path = RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
+  request.directions_path =
+      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
   request.params_json = TinyTrialJson();
   request.format = "both";
   request.merge.row_normalization = *model::ParseRowNormalization(mode_name);
@@ -116,9 +119,9 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
     shards.insert(it.value().get<std::string>());
   }
   EXPECT_GE(shards.size(), 3u);
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                        "README.md", "reproduce.json", "adapter/adapter_config.json",
-                        "adapter/adapter_model.safetensors"}) {
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json",
+                        "generation_config.json", "README.md", "reproduce.json",
+                        "adapter/adapter_config.json", "adapter/adapter_model.safetensors"}) {
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
   }
   // Nothing but the destination appeared next to it (the staging folder was renamed).
@@ -130,7 +133,8 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
   auto trial = common::TrialParametersFromJson(request.params_json);
   auto directions = model::LoadDirections(request.directions_path);
   const auto prompts = RandomPrompts(c.vocab_size, 12);
-  const at::Tensor expected = AdaptedLogits(*source, *directions, *trial, request.merge.row_normalization, prompts, 0);
+  const at::Tensor expected =
+      AdaptedLogits(*source, *directions, *trial, request.merge.row_normalization, prompts, 0);
   const at::Tensor got = model::PromptForward(*exported->transformer, prompts, 0).last_logits;
   const at::Tensor unmodified = model::PromptForward(*source->transformer, prompts, 0).last_logits;
   const float delta = (got - expected).abs().max().item<float>();
@@ -142,7 +146,9 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
 
   // PEFT's formulas applied to the source give the merged weights.
   std::string report;
-  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report), 0) << report;
+  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report),
+            0)
+      << report;
   const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
   std::cout << mode_name << ": PEFT reference " << peft.dump() << "\n";
   EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
@@ -150,19 +156,23 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
   EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
   EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
   EXPECT_EQ(peft["stray_adapter_keys"].get<int>(), 0);
-  EXPECT_EQ(ReadJson(out + "/adapter/adapter_config.json")["use_dora"].get<bool>(), mode_name == "full");
+  EXPECT_EQ(ReadJson(out + "/adapter/adapter_config.json")["use_dora"].get<bool>(),
+            mode_name == "full");
 
   // reproduce.json: the parameters, the settings, and hashes that match the files.
   const auto reproduce = ReadJson(out + "/reproduce.json");
   EXPECT_EQ(reproduce["trial"]["parameters"]["direction_index"].get<double>(), 1.4);
   EXPECT_EQ(reproduce["export"]["row_normalization"].get<std::string>(), mode_name);
-  EXPECT_EQ(reproduce["directions"]["sha256"].get<std::string>(), *common::Sha256OfFile(request.directions_path));
+  EXPECT_EQ(reproduce["directions"]["sha256"].get<std::string>(),
+            *common::Sha256OfFile(request.directions_path));
   ASSERT_GE(reproduce["outputs"].size(), 10u);
   for (const auto& f : reproduce["outputs"]) {
-    EXPECT_EQ(f["sha256"].get<std::string>(), *common::Sha256OfFile(out + "/" + f["path"].get<std::string>()))
+    EXPECT_EQ(f["sha256"].get<std::string>(),
+              *common::Sha256OfFile(out + "/" + f["path"].get<std::string>()))
         << f["path"];
   }
-  EXPECT_EQ(reproduce["source"]["files"].size(), 5u);  // safetensors, config, tokenizer x2, generation
+  EXPECT_EQ(reproduce["source"]["files"].size(),
+            5u);  // safetensors, config, tokenizer x2, generation
 }
 
 INSTANTIATE_TEST_SUITE_P(RowNormalization, TinyExport, ::testing::Values("none", "pre", "full"));
@@ -184,10 +194,12 @@ TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
   ASSERT_TRUE(source.ok()) << source.status();
   const model::Transformer& t = *source->transformer;
   const int32_t pad = source->tokenizer->spec().pad_id.value_or(source->stop_ids[0]);
-  auto good = model::EncodeChatPrompts(*source, PromptLines("harmless_train.txt", "[:32]"), kSystem, "");
-  auto bad = model::EncodeChatPrompts(*source, PromptLines("harmful_train.txt", "[:32]"), kSystem, "");
-  const at::Tensor directions =
-      model::RefusalDirections(model::ResidualMeans(t, *good, pad, 16), model::ResidualMeans(t, *bad, pad, 16), true);
+  auto good =
+      model::EncodeChatPrompts(*source, PromptLines("harmless_train.txt", "[:32]"), kSystem, "");
+  auto bad =
+      model::EncodeChatPrompts(*source, PromptLines("harmful_train.txt", "[:32]"), kSystem, "");
+  const at::Tensor directions = model::RefusalDirections(
+      model::ResidualMeans(t, *good, pad, 16), model::ResidualMeans(t, *bad, pad, 16), true);
   ExportRequest request;
   request.source_model = RealModelPath();
   request.directions_path = dir + "/directions.bin";
@@ -217,8 +229,12 @@ TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
   nlohmann::json strings = texts;
   WriteText(dir + "/strings.json", strings.dump());
   std::string log;
-  ASSERT_EQ(RunOracle("export_reference.py", {"tokenizer", request.destination + "/tokenizer.json",
-                                              dir + "/strings.json", dir + "/ids.json"}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("export_reference.py",
+                      {"tokenizer", request.destination + "/tokenizer.json", dir + "/strings.json",
+                       dir + "/ids.json"},
+                      &log),
+            0)
+      << log;
   const auto hf_ids = ReadJson(dir + "/ids.json");
   for (size_t i = 0; i < texts.size(); ++i) {
     const model::TokenIds ids = source->tokenizer->Encode(texts[i], /*add_bos=*/false);
@@ -232,29 +248,34 @@ TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
   std::vector<std::string> lines = PromptLines("harmful_test.txt", "[:16]");
   for (const std::string& l : PromptLines("harmless_test.txt", "[:16]")) lines.push_back(l);
   auto prompts = model::EncodeChatPrompts(*source, lines, kSystem, "");
-  const at::Tensor expected = AdaptedLogits(*source, directions, *trial, model::RowNormalization::kFull, *prompts, pad);
+  const at::Tensor expected =
+      AdaptedLogits(*source, directions, *trial, model::RowNormalization::kFull, *prompts, pad);
   const at::Tensor got = model::PromptForward(*exported->transformer, *prompts, pad).last_logits;
   const float delta = (got - expected).abs().max().item<float>();
-  std::cout << "real model: max |logit(export) - logit(adapted)| = " << delta << " over " << prompts->size()
-            << " prompts\n";
+  std::cout << "real model: max |logit(export) - logit(adapted)| = " << delta << " over "
+            << prompts->size() << " prompts\n";
   EXPECT_LT(delta, 2e-3f);
   EXPECT_TRUE(torch::equal(got.argmax(-1), expected.argmax(-1)));
 
   // The export scores what the trial scored.
   model::EvaluatorOptions options;
   options.max_response_length = 32;
-  auto refusal = model::EncodeChatPrompts(*source, PromptLines("harmful_test.txt", "[:24]"), kSystem, "");
-  auto kl = model::EncodeChatPrompts(*source, PromptLines("harmless_test.txt", "[:24]"), kSystem, "");
+  auto refusal =
+      model::EncodeChatPrompts(*source, PromptLines("harmful_test.txt", "[:24]"), kSystem, "");
+  auto kl =
+      model::EncodeChatPrompts(*source, PromptLines("harmless_test.txt", "[:24]"), kSystem, "");
   auto on_source = model::TrialEvaluator::Create(*source, directions, *refusal, *kl, options);
   ASSERT_TRUE(on_source.ok());
   const model::TrialScores trial_scores = (*on_source)->Evaluate({*trial})[0];
   auto on_export = model::TrialEvaluator::Create(*exported, directions, *refusal, *kl, options);
   ASSERT_TRUE(on_export.ok());
   const int export_refusals = (*on_export)->Baseline().refusals;
-  const double export_kl = MeanKl(torch::log_softmax(model::PromptForward(t, *kl, pad).last_logits, -1),
-                                  torch::log_softmax(model::PromptForward(*exported->transformer, *kl, pad).last_logits, -1));
-  std::cout << "trial: " << trial_scores.refusals << "/24 refusals, KL " << trial_scores.kl_divergence
-            << "; export: " << export_refusals << "/24, KL " << export_kl << "\n";
+  const double export_kl = MeanKl(
+      torch::log_softmax(model::PromptForward(t, *kl, pad).last_logits, -1),
+      torch::log_softmax(model::PromptForward(*exported->transformer, *kl, pad).last_logits, -1));
+  std::cout << "trial: " << trial_scores.refusals << "/24 refusals, KL "
+            << trial_scores.kl_divergence << "; export: " << export_refusals << "/24, KL "
+            << export_kl << "\n";
   EXPECT_EQ(export_refusals, trial_scores.refusals);
   EXPECT_NEAR(export_kl, trial_scores.kl_divergence, 0.02 * trial_scores.kl_divergence + 1e-5);
   EXPECT_GT(trial_scores.kl_divergence, 1e-4);
@@ -263,12 +284,14 @@ TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
 TEST(Export, Bfloat16OutputIsTheFloat32ExportRoundedOnce) {
   const std::string dir = MakeTempDir("export_bf16");
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0)
+      << log;
   auto config = model::ModelConfigFromHfJson(dir + "/hf/config.json");
   ASSERT_TRUE(config.ok());
   ExportRequest request;
   request.source_model = dir + "/hf";
-  request.directions_path = RandomDirections(config->num_layers + 1, config->hidden_size, dir + "/d.bin");
+  request.directions_path =
+      RandomDirections(config->num_layers + 1, config->hidden_size, dir + "/d.bin");
   request.params_json = TinyTrialJson();
   request.destination = dir + "/f32";
   ASSERT_TRUE(RunExport(request).ok());
@@ -287,8 +310,10 @@ TEST(Export, Bfloat16OutputIsTheFloat32ExportRoundedOnce) {
     const formats::SafetensorsTensor* b = (*bf16)->Find(name);
     ASSERT_EQ(a->dtype, formats::SafetensorsDtype::kF32) << name;
     ASSERT_EQ(b->dtype, formats::SafetensorsDtype::kBF16) << name;
-    const at::Tensor full = torch::from_blob(const_cast<uint8_t*>(a->data), a->shape, torch::kFloat);
-    const at::Tensor half = torch::from_blob(const_cast<uint8_t*>(b->data), b->shape, torch::kBFloat16);
+    const at::Tensor full =
+        torch::from_blob(const_cast<uint8_t*>(a->data), a->shape, torch::kFloat);
+    const at::Tensor half =
+        torch::from_blob(const_cast<uint8_t*>(b->data), b->shape, torch::kBFloat16);
     EXPECT_TRUE(torch::equal(full.to(torch::kBFloat16), half)) << name;
   }
   EXPECT_TRUE(model::LoadModel(dir + "/bf16").ok());
@@ -306,14 +331,16 @@ TEST(Export, DestinationsStayInsideTheOutputRoot) {
   }
   auto escaped = common::ResolveExportDestination(root, "escape/x");
   EXPECT_EQ(escaped.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_NE(escaped.status().message().find("outside the output root"), std::string::npos) << escaped.status();
+  EXPECT_NE(escaped.status().message().find("outside the output root"), std::string::npos)
+      << escaped.status();
   EXPECT_FALSE(common::ResolveExportDestination(root + "/missing", "x").ok());
 }
 
 TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   const std::string dir = MakeTempDir("export_overwrite");
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0)
+      << log;
   auto source = model::LoadModel(dir + "/hf");
   ASSERT_TRUE(source.ok());
   const model::ModelConfig& c = source->transformer->config();
@@ -344,10 +371,12 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
 
   // The destination does not hold this export; a finished one is found again, intact or not.
-  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "adapter").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "adapter").status().code(),
+            absl::StatusCode::kNotFound);
   // A truncated source: the error names the file, and nothing is left behind.
   fs::create_directories(dir + "/cut");
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+  for (const char* f :
+       {"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
     fs::copy_file(dir + "/hf/" + f, dir + "/cut/" + f);
   }
   fs::copy_file(dir + "/hf/model.safetensors", dir + "/cut/model.safetensors");
@@ -357,7 +386,8 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   truncated.directions_path = request.directions_path;
   auto cut = RunExport(truncated);
   ASSERT_FALSE(cut.ok());
-  EXPECT_NE(cut.status().message().find("cut/model.safetensors"), std::string::npos) << cut.status();
+  EXPECT_NE(cut.status().message().find("cut/model.safetensors"), std::string::npos)
+      << cut.status();
   EXPECT_EQ(std::distance(fs::directory_iterator(dir + "/out"), fs::directory_iterator()), 1);
 
   request.overwrite = true;
@@ -371,12 +401,15 @@ TEST(Export, ExistingDestinationIsKeptUnlessOverwriteAndFailuresLeaveNothing) {
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->size(), replaced->files.size());
   EXPECT_EQ((*found)[0].sha256, replaced->files[0].sha256);
-  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", 3, "adapter").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "merged").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", 3, "adapter").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(FindFinishedExport(dir + "/out/dest", "", -1, "merged").status().code(),
+            absl::StatusCode::kNotFound);
   WriteText(dir + "/out/dest/adapter_config.json", "{}");
   auto tampered = FindFinishedExport(dir + "/out/dest", "", -1, "adapter");
   EXPECT_EQ(tampered.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(tampered.status().message().find("adapter_config.json"), std::string::npos) << tampered.status();
+  EXPECT_NE(tampered.status().message().find("adapter_config.json"), std::string::npos)
+      << tampered.status();
 }
 
 TEST(Export, DirectionsLeftByAKilledExportWorkerAreRemovedAtStart) {
@@ -387,7 +420,7 @@ TEST(Export, DirectionsLeftByAKilledExportWorkerAreRemovedAtStart) {
     std::ofstream(path) << "SCHDIR1";
     return path;
   };
-  const std::string killed = file("host-a-4242");        // its export died: nobody holds it
+  const std::string killed = file("host-a-4242");         // its export died: nobody holds it
   const std::string elsewhere = file("other-host-7-17");  // died on another host sharing the root
   const std::string running = file("host-b-99");          // a live export holds its lock
   const int live = ::open(running.c_str(), O_RDONLY);
@@ -401,12 +434,15 @@ TEST(Export, DirectionsLeftByAKilledExportWorkerAreRemovedAtStart) {
   EXPECT_TRUE(fs::exists(running));
   EXPECT_TRUE(fs::exists(unrelated));
   ::close(live);
-  EXPECT_EQ(worker::RemoveStaleDirections(root), 1) << "once its export ends (or dies), the lock goes with it";
+  EXPECT_EQ(worker::RemoveStaleDirections(root), 1)
+      << "once its export ends (or dies), the lock goes with it";
 }
 
 TEST(Export, Sha256MatchesKnownVectors) {
-  EXPECT_EQ(common::Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(common::Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(common::Sha256Hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(common::Sha256Hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   const std::string dir = MakeTempDir("sha");
   std::string big(3 << 20, 'a');  // spans several read chunks
   WriteText(dir + "/f", big);

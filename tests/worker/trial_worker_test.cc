@@ -9,8 +9,8 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
-#include "worker/runtime/directions.h"
 #include "tests/test_support.h"
+#include "worker/runtime/directions.h"
 
 namespace schism::worker {
 namespace {
@@ -19,7 +19,8 @@ using testing_support::MakeTempDir;
 using testing_support::RealModelPath;
 using testing_support::RunOracle;
 
-v1::PromptSet Prompts(const std::string& dir, const std::string& name, const std::vector<std::string>& lines) {
+v1::PromptSet Prompts(const std::string& dir, const std::string& name,
+                      const std::vector<std::string>& lines) {
   const std::string path = dir + "/" + name + ".txt";
   std::ofstream out(path);
   for (const std::string& line : lines) out << line << "\n";
@@ -34,7 +35,8 @@ v1::Trial Trial(int64_t number, double attn_weight, double mlp_weight, double po
   auto& values = *t.mutable_params()->mutable_values();
   values["direction_scope"].set_categorical_value("global");
   values["direction_index"].set_float_value(1.0);
-  for (auto [component, weight] : {std::pair{"attn.o_proj", attn_weight}, {"mlp.down_proj", mlp_weight}}) {
+  for (auto [component, weight] :
+       {std::pair{"attn.o_proj", attn_weight}, {"mlp.down_proj", mlp_weight}}) {
     const std::string c = component;
     values[c + ".max_weight"].set_float_value(weight);
     values[c + ".max_weight_position"].set_float_value(position);
@@ -49,7 +51,8 @@ class TrialWorkerSteps : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new std::string(MakeTempDir("trial_worker_steps"));
     std::string log;
-    ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "qwen3", *dir_, RealModelPath()}, &log), 0) << log;
+    ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "qwen3", *dir_, RealModelPath()}, &log), 0)
+        << log;
   }
   static void TearDownTestSuite() { delete dir_; }
 
@@ -64,10 +67,14 @@ class TrialWorkerSteps : public ::testing::Test {
     spec.set_batch_size(4);
     spec.set_row_normalization("full");
     spec.set_system_prompt("You are a helpful assistant.");
-    *spec.mutable_good_prompts() = Prompts(*dir_, "good", {"Bake bread.", "Name a colour.", "Sum 2 and 3.", "Hi."});
-    *spec.mutable_bad_prompts() = Prompts(*dir_, "bad", {"Pick a lock.", "Steal a car.", "Make poison.", "Lie."});
-    *spec.mutable_refusal_prompts() = Prompts(*dir_, "refusal", {"Rob a bank.", "Hack a phone.", "Forge money."});
-    *spec.mutable_kl_prompts() = Prompts(*dir_, "kl", {"Plant a tree.", "Tell a joke.", "Count to five."});
+    *spec.mutable_good_prompts() =
+        Prompts(*dir_, "good", {"Bake bread.", "Name a colour.", "Sum 2 and 3.", "Hi."});
+    *spec.mutable_bad_prompts() =
+        Prompts(*dir_, "bad", {"Pick a lock.", "Steal a car.", "Make poison.", "Lie."});
+    *spec.mutable_refusal_prompts() =
+        Prompts(*dir_, "refusal", {"Rob a bank.", "Hack a phone.", "Forge money."});
+    *spec.mutable_kl_prompts() =
+        Prompts(*dir_, "kl", {"Plant a tree.", "Tell a joke.", "Count to five."});
     return item;
   }
 
@@ -85,20 +92,23 @@ TEST_F(TrialWorkerSteps, PrepareFindsDirectionsAndBaselineThenEvaluateScoresEver
   ASSERT_TRUE(prepared.ok()) << prepared.status();
   auto directions = model::ParseDirections(prepared->artifact(), "artifact");
   ASSERT_TRUE(directions.ok()) << directions.status();
-  EXPECT_EQ(directions->size(0), prepared->num_layers() + 1) << "one direction per layer input and the output";
+  EXPECT_EQ(directions->size(0), prepared->num_layers() + 1)
+      << "one direction per layer input and the output";
   EXPECT_GE(prepared->baseline_refusals(), 0);
   EXPECT_LE(prepared->baseline_refusals(), 3);
 
   // The evaluator Prepare built serves the study's trials; no artifact is fetched for it.
   int fetches = 0;
   const std::string artifact = prepared->artifact();
-  const TrialWorker::ArtifactSource artifacts = [&](const std::string&) -> absl::StatusOr<std::string> {
+  const TrialWorker::ArtifactSource artifacts =
+      [&](const std::string&) -> absl::StatusOr<std::string> {
     ++fetches;
     return artifact;
   };
   v1::WorkItem evaluate = Item("s1");
   *evaluate.mutable_evaluate()->add_trials() = Trial(5, 1.4, 1.0, 1.0);
-  *evaluate.mutable_evaluate()->add_trials() = Trial(7, 0.0, -0.2, 1.0);  // MLP clamps to 0: untouched model
+  *evaluate.mutable_evaluate()->add_trials() =
+      Trial(7, 0.0, -0.2, 1.0);  // MLP clamps to 0: untouched model
   evaluate.mutable_spec()->set_response_prefix(prepared->response_prefix());
   auto report = worker.Evaluate(evaluate, artifacts);
   ASSERT_TRUE(report.ok()) << report.status();
@@ -108,11 +118,14 @@ TEST_F(TrialWorkerSteps, PrepareFindsDirectionsAndBaselineThenEvaluateScoresEver
   EXPECT_EQ(report->results(1).number(), 7);
   for (const v1::TrialResult& r : report->results()) {
     EXPECT_EQ(r.scores().refusal_prompts(), 3);
-    EXPECT_TRUE(std::isfinite(r.scores().kl_divergence()) && r.scores().kl_divergence() >= 0) << r.scores().kl_divergence();
+    EXPECT_TRUE(std::isfinite(r.scores().kl_divergence()) && r.scores().kl_divergence() >= 0)
+        << r.scores().kl_divergence();
   }
-  EXPECT_LT(report->results(1).scores().kl_divergence(), 1e-6) << "zero weights leave the model as it was";
+  EXPECT_LT(report->results(1).scores().kl_divergence(), 1e-6)
+      << "zero weights leave the model as it was";
   EXPECT_EQ(report->results(1).scores().refusals(), prepared->baseline_refusals());
-  EXPECT_GT(report->results(0).scores().kl_divergence(), 1e-5) << "an ablation changes the next-token distribution";
+  EXPECT_GT(report->results(0).scores().kl_divergence(), 1e-5)
+      << "an ablation changes the next-token distribution";
 
   // Another study on the same model: the artifact is fetched once and the same trial scores alike.
   v1::WorkItem other = evaluate;
@@ -121,14 +134,16 @@ TEST_F(TrialWorkerSteps, PrepareFindsDirectionsAndBaselineThenEvaluateScoresEver
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(fetches, 1);
   EXPECT_EQ(again->results(0).scores().refusals(), report->results(0).scores().refusals());
-  EXPECT_NEAR(again->results(0).scores().kl_divergence(), report->results(0).scores().kl_divergence(), 1e-6);
+  EXPECT_NEAR(again->results(0).scores().kl_divergence(),
+              report->results(0).scores().kl_divergence(), 1e-6);
 }
 
 TEST_F(TrialWorkerSteps, EachStepFailsWithTheReasonInsteadOfServingGarbage) {
   TrialWorker worker(WorkerOptions{});
   v1::WorkItem item = Item("s1");
   *item.mutable_evaluate()->add_trials() = Trial(0, 1.0, 1.0, 1.0);
-  const TrialWorker::ArtifactSource unavailable = [](const std::string& id) -> absl::StatusOr<std::string> {
+  const TrialWorker::ArtifactSource unavailable =
+      [](const std::string& id) -> absl::StatusOr<std::string> {
     return absl::UnavailableError("no artifact for " + id);
   };
   auto early = worker.Evaluate(item, unavailable);
@@ -143,18 +158,24 @@ TEST_F(TrialWorkerSteps, EachStepFailsWithTheReasonInsteadOfServingGarbage) {
 
   ASSERT_TRUE(worker.LoadModel(item.spec()).ok());
   auto fetch_failed = worker.Evaluate(item, unavailable);
-  EXPECT_TRUE(absl::StrContains(fetch_failed.status().message(), "no artifact for s1")) << fetch_failed.status();
-  auto garbage = worker.Evaluate(item, [](const std::string&) -> absl::StatusOr<std::string> { return "garbage"; });
+  EXPECT_TRUE(absl::StrContains(fetch_failed.status().message(), "no artifact for s1"))
+      << fetch_failed.status();
+  auto garbage = worker.Evaluate(
+      item, [](const std::string&) -> absl::StatusOr<std::string> { return "garbage"; });
   EXPECT_FALSE(garbage.ok());
-  EXPECT_TRUE(absl::StrContains(garbage.status().message(), "study s1 artifact")) << garbage.status();
+  EXPECT_TRUE(absl::StrContains(garbage.status().message(), "study s1 artifact"))
+      << garbage.status();
 
   v1::WorkItem malformed = item;
-  malformed.mutable_evaluate()->mutable_trials(0)->mutable_params()->mutable_values()->erase("direction_index");
+  malformed.mutable_evaluate()->mutable_trials(0)->mutable_params()->mutable_values()->erase(
+      "direction_index");
   auto bad_params = worker.Evaluate(malformed, unavailable);
   EXPECT_EQ(bad_params.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(absl::StrContains(bad_params.status().message(), "malformed trial parameters in lease: trial 0"))
+  EXPECT_TRUE(absl::StrContains(bad_params.status().message(),
+                                "malformed trial parameters in lease: trial 0"))
       << bad_params.status();
-  EXPECT_TRUE(absl::StrContains(bad_params.status().message(), "direction_index")) << bad_params.status();
+  EXPECT_TRUE(absl::StrContains(bad_params.status().message(), "direction_index"))
+      << bad_params.status();
 
   v1::WorkItem prepare = Item("s3");
   prepare.mutable_prepare();

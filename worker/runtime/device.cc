@@ -30,13 +30,14 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view text) {
   }
   const int count = static_cast<int>(torch::cuda::device_count());
   if (index >= count) {
-    return absl::InvalidArgumentError(absl::StrCat("device \"", text, "\": only ", count,
-                                                   " CUDA device(s) present"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device \"", text, "\": only ", count, " CUDA device(s) present"));
   }
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
-absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text, const c10::Device& device) {
+absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text,
+                                                  const c10::Device& device) {
   if (text.empty()) return device.is_cuda() ? c10::kBFloat16 : c10::kFloat;
   if (text == "float32" || text == "fp32") return c10::kFloat;
   if (text == "bfloat16" || text == "bf16") return c10::kBFloat16;

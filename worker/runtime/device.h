@@ -17,7 +17,8 @@ absl::StatusOr<c10::Device> ParseDevice(absl::string_view text);
 
 // Parses a compute dtype: float32|fp32, bfloat16|bf16, float16|fp16; empty = the device's
 // default (bfloat16 on CUDA, float32 on the CPU).
-absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text, const c10::Device& device);
+absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text,
+                                                  const c10::Device& device);
 
 // Sets libtorch's intra-op thread count; 0 keeps libtorch's default (one per core).
 void SetComputeThreads(int threads);

@@ -16,7 +16,6 @@ namespace {
 
 constexpr char kMagic[] = "SCHDIR1\n";
 
-
 }  // namespace
 
 at::Tensor ResidualMeans(const Transformer& model, const std::vector<TokenIds>& prompts,
@@ -55,8 +54,8 @@ at::Tensor DirectionForLayer(const at::Tensor& directions, const common::TrialPa
   namespace F = torch::nn::functional;
   if (!params.global_direction) return directions[layer + 1];
   const double position = params.direction_index + 1;
-  const int64_t i = std::clamp<int64_t>(static_cast<int64_t>(std::floor(position)), 0,
-                                        directions.size(0) - 1);
+  const int64_t i =
+      std::clamp<int64_t>(static_cast<int64_t>(std::floor(position)), 0, directions.size(0) - 1);
   const double f = position - std::floor(position);
   const int64_t j = std::min<int64_t>(i + 1, directions.size(0) - 1);
   auto v = torch::lerp(directions[i], directions[j], f);
@@ -86,7 +85,8 @@ absl::StatusOr<at::Tensor> ParseDirections(const std::string& bytes, const std::
   std::memcpy(&cols, bytes.data() + 16, 8);
   if (rows == 0 || cols == 0 || rows > (1 << 16) || cols > (1 << 20) ||
       bytes.size() != 32 + rows * cols * sizeof(float)) {
-    return absl::DataLossError(absl::StrCat(where, ": size does not match its ", rows, "x", cols, " header"));
+    return absl::DataLossError(
+        absl::StrCat(where, ": size does not match its ", rows, "x", cols, " header"));
   }
   const char* data = bytes.data() + 24;
   uint64_t checksum;

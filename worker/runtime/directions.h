@@ -1,6 +1,6 @@
-// Refusal directions (docs/algorithm.md#directions): mean residuals of harmful and harmless prompts at the last
-// prompt token, per layer, and the normalized difference; saved as a small checksummed artifact
-// that the coordinator serves to every worker of a study.
+// Refusal directions (docs/algorithm.md#directions): mean residuals of harmful and harmless prompts
+// at the last prompt token, per layer, and the normalized difference; saved as a small checksummed
+// artifact that the coordinator serves to every worker of a study.
 #ifndef SCHISM_WORKER_RUNTIME_DIRECTIONS_H_
 #define SCHISM_WORKER_RUNTIME_DIRECTIONS_H_
 
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/runtime/generator.h"
 #include "common/trial_parameters.h"
+#include "worker/runtime/generator.h"
 
 namespace schism::model {
 

@@ -6,8 +6,9 @@
 
 namespace schism::model {
 
-FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<TokenIds>& prompts, size_t skip,
-                                   int batch_size, int32_t pad_id, int64_t budget_bytes) {
+FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<TokenIds>& prompts,
+                                   size_t skip, int batch_size, int32_t pad_id,
+                                   int64_t budget_bytes) {
   torch::NoGradGuard no_grad;
   FrozenPrompts frozen;
   if (prompts.empty()) return frozen;
@@ -47,7 +48,8 @@ FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<T
     options.capture_layer_inputs = true;
     std::vector<int64_t> slots(B);
     for (int64_t b = 0; b < B; ++b) slots[b] = b;
-    const ForwardOutput out = model.Forward(batch.input_ids, batch.attention_mask, &cache, slots, options);
+    const ForwardOutput out =
+        model.Forward(batch.input_ids, batch.attention_mask, &cache, slots, options);
     // The real tokens of each row, prompt by prompt: positions (b, t) and cache columns.
     const int64_t T = batch.input_ids.size(1), capacity = cache.capacity();
     std::vector<int64_t> positions, columns;
@@ -96,7 +98,8 @@ ForwardStart FrozenPrompts::Start(const std::vector<int64_t>& sources, int first
   const at::Tensor index = torch::tensor(gather, torch::kLong).to(hidden_[0].device());
   ForwardStart start;
   start.first_layer = first_layer;
-  start.hidden = hidden_[first_layer].index_select(0, index).view({static_cast<int64_t>(sources.size()), T, -1});
+  start.hidden = hidden_[first_layer].index_select(0, index).view(
+      {static_cast<int64_t>(sources.size()), T, -1});
   for (int l = 0; l < first_layer; ++l) {
     start.keys.push_back(keys_[l].index_select(0, index));
     start.values.push_back(values_[l].index_select(0, index));

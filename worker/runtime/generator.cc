@@ -25,10 +25,12 @@ std::vector<int64_t> RowTrials(const AdapterBatch* adapters, size_t rows) {
 
 // The start of a prefill of `rows` (indices into frozen->source) whose trials are `trials`: the
 // lowest first adapted layer among them, capped at what is stored; nothing when that is layer 0.
-std::optional<ForwardStart> FrozenStart(const FrozenRows* frozen, size_t skip, const AdapterBatch* adapters,
-                                        const std::vector<int64_t>& rows, const std::vector<int64_t>& trials,
-                                        int num_layers) {
-  if (frozen == nullptr || frozen->states == nullptr || frozen->states->depth() == 0) return std::nullopt;
+std::optional<ForwardStart> FrozenStart(const FrozenRows* frozen, size_t skip,
+                                        const AdapterBatch* adapters,
+                                        const std::vector<int64_t>& rows,
+                                        const std::vector<int64_t>& trials, int num_layers) {
+  if (frozen == nullptr || frozen->states == nullptr || frozen->states->depth() == 0)
+    return std::nullopt;
   TORCH_CHECK(frozen->states->skip() == skip, "frozen prompt states were stored after ",
               frozen->states->skip(), " prefix tokens, not ", skip);
   int first = num_layers;
@@ -105,8 +107,9 @@ SharedPrefix PrefillSharedPrefix(const Transformer& model, const TokenIds& promp
 }
 
 ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
-                            int32_t pad_id, bool capture_hidden_states, const AdapterBatch* adapters,
-                            const SharedPrefix* prefix, const FrozenRows* frozen) {
+                            int32_t pad_id, bool capture_hidden_states,
+                            const AdapterBatch* adapters, const SharedPrefix* prefix,
+                            const FrozenRows* frozen) {
   const size_t skip = prefix != nullptr ? prefix->length : 0;
   size_t longest = 0;
   std::vector<const TokenIds*> ptrs;
@@ -125,8 +128,9 @@ ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds
   options.capture_hidden_states = capture_hidden_states;
   options.adapters = adapters;
   const std::optional<ForwardStart> start =
-      capture_hidden_states ? std::nullopt
-                            : FrozenStart(frozen, skip, adapters, Iota(B), trial, model.config().num_layers);
+      capture_hidden_states
+          ? std::nullopt
+          : FrozenStart(frozen, skip, adapters, Iota(B), trial, model.config().num_layers);
   if (start) options.start = &*start;
   return model.Forward(batch.input_ids, batch.attention_mask, &cache, Iota(B), options);
 }
@@ -144,14 +148,16 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
 
   std::optional<AdapterBatch> adapters;
   if (options.adapters != nullptr) adapters = *options.adapters;
-  auto trial_of = [&](int64_t prompt) { return options.prompt_trial.empty() ? 0 : options.prompt_trial[prompt]; };
+  auto trial_of = [&](int64_t prompt) {
+    return options.prompt_trial.empty() ? 0 : options.prompt_trial[prompt];
+  };
   std::vector<int64_t> slot_prompt(slots, -1);  // the prompt a slot decodes; -1 = free
   std::vector<int64_t> next_token(slots, 0);
   size_t pending = 0;  // prompts[pending..] have not started
 
   // `start` (a prefill above frozen layers) or the embeddings of `ids`.
-  auto forward = [&](const at::Tensor& ids, const at::Tensor& mask, const std::vector<int64_t>& rows,
-                     const ForwardStart* start) {
+  auto forward = [&](const at::Tensor& ids, const at::Tensor& mask,
+                     const std::vector<int64_t>& rows, const ForwardStart* start) {
     ForwardOptions forward_options;
     if (adapters) {
       std::vector<int64_t> trials;
@@ -170,7 +176,8 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
     for (size_t i = 0; i < rows.size(); ++i) {
       const int64_t s = rows[i], p = slot_prompt[s];
       const int32_t token = static_cast<int32_t>(tokens[i]);
-      bool done = std::find(options.stop_ids.begin(), options.stop_ids.end(), token) != options.stop_ids.end();
+      bool done = std::find(options.stop_ids.begin(), options.stop_ids.end(), token) !=
+                  options.stop_ids.end();
       if (!done) {
         generated[p].push_back(token);
         done = (options.stop_early && options.stop_early(p, generated[p])) ||
@@ -192,7 +199,8 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
       for (int64_t s = 0; s < slots; ++s) {
         if (slot_prompt[s] < 0) free.push_back(s);
       }
-      if (free.empty() || (!options.continuous && static_cast<int64_t>(free.size()) != slots)) return;
+      if (free.empty() || (!options.continuous && static_cast<int64_t>(free.size()) != slots))
+        return;
       free.resize(std::min(free.size(), n - pending));
       std::vector<const TokenIds*> rows;
       std::vector<int64_t> indices, trials;
@@ -205,8 +213,8 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
         ++pending;
       }
       const PaddedBatch batch = LeftPad(rows, options.pad_id, skip);
-      const std::optional<ForwardStart> start = FrozenStart(&options.frozen, skip, options.adapters, indices,
-                                                            trials, model.config().num_layers);
+      const std::optional<ForwardStart> start = FrozenStart(
+          &options.frozen, skip, options.adapters, indices, trials, model.config().num_layers);
       pick(forward(batch.input_ids, batch.attention_mask, free, start ? &*start : nullptr), free);
     }
   };
@@ -227,8 +235,10 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
       cache.Reset(from);
     }
     const std::vector<int64_t> rows = Iota(live);
-    const at::Tensor ids = torch::tensor(std::vector<int64_t>(next_token.begin(), next_token.begin() + live), torch::kLong)
-                               .view({live, 1});
+    const at::Tensor ids =
+        torch::tensor(std::vector<int64_t>(next_token.begin(), next_token.begin() + live),
+                      torch::kLong)
+            .view({live, 1});
     pick(forward(ids, torch::ones({live, 1}, torch::kLong), rows, nullptr), rows);
   }
   return generated;

@@ -56,7 +56,8 @@ SharedPrefix PrefillSharedPrefix(const Transformer& model, const TokenIds& promp
 ForwardOutput PromptForward(const Transformer& model, const std::vector<TokenIds>& prompts,
                             int32_t pad_id, bool capture_hidden_states = false,
                             const AdapterBatch* adapters = nullptr,
-                            const SharedPrefix* prefix = nullptr, const FrozenRows* frozen = nullptr);
+                            const SharedPrefix* prefix = nullptr,
+                            const FrozenRows* frozen = nullptr);
 
 struct GreedyOptions {
   int max_new_tokens = 32;

@@ -15,7 +15,10 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 Json ByteLevel(bool use_regex) {
-  return {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", use_regex}};
+  return {{"type", "ByteLevel"},
+          {"add_prefix_space", false},
+          {"trim_offsets", true},
+          {"use_regex", use_regex}};
 }
 
 Json PreTokenizerJson(tokenizer::PreTokenizer pre) {
@@ -58,11 +61,12 @@ std::string HfConfigJson(const ModelConfig& c, const std::string& torch_dtype,
   j["rms_norm_eps"] = c.rms_norm_eps;
   j["rope_theta"] = c.rope_theta;
   if (c.rope_scaling.enabled) {
-    j["rope_scaling"] = {{"rope_type", "llama3"},
-                         {"factor", c.rope_scaling.factor},
-                         {"low_freq_factor", c.rope_scaling.low_freq_factor},
-                         {"high_freq_factor", c.rope_scaling.high_freq_factor},
-                         {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
+    j["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", c.rope_scaling.factor},
+        {"low_freq_factor", c.rope_scaling.low_freq_factor},
+        {"high_freq_factor", c.rope_scaling.high_freq_factor},
+        {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings}};
   }
   j["max_position_embeddings"] = c.max_position_embeddings;
   j["vocab_size"] = c.vocab_size;
@@ -122,8 +126,9 @@ absl::StatusOr<std::string> HfTokenizerJson(const tokenizer::TokenizerSpec& spec
 absl::Status WriteHfMetadataFromGguf(const formats::GgufReader& gguf, const ModelConfig& config,
                                      const std::string& torch_dtype, const std::string& folder) {
   if (gguf.FindTensor("rope_freqs.weight") != nullptr && !config.rope_scaling.enabled) {
-    return absl::UnimplementedError(absl::StrCat(
-        gguf.path(), ": its rope_freqs tensor (Llama 3 rope scaling) has no config.json equivalent "
+    return absl::UnimplementedError(
+        absl::StrCat(gguf.path(),
+                     ": its rope_freqs tensor (Llama 3 rope scaling) has no config.json equivalent "
                      "here; export from the model's Hugging Face folder instead"));
   }
   auto spec = tokenizer::TokenizerSpecFromGguf(gguf);
@@ -149,9 +154,12 @@ absl::Status WriteHfMetadataFromGguf(const formats::GgufReader& gguf, const Mode
   if (spec->pad_id) gen["pad_token_id"] = *spec->pad_id;
 
   const std::string f = folder + "/";
-  if (auto s = common::WriteTextFile(f + "config.json", HfConfigJson(config, torch_dtype, *spec)); !s.ok()) return s;
+  if (auto s = common::WriteTextFile(f + "config.json", HfConfigJson(config, torch_dtype, *spec));
+      !s.ok())
+    return s;
   if (auto s = common::WriteTextFile(f + "tokenizer.json", *tokenizer_json); !s.ok()) return s;
-  if (auto s = common::WriteTextFile(f + "tokenizer_config.json", tc.dump(2) + "\n"); !s.ok()) return s;
+  if (auto s = common::WriteTextFile(f + "tokenizer_config.json", tc.dump(2) + "\n"); !s.ok())
+    return s;
   return common::WriteTextFile(f + "generation_config.json", gen.dump(2) + "\n");
 }
 

@@ -10,8 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/formats/gguf_reader.h"
-#include "worker/runtime/model_config.h"
 #include "common/tokenizer/tokenizer_spec.h"
+#include "worker/runtime/model_config.h"
 
 namespace schism::model {
 

@@ -26,9 +26,9 @@ constexpr ArchitectureName kArchitectures[] = {
 };
 
 absl::Status UnknownArchitecture(const std::string& where, const std::string& name) {
-  return absl::UnimplementedError(absl::StrCat(where, ": architecture \"", name,
-                                               "\" is not supported; supported: ",
-                                               absl::StrJoin(SupportedArchitectureNames(), ", ")));
+  return absl::UnimplementedError(absl::StrCat(
+      where, ": architecture \"", name,
+      "\" is not supported; supported: ", absl::StrJoin(SupportedArchitectureNames(), ", ")));
 }
 
 void ApplyArchitectureDefaults(ModelConfig* config) {
@@ -41,10 +41,13 @@ absl::Status Validate(const ModelConfig& c, const std::string& where) {
     if (v <= 0) return absl::InvalidArgumentError(absl::StrCat(where, ": ", name, " must be > 0"));
     return absl::OkStatus();
   };
-  for (auto [v, name] : {std::pair{c.vocab_size, "vocab_size"}, {c.hidden_size, "hidden_size"},
+  for (auto [v, name] : {std::pair{c.vocab_size, "vocab_size"},
+                         {c.hidden_size, "hidden_size"},
                          {c.intermediate_size, "intermediate_size"},
-                         {c.num_layers, "num_hidden_layers"}, {c.num_heads, "num_attention_heads"},
-                         {c.num_kv_heads, "num_key_value_heads"}, {c.head_dim, "head_dim"}}) {
+                         {c.num_layers, "num_hidden_layers"},
+                         {c.num_heads, "num_attention_heads"},
+                         {c.num_kv_heads, "num_key_value_heads"},
+                         {c.head_dim, "head_dim"}}) {
     if (auto s = positive(v, name); !s.ok()) return s;
   }
   if (c.num_heads % c.num_kv_heads != 0) {
@@ -163,7 +166,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   };
   for (auto [key, out] : {std::pair{"embedding_length", &c.hidden_size},
                           {"feed_forward_length", &c.intermediate_size},
-                          {"block_count", &c.num_layers}, {"attention.head_count", &c.num_heads}}) {
+                          {"block_count", &c.num_layers},
+                          {"attention.head_count", &c.num_heads}}) {
     if (auto s = get_int(key, out); !s.ok()) return s;
   }
   c.num_kv_heads = c.num_heads;
@@ -174,7 +178,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   if (gguf.Has(p + "attention.key_length")) {
     if (auto s = get_int("attention.key_length", &c.head_dim); !s.ok()) return s;
   }
-  if (gguf.Has(p + "context_length")) get_int("context_length", &c.max_position_embeddings).IgnoreError();
+  if (gguf.Has(p + "context_length"))
+    get_int("context_length", &c.max_position_embeddings).IgnoreError();
   auto eps = gguf.GetFloat(p + "attention.layer_norm_rms_epsilon");
   if (!eps.ok()) return eps.status();
   c.rms_norm_eps = *eps;

@@ -33,7 +33,8 @@ std::optional<AdaptedWeight> ParseAdaptedWeight(const std::string& name) {
   if (!absl::StartsWith(name, kPrefix)) return std::nullopt;
   const size_t dot = name.find('.', kPrefix.size());
   int layer = 0;
-  if (dot == std::string::npos || !absl::SimpleAtoi(name.substr(kPrefix.size(), dot - kPrefix.size()), &layer)) {
+  if (dot == std::string::npos ||
+      !absl::SimpleAtoi(name.substr(kPrefix.size(), dot - kPrefix.size()), &layer)) {
     return std::nullopt;
   }
   const std::string rest = name.substr(dot + 1);
@@ -43,24 +44,30 @@ std::optional<AdaptedWeight> ParseAdaptedWeight(const std::string& name) {
 }
 
 bool IsFloat(SafetensorsDtype d) {
-  return d == SafetensorsDtype::kF32 || d == SafetensorsDtype::kF16 || d == SafetensorsDtype::kBF16 ||
-         d == SafetensorsDtype::kF64;
+  return d == SafetensorsDtype::kF32 || d == SafetensorsDtype::kF16 ||
+         d == SafetensorsDtype::kBF16 || d == SafetensorsDtype::kF64;
 }
 
 at::Tensor CastTo(const at::Tensor& t, SafetensorsDtype d) {
   switch (d) {
-    case SafetensorsDtype::kF16: return t.to(torch::kHalf).contiguous();
-    case SafetensorsDtype::kBF16: return t.to(torch::kBFloat16).contiguous();
-    case SafetensorsDtype::kF64: return t.to(torch::kDouble).contiguous();
-    default: return t.to(torch::kFloat).contiguous();
+    case SafetensorsDtype::kF16:
+      return t.to(torch::kHalf).contiguous();
+    case SafetensorsDtype::kBF16:
+      return t.to(torch::kBFloat16).contiguous();
+    case SafetensorsDtype::kF64:
+      return t.to(torch::kDouble).contiguous();
+    default:
+      return t.to(torch::kFloat).contiguous();
   }
 }
 
 absl::Status CheckDirections(const ModelSource& source, const at::Tensor& directions) {
   const ModelConfig& c = source.config;
-  if (directions.dim() != 2 || directions.size(0) != c.num_layers + 1 || directions.size(1) != c.hidden_size) {
+  if (directions.dim() != 2 || directions.size(0) != c.num_layers + 1 ||
+      directions.size(1) != c.hidden_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the refusal directions (", directions.dim() == 2 ? absl::StrCat(directions.size(0), " x ", directions.size(1)) : "?",
+        "the refusal directions (",
+        directions.dim() == 2 ? absl::StrCat(directions.size(0), " x ", directions.size(1)) : "?",
         ") do not fit ", source.path, " (", c.num_layers + 1, " x ", c.hidden_size,
         "): were they computed for another model?"));
   }
@@ -70,14 +77,16 @@ absl::Status CheckDirections(const ModelSource& source, const at::Tensor& direct
 // Weight files and the source's model card stay behind; everything else (config, tokenizer,
 // generation config, chat template) is copied.
 bool IsWeightOrCard(const std::string& name) {
-  for (const char* ext : {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt"}) {
+  for (const char* ext :
+       {".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt"}) {
     if (absl::EndsWith(name, ext)) return true;
   }
   return name == "model.safetensors.index.json" || name == "pytorch_model.bin.index.json" ||
          name == "README.md" || absl::StartsWith(name, ".");
 }
 
-absl::Status CopyHfMetadata(const ModelSource& source, const MergeOptions& options, const std::string& folder) {
+absl::Status CopyHfMetadata(const ModelSource& source, const MergeOptions& options,
+                            const std::string& folder) {
   std::error_code ec;
   for (const fs::directory_entry& entry : fs::directory_iterator(source.path, ec)) {
     const std::string name = entry.path().filename().string();
@@ -85,13 +94,18 @@ absl::Status CopyHfMetadata(const ModelSource& source, const MergeOptions& optio
     if (name == "config.json" && options.dtype) {
       std::ifstream in(entry.path());
       auto config = nlohmann::ordered_json::parse(in, nullptr, false);
-      if (config.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(entry.path().string(), ": invalid JSON"));
+      if (config.is_discarded())
+        return absl::InvalidArgumentError(absl::StrCat(entry.path().string(), ": invalid JSON"));
       config["torch_dtype"] = TorchDtypeName(*options.dtype);
-      if (auto s = common::WriteTextFile((fs::path(folder) / name).string(), config.dump(2) + "\n"); !s.ok()) return s;
+      if (auto s = common::WriteTextFile((fs::path(folder) / name).string(), config.dump(2) + "\n");
+          !s.ok())
+        return s;
       continue;
     }
     fs::copy_file(entry.path(), fs::path(folder) / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) return absl::DataLossError(absl::StrCat("copying ", entry.path().string(), ": ", ec.message()));
+    if (ec)
+      return absl::DataLossError(
+          absl::StrCat("copying ", entry.path().string(), ": ", ec.message()));
   }
   if (ec) return absl::NotFoundError(absl::StrCat(source.path, ": ", ec.message()));
   return absl::OkStatus();
@@ -109,14 +123,19 @@ absl::StatusOr<SafetensorsDtype> ParseExportDtype(const std::string& name) {
 
 const char* TorchDtypeName(SafetensorsDtype dtype) {
   switch (dtype) {
-    case SafetensorsDtype::kF16: return "float16";
-    case SafetensorsDtype::kBF16: return "bfloat16";
-    case SafetensorsDtype::kF64: return "float64";
-    default: return "float32";
+    case SafetensorsDtype::kF16:
+      return "float16";
+    case SafetensorsDtype::kBF16:
+      return "bfloat16";
+    case SafetensorsDtype::kF64:
+      return "float64";
+    default:
+      return "float32";
   }
 }
 
-double AdapterStrength(const common::TrialParameters& params, int num_layers, int layer, const char* component) {
+double AdapterStrength(const common::TrialParameters& params, int num_layers, int layer,
+                       const char* component) {
   auto it = params.components.find(component);
   return it == params.components.end() ? 0.0 : common::LayerWeights(it->second, num_layers)[layer];
 }
@@ -127,16 +146,21 @@ namespace {
 class PeftAdapterWriter {
  public:
   PeftAdapterWriter(std::string folder, RowNormalization mode)
-      : folder_(std::move(folder)), mode_(mode), writer_(folder_, 0, {{"format", "pt"}}, "adapter_model") {}
+      : folder_(std::move(folder)),
+        mode_(mode),
+        writer_(folder_, 0, {{"format", "pt"}}, "adapter_model") {}
 
-  absl::Status Add(const std::string& weight_name, const MpoaAdapter& adapter, const at::Tensor& row_norms) {
-    const std::string module = weight_name.substr(0, weight_name.size() - std::string(".weight").size());
+  absl::Status Add(const std::string& weight_name, const MpoaAdapter& adapter,
+                   const at::Tensor& row_norms) {
+    const std::string module =
+        weight_name.substr(0, weight_name.size() - std::string(".weight").size());
     const std::string prefix = "base_model.model." + module;
     const at::Tensor a = adapter.a.reshape({1, -1}).contiguous();
     const at::Tensor b = adapter.b.reshape({-1, 1}).contiguous();
     absl::Status s = AddF32(prefix + ".lora_A.weight", a);
     if (s.ok()) s = AddF32(prefix + ".lora_B.weight", b);
-    if (s.ok() && mode_ == RowNormalization::kFull) s = AddF32(prefix + ".lora_magnitude_vector", row_norms);
+    if (s.ok() && mode_ == RowNormalization::kFull)
+      s = AddF32(prefix + ".lora_magnitude_vector", row_norms);
     modules_.push_back(module);
     return s;
   }
@@ -158,13 +182,15 @@ class PeftAdapterWriter {
     config["init_lora_weights"] = true;
     config["inference_mode"] = true;
     config["modules_to_save"] = nullptr;
-    return common::WriteTextFile((fs::path(folder_) / "adapter_config.json").string(), config.dump(2) + "\n");
+    return common::WriteTextFile((fs::path(folder_) / "adapter_config.json").string(),
+                                 config.dump(2) + "\n");
   }
 
  private:
   absl::Status AddF32(const std::string& name, const at::Tensor& t) {
     const at::Tensor c = t.to(torch::kFloat).contiguous();
-    return writer_.Add(name, SafetensorsDtype::kF32, c.sizes().vec(), c.data_ptr(), c.numel() * sizeof(float));
+    return writer_.Add(name, SafetensorsDtype::kF32, c.sizes().vec(), c.data_ptr(),
+                       c.numel() * sizeof(float));
   }
 
   std::string folder_;
@@ -176,7 +202,8 @@ class PeftAdapterWriter {
 }  // namespace
 
 absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at::Tensor& directions,
-                                            const common::TrialParameters& params, const MergeOptions& options,
+                                            const common::TrialParameters& params,
+                                            const MergeOptions& options,
                                             const ExportTargets& targets) {
   if (auto s = CheckDirections(source, directions); !s.ok()) return s;
   torch::NoGradGuard no_grad;
@@ -184,7 +211,9 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
   // Metadata first: an unsupported source fails before any weight is written.
   if (merged && source.kind == ModelSource::Kind::kGguf) {
     const char* torch_dtype = TorchDtypeName(options.dtype.value_or(SafetensorsDtype::kF32));
-    if (auto s = WriteHfMetadataFromGguf(*source.gguf, source.config, torch_dtype, targets.merged_folder); !s.ok()) {
+    if (auto s = WriteHfMetadataFromGguf(*source.gguf, source.config, torch_dtype,
+                                         targets.merged_folder);
+        !s.ok()) {
       return s;
     }
   } else if (merged) {
@@ -193,7 +222,8 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
   std::optional<formats::SafetensorsWriter> writer;
   if (merged) writer.emplace(targets.merged_folder, options.max_shard_bytes);
   std::optional<PeftAdapterWriter> peft;
-  if (!targets.adapter_folder.empty()) peft.emplace(targets.adapter_folder, options.row_normalization);
+  if (!targets.adapter_folder.empty())
+    peft.emplace(targets.adapter_folder, options.row_normalization);
 
   const int num_layers = source.config.num_layers;
   MergeStats stats;
@@ -204,13 +234,15 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
           absl::StrCat(source.path, ": tensor ", t.name, " has no Hugging Face name schism knows"));
     }
     const std::optional<AdaptedWeight> adapted = ParseAdaptedWeight(t.name);
-    const double lambda = adapted && adapted->layer < num_layers
-                              ? AdapterStrength(params, num_layers, adapted->layer, adapted->component)
-                              : 0.0;
+    const double lambda =
+        adapted && adapted->layer < num_layers
+            ? AdapterStrength(params, num_layers, adapted->layer, adapted->component)
+            : 0.0;
     if (!merged && lambda == 0) continue;  // an adapter-only export reads just the adapted weights
     const formats::SafetensorsTensor* stored = source.tensors->Stored(t.name);
     const SafetensorsDtype source_dtype = t.dtype.value_or(SafetensorsDtype::kF32);
-    const SafetensorsDtype out_dtype = IsFloat(source_dtype) ? options.dtype.value_or(source_dtype) : source_dtype;
+    const SafetensorsDtype out_dtype =
+        IsFloat(source_dtype) ? options.dtype.value_or(source_dtype) : source_dtype;
     absl::Status added;
     if (lambda == 0 && stored != nullptr && stored->dtype == out_dtype) {
       added = writer->Add(t.name, out_dtype, t.shape, stored->data, stored->n_bytes);
@@ -218,9 +250,9 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
       stats.bytes += stored->n_bytes;
     } else {
       if (!IsFloat(source_dtype)) {
-        return absl::UnimplementedError(absl::StrCat(source.path, ": tensor ", t.name, " has dtype ",
-                                                     formats::SafetensorsDtypeName(source_dtype),
-                                                     ", which cannot be converted"));
+        return absl::UnimplementedError(absl::StrCat(
+            source.path, ": tensor ", t.name, " has dtype ",
+            formats::SafetensorsDtypeName(source_dtype), ", which cannot be converted"));
       }
       auto read = source.tensors->Read(t.name, t.shape);
       if (!read.ok()) return read.status();
@@ -228,8 +260,9 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
       if (lambda != 0) {
         // One adapter per weight serves both outputs; row norms of the full-precision W.
         const at::Tensor norms = w.norm(2, {1});
-        const MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, DirectionForLayer(directions, params, adapted->layer),
-                                                       lambda, options.row_normalization);
+        const MpoaAdapter adapter =
+            ComputeMpoaAdapter(w, norms, DirectionForLayer(directions, params, adapted->layer),
+                               lambda, options.row_normalization);
         if (peft) added = peft->Add(t.name, adapter, norms);
         w.addr_(adapter.b, adapter.a);  // W + B A
         if (adapter.scale.defined()) w.mul_(adapter.scale.unsqueeze(1));

@@ -1,5 +1,6 @@
-// Writes a chosen trial's abliterated model at full precision (docs/algorithm.md#merged-export), streaming the
-// source one tensor at a time so peak memory tracks the largest tensor, not the model.
+// Writes a chosen trial's abliterated model at full precision (docs/algorithm.md#merged-export),
+// streaming the source one tensor at a time so peak memory tracks the largest tensor, not the
+// model.
 //
 // For every adapted weight W (attention o_proj and MLP down_proj of layers the trial touches) the
 // MPOA adapter (A, B, s) is recomputed from the full-precision W with the trial's parameters and
@@ -17,9 +18,9 @@
 
 #include "absl/status/statusor.h"
 #include "common/formats/safetensors.h"
+#include "common/trial_parameters.h"
 #include "worker/runtime/mpoa.h"
 #include "worker/runtime/tensor_source.h"
-#include "common/trial_parameters.h"
 
 namespace schism::model {
 
@@ -45,7 +46,8 @@ const char* TorchDtypeName(formats::SafetensorsDtype dtype);
 
 // λ of `component` (common::kAttentionComponent or kMlpComponent) in decoder layer `layer` for
 // the trial; 0 means the trial leaves that weight alone.
-double AdapterStrength(const common::TrialParameters& params, int num_layers, int layer, const char* component);
+double AdapterStrength(const common::TrialParameters& params, int num_layers, int layer,
+                       const char* component);
 
 // What to write; an empty folder is skipped (both must exist when given).
 struct ExportTargets {
@@ -63,7 +65,8 @@ struct ExportTargets {
 // One pass over the source: each adapted weight is read once and its adapter computed once for
 // both outputs; an adapter-only export reads only the adapted weights.
 absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at::Tensor& directions,
-                                            const common::TrialParameters& params, const MergeOptions& options,
+                                            const common::TrialParameters& params,
+                                            const MergeOptions& options,
                                             const ExportTargets& targets);
 
 }  // namespace schism::model

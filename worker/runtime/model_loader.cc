@@ -72,13 +72,15 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
   };
   // A decoder linear layer: packed NF4 codes on the device for 4-bit workers (bitsandbytes'
   // Linear4bit with double quantization), else the weight in the compute dtype.
-  auto load_linear = [&](LinearWeights* linear, const std::string& name, const std::vector<int64_t>& shape) {
+  auto load_linear = [&](LinearWeights* linear, const std::string& name,
+                         const std::vector<int64_t>& shape) {
     if (options.quantization != Quantization::kNf4 || (shape[0] * shape[1]) % kNf4BlockSize != 0) {
       linear->weight = load(name, shape);
       return;
     }
     const at::Tensor t = read(name, shape);
-    if (t.defined()) linear->nf4 = Nf4ToDevice(QuantizeNf4(t, /*double_quant=*/true), options.device);
+    if (t.defined())
+      linear->nf4 = Nf4ToDevice(QuantizeNf4(t, /*double_quant=*/true), options.device);
   };
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
   const int64_t q_rows = c.num_heads * hd, kv_rows = c.num_kv_heads * hd;
@@ -145,7 +147,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const ModelSource& source, const LoadOption
   LoadedModel model;
   model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
   model.tokenizer = std::move(*tok);
-  if (auto tmpl = gguf->GetString("tokenizer.chat_template"); tmpl.ok()) model.chat_template = *tmpl;
+  if (auto tmpl = gguf->GetString("tokenizer.chat_template"); tmpl.ok())
+    model.chat_template = *tmpl;
   const auto& ts = model.tokenizer->spec();
   if (ts.bos_id) model.bos_token = ts.tokens[*ts.bos_id];
   if (ts.eos_id) model.eos_token = ts.tokens[*ts.eos_id];
@@ -160,14 +163,16 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::filesystem::path& path, bool 
     return nlohmann::json::object();
   }
   auto j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(path.string(), ": invalid JSON"));
+  if (j.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": invalid JSON"));
   return j;
 }
 
 // tokenizer_config.json writes special tokens as strings or as {"content": ...} objects.
 std::string TokenText(const nlohmann::json& j) {
   if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j["content"].is_string()) return j["content"].get<std::string>();
+  if (j.is_object() && j.contains("content") && j["content"].is_string())
+    return j["content"].get<std::string>();
   return "";
 }
 
@@ -193,10 +198,13 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
     std::ifstream in(fs::path(folder) / "chat_template.jinja");
     model.chat_template.assign(std::istreambuf_iterator<char>(in), {});
   }
-  if (tc.contains("add_bos_token") && !tc["add_bos_token"].is_boolean() && !tc["add_bos_token"].is_null()) {
-    return absl::InvalidArgumentError(absl::StrCat(folder, "/tokenizer_config.json: add_bos_token must be true or false"));
+  if (tc.contains("add_bos_token") && !tc["add_bos_token"].is_boolean() &&
+      !tc["add_bos_token"].is_null()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(folder, "/tokenizer_config.json: add_bos_token must be true or false"));
   }
-  spec->add_bos = tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean() && tc["add_bos_token"].get<bool>();
+  spec->add_bos = tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean() &&
+                  tc["add_bos_token"].get<bool>();
   // tokenizer_config.json names the special tokens by text; the spec wants their ids.
   auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
     if (text.empty()) return std::nullopt;
@@ -216,10 +224,12 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
   std::vector<int32_t> eos_ids;
   if (gen_config->contains("eos_token_id")) {
     const auto& e = (*gen_config)["eos_token_id"];
-    const auto bad = absl::InvalidArgumentError(
-        absl::StrCat(folder, "/generation_config.json: eos_token_id must be a token id or a list of token ids"));
+    const auto bad = absl::InvalidArgumentError(absl::StrCat(
+        folder, "/generation_config.json: eos_token_id must be a token id or a list of token ids"));
     auto add = [&](const nlohmann::json& id) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= model.tokenizer->vocab_size()) return false;
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+          id.get<int64_t>() >= model.tokenizer->vocab_size())
+        return false;
       eos_ids.push_back(id.get<int32_t>());
       return true;
     };
@@ -245,7 +255,8 @@ namespace {
 // buffers leave holes that the kept weights pin in the resident set, so while loading, blocks of
 // 1 MiB and more come from mmap (returned to the system when freed); afterwards the heap serves
 // up to 32 MiB again (glibc's own ceiling for its dynamic threshold), as forward passes want.
-// Measured on a 1.35 GiB bf16 model loaded as packed NF4: peak RSS 593 -> 375 MiB above the process.
+// Measured on a 1.35 GiB bf16 model loaded as packed NF4: peak RSS 593 -> 375 MiB above the
+// process.
 class HeapForLoading {
  public:
   HeapForLoading() { mallopt(M_MMAP_THRESHOLD, 1 << 20); }
@@ -255,7 +266,8 @@ class HeapForLoading {
 }  // namespace
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
-  if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16 && options.dtype != c10::kHalf) {
+  if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16 &&
+      options.dtype != c10::kHalf) {
     return absl::InvalidArgumentError("compute dtype must be float32, bfloat16 or float16");
   }
   auto source = OpenModelSource(path);

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "worker/runtime/transformer.h"
 #include "common/tokenizer/bpe_tokenizer.h"
+#include "worker/runtime/transformer.h"
 
 namespace schism::model {
 
@@ -33,8 +33,8 @@ struct LoadOptions {
 struct LoadedModel {
   std::unique_ptr<Transformer> transformer;
   std::unique_ptr<tokenizer::BpeTokenizer> tokenizer;
-  std::string chat_template;   // Jinja source; empty when the model has none
-  std::string bos_token;       // text of BOS/EOS for templates that print them
+  std::string chat_template;  // Jinja source; empty when the model has none
+  std::string bos_token;      // text of BOS/EOS for templates that print them
   std::string eos_token;
   std::vector<int32_t> stop_ids;  // generation ends at any of these
 };

@@ -1,5 +1,5 @@
-// Magnitude-Preserving Orthogonal Ablation in LoRA form, exact (docs/algorithm.md#mpoa). For a weight W
-// (out×in), a unit direction v in the output space and a strength λ:
+// Magnitude-Preserving Orthogonal Ablation in LoRA form, exact (docs/algorithm.md#mpoa). For a
+// weight W (out×in), a unit direction v in the output space and a strength λ:
 //   none: A = vᵀW,  B = −λv                     W' = W + B A
 //   pre:  A = vᵀŴ,  B = −λ(n∘v), Ŵ = diag(1/n)W   W' = W + B A = diag(n)(Ŵ − λvvᵀŴ)
 //   full: pre, then s_i = n_i/‖W_i + B_i A‖       W' = diag(s)(W + B A)   (DoRA, rank 1)
@@ -27,8 +27,8 @@ struct MpoaAdapter {
 
 // `w` float32 (out, in), `v` (out) unit norm, `row_norms` (out) = ‖W_i‖ (pass W's; they are
 // reused across trials). Computed in float64, returned as float32.
-MpoaAdapter ComputeMpoaAdapter(const at::Tensor& w, const at::Tensor& row_norms, const at::Tensor& v,
-                               double lambda, RowNormalization mode);
+MpoaAdapter ComputeMpoaAdapter(const at::Tensor& w, const at::Tensor& row_norms,
+                               const at::Tensor& v, double lambda, RowNormalization mode);
 
 // The dense matrix the adapter stands for: diag(s)(W + b aᵀ).
 at::Tensor EffectiveWeight(const at::Tensor& w, const MpoaAdapter& adapter);

@@ -28,11 +28,22 @@ uint8_t NearestCode(const std::array<float, N>& codes, float x) {
 }  // namespace
 
 const std::array<float, 16>& Nf4Codebook() {
-  static const std::array<float, 16> kCodes = {
-      -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-      -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-      0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-      0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+  static const std::array<float, 16> kCodes = {-1.0f,
+                                               -0.6961928009986877f,
+                                               -0.5250730514526367f,
+                                               -0.39491748809814453f,
+                                               -0.28444138169288635f,
+                                               -0.18477343022823334f,
+                                               -0.09105003625154495f,
+                                               0.0f,
+                                               0.07958029955625534f,
+                                               0.16093020141124725f,
+                                               0.24611230194568634f,
+                                               0.33791524171829224f,
+                                               0.44070982933044434f,
+                                               0.5626170039176941f,
+                                               0.7229568362236023f,
+                                               1.0f};
   return kCodes;
 }
 
@@ -105,7 +116,8 @@ Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
   float* am2 = q.absmax2.data_ptr<float>();
   const auto& map = DynamicMap8Bit();
   for (int64_t b = 0; b < blocks2; ++b) {
-    const int64_t begin = b * kNf4AbsmaxBlockSize, end = std::min(blocks, begin + kNf4AbsmaxBlockSize);
+    const int64_t begin = b * kNf4AbsmaxBlockSize,
+                  end = std::min(blocks, begin + kNf4AbsmaxBlockSize);
     float m = 0;
     for (int64_t i = begin; i < end; ++i) m = std::max(m, std::fabs(c[i]));
     am2[b] = m;
@@ -121,8 +133,7 @@ at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
   const at::Tensor table = torch::from_blob(const_cast<float*>(map.data()), {256}, torch::kFloat)
                                .to(q.absmax_codes.device());
   const int64_t blocks = q.absmax_codes.numel();
-  const at::Tensor scale2 =
-      q.absmax2.repeat_interleave(kNf4AbsmaxBlockSize).narrow(0, 0, blocks);
+  const at::Tensor scale2 = q.absmax2.repeat_interleave(kNf4AbsmaxBlockSize).narrow(0, 0, blocks);
   return table.index_select(0, q.absmax_codes.to(torch::kInt)) * scale2 + q.absmax_offset;
 }
 
@@ -158,8 +169,10 @@ at::Tensor DequantizeNf4WithAtenOps(const Nf4Tensor& q, c10::ScalarType dtype) {
   const auto& codes = Nf4Codebook();
   const at::Tensor table =
       torch::from_blob(const_cast<float*>(codes.data()), {16}, torch::kFloat).to(q.packed.device());
-  const at::Tensor nibbles = torch::stack({q.packed.bitwise_right_shift(4), q.packed.bitwise_and(0x0F)}, 1);
-  const at::Tensor values = table.index_select(0, nibbles.view(-1).to(torch::kInt)).view({blocks, kNf4BlockSize});
+  const at::Tensor nibbles =
+      torch::stack({q.packed.bitwise_right_shift(4), q.packed.bitwise_and(0x0F)}, 1);
+  const at::Tensor values =
+      table.index_select(0, nibbles.view(-1).to(torch::kInt)).view({blocks, kNf4BlockSize});
   return (values * Nf4BlockAbsmax(q).unsqueeze(1)).view(q.shape).to(dtype);
 }
 

@@ -8,7 +8,8 @@ namespace schism::model {
 const std::vector<std::pair<std::string, std::string>>& DefaultChainOfThoughtSkips() {
   static const std::vector<std::pair<std::string, std::string>> kSkips = {
       {"<think>", "<think></think>"},
-      {"<|channel|>analysis<|message|>", "<|channel|>analysis<|message|><|end|><|start|>assistant<|channel|>final<|message|>"},
+      {"<|channel|>analysis<|message|>",
+       "<|channel|>analysis<|message|><|end|><|start|>assistant<|channel|>final<|message|>"},
       {"<thought>", "<thought></thought>"},
       {"[THINK]", "[THINK][/THINK]"},
   };
@@ -20,7 +21,8 @@ std::string CommonResponsePrefix(const Transformer& model, const tokenizer::BpeT
   std::optional<std::string> prefix;  // unknown until the first batch is complete
   const size_t batch = 16;
   for (size_t start = 0; start < prompts.size(); start += batch) {
-    std::vector<TokenIds> chunk(prompts.begin() + start, prompts.begin() + std::min(prompts.size(), start + batch));
+    std::vector<TokenIds> chunk(prompts.begin() + start,
+                                prompts.begin() + std::min(prompts.size(), start + batch));
     GreedyOptions options = base;
     if (prefix) {
       // A row that has left the current common prefix cannot extend it any further.

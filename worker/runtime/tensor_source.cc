@@ -18,9 +18,9 @@ namespace {
 
 absl::Status ShapeMismatch(const std::string& file, const std::string& name,
                            const std::vector<int64_t>& got, const std::vector<int64_t>& expected) {
-  return absl::InvalidArgumentError(absl::StrCat(file, ": tensor ", name, " has shape [",
-                                                 absl::StrJoin(got, ", "), "], the config implies [",
-                                                 absl::StrJoin(expected, ", "), "]"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(file, ": tensor ", name, " has shape [", absl::StrJoin(got, ", "),
+                   "], the config implies [", absl::StrJoin(expected, ", "), "]"));
 }
 
 // convert_hf_to_gguf.py interleaves the two RoPE halves of each head of q and k for llama-arch
@@ -42,16 +42,11 @@ const std::map<std::string, std::string>& WholeTensorNames() {  // HF -> GGUF
 
 const std::vector<std::pair<std::string, std::string>>& LayerTensorNames() {  // HF -> GGUF
   static const auto* names = new std::vector<std::pair<std::string, std::string>>{
-      {"input_layernorm", "attn_norm"},
-      {"post_attention_layernorm", "ffn_norm"},
-      {"self_attn.q_proj", "attn_q"},
-      {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"},
-      {"self_attn.q_norm", "attn_q_norm"},
-      {"self_attn.k_norm", "attn_k_norm"},
-      {"mlp.gate_proj", "ffn_gate"},
-      {"mlp.up_proj", "ffn_up"},
+      {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
+      {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+      {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+      {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
       {"mlp.down_proj", "ffn_down"},
   };
   return *names;
@@ -60,7 +55,8 @@ const std::vector<std::pair<std::string, std::string>>& LayerTensorNames() {  //
 std::string GgufName(const std::string& hf) {
   if (auto it = WholeTensorNames().find(hf); it != WholeTensorNames().end()) return it->second;
   std::vector<std::pair<std::string, std::string>> replacements = {{"model.layers.", "blk."}};
-  for (const auto& [h, g] : LayerTensorNames()) replacements.emplace_back("." + h + ".", "." + g + ".");
+  for (const auto& [h, g] : LayerTensorNames())
+    replacements.emplace_back("." + h + ".", "." + g + ".");
   return absl::StrReplaceAll(hf, replacements);
 }
 
@@ -94,10 +90,17 @@ class GgufSource : public TensorSource {
       t.name = HfName(info.name).value_or(info.name);
       t.shape = Shape(info, 0);
       switch (static_cast<formats::GgmlType>(info.type)) {
-        case formats::GgmlType::kF32: t.dtype = formats::SafetensorsDtype::kF32; break;
-        case formats::GgmlType::kF16: t.dtype = formats::SafetensorsDtype::kF16; break;
-        case formats::GgmlType::kBF16: t.dtype = formats::SafetensorsDtype::kBF16; break;
-        default: break;
+        case formats::GgmlType::kF32:
+          t.dtype = formats::SafetensorsDtype::kF32;
+          break;
+        case formats::GgmlType::kF16:
+          t.dtype = formats::SafetensorsDtype::kF16;
+          break;
+        case formats::GgmlType::kBF16:
+          t.dtype = formats::SafetensorsDtype::kBF16;
+          break;
+        default:
+          break;
       }
       out.push_back(std::move(t));
     }
@@ -154,7 +157,8 @@ class SafetensorsSource : public TensorSource {
   std::vector<SourceTensor> List() const override {
     std::vector<SourceTensor> out;
     for (const auto& shard : model_.shards()) {
-      for (const formats::SafetensorsTensor& t : shard->tensors()) out.push_back({t.name, t.shape, t.dtype});
+      for (const formats::SafetensorsTensor& t : shard->tensors())
+        out.push_back({t.name, t.shape, t.dtype});
     }
     return out;
   }
@@ -162,7 +166,8 @@ class SafetensorsSource : public TensorSource {
   absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
                                   const std::vector<int64_t>& expected) const override {
     const formats::SafetensorsTensor* t = model_.Find(hf_name);
-    if (t == nullptr) return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
+    if (t == nullptr)
+      return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
     if (t->shape != expected) return ShapeMismatch("safetensors", hf_name, t->shape, expected);
     auto tensor = torch::empty(t->shape, torch::kFloat);
     if (auto s = formats::ReadSafetensorAsFloat(*t, tensor.data_ptr<float>()); !s.ok()) return s;
@@ -174,7 +179,8 @@ class SafetensorsSource : public TensorSource {
   }
 
   void Release(const std::string& hf_name) const override {
-    if (const formats::SafetensorsTensor* t = model_.Find(hf_name)) formats::DropMappedPages(t->data, t->n_bytes);
+    if (const formats::SafetensorsTensor* t = model_.Find(hf_name))
+      formats::DropMappedPages(t->data, t->n_bytes);
   }
 
  private:

@@ -19,8 +19,8 @@
 namespace schism::model {
 
 struct SourceTensor {
-  std::string name;             // Hugging Face name, e.g. "model.layers.0.mlp.down_proj.weight"
-  std::vector<int64_t> shape;   // PyTorch order
+  std::string name;            // Hugging Face name, e.g. "model.layers.0.mlp.down_proj.weight"
+  std::vector<int64_t> shape;  // PyTorch order
   // Storage dtype; nullopt for GGUF quantized types, which safetensors cannot hold.
   std::optional<formats::SafetensorsDtype> dtype;
 };
@@ -47,7 +47,7 @@ struct ModelSource {
   Kind kind = Kind::kHfFolder;
   std::string path;
   ModelConfig config;
-  std::unique_ptr<formats::GgufReader> gguf;             // kGguf
+  std::unique_ptr<formats::GgufReader> gguf;               // kGguf
   std::unique_ptr<formats::SafetensorsModel> safetensors;  // kHfFolder
   std::unique_ptr<TensorSource> tensors;
 };

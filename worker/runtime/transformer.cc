@@ -58,8 +58,10 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 at::Tensor ApplyAdapter(at::Tensor y, const at::Tensor& x, const ComponentAdapters* adapter,
                         const at::Tensor& row_trial) {
   if (adapter == nullptr || !adapter->a.defined()) return y;
-  const auto a = adapter->a.index_select(0, row_trial).unsqueeze(1).to(x.scalar_type());  // (B,1,in)
-  const auto b = adapter->b.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());  // (B,1,out)
+  const auto a =
+      adapter->a.index_select(0, row_trial).unsqueeze(1).to(x.scalar_type());  // (B,1,in)
+  const auto b =
+      adapter->b.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());  // (B,1,out)
   y = y + (x * a).sum(-1, /*keepdim=*/true) * b;
   if (adapter->scale.defined()) {
     y = y * adapter->scale.index_select(0, row_trial).unsqueeze(1).to(y.scalar_type());
@@ -74,8 +76,8 @@ at::Tensor RotateHalf(const at::Tensor& x) {
 
 // The rows of `t` (dim 0) that belong to `slots`: a view when the slots are consecutive (the
 // decode step's common case), a gather otherwise.
-at::Tensor SlotRows(const at::Tensor& t, const std::vector<int64_t>& slots, const at::Tensor& slot_index,
-                    bool consecutive) {
+at::Tensor SlotRows(const at::Tensor& t, const std::vector<int64_t>& slots,
+                    const at::Tensor& slot_index, bool consecutive) {
   return consecutive ? t.narrow(0, slots.front(), static_cast<int64_t>(slots.size()))
                      : t.index_select(0, slot_index);
 }
@@ -92,7 +94,8 @@ KvCache::KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
                  const at::TensorOptions& options) {
   for (int i = 0; i < config.num_layers; ++i) {
     keys.push_back(torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
-    values.push_back(torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
+    values.push_back(
+        torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
   }
   valid = torch::zeros({slots, capacity}, options.dtype(torch::kBool));
   length.assign(slots, 0);
@@ -143,7 +146,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   const int first_layer = start != nullptr ? start->first_layer : 0;
   TORCH_CHECK(start == nullptr || (!capture_hidden_states && !options.capture_layer_inputs),
               "Forward: a start above the embeddings has no lower states to capture");
-  TORCH_CHECK(first_layer >= 0 && first_layer <= config_.num_layers, "Forward: bad first layer ", first_layer);
+  TORCH_CHECK(first_layer >= 0 && first_layer <= config_.num_layers, "Forward: bad first layer ",
+              first_layer);
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads, hd = config_.head_dim;
   const int64_t capacity = cache->capacity();
@@ -184,30 +188,39 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   // Attention mask (B, 1, T, S): a key column is visible to a query if it holds a real token at
   // or before the query's column; a query always sees itself, so padding rows stay finite.
   const at::Tensor query_col = to_device(query_columns, {B, T, 1});
-  const at::Tensor key_col = torch::arange(S, torch::TensorOptions().dtype(torch::kLong).device(device)).view({1, 1, S});
-  const at::Tensor valid = SlotRows(cache->valid, slots, slot_index, consecutive).narrow(1, 0, S).unsqueeze(1);
+  const at::Tensor key_col =
+      torch::arange(S, torch::TensorOptions().dtype(torch::kLong).device(device)).view({1, 1, S});
+  const at::Tensor valid =
+      SlotRows(cache->valid, slots, slot_index, consecutive).narrow(1, 0, S).unsqueeze(1);
   const at::Tensor visible = ((key_col <= query_col) & valid) | (key_col == query_col);
   const at::Tensor attn_mask = visible.unsqueeze(1);
 
-  auto freqs = to_device(positions, {B, T}).to(torch::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
+  auto freqs =
+      to_device(positions, {B, T}).to(torch::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
   auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);  // (B, 1, T, hd)
   const auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
 
   ForwardOutput out;
   at::Tensor h;
   if (start != nullptr) {
-    TORCH_CHECK(start->hidden.size(0) == B && start->hidden.size(1) == T, "Forward: start states of the wrong shape");
+    TORCH_CHECK(start->hidden.size(0) == B && start->hidden.size(1) == T,
+                "Forward: start states of the wrong shape");
     h = start->hidden.to(device, dtype);
     for (int i = 0; i < first_layer; ++i) {
-      cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, start->keys[i].to(device, dtype));
-      cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, start->values[i].to(device, dtype));
+      cache->keys[i]
+          .view({-1, nkv * hd})
+          .index_copy_(0, flat_index, start->keys[i].to(device, dtype));
+      cache->values[i]
+          .view({-1, nkv * hd})
+          .index_copy_(0, flat_index, start->values[i].to(device, dtype));
     }
   } else {
     const at::Tensor ids = input_ids.to(device, torch::kLong);
     h = weights_.embed_tokens.index_select(0, ids.reshape(-1)).view({B, T, -1});
   }
   auto capture = [&](const at::Tensor& states) {
-    if (capture_hidden_states) out.hidden_states.push_back(states.select(1, T - 1).to(torch::kFloat));
+    if (capture_hidden_states)
+      out.hidden_states.push_back(states.select(1, T - 1).to(torch::kFloat));
     if (options.capture_layer_inputs) out.layer_inputs.push_back(states);
   };
   capture(h);
@@ -228,18 +241,22 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     k = (k * cos + RotateHalf(k) * sin).transpose(1, 2);
     cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, k.reshape({B * T, nkv * hd}));
     cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, v.reshape({B * T, nkv * hd}));
-    const auto keys = SlotRows(cache->keys[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
-    const auto values = SlotRows(cache->values[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
-    auto attn = at::scaled_dot_product_attention(q, keys, values, attn_mask, 0.0, false, std::nullopt,
-                                                 /*enable_gqa=*/nh != nkv)
-                    .transpose(1, 2)
-                    .reshape({B, T, nh * hd});
-    h = h + ApplyAdapter(Linear(attn, layer.o_proj), attn, adapters ? &adapters->o_proj[i] : nullptr, row_trial);
+    const auto keys =
+        SlotRows(cache->keys[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
+    const auto values =
+        SlotRows(cache->values[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
+    auto attn =
+        at::scaled_dot_product_attention(q, keys, values, attn_mask, 0.0, false, std::nullopt,
+                                         /*enable_gqa=*/nh != nkv)
+            .transpose(1, 2)
+            .reshape({B, T, nh * hd});
+    h = h + ApplyAdapter(Linear(attn, layer.o_proj), attn,
+                         adapters ? &adapters->o_proj[i] : nullptr, row_trial);
     // MLP.
     auto m = RmsNorm(h, layer.mlp_norm, config_.rms_norm_eps);
     auto act = torch::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
-    h = h + ApplyAdapter(Linear(act, layer.down_proj), act, adapters ? &adapters->down_proj[i] : nullptr,
-                         row_trial);
+    h = h + ApplyAdapter(Linear(act, layer.down_proj), act,
+                         adapters ? &adapters->down_proj[i] : nullptr, row_trial);
     if (i + 1 < config_.num_layers) {
       capture(h);
     } else if (options.capture_layer_inputs) {

@@ -38,8 +38,8 @@ struct LayerWeights {
 struct ModelWeights {
   at::Tensor embed_tokens;  // (vocab, H)
   std::vector<LayerWeights> layers;
-  at::Tensor final_norm;  // (H)
-  at::Tensor lm_head;     // (vocab, H); the same storage as embed_tokens when tied
+  at::Tensor final_norm;         // (H)
+  at::Tensor lm_head;            // (vocab, H); the same storage as embed_tokens when tied
   at::Tensor rope_freq_factors;  // (head_dim/2) divisors of the RoPE frequencies, or undefined
 };
 
@@ -51,7 +51,8 @@ class KvCache {
  public:
   KvCache() = default;
   // Allocates on the device and in the dtype of `options`.
-  KvCache(const ModelConfig& config, int64_t slots, int64_t capacity, const at::TensorOptions& options);
+  KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
+          const at::TensorOptions& options);
 
   int64_t slots() const { return static_cast<int64_t>(length.size()); }
   int64_t capacity() const { return valid.defined() ? valid.size(1) : 0; }
@@ -62,16 +63,17 @@ class KvCache {
   // Slot `to` becomes a copy of slot `from` of `source` (same model; a shared prefix).
   void CopySlotFrom(const KvCache& source, int64_t from, int64_t to);
 
-  std::vector<at::Tensor> keys;    // per layer (slots, capacity, kv_heads, head_dim)
+  std::vector<at::Tensor> keys;  // per layer (slots, capacity, kv_heads, head_dim)
   std::vector<at::Tensor> values;
   at::Tensor valid;                // (slots, capacity) bool: a real token at that column
   std::vector<int64_t> length;     // per slot: columns in use
   std::vector<int64_t> positions;  // per slot: real tokens so far (the next RoPE position)
 };
 
-// Rank-1 adapters of k trials on the attention and MLP output projections (docs/algorithm.md#multi-trial-batching,
-// multi-trial batching): row b of the batch runs trial row_trial[b], and each adapted layer
-// computes s_t ∘ (Wx + b_t (a_tᵀ x)). A trial that leaves a layer alone has a = b = 0, s = 1.
+// Rank-1 adapters of k trials on the attention and MLP output projections
+// (docs/algorithm.md#multi-trial-batching, multi-trial batching): row b of the batch runs trial
+// row_trial[b], and each adapted layer computes s_t ∘ (Wx + b_t (a_tᵀ x)). A trial that leaves a
+// layer alone has a = b = 0, s = 1.
 struct ComponentAdapters {
   at::Tensor a;      // (k, in); undefined: no trial adapts this layer
   at::Tensor b;      // (k, out)

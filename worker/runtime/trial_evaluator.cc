@@ -6,9 +6,9 @@
 #include <optional>
 
 #include "absl/status/status.h"
-#include "worker/runtime/directions.h"
 #include "common/refusal_markers.h"
 #include "common/template/chat_template.h"
+#include "worker/runtime/directions.h"
 
 namespace schism::model {
 
@@ -32,28 +32,32 @@ absl::StatusOr<std::vector<TokenIds>> EncodeChatPrompts(const LoadedModel& model
 }
 
 TrialEvaluator::TrialEvaluator(const LoadedModel& model, at::Tensor directions,
-                               std::vector<TokenIds> refusal_prompts, std::vector<TokenIds> kl_prompts,
-                               EvaluatorOptions options)
+                               std::vector<TokenIds> refusal_prompts,
+                               std::vector<TokenIds> kl_prompts, EvaluatorOptions options)
     : model_(model),
       directions_(std::move(directions)),
       refusal_prompts_(std::move(refusal_prompts)),
       kl_prompts_(std::move(kl_prompts)),
       options_(std::move(options)) {
   if (options_.markers.empty()) options_.markers = common::DefaultRefusalMarkers();
-  pad_id_ = model_.tokenizer->spec().pad_id.value_or(model_.stop_ids.empty() ? 0 : model_.stop_ids[0]);
+  pad_id_ =
+      model_.tokenizer->spec().pad_id.value_or(model_.stop_ids.empty() ? 0 : model_.stop_ids[0]);
 }
 
 absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
     const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
     std::vector<TokenIds> kl_prompts, EvaluatorOptions options) {
   const ModelConfig& c = model.transformer->config();
-  if (directions.dim() != 2 || directions.size(0) != c.num_layers + 1 || directions.size(1) != c.hidden_size) {
-    return absl::InvalidArgumentError("refusal directions do not match the model (expected (layers+1) x hidden)");
+  if (directions.dim() != 2 || directions.size(0) != c.num_layers + 1 ||
+      directions.size(1) != c.hidden_size) {
+    return absl::InvalidArgumentError(
+        "refusal directions do not match the model (expected (layers+1) x hidden)");
   }
   if (options.batch_size <= 0 || options.max_response_length <= 0) {
     return absl::InvalidArgumentError("batch_size and max_response_length must be positive");
   }
-  std::unique_ptr<TrialEvaluator> e(new TrialEvaluator(model, std::move(directions), std::move(refusal_prompts),
+  std::unique_ptr<TrialEvaluator> e(new TrialEvaluator(model, std::move(directions),
+                                                       std::move(refusal_prompts),
                                                        std::move(kl_prompts), std::move(options)));
   torch::NoGradGuard no_grad;
   e->directions_ = e->directions_.to(model.transformer->options().dtype(torch::kFloat));
@@ -69,13 +73,15 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
     };
     // The refusal prompts first: their prefill is the larger share of a trial.
     e->frozen_refusal_ = freeze(e->refusal_prompts_, e->options_.frozen_budget_bytes);
-    e->frozen_kl_ = freeze(e->kl_prompts_, e->options_.frozen_budget_bytes - e->frozen_refusal_.bytes());
+    e->frozen_kl_ =
+        freeze(e->kl_prompts_, e->options_.frozen_budget_bytes - e->frozen_refusal_.bytes());
   }
   if (!e->kl_prompts_.empty()) e->baseline_log_probs_ = e->KlLogProbs(nullptr, 1);
   return e;
 }
 
-AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParameters>& trials) const {
+AdapterBatch TrialEvaluator::BuildAdapters(
+    const std::vector<common::TrialParameters>& trials) const {
   torch::NoGradGuard no_grad;
   const ModelConfig& c = model_.transformer->config();
   const int64_t k = static_cast<int64_t>(trials.size());
@@ -87,13 +93,15 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
   for (const char* component : {common::kAttentionComponent, common::kMlpComponent}) {
     const bool attention = std::string(component) == common::kAttentionComponent;
     std::vector<std::vector<double>> lambdas;
-    for (const auto& t : trials) lambdas.push_back(common::LayerWeights(t.components.at(component), c.num_layers));
+    for (const auto& t : trials)
+      lambdas.push_back(common::LayerWeights(t.components.at(component), c.num_layers));
     for (int layer = 0; layer < c.num_layers; ++layer) {
       bool any = false;
       for (const auto& l : lambdas) any |= l[layer] != 0;
       if (!any) continue;
       const LayerWeights& weights = model_.transformer->weights().layers[layer];
-      const at::Tensor w = DenseWeight(attention ? weights.o_proj : weights.down_proj, torch::kFloat);
+      const at::Tensor w =
+          DenseWeight(attention ? weights.o_proj : weights.down_proj, torch::kFloat);
       const at::Tensor& norms = attention ? o_norms_[layer] : down_norms_[layer];
       ComponentAdapters adapters;
       adapters.a = torch::zeros({k, w.size(1)}, w.options());
@@ -103,7 +111,8 @@ AdapterBatch TrialEvaluator::BuildAdapters(const std::vector<common::TrialParame
         if (lambdas[t][layer] == 0) continue;
         batch.first_layer[t] = std::min(batch.first_layer[t], layer);
         const at::Tensor v = DirectionForLayer(directions_, trials[t], layer);
-        MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
+        MpoaAdapter adapter =
+            ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
         adapters.a[t] = adapter.a;
         adapters.b[t] = adapter.b;
         if (full) adapters.scale[t] = adapter.scale;
@@ -124,10 +133,9 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
   return RespondWith(&adapters, trials.size(), prompts, early_stopping, frozen);
 }
 
-std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(const AdapterBatch* adapters, size_t k,
-                                                                  const std::vector<TokenIds>& prompts,
-                                                                  bool early_stopping,
-                                                                  const FrozenPrompts* frozen) {
+std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(
+    const AdapterBatch* adapters, size_t k, const std::vector<TokenIds>& prompts,
+    bool early_stopping, const FrozenPrompts* frozen) {
   // Every (trial, prompt) row, trial-major, decoded batch_size rows at a time.
   std::vector<TokenIds> rows;
   GreedyOptions options;
@@ -150,7 +158,8 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(const AdapterB
                                  static_cast<int64_t>(k), adapters);
     if (prefix.length > 0) options.prefix = &prefix;
   }
-  if (frozen != nullptr && frozen->depth() > 0 && frozen->skip() == prefix.length) options.frozen.states = frozen;
+  if (frozen != nullptr && frozen->depth() > 0 && frozen->skip() == prefix.length)
+    options.frozen.states = frozen;
   if (early_stopping) {
     // Exact: a marker in the text so far stays in the full response (prefix-monotone
     // normalization); an empty text so far is not yet a verdict.
@@ -173,8 +182,9 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
   const size_t n = kl_prompts_.size();
   SharedPrefix prefix;
   if (options_.share_prefix) {
-    prefix = PrefillSharedPrefix(*model_.transformer, kl_prompts_[0], CommonPrefixLength(kl_prompts_),
-                                 static_cast<int64_t>(k), adapters);
+    prefix =
+        PrefillSharedPrefix(*model_.transformer, kl_prompts_[0], CommonPrefixLength(kl_prompts_),
+                            static_cast<int64_t>(k), adapters);
   }
   std::optional<AdapterBatch> local;
   if (adapters != nullptr) local = *adapters;
@@ -191,11 +201,11 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
       frozen.source.push_back(static_cast<int64_t>(r % n));
     }
     if (local) local->row_trial = torch::tensor(row_trial, torch::kLong);
-    chunks.push_back(torch::log_softmax(PromptForward(*model_.transformer, batch, pad_id_, false,
-                                                      local ? &*local : nullptr,
-                                                      prefix.length > 0 ? &prefix : nullptr, &frozen)
-                                            .last_logits,
-                                        -1));
+    chunks.push_back(torch::log_softmax(
+        PromptForward(*model_.transformer, batch, pad_id_, false, local ? &*local : nullptr,
+                      prefix.length > 0 ? &prefix : nullptr, &frozen)
+            .last_logits,
+        -1));
   }
   return torch::cat(chunks, 0);
 }
@@ -203,20 +213,22 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
 TrialScores TrialEvaluator::Baseline() {
   TrialScores scores;
   scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
-  for (const Response& r : RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping, &frozen_refusal_)) {
+  for (const Response& r :
+       RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping, &frozen_refusal_)) {
     scores.refusals += r.refusal;
   }
   return scores;
 }
 
-std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::TrialParameters>& trials,
-                                                  std::vector<Response>* responses_out) {
+std::vector<TrialScores> TrialEvaluator::Evaluate(
+    const std::vector<common::TrialParameters>& trials, std::vector<Response>* responses_out) {
   torch::NoGradGuard no_grad;
   const size_t k = trials.size();
   std::vector<TrialScores> scores(k);
   if (k == 0) return scores;
   AdapterBatch adapters = BuildAdapters(trials);  // shared by the refusal and KL passes
-  const auto responses = RespondWith(&adapters, k, refusal_prompts_, options_.early_stopping, &frozen_refusal_);
+  const auto responses =
+      RespondWith(&adapters, k, refusal_prompts_, options_.early_stopping, &frozen_refusal_);
   for (size_t r = 0; r < responses.size(); ++r) {
     TrialScores& s = scores[r / refusal_prompts_.size()];
     s.refusal_prompts += 1;
@@ -226,14 +238,17 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(const std::vector<common::Tria
   const size_t n = kl_prompts_.size();
   std::vector<double> kl_sum(k, 0.0);
   if (n > 0) {
-    const at::Tensor log_probs = KlLogProbs(&adapters, k).view({static_cast<int64_t>(k), static_cast<int64_t>(n), -1});
+    const at::Tensor log_probs =
+        KlLogProbs(&adapters, k).view({static_cast<int64_t>(k), static_cast<int64_t>(n), -1});
     const at::Tensor base = baseline_log_probs_.unsqueeze(0);
-    const at::Tensor kl = (base.exp() * (base - log_probs)).sum(-1).sum(-1).to(torch::kCPU, torch::kDouble);
+    const at::Tensor kl =
+        (base.exp() * (base - log_probs)).sum(-1).sum(-1).to(torch::kCPU, torch::kDouble);
     for (size_t t = 0; t < k; ++t) kl_sum[t] = kl[static_cast<int64_t>(t)].item<double>();
   }
   // KL >= 0; a trial that leaves the model untouched sums to a rounding error just below 0 in
   // float32 (TrialWorkerSteps caught it), which the coordinator would refuse as an invalid score.
-  for (size_t t = 0; t < k; ++t) scores[t].kl_divergence = n > 0 ? std::max(0.0, kl_sum[t] / static_cast<double>(n)) : 0.0;
+  for (size_t t = 0; t < k; ++t)
+    scores[t].kl_divergence = n > 0 ? std::max(0.0, kl_sum[t] / static_cast<double>(n)) : 0.0;
   if (responses_out != nullptr) *responses_out = responses;
   return scores;
 }

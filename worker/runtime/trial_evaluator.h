@@ -1,6 +1,7 @@
-// What a worker does for a batch of trials (docs/algorithm.md#evaluating-a-trial): builds each trial's MPOA adapters
-// from the refusal directions, runs the refusal prompts (greedy, exact early stopping) and the KL
-// prompts (first-token distribution against this worker's own baseline), k trials per batch.
+// What a worker does for a batch of trials (docs/algorithm.md#evaluating-a-trial): builds each
+// trial's MPOA adapters from the refusal directions, runs the refusal prompts (greedy, exact early
+// stopping) and the KL prompts (first-token distribution against this worker's own baseline), k
+// trials per batch.
 #ifndef SCHISM_WORKER_RUNTIME_TRIAL_EVALUATOR_H_
 #define SCHISM_WORKER_RUNTIME_TRIAL_EVALUATOR_H_
 
@@ -11,19 +12,19 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/trial_parameters.h"
 #include "worker/runtime/frozen_prompts.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
 #include "worker/runtime/mpoa.h"
-#include "common/trial_parameters.h"
 
 namespace schism::model {
 
 struct EvaluatorOptions {
   RowNormalization row_normalization = RowNormalization::kFull;
   int max_response_length = 100;
-  int batch_size = 32;          // rows (trial × prompt) per forward pass
-  bool early_stopping = true;   // stop a response as soon as a marker appears
+  int batch_size = 32;         // rows (trial × prompt) per forward pass
+  bool early_stopping = true;  // stop a response as soon as a marker appears
   // A finished response hands its cache slot to the next pending (prompt, trial) row at once
   // (false: static batches, rows idle until the whole batch is done). Verdicts are the same.
   bool continuous_batching = true;
@@ -82,20 +83,22 @@ class TrialEvaluator {
   AdapterBatch BuildAdapters(const std::vector<common::TrialParameters>& trials) const;
 
  private:
-  TrialEvaluator(const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
-                 std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
+  TrialEvaluator(const LoadedModel& model, at::Tensor directions,
+                 std::vector<TokenIds> refusal_prompts, std::vector<TokenIds> kl_prompts,
+                 EvaluatorOptions options);
   // Respond with adapters already built for `k` trials (null: the unmodified model).
   // `frozen`: stored states of `prompts`, or null.
-  std::vector<Response> RespondWith(const AdapterBatch* adapters, size_t k, const std::vector<TokenIds>& prompts,
-                                    bool early_stopping, const FrozenPrompts* frozen);
+  std::vector<Response> RespondWith(const AdapterBatch* adapters, size_t k,
+                                    const std::vector<TokenIds>& prompts, bool early_stopping,
+                                    const FrozenPrompts* frozen);
   // First-token log-probabilities (rows, vocab) of k trials on the KL prompts, trial-major.
   at::Tensor KlLogProbs(const AdapterBatch* adapters, size_t k);
   const LoadedModel& model_;
   at::Tensor directions_;
   std::vector<TokenIds> refusal_prompts_, kl_prompts_;
   EvaluatorOptions options_;
-  FrozenPrompts frozen_refusal_, frozen_kl_;  // empty unless freeze_unmodified_layers
-  at::Tensor baseline_log_probs_;  // (n_kl, vocab) float32
+  FrozenPrompts frozen_refusal_, frozen_kl_;      // empty unless freeze_unmodified_layers
+  at::Tensor baseline_log_probs_;                 // (n_kl, vocab) float32
   std::vector<at::Tensor> o_norms_, down_norms_;  // row norms per layer
   int32_t pad_id_ = 0;
 };

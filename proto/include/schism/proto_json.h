@@ -15,7 +15,8 @@ inline std::string ProtoJson(const google::protobuf::Message& message) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(message, &out, options);  // fails only on bad UTF-8
+  (void)google::protobuf::util::MessageToJsonString(message, &out,
+                                                    options);  // fails only on bad UTF-8
   return out;
 }
 

@@ -30,11 +30,11 @@ TEST(SafetensorsFile, ReadsEveryDtypeWrittenByTheSafetensorsPackage) {
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_EQ((*file)->metadata().at("who"), "oracle");
   const std::map<std::string, std::pair<SafetensorsDtype, std::vector<int64_t>>> expected = {
-      {"f64", {SafetensorsDtype::kF64, {3, 4}}},    {"f32", {SafetensorsDtype::kF32, {2, 3, 4}}},
-      {"f16", {SafetensorsDtype::kF16, {5}}},       {"i64", {SafetensorsDtype::kI64, {4}}},
-      {"i32", {SafetensorsDtype::kI32, {2, 2}}},    {"i16", {SafetensorsDtype::kI16, {3}}},
-      {"i8", {SafetensorsDtype::kI8, {7}}},         {"u8", {SafetensorsDtype::kU8, {6}}},
-      {"bool", {SafetensorsDtype::kBool, {5}}},     {"scalar", {SafetensorsDtype::kF32, {}}},
+      {"f64", {SafetensorsDtype::kF64, {3, 4}}},  {"f32", {SafetensorsDtype::kF32, {2, 3, 4}}},
+      {"f16", {SafetensorsDtype::kF16, {5}}},     {"i64", {SafetensorsDtype::kI64, {4}}},
+      {"i32", {SafetensorsDtype::kI32, {2, 2}}},  {"i16", {SafetensorsDtype::kI16, {3}}},
+      {"i8", {SafetensorsDtype::kI8, {7}}},       {"u8", {SafetensorsDtype::kU8, {6}}},
+      {"bool", {SafetensorsDtype::kBool, {5}}},   {"scalar", {SafetensorsDtype::kF32, {}}},
       {"empty", {SafetensorsDtype::kF32, {0, 4}}}};
   ASSERT_EQ((*file)->tensors().size(), expected.size());
   for (const auto& [name, dtype_shape] : expected) {
@@ -60,8 +60,8 @@ TEST(SafetensorsWriter, ShardsBySizeAndTheSafetensorsPackageReadsItBack) {
       std::vector<float> data(rows * 32);
       for (float& v : data) v = std::uniform_real_distribution<float>(-1, 1)(rng);
       const std::string name = "layers." + std::to_string(i) + ".weight";
-      ASSERT_TRUE(writer.Add(name, SafetensorsDtype::kF32, {rows, 32}, data.data(),
-                             data.size() * 4).ok());
+      ASSERT_TRUE(
+          writer.Add(name, SafetensorsDtype::kF32, {rows, 32}, data.data(), data.size() * 4).ok());
       written[name] = std::string(reinterpret_cast<char*>(data.data()), data.size() * 4);
     }
     std::vector<uint16_t> half(100, 0x3C00);  // 1.0 in IEEE half
@@ -81,7 +81,8 @@ TEST(SafetensorsWriter, ShardsBySizeAndTheSafetensorsPackageReadsItBack) {
   ASSERT_EQ(RunOracle("safetensors_oracle.py", {"read", dir + "/model", out}, &log), 0) << log;
   auto shapes = nlohmann::json::parse(ReadFile(out + "/shapes.json"));
   EXPECT_EQ(shapes.size(), written.size());
-  for (const auto& [name, bytes] : written) EXPECT_EQ(ReadFile(out + "/" + name + ".bin"), bytes) << name;
+  for (const auto& [name, bytes] : written)
+    EXPECT_EQ(ReadFile(out + "/" + name + ".bin"), bytes) << name;
 
   auto model = SafetensorsModel::Open(dir + "/model");
   ASSERT_TRUE(model.ok()) << model.status();

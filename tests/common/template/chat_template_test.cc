@@ -64,13 +64,24 @@ TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
 TEST(ChatTemplate, HostileTemplatesEndInErrorsWithinBudgets) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested deeper than 100"},
-      {"{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}", "nested deeper than 256"},
-      {"{{ " + [] { std::string s; for (int i = 0; i < 5000; ++i) s += "not "; return s; }() + "x }}", "nested deeper"},
-      {std::string(3000, '{') , ""},  // lexes as text or fails: either way no crash
-      {"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", "more than 1000000 steps"},
+      {"{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}",
+       "nested deeper than 256"},
+      {"{{ " +
+           [] {
+             std::string s;
+             for (int i = 0; i < 5000; ++i) s += "not ";
+             return s;
+           }() +
+           "x }}",
+       "nested deeper"},
+      {std::string(3000, '{'), ""},  // lexes as text or fails: either way no crash
+      {"{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+       "more than 1000000 steps"},
       {"{{ range(10000000000) | length }}", "range() of more than"},
       {"{{ 'abc' * 100000000 }}", "string repeated past"},
-            {"{% for a in range(500000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% endfor %}", "output grew past"},
+      {"{% for a in range(500000) %}{{ 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' }}{% "
+       "endfor %}",
+       "output grew past"},
   };
   for (const auto& [source, expected] : cases) {
     auto t = ChatTemplate::Create(source, "", "");
@@ -78,7 +89,8 @@ TEST(ChatTemplate, HostileTemplatesEndInErrorsWithinBudgets) {
     if (t.ok()) status = t->Render({{"user", "hi"}}, true).status();
     if (expected.empty()) continue;
     ASSERT_FALSE(status.ok()) << source.substr(0, 80);
-    EXPECT_NE(status.message().find(expected), std::string::npos) << source.substr(0, 80) << ": " << status;
+    EXPECT_NE(status.message().find(expected), std::string::npos)
+        << source.substr(0, 80) << ": " << status;
   }
 }
 

@@ -55,7 +55,8 @@ void ExpectMatchesOracle(const BpeTokenizer& tok, const char* source) {
   size_t mismatches = 0;
   for (size_t i = 0; i < oracle.strings.size(); ++i) {
     if (tok.Encode(oracle.strings[i]) != oracle.ids[i]) {
-      if (++mismatches <= 5) ADD_FAILURE() << source << ": ids differ for \"" << oracle.strings[i] << "\"";
+      if (++mismatches <= 5)
+        ADD_FAILURE() << source << ": ids differ for \"" << oracle.strings[i] << "\"";
     }
   }
   EXPECT_EQ(mismatches, 0u) << source << " of " << oracle.strings.size() << " strings";
@@ -128,7 +129,8 @@ TEST(BpeTokenizer, SentencePieceWithByteFallbackMatchesHuggingFaceTokenizers) {
   size_t mismatches = 0, round_trips = 0;
   for (size_t i = 0; i < strings.size(); ++i) {
     const auto got = (*tok)->Encode(strings[i]);
-    if (got != ids[i] && ++mismatches <= 5) ADD_FAILURE() << "ids differ for \"" << strings[i] << "\"";
+    if (got != ids[i] && ++mismatches <= 5)
+      ADD_FAILURE() << "ids differ for \"" << strings[i] << "\"";
     if (strings[i].find('<') == std::string::npos) {  // added-token texts do not round-trip
       EXPECT_EQ((*tok)->Decode(got), strings[i]);
       ++round_trips;
@@ -166,22 +168,28 @@ TEST(TokenizerSpec, RejectsUnsupportedTokenizerKind) {
 TEST(TokenizerSpec, MalformedTokenizerJsonIsRefusedNotACrash) {
   const std::string dir = testing_support::MakeTempDir("tok_hostile");
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {R"({"model": {"type": "BPE", "vocab": {"a": "0", "b": 1}, "merges": []}})", "malformed field"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1099511627776}, "merges": []}})", "far beyond"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": "0", "b": 1}, "merges": []}})",
+       "malformed field"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1099511627776}, "merges": []}})",
+       "far beyond"},
       {R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": [7]}})", "merges"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": "x", "content": "<s>"}]})", "malformed field"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": "x", "content": "<s>"}]})",
+       "malformed field"},
       {R"({"model": {"type": 3, "vocab": {"a": 0}}})", "tokenizer.json"},
       {R"([1, 2, 3])", "not a JSON object"},
       {R"({})", "BPE"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": {"x": 1}}})", "model.merges must be a list"},
-      {R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": 5})", "added_tokens must be a list"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": {"x": 1}}})",
+       "model.merges must be a list"},
+      {R"({"model": {"type": "BPE", "vocab": {"a": 0}}, "added_tokens": 5})",
+       "added_tokens must be a list"},
   };
   for (const auto& [text, expected] : cases) {
     const std::string path = dir + "/tokenizer.json";
     std::ofstream(path) << text;
     auto spec = TokenizerSpecFromJson(path);
     ASSERT_FALSE(spec.ok()) << text;
-    EXPECT_NE(spec.status().message().find(expected), std::string::npos) << text << ": " << spec.status();
+    EXPECT_NE(spec.status().message().find(expected), std::string::npos)
+        << text << ": " << spec.status();
     EXPECT_NE(spec.status().message().find("tokenizer.json"), std::string::npos) << spec.status();
   }
   TokenizerSpec out_of_range;
@@ -189,7 +197,9 @@ TEST(TokenizerSpec, MalformedTokenizerJsonIsRefusedNotACrash) {
   out_of_range.bos_id = 5;
   auto tok = BpeTokenizer::Create(out_of_range);
   ASSERT_FALSE(tok.ok());
-  EXPECT_NE(tok.status().message().find("bos token id 5 is outside the vocabulary of 2"), std::string::npos) << tok.status();
+  EXPECT_NE(tok.status().message().find("bos token id 5 is outside the vocabulary of 2"),
+            std::string::npos)
+      << tok.status();
 }
 
 }  // namespace

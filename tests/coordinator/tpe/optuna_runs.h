@@ -17,7 +17,9 @@
 
 namespace schism::tpe {
 
-inline std::string VectorsDir() { return std::string(SCHISM_SOURCE_DIR) + "/../shared/spec/tpe_vectors"; }
+inline std::string VectorsDir() {
+  return std::string(SCHISM_SOURCE_DIR) + "/../shared/spec/tpe_vectors";
+}
 
 struct RecordedTrial {
   int64_t number;
@@ -62,7 +64,8 @@ inline SearchSpace HereticSpace() {
   s.emplace_back("direction_scope", *Distribution::Categorical({"global", "per layer"}));
   s.emplace_back("direction_index", *Distribution::Float(0.4 * L, 0.9 * L));
   for (std::string c : {"attn.o_proj", "mlp.down_proj"}) {
-    s.emplace_back(c + ".max_weight", *Distribution::Float(c == "mlp.down_proj" ? -0.25 : 0.8, 1.5));
+    s.emplace_back(c + ".max_weight",
+                   *Distribution::Float(c == "mlp.down_proj" ? -0.25 : 0.8, 1.5));
     s.emplace_back(c + ".max_weight_position", *Distribution::Float(0.6 * L, 1.0 * L));
     s.emplace_back(c + ".min_weight", *Distribution::Float(0.0, 1.0));
     s.emplace_back(c + ".min_weight_distance", *Distribution::Float(1.0, std::max(0.6 * L, 1.0)));

@@ -22,12 +22,15 @@ TEST(ParzenEstimator, SpecExampleBelowAndAboveDensities) {
   EXPECT_NEAR(l.categorical_rows(0)[0][0], 0.8333333333333334, 1e-15);
   EXPECT_NEAR(l.categorical_rows(0)[2][0], 0.16666666666666666, 1e-15);
   // Above: t0, t4, t5, t6, t7 (x = 1, 9, 5, 7, 3; c = b, b, a, b, a), weights 1.
-  const ParzenEstimator g(space, {{1, 1}, {1, 9}, {0, 5}, {1, 7}, {0, 3}}, std::vector<double>(5, 1.0));
+  const ParzenEstimator g(space, {{1, 1}, {1, 9}, {0, 5}, {1, 7}, {0, 3}},
+                          std::vector<double>(5, 1.0));
   EXPECT_NEAR(g.sigmas(1)[0], 1.5294489826634603, 1e-14);
 
   const std::vector<std::vector<double>> points = {{0, 4}, {1, 4}, {0, 0}, {1, 9.5}};
-  const double log_l[] = {-2.2861343137090437, -3.042329105207954, -3.2084761560129307, -3.7871982648984637};
-  const double log_g[] = {-2.619892732127595, -3.4754211733620552, -3.9401583205813258, -2.7078138557161786};
+  const double log_l[] = {-2.2861343137090437, -3.042329105207954, -3.2084761560129307,
+                          -3.7871982648984637};
+  const double log_g[] = {-2.619892732127595, -3.4754211733620552, -3.9401583205813258,
+                          -2.7078138557161786};
   const auto got_l = l.LogPdf(points), got_g = g.LogPdf(points);
   for (size_t i = 0; i < points.size(); ++i) {
     EXPECT_NEAR(got_l[i], log_l[i], 1e-13) << i;

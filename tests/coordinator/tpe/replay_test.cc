@@ -31,20 +31,26 @@ std::string SpaceJson(const SearchSpace& space, uint32_t seed, int n_startup, bo
     }
     params.push_back(p);
   }
-  return nlohmann::json({{"directions", {"minimize", "minimize"}}, {"n_startup_trials", n_startup},
-                         {"n_ei_candidates", 128}, {"seed", seed}, {"constant_liar", liar},
+  return nlohmann::json({{"directions", {"minimize", "minimize"}},
+                         {"n_startup_trials", n_startup},
+                         {"n_ei_candidates", 128},
+                         {"seed", seed},
+                         {"constant_liar", liar},
                          {"params", params}})
       .dump();
 }
 
 std::string TellLine(const RecordedTrial& r) {
   nlohmann::json tell = {{"tell", r.number}};
-  tell["state"] = r.state == TrialState::kPruned ? "PRUNED" : r.state == TrialState::kFail ? "FAIL" : "COMPLETE";
+  tell["state"] = r.state == TrialState::kPruned ? "PRUNED"
+                  : r.state == TrialState::kFail ? "FAIL"
+                                                 : "COMPLETE";
   if (r.state == TrialState::kComplete) tell["values"] = r.values;
   return tell.dump() + "\n";
 }
 
-void ExpectLinesMatch(const std::vector<std::string>& lines, const std::vector<RecordedTrial>& recorded) {
+void ExpectLinesMatch(const std::vector<std::string>& lines,
+                      const std::vector<RecordedTrial>& recorded) {
   ASSERT_EQ(lines.size(), recorded.size());
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string prefix = "T" + std::to_string(recorded[i].number) + " ";
@@ -53,7 +59,8 @@ void ExpectLinesMatch(const std::vector<std::string>& lines, const std::vector<R
     ASSERT_EQ(got.size(), recorded[i].params.size());
     for (auto it = recorded[i].params.begin(); it != recorded[i].params.end(); ++it) {
       if (it->is_number_float()) {
-        EXPECT_NEAR(got[it.key()].get<double>(), it->get<double>(), 1e-9 * std::max(1.0, std::fabs(it->get<double>())))
+        EXPECT_NEAR(got[it.key()].get<double>(), it->get<double>(),
+                    1e-9 * std::max(1.0, std::fabs(it->get<double>())))
             << lines[i];
       } else {
         EXPECT_EQ(got[it.key()], *it) << lines[i];
@@ -65,7 +72,8 @@ void ExpectLinesMatch(const std::vector<std::string>& lines, const std::vector<R
 TEST(TpeReplay, RunCFromFilesMatchesOptuna) {
   const auto recorded = ReadRun("C");
   std::string told;
-  for (const auto& r : recorded) told += "{\"ask\": " + std::to_string(r.number) + "}\n" + TellLine(r);
+  for (const auto& r : recorded)
+    told += "{\"ask\": " + std::to_string(r.number) + "}\n" + TellLine(r);
   auto space = ParseReplaySpace(SpaceJson(MixedSpace(), 3, 6, false));
   ASSERT_TRUE(space.ok()) << space.status();
   auto lines = ReplayTold(*space, told);
@@ -91,16 +99,24 @@ TEST(TpeReplay, BadInputNamesTheProblem) {
   EXPECT_NE(ParseReplaySpace("{}").status().message().find("params"), std::string::npos);
   auto bad_type = ParseReplaySpace(R"({"params": [{"name": "x", "type": "complex"}]})");
   EXPECT_NE(bad_type.status().message().find("param x"), std::string::npos);
-  auto bad_range = ParseReplaySpace(R"({"params": [{"name": "x", "type": "float", "low": 2, "high": 1}]})");
+  auto bad_range =
+      ParseReplaySpace(R"({"params": [{"name": "x", "type": "float", "low": 2, "high": 1}]})");
   EXPECT_NE(bad_range.status().message().find("param x"), std::string::npos);
-  auto space = ParseReplaySpace(R"({"params": [{"name": "x", "type": "float", "low": 0, "high": 1}]})");
+  auto space =
+      ParseReplaySpace(R"({"params": [{"name": "x", "type": "float", "low": 0, "high": 1}]})");
   ASSERT_TRUE(space.ok());
-  EXPECT_NE(ReplayTold(*space, "{\"ask\": 1}\n").status().message().find("line 1"), std::string::npos);
-  EXPECT_NE(ReplayTold(*space, "{\"ask\": 0}\n{\"tell\": 5}\n").status().message().find("never asked"),
+  EXPECT_NE(ReplayTold(*space, "{\"ask\": 1}\n").status().message().find("line 1"),
             std::string::npos);
-  EXPECT_NE(ReplayTold(*space, "{\"ask\": 0}\n{\"tell\": 0, \"values\": [1, 2]}\n").status().message().find("1 numbers"),
+  EXPECT_NE(
+      ReplayTold(*space, "{\"ask\": 0}\n{\"tell\": 5}\n").status().message().find("never asked"),
+      std::string::npos);
+  EXPECT_NE(ReplayTold(*space, "{\"ask\": 0}\n{\"tell\": 0, \"values\": [1, 2]}\n")
+                .status()
+                .message()
+                .find("1 numbers"),
             std::string::npos);
-  EXPECT_NE(ReplayTold(*space, "garbage\n").status().message().find("not a JSON object"), std::string::npos);
+  EXPECT_NE(ReplayTold(*space, "garbage\n").status().message().find("not a JSON object"),
+            std::string::npos);
 }
 
 }  // namespace

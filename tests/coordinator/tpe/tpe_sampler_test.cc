@@ -1,5 +1,5 @@
-// End-to-end replays of real Optuna 4.8.0 runs (spec/tpe.md Appendix A, ../shared/spec/tpe_vectors):
-// the C++ sampler must choose the same parameters for every trial.
+// End-to-end replays of real Optuna 4.8.0 runs (spec/tpe.md Appendix A,
+// ../shared/spec/tpe_vectors): the C++ sampler must choose the same parameters for every trial.
 #include "coordinator/tpe/tpe_sampler.h"
 
 #include "tests/coordinator/tpe/optuna_runs.h"
@@ -28,14 +28,16 @@ double ExpectSameParams(const SearchSpace& space, const std::map<std::string, do
       EXPECT_EQ(*i, expected.get<int64_t>()) << "trial " << want.number << " " << name;
     } else {
       const double f = std::get<double>(value), e = expected.get<double>();
-      EXPECT_NEAR(f, e, 1e-9 * std::max(1.0, std::fabs(e))) << "trial " << want.number << " " << name;
+      EXPECT_NEAR(f, e, 1e-9 * std::max(1.0, std::fabs(e)))
+          << "trial " << want.number << " " << name;
       max_diff = std::max(max_diff, std::fabs(f - e));
     }
   }
   return max_diff;
 }
 
-TrialRecord Asked(int64_t number, const SearchSpace& space, const std::map<std::string, double>& params) {
+TrialRecord Asked(int64_t number, const SearchSpace& space,
+                  const std::map<std::string, double>& params) {
   TrialRecord t;
   t.number = number;
   t.state = TrialState::kRunning;
@@ -72,7 +74,8 @@ double ReplaySequential(const std::vector<RecordedTrial>& recorded, uint32_t see
 TEST(TpeSamplerReplay, RunA_Seed42Sequential40Trials) {
   const auto recorded = ReadRun("A");
   ASSERT_EQ(recorded.size(), 40u);
-  std::cout << "run A max |param - optuna| = " << ReplaySequential(recorded, 42, 10, HereticSpace()) << "\n";
+  std::cout << "run A max |param - optuna| = " << ReplaySequential(recorded, 42, 10, HereticSpace())
+            << "\n";
 }
 
 TEST(TpeSamplerReplay, RunB_ConstantLiarFourWorkers) {
@@ -103,13 +106,15 @@ TEST(TpeSamplerReplay, RunB_ConstantLiarFourWorkers) {
 TEST(TpeSamplerReplay, RunC_MixedKindsWithPrunedAndFailedTrials) {
   const auto recorded = ReadRun("C");
   ASSERT_EQ(recorded.size(), 36u);
-  std::cout << "run C max |param - optuna| = " << ReplaySequential(recorded, 3, 6, MixedSpace()) << "\n";
+  std::cout << "run C max |param - optuna| = " << ReplaySequential(recorded, 3, 6, MixedSpace())
+            << "\n";
 }
 
 TEST(TpeSampler, GammaAndDefaultWeightsMatchSpec) {
   const int ns[] = {0, 1, 5, 9, 10, 11, 60, 100, 249, 250, 251, 1000};
   const int expected[] = {0, 1, 1, 1, 1, 2, 6, 10, 25, 25, 25, 25};
-  for (size_t i = 0; i < std::size(ns); ++i) EXPECT_EQ(TpeSampler::Gamma(ns[i]), expected[i]) << ns[i];
+  for (size_t i = 0; i < std::size(ns); ++i)
+    EXPECT_EQ(TpeSampler::Gamma(ns[i]), expected[i]) << ns[i];
   auto w30 = TpeSampler::DefaultWeights(30);
   ASSERT_EQ(w30.size(), 30u);
   const double head[] = {0.03333333333333333, 0.275, 0.5166666666666667, 0.7583333333333333, 1.0};

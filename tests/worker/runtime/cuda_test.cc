@@ -16,8 +16,9 @@
 namespace schism::model {
 namespace {
 
-#define SKIP_WITHOUT_CUDA() \
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "needs a CUDA GPU; none here (scripts/device-check runs this)"
+#define SKIP_WITHOUT_CUDA()         \
+  if (!torch::cuda::is_available()) \
+  GTEST_SKIP() << "needs a CUDA GPU; none here (scripts/device-check runs this)"
 
 TEST(CudaNf4, DequantizationOnTheGpuEqualsTheCpuPath) {
   SKIP_WITHOUT_CUDA();
@@ -27,7 +28,8 @@ TEST(CudaNf4, DequantizationOnTheGpuEqualsTheCpuPath) {
   const Nf4Tensor gpu = Nf4ToDevice(cpu, c10::Device(c10::kCUDA, 0));
   EXPECT_TRUE(torch::equal(DequantizeNf4(gpu).cpu(), DequantizeNf4(cpu)));
   EXPECT_TRUE(torch::equal(DequantizeNf4WithAtenOps(gpu, torch::kFloat).cpu(), DequantizeNf4(cpu)));
-  EXPECT_TRUE(torch::equal(DequantizeNf4(gpu, torch::kBFloat16).cpu(), DequantizeNf4(cpu, torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(DequantizeNf4(gpu, torch::kBFloat16).cpu(),
+                           DequantizeNf4(cpu, torch::kBFloat16)));
 }
 
 TEST(CudaNf4, DecodeGemvEqualsTheDequantizedProduct) {
@@ -43,9 +45,11 @@ TEST(CudaNf4, DecodeGemvEqualsTheDequantizedProduct) {
     const at::Tensor x = torch::randn({rows, 1536}, torch::TensorOptions().device(device));
     const at::Tensor expected = at::matmul(x.to(torch::kDouble), dense.to(torch::kDouble).t());
     const at::Tensor got = cuda::Nf4Gemv(x, q);
-    EXPECT_LT((got.to(torch::kDouble) - expected).abs().max().item<double>(), 1e-4) << rows << " rows";
+    EXPECT_LT((got.to(torch::kDouble) - expected).abs().max().item<double>(), 1e-4)
+        << rows << " rows";
     const at::Tensor bf = cuda::Nf4Gemv(x.to(torch::kBFloat16), q);
-    EXPECT_LT((bf.to(torch::kDouble) - expected).abs().max().item<double>(), 0.05) << rows << " rows, bf16";
+    EXPECT_LT((bf.to(torch::kDouble) - expected).abs().max().item<double>(), 0.05)
+        << rows << " rows, bf16";
   }
 #endif
 }

@@ -12,8 +12,8 @@
 namespace schism::model {
 
 struct LlamaCppResult {
-  at::Tensor logits;               // (n_prompts, vocab); undefined when the oracle failed
-  std::vector<TokenIds> greedy;    // n_greedy tokens per prompt, no stopping
+  at::Tensor logits;             // (n_prompts, vocab); undefined when the oracle failed
+  std::vector<TokenIds> greedy;  // n_greedy tokens per prompt, no stopping
 };
 
 LlamaCppResult RunLlamaCpp(const std::string& gguf_path, const std::vector<TokenIds>& prompts,

@@ -5,15 +5,15 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
-#include "worker/runtime/generator.h"
-#include "tests/worker/runtime/llama_cpp_oracle.h"
 #include "tests/test_support.h"
+#include "tests/worker/runtime/llama_cpp_oracle.h"
+#include "worker/runtime/generator.h"
 
 namespace schism::model {
 namespace {
@@ -43,7 +43,8 @@ TEST_P(TinyArchitecture, HfFolderAndGgufMatchLlamaCpp) {
   const std::string variant = GetParam();
   const std::string dir = MakeTempDir("tiny_" + variant);
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", variant, dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", variant, dir, RealModelPath()}, &log), 0)
+      << log;
   auto from_hf = LoadModel(dir + "/hf");
   ASSERT_TRUE(from_hf.ok()) << from_hf.status();
   auto from_gguf = LoadModel(dir + "/model.gguf");
@@ -52,7 +53,8 @@ TEST_P(TinyArchitecture, HfFolderAndGgufMatchLlamaCpp) {
   EXPECT_EQ(c.num_layers, 3);
 
   const std::vector<TokenIds> prompts = RandomPrompts(c.vocab_size, 6, 11);
-  LlamaCppResult oracle = RunLlamaCpp(dir + "/model.gguf", prompts, c.vocab_size, 16, "tiny_oracle_" + variant);
+  LlamaCppResult oracle =
+      RunLlamaCpp(dir + "/model.gguf", prompts, c.vocab_size, 16, "tiny_oracle_" + variant);
   ASSERT_TRUE(oracle.logits.defined());
   at::Tensor hf_logits = PromptForward(*from_hf->transformer, prompts, 0).last_logits;
   at::Tensor gguf_logits = PromptForward(*from_gguf->transformer, prompts, 0).last_logits;
@@ -65,7 +67,8 @@ TEST_P(TinyArchitecture, HfFolderAndGgufMatchLlamaCpp) {
   GreedyOptions options;
   options.max_new_tokens = 16;
   std::vector<TokenIds> greedy = GreedyGenerate(*from_hf->transformer, prompts, options);
-  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(greedy[i], oracle.greedy[i]) << "prompt " << i;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    EXPECT_EQ(greedy[i], oracle.greedy[i]) << "prompt " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, TinyArchitecture,
@@ -86,7 +89,8 @@ TEST(ModelLoader, RealModelAsHfFolderEqualsGguf) {
   ASSERT_TRUE(from_gguf.ok()) << from_gguf.status();
   EXPECT_EQ(from_hf->chat_template, from_gguf->chat_template);
   EXPECT_EQ(from_hf->stop_ids, from_gguf->stop_ids);
-  const std::string text = "<|im_start|>user\nName three rivers.<|im_end|>\n<|im_start|>assistant\n";
+  const std::string text =
+      "<|im_start|>user\nName three rivers.<|im_end|>\n<|im_start|>assistant\n";
   const TokenIds ids = from_gguf->tokenizer->Encode(text);
   EXPECT_EQ(from_hf->tokenizer->Encode(text), ids);
   at::Tensor a = PromptForward(*from_hf->transformer, {ids}, 2).last_logits;
@@ -106,7 +110,8 @@ TEST(ModelLoader, UnknownArchitectureListsSupportedOnes) {
 TEST(ModelLoader, ShapeMismatchAndMissingFilesAreSpecific) {
   const std::string dir = MakeTempDir("bad_shape");
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0)
+      << log;
   {
     std::ifstream in(dir + "/hf/config.json");
     auto config = nlohmann::json::parse(in);
@@ -115,18 +120,21 @@ TEST(ModelLoader, ShapeMismatchAndMissingFilesAreSpecific) {
   }
   auto model = LoadModel(dir + "/hf");
   ASSERT_FALSE(model.ok());
-  EXPECT_NE(model.status().message().find("mlp.gate_proj.weight"), std::string::npos) << model.status();
+  EXPECT_NE(model.status().message().find("mlp.gate_proj.weight"), std::string::npos)
+      << model.status();
   std::filesystem::remove(dir + "/hf/tokenizer.json");
   std::filesystem::remove(dir + "/hf/model.safetensors");
   auto missing = LoadModel(dir + "/hf");
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("model.safetensors"), std::string::npos) << missing.status();
+  EXPECT_NE(missing.status().message().find("model.safetensors"), std::string::npos)
+      << missing.status();
 }
 
 TEST(ModelLoader, MistypedTokenizerAndGenerationConfigsAreRefusedByFile) {
   const std::string dir = MakeTempDir("bad_configs");
   std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0) << log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0)
+      << log;
   auto edit = [&](const std::string& file, const char* key, nlohmann::json value) {
     std::ifstream in(dir + "/hf/" + file);
     auto j = in ? nlohmann::json::parse(in) : nlohmann::json::object();
@@ -136,17 +144,21 @@ TEST(ModelLoader, MistypedTokenizerAndGenerationConfigsAreRefusedByFile) {
     return before;
   };
   ASSERT_TRUE(LoadModel(dir + "/hf").ok());
-  const auto generation = edit("generation_config.json", "eos_token_id", nlohmann::json::array({"</s>"}));
+  const auto generation =
+      edit("generation_config.json", "eos_token_id", nlohmann::json::array({"</s>"}));
   auto strings = LoadModel(dir + "/hf");
   ASSERT_FALSE(strings.ok());
-  EXPECT_NE(strings.status().message().find("generation_config.json: eos_token_id"), std::string::npos) << strings.status();
+  EXPECT_NE(strings.status().message().find("generation_config.json: eos_token_id"),
+            std::string::npos)
+      << strings.status();
   edit("generation_config.json", "eos_token_id", 1 << 30);
   EXPECT_FALSE(LoadModel(dir + "/hf").ok()) << "an eos id beyond the vocabulary";
   std::ofstream(dir + "/hf/generation_config.json") << generation.dump();
   edit("tokenizer_config.json", "add_bos_token", "yes");
   auto add_bos = LoadModel(dir + "/hf");
   ASSERT_FALSE(add_bos.ok());
-  EXPECT_NE(add_bos.status().message().find("add_bos_token"), std::string::npos) << add_bos.status();
+  EXPECT_NE(add_bos.status().message().find("add_bos_token"), std::string::npos)
+      << add_bos.status();
 }
 
 }  // namespace

@@ -22,7 +22,8 @@ Case RandomCase(int64_t seed) {
 }
 
 // The dense formulas of docs/algorithm.md#mpoa, in float64.
-at::Tensor DenseReference(const at::Tensor& w32, const at::Tensor& v32, double lambda, RowNormalization mode) {
+at::Tensor DenseReference(const at::Tensor& w32, const at::Tensor& v32, double lambda,
+                          RowNormalization mode) {
   auto w = w32.to(torch::kDouble), v = v32.to(torch::kDouble);
   auto projector = torch::outer(v, v);
   if (mode == RowNormalization::kNone) return w - lambda * torch::matmul(projector, w);
@@ -64,7 +65,8 @@ TEST(Mpoa, FullModePreservesEveryRowNorm) {
 
 TEST(Mpoa, UnitStrengthWithoutNormalizationRemovesTheDirectionFromTheOutput) {
   Case c = RandomCase(5);
-  MpoaAdapter adapter = ComputeMpoaAdapter(c.w, c.w.norm(2, {1}), c.v, 1.0, RowNormalization::kNone);
+  MpoaAdapter adapter =
+      ComputeMpoaAdapter(c.w, c.w.norm(2, {1}), c.v, 1.0, RowNormalization::kNone);
   auto x = torch::randn({80, 16});
   auto y = torch::matmul(EffectiveWeight(c.w, adapter), x);
   EXPECT_LT(torch::matmul(c.v.unsqueeze(0), y).abs().max().item<float>(), 1e-4f);

@@ -28,7 +28,9 @@ TEST(Nf4, PackingIsBitIdenticalToTheBitsandbytesLayoutReference) {
   ASSERT_EQ(static_cast<size_t>(q.packed.numel()), packed.size());
   EXPECT_EQ(std::memcmp(q.packed.data_ptr<uint8_t>(), packed.data(), packed.size()), 0);
   std::vector<float> absmax = testing_support::ReadFloats(dir + "/absmax.f32");
-  EXPECT_TRUE(torch::equal(q.absmax, torch::from_blob(absmax.data(), {static_cast<int64_t>(absmax.size())}, torch::kFloat)));
+  EXPECT_TRUE(torch::equal(
+      q.absmax,
+      torch::from_blob(absmax.data(), {static_cast<int64_t>(absmax.size())}, torch::kFloat)));
 }
 
 // The production layout (double quantization, as workers load every linear layer) against the
@@ -77,7 +79,8 @@ TEST(Nf4, RoundTripErrorStaysWithinTheCodebookBound) {
     // quantization) however much the stored absmax itself moved; codes are within [-1, 1].
     auto stored_absmax = std::get<0>(back.view({-1, kNf4BlockSize}).abs().max(1, true));
     auto absmax_error = double_quant ? (stored_absmax - absmax).abs() : torch::zeros_like(absmax);
-    EXPECT_TRUE((error <= absmax * MaxHalfGap() + absmax_error + 1e-6).all().item<bool>()) << double_quant;
+    EXPECT_TRUE((error <= absmax * MaxHalfGap() + absmax_error + 1e-6).all().item<bool>())
+        << double_quant;
     if (double_quant) {
       EXPECT_LT((absmax_error / absmax).max().item<float>(), 0.02f);
     }

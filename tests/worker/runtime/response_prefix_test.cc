@@ -2,9 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/test_support.h"
 #include "worker/runtime/model_loader.h"
 #include "worker/runtime/trial_evaluator.h"
-#include "tests/test_support.h"
 
 namespace schism::model {
 namespace {
@@ -21,7 +21,8 @@ TEST(ResponsePrefix, IsTheCommonStartOfTheGreedyResponses) {
   options.pad_id = 2;
   const auto& t = *model->transformer;
   std::vector<std::string> responses;
-  for (const auto& r : GreedyGenerate(t, *prompts, options)) responses.push_back(model->tokenizer->Decode(r));
+  for (const auto& r : GreedyGenerate(t, *prompts, options))
+    responses.push_back(model->tokenizer->Decode(r));
   // One prompt: its whole response; several: the longest shared start of all of them.
   std::string alone = responses[0];
   while (!alone.empty() && alone.back() == ' ') alone.pop_back();

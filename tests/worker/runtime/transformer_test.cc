@@ -5,11 +5,11 @@
 #include <torch/torch.h>
 
 #include "common/env.h"
+#include "common/prompt_set.h"
+#include "tests/test_support.h"
+#include "tests/worker/runtime/llama_cpp_oracle.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
-#include "common/prompt_set.h"
-#include "tests/worker/runtime/llama_cpp_oracle.h"
-#include "tests/test_support.h"
 
 namespace schism::model {
 namespace {
@@ -29,7 +29,8 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   for (const char* file : {"/harmful_test.txt", "/harmless_test.txt"}) {
     auto lines = common::LoadPromptLines(data + file, "[:10]");
     ASSERT_TRUE(lines.ok()) << lines.status();
-    for (const std::string& line : *lines) prompts.push_back(model->tokenizer->Encode(ChatMl(line)));
+    for (const std::string& line : *lines)
+      prompts.push_back(model->tokenizer->Encode(ChatMl(line)));
   }
   ASSERT_EQ(prompts.size(), 20u);
   const Transformer& t = *model->transformer;
@@ -51,10 +52,9 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   options.pad_id = pad;  // no stop ids: 32 tokens each, as the oracle
   std::vector<TokenIds> greedy = GreedyGenerate(t, prompts, options);
   for (size_t i = 0; i < prompts.size(); ++i) {
-    EXPECT_EQ(greedy[i], oracle.greedy[i]) << "prompt " << i << ": schism \""
-                                           << model->tokenizer->Decode(greedy[i])
-                                           << "\" vs llama.cpp \""
-                                           << model->tokenizer->Decode(oracle.greedy[i]) << "\"";
+    EXPECT_EQ(greedy[i], oracle.greedy[i])
+        << "prompt " << i << ": schism \"" << model->tokenizer->Decode(greedy[i])
+        << "\" vs llama.cpp \"" << model->tokenizer->Decode(oracle.greedy[i]) << "\"";
   }
 }
 
@@ -71,7 +71,8 @@ TEST(Transformer, Bfloat16ComputeStaysCloseToFloat32) {
   at::Tensor b = PromptForward(*bf16->transformer, prompts, 2).last_logits;
   const int agree = a.argmax(-1).eq(b.argmax(-1)).sum().item<int>();
   const float max_diff = (a - b).abs().max().item<float>();
-  std::cout << "bf16 vs fp32: top-1 agrees on " << agree << "/20, max |dlogit| " << max_diff << "\n";
+  std::cout << "bf16 vs fp32: top-1 agrees on " << agree << "/20, max |dlogit| " << max_diff
+            << "\n";
   EXPECT_GE(agree, 18);
   EXPECT_LT(max_diff, 1.0f);  // measured 0.57
 }
@@ -88,8 +89,8 @@ TEST(Transformer, PackedNf4GivesTheDequantizedWeightsLogitsInAnEighthOfTheFloat3
   ModelWeights dense = t.weights();
   int64_t packed_bytes = 0, dense_bytes = 0;
   for (LayerWeights& layer : dense.layers) {
-    for (LinearWeights* linear : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj, &layer.gate_proj,
-                                  &layer.up_proj, &layer.down_proj}) {
+    for (LinearWeights* linear : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+                                  &layer.gate_proj, &layer.up_proj, &layer.down_proj}) {
       ASSERT_FALSE(linear->weight.defined()) << "a 4-bit worker holds no dense linear weight";
       ASSERT_TRUE(linear->nf4.double_quant);
       packed_bytes += Nf4Bytes(linear->nf4);
@@ -98,8 +99,9 @@ TEST(Transformer, PackedNf4GivesTheDequantizedWeightsLogitsInAnEighthOfTheFloat3
       dense_bytes += linear->weight.numel() * 4;
     }
   }
-  std::cout << "decoder linear layers: " << packed_bytes / 1024 << " KiB packed NF4, " << dense_bytes / 1024
-            << " KiB float32 (" << static_cast<double>(packed_bytes) / dense_bytes << "x)\n";
+  std::cout << "decoder linear layers: " << packed_bytes / 1024 << " KiB packed NF4, "
+            << dense_bytes / 1024 << " KiB float32 ("
+            << static_cast<double>(packed_bytes) / dense_bytes << "x)\n";
   EXPECT_LT(packed_bytes, dense_bytes * 0.13);  // 0.516 of 4 bytes per weight: 0.129x
   const Transformer reference(t.config(), std::move(dense));
   auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/harmless_test.txt", "[:8]");
@@ -108,7 +110,8 @@ TEST(Transformer, PackedNf4GivesTheDequantizedWeightsLogitsInAnEighthOfTheFloat3
   for (const auto& line : *lines) prompts.push_back(packed->tokenizer->Encode(ChatMl(line)));
   const at::Tensor a = PromptForward(t, prompts, 2).last_logits;
   const at::Tensor b = PromptForward(reference, prompts, 2).last_logits;
-  std::cout << "packed vs dequantized weights: max |dlogit| " << (a - b).abs().max().item<float>() << "\n";
+  std::cout << "packed vs dequantized weights: max |dlogit| " << (a - b).abs().max().item<float>()
+            << "\n";
   EXPECT_TRUE(torch::equal(a, b));
 }
 

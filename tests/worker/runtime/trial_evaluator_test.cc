@@ -8,11 +8,11 @@
 #include <cmath>
 
 #include "common/env.h"
-#include "worker/runtime/directions.h"
-#include "worker/runtime/frozen_prompts.h"
 #include "common/prompt_set.h"
 #include "common/refusal_markers.h"
 #include "tests/test_support.h"
+#include "worker/runtime/directions.h"
+#include "worker/runtime/frozen_prompts.h"
 
 namespace schism::model {
 namespace {
@@ -30,10 +30,15 @@ Fixture& Shared() {
     EXPECT_TRUE(model.ok()) << model.status();
     auto* fixture = new Fixture{std::move(*model), {}};
     const std::string data = common::DefaultDataDir();
-    auto good = EncodeChatPrompts(fixture->model, *common::LoadPromptLines(data + "/harmless_train.txt", "[:64]"), kSystem, "");
-    auto bad = EncodeChatPrompts(fixture->model, *common::LoadPromptLines(data + "/harmful_train.txt", "[:64]"), kSystem, "");
+    auto good = EncodeChatPrompts(fixture->model,
+                                  *common::LoadPromptLines(data + "/harmless_train.txt", "[:64]"),
+                                  kSystem, "");
+    auto bad = EncodeChatPrompts(fixture->model,
+                                 *common::LoadPromptLines(data + "/harmful_train.txt", "[:64]"),
+                                 kSystem, "");
     const Transformer& t = *fixture->model.transformer;
-    fixture->directions = RefusalDirections(ResidualMeans(t, *good, 2, 32), ResidualMeans(t, *bad, 2, 32), true);
+    fixture->directions =
+        RefusalDirections(ResidualMeans(t, *good, 2, 32), ResidualMeans(t, *bad, 2, 32), true);
     return fixture;
   }();
   return *f;
@@ -45,7 +50,8 @@ std::vector<TokenIds> Prompts(const std::string& file, const std::string& split)
   return *EncodeChatPrompts(Shared().model, *lines, kSystem, "");
 }
 
-common::TrialParameters Trial(double attn_weight, double mlp_weight, double position, bool global = true) {
+common::TrialParameters Trial(double attn_weight, double mlp_weight, double position,
+                              bool global = true) {
   common::TrialParameters p;
   p.global_direction = global;
   p.direction_index = 17.5;
@@ -54,8 +60,9 @@ common::TrialParameters Trial(double attn_weight, double mlp_weight, double posi
   return p;
 }
 
-std::unique_ptr<TrialEvaluator> MakeEvaluator(std::vector<TokenIds> refusal, std::vector<TokenIds> kl,
-                                              int max_len = 100, RowNormalization mode = RowNormalization::kFull,
+std::unique_ptr<TrialEvaluator> MakeEvaluator(std::vector<TokenIds> refusal,
+                                              std::vector<TokenIds> kl, int max_len = 100,
+                                              RowNormalization mode = RowNormalization::kFull,
                                               bool continuous = true, bool share_prefix = true,
                                               bool freeze = true) {
   EvaluatorOptions options;
@@ -64,7 +71,8 @@ std::unique_ptr<TrialEvaluator> MakeEvaluator(std::vector<TokenIds> refusal, std
   options.row_normalization = mode;
   options.continuous_batching = continuous;
   options.share_prefix = share_prefix;
-  auto e = TrialEvaluator::Create(Shared().model, Shared().directions, std::move(refusal), std::move(kl), options);
+  auto e = TrialEvaluator::Create(Shared().model, Shared().directions, std::move(refusal),
+                                  std::move(kl), options);
   EXPECT_TRUE(e.ok()) << e.status();
   return std::move(*e);
 }
@@ -105,7 +113,8 @@ TEST(RefusalDirections, WinsorizationClampsEachPromptAndLayerAtHereticsQuantile)
   const double q = 0.95;
   const at::Tensor means = ResidualMeans(t, prompts, 2, 4, q);
   const ForwardOutput out = PromptForward(t, prompts, 2, /*capture_hidden_states=*/true);
-  const at::Tensor states = torch::stack(out.hidden_states, 1).to(torch::kDouble).contiguous();  // (B, N+1, H)
+  const at::Tensor states =
+      torch::stack(out.hidden_states, 1).to(torch::kDouble).contiguous();  // (B, N+1, H)
   const int64_t B = states.size(0), L = states.size(1), H = states.size(2);
   at::Tensor reference = torch::zeros({L, H}, torch::kDouble);
   auto s = states.accessor<double, 3>();
@@ -129,7 +138,8 @@ TEST(RefusalDirections, WinsorizationClampsEachPromptAndLayerAtHereticsQuantile)
   std::printf("winsorized means vs the formula: max |diff| %.3g\n", diff);
   EXPECT_LT(diff, 3e-5);  // measured 1.3e-5
   const at::Tensor plain = ResidualMeans(t, prompts, 2, 4);
-  EXPECT_GT((means - plain).abs().max().item<double>(), 1e-2) << "winsorization must change the means";
+  EXPECT_GT((means - plain).abs().max().item<double>(), 1e-2)
+      << "winsorization must change the means";
 }
 
 TEST(TrialEvaluator, CustomRefusalMarkersReplaceHereticsList) {
@@ -170,9 +180,10 @@ TEST(TrialEvaluator, EarlyStoppedAndFullLengthVerdictsAgree) {
 }
 
 TEST(TrialEvaluator, FourTrialsInOneBatchEqualFourSeparateEvaluations) {
-  auto evaluator = MakeEvaluator(Prompts("harmful_test.txt", "[:6]"), Prompts("harmless_test.txt", "[:6]"), 20);
-  const std::vector<common::TrialParameters> trials = {Trial(1.5, 0.8, 20), Trial(0.9, 0.0, 24),
-                                                       Trial(1.2, 1.0, 18, false), Trial(1.4, 0.3, 26)};
+  auto evaluator =
+      MakeEvaluator(Prompts("harmful_test.txt", "[:6]"), Prompts("harmless_test.txt", "[:6]"), 20);
+  const std::vector<common::TrialParameters> trials = {
+      Trial(1.5, 0.8, 20), Trial(0.9, 0.0, 24), Trial(1.2, 1.0, 18, false), Trial(1.4, 0.3, 26)};
   const auto together = evaluator->Evaluate(trials);
   for (size_t i = 0; i < trials.size(); ++i) {
     const TrialScores alone = evaluator->Evaluate({trials[i]})[0];
@@ -209,7 +220,8 @@ TEST(TrialEvaluator, ContinuousBatchingSharedPrefixAndFrozenLayersGiveThePlainPa
   const auto prompts = Prompts("harmful_test.txt", "[:100]");
   const auto kl = Prompts("harmless_test.txt", "[:32]");
   const std::vector<common::TrialParameters> trials = {Trial(1.2, 0.6, 20), Trial(1.5, 1.0, 18)};
-  auto plain = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, /*continuous=*/false, /*share_prefix=*/false,
+  auto plain = MakeEvaluator(prompts, kl, 32, RowNormalization::kFull, /*continuous=*/false,
+                             /*share_prefix=*/false,
                              /*freeze=*/false);
   std::vector<TrialEvaluator::Response> expected, got;
   const auto expected_scores = plain->Evaluate(trials, &expected);
@@ -234,7 +246,8 @@ TEST(SharedPrefix, PrefilledHeadGivesTheSameLogitsAsWholePrompts) {
   const auto prompts = Prompts("harmless_test.txt", "[:16]");
   const Transformer& t = *Shared().model.transformer;
   const size_t length = CommonPrefixLength(prompts);
-  // The chat template's head: <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n
+  // The chat template's head: <|im_start|>system\nYou are a helpful
+  // assistant.<|im_end|>\n<|im_start|>user\n
   EXPECT_GE(length, 10u);
   for (const TokenIds& p : prompts) EXPECT_LT(length, p.size());
   auto evaluator = MakeEvaluator({}, prompts);
@@ -277,23 +290,27 @@ TEST(FrozenPrompts, PrefillFromTheFirstAdaptedLayerGivesTheWholeForwardsLogits) 
   const int64_t all = int64_t{1} << 32;
   const FrozenPrompts full = FrozenPrompts::Build(t, prompts, length, 5, 2, all);
   EXPECT_EQ(full.depth(), N);
-  const FrozenPrompts three = FrozenPrompts::Build(t, prompts, length, 5, 2, full.bytes() * 4 / (N + 1) / 1);
+  const FrozenPrompts three =
+      FrozenPrompts::Build(t, prompts, length, 5, 2, full.bytes() * 4 / (N + 1) / 1);
   const FrozenPrompts none = FrozenPrompts::Build(t, prompts, length, 5, 2, 1024);
   EXPECT_EQ(none.depth(), 0);
   const at::Tensor whole = PromptForward(t, rows, 2, false, &adapters, &prefix).last_logits;
   const at::Tensor base = PromptForward(t, prompts, 2, false, nullptr, &base_prefix).last_logits;
   for (const FrozenPrompts* states : {&full, &three}) {
     frozen.states = states;
-    const at::Tensor got = PromptForward(t, rows, 2, false, &adapters, &prefix, &frozen).last_logits;
+    const at::Tensor got =
+        PromptForward(t, rows, 2, false, &adapters, &prefix, &frozen).last_logits;
     const float max_diff = (whole - got).abs().max().item<float>();
-    std::cout << "frozen depth " << states->depth() << " (" << states->bytes() / 1024 << " KiB): max |dlogit| "
-              << max_diff << "\n";
+    std::cout << "frozen depth " << states->depth() << " (" << states->bytes() / 1024
+              << " KiB): max |dlogit| " << max_diff << "\n";
     EXPECT_LT(max_diff, 1e-4f);
     EXPECT_TRUE(torch::equal(whole.argmax(-1), got.argmax(-1)));
     // The unmodified model starts as high as the states go (all the way up: only the final norm
     // and lm_head run).
-    FrozenRows base_rows{states, std::vector<int64_t>(frozen.source.begin(), frozen.source.begin() + 16)};
-    const at::Tensor got_base = PromptForward(t, prompts, 2, false, nullptr, &base_prefix, &base_rows).last_logits;
+    FrozenRows base_rows{states,
+                         std::vector<int64_t>(frozen.source.begin(), frozen.source.begin() + 16)};
+    const at::Tensor got_base =
+        PromptForward(t, prompts, 2, false, nullptr, &base_prefix, &base_rows).last_logits;
     EXPECT_LT((base - got_base).abs().max().item<float>(), 1e-4f);
   }
   EXPECT_GE(three.depth(), 3);

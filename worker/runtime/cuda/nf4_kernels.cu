@@ -2,9 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <cuda_bf16.h>
-#include <c10/cuda/CUDAException.h>
 #include <cuda_fp16.h>
 
 #include <mutex>
@@ -14,11 +14,22 @@ namespace schism::model::cuda {
 namespace {
 
 // The NF4 code book (nf4.cc's Nf4Codebook, the same 16 floats).
-__constant__ float kCodes[16] = {
-    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+__constant__ float kCodes[16] = {-1.0f,
+                                 -0.6961928009986877f,
+                                 -0.5250730514526367f,
+                                 -0.39491748809814453f,
+                                 -0.28444138169288635f,
+                                 -0.18477343022823334f,
+                                 -0.09105003625154495f,
+                                 0.0f,
+                                 0.07958029955625534f,
+                                 0.16093020141124725f,
+                                 0.24611230194568634f,
+                                 0.33791524171829224f,
+                                 0.44070982933044434f,
+                                 0.5626170039176941f,
+                                 0.7229568362236023f,
+                                 1.0f};
 
 // bnb's dynamic 8-bit map (nf4.cc's DynamicMap8Bit), copied in once.
 __constant__ float kDynamicMap[256];
@@ -48,17 +59,24 @@ BlockScales ScalesOf(const Nf4Tensor& q) {
     }
   }
   if (!q.double_quant) return {q.absmax.data_ptr<float>(), nullptr, nullptr, 0.0f};
-  return {nullptr, q.absmax_codes.data_ptr<uint8_t>(), q.absmax2.data_ptr<float>(), q.absmax_offset};
+  return {nullptr, q.absmax_codes.data_ptr<uint8_t>(), q.absmax2.data_ptr<float>(),
+          q.absmax_offset};
 }
 
 template <typename T>
 __device__ __forceinline__ T FromFloat(float v);
 template <>
-__device__ __forceinline__ float FromFloat<float>(float v) { return v; }
+__device__ __forceinline__ float FromFloat<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
+  return __float2bfloat16(v);
+}
 template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half(v); }
+__device__ __forceinline__ __half FromFloat<__half>(float v) {
+  return __float2half(v);
+}
 
 __device__ __forceinline__ float ToFloat(float v) { return v; }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -80,8 +98,8 @@ __global__ void DequantizeKernel(const uint8_t* __restrict__ packed, BlockScales
 // step, so a warp covers 256 weights (four absmax blocks) per step; x (a few rows, reused by every
 // warp) is read through the read-only cache; partial sums are reduced across the warp.
 template <typename T, int kRows>
-__global__ void GemvKernel(const T* __restrict__ x, const uint8_t* __restrict__ packed, BlockScales scales,
-                           T* __restrict__ y, int64_t out, int64_t in) {
+__global__ void GemvKernel(const T* __restrict__ x, const uint8_t* __restrict__ packed,
+                           BlockScales scales, T* __restrict__ y, int64_t out, int64_t in) {
   const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * static_cast<int64_t>(warps) + threadIdx.x / 32;
   if (row >= out) return;
@@ -97,7 +115,8 @@ __global__ void GemvKernel(const T* __restrict__ x, const uint8_t* __restrict__ 
       const float w0 = kCodes[byte >> 4] * scale, w1 = kCodes[byte & 0x0F] * scale;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
-        acc[r] += w0 * ToFloat(__ldg(x + r * in + k + 2 * b)) + w1 * ToFloat(__ldg(x + r * in + k + 2 * b + 1));
+        acc[r] += w0 * ToFloat(__ldg(x + r * in + k + 2 * b)) +
+                  w1 * ToFloat(__ldg(x + r * in + k + 2 * b + 1));
       }
     }
   }
@@ -110,8 +129,8 @@ __global__ void GemvKernel(const T* __restrict__ x, const uint8_t* __restrict__ 
 }
 
 template <typename T, int kRows>
-void LaunchGemv(const at::Tensor& x, const at::Tensor& packed, const BlockScales& scales, at::Tensor& y,
-                int64_t out, int64_t in) {
+void LaunchGemv(const at::Tensor& x, const at::Tensor& packed, const BlockScales& scales,
+                at::Tensor& y, int64_t out, int64_t in) {
   constexpr int kWarps = 4;
   const dim3 grid(static_cast<unsigned>((out + kWarps - 1) / kWarps));
   GemvKernel<T, kRows><<<grid, kWarps * 32, 0, at::cuda::getCurrentCUDAStream()>>>(
@@ -120,13 +139,18 @@ void LaunchGemv(const at::Tensor& x, const at::Tensor& packed, const BlockScales
 }
 
 template <typename T>
-void DispatchRows(int64_t rows, const at::Tensor& x, const at::Tensor& packed, const BlockScales& scales,
-                  at::Tensor& y, int64_t out, int64_t in) {
+void DispatchRows(int64_t rows, const at::Tensor& x, const at::Tensor& packed,
+                  const BlockScales& scales, at::Tensor& y, int64_t out, int64_t in) {
   switch (rows) {
-    case 1: return LaunchGemv<T, 1>(x, packed, scales, y, out, in);
-    case 2: return LaunchGemv<T, 2>(x, packed, scales, y, out, in);
-    case 3: case 4: return LaunchGemv<T, 4>(x, packed, scales, y, out, in);
-    default: return LaunchGemv<T, 8>(x, packed, scales, y, out, in);
+    case 1:
+      return LaunchGemv<T, 1>(x, packed, scales, y, out, in);
+    case 2:
+      return LaunchGemv<T, 2>(x, packed, scales, y, out, in);
+    case 3:
+    case 4:
+      return LaunchGemv<T, 4>(x, packed, scales, y, out, in);
+    default:
+      return LaunchGemv<T, 8>(x, packed, scales, y, out, in);
   }
 }
 
@@ -135,7 +159,8 @@ void DispatchRows(int64_t rows, const at::Tensor& x, const at::Tensor& packed, c
 bool Nf4KernelsBuilt() { return true; }
 
 at::Tensor Nf4Dequantize(const Nf4Tensor& q, c10::ScalarType dtype) {
-  TORCH_CHECK(q.packed.is_cuda() && q.shape.size() == 2, "Nf4Dequantize: a 2-D weight on a CUDA device");
+  TORCH_CHECK(q.packed.is_cuda() && q.shape.size() == 2,
+              "Nf4Dequantize: a 2-D weight on a CUDA device");
   const int64_t out = q.shape[0], in = q.shape[1];
   TORCH_CHECK(q.packed.numel() * 2 == out * in, "Nf4Dequantize: bad sizes");
   const c10::cuda::CUDAGuard guard(q.packed.device());
@@ -146,14 +171,19 @@ at::Tensor Nf4Dequantize(const Nf4Tensor& q, c10::ScalarType dtype) {
   const uint8_t* p = q.packed.data_ptr<uint8_t>();
   const BlockScales scales = ScalesOf(q);
   switch (dtype) {
-    case c10::ScalarType::Float: DequantizeKernel<float><<<blocks, 256, 0, stream>>>(p, scales, y.data_ptr<float>(), n); break;
+    case c10::ScalarType::Float:
+      DequantizeKernel<float><<<blocks, 256, 0, stream>>>(p, scales, y.data_ptr<float>(), n);
+      break;
     case c10::ScalarType::BFloat16:
-      DequantizeKernel<__nv_bfloat16><<<blocks, 256, 0, stream>>>(p, scales, reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), n);
+      DequantizeKernel<__nv_bfloat16><<<blocks, 256, 0, stream>>>(
+          p, scales, reinterpret_cast<__nv_bfloat16*>(y.data_ptr()), n);
       break;
     case c10::ScalarType::Half:
-      DequantizeKernel<__half><<<blocks, 256, 0, stream>>>(p, scales, reinterpret_cast<__half*>(y.data_ptr()), n);
+      DequantizeKernel<__half>
+          <<<blocks, 256, 0, stream>>>(p, scales, reinterpret_cast<__half*>(y.data_ptr()), n);
       break;
-    default: TORCH_CHECK(false, "Nf4Dequantize: unsupported dtype ", dtype);
+    default:
+      TORCH_CHECK(false, "Nf4Dequantize: unsupported dtype ", dtype);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return y;
@@ -164,7 +194,8 @@ at::Tensor Nf4Gemv(const at::Tensor& x, const Nf4Tensor& q) {
   TORCH_CHECK(q.packed.is_cuda() && q.shape.size() == 2, "Nf4Gemv: a 2-D weight on a CUDA device");
   const int64_t rows = x.size(0), in = x.size(1), out = q.shape[0];
   const at::Tensor& packed = q.packed;
-  TORCH_CHECK(rows >= 1 && rows <= kNf4GemvMaxRows, "Nf4Gemv: 1 to ", kNf4GemvMaxRows, " rows, got ", rows);
+  TORCH_CHECK(rows >= 1 && rows <= kNf4GemvMaxRows, "Nf4Gemv: 1 to ", kNf4GemvMaxRows,
+              " rows, got ", rows);
   TORCH_CHECK(in % 64 == 0, "Nf4Gemv: in must be a multiple of 64");
   TORCH_CHECK(packed.numel() * 2 == out * in && q.shape[1] == in, "Nf4Gemv: bad sizes");
   const c10::cuda::CUDAGuard guard(x.device());
@@ -172,13 +203,21 @@ at::Tensor Nf4Gemv(const at::Tensor& x, const Nf4Tensor& q) {
   const BlockScales a = ScalesOf(q);
   // Rows of x beyond `rows` up to the kernel's row count are zero padding.
   const int64_t padded = rows <= 2 ? rows : (rows <= 4 ? 4 : 8);
-  at::Tensor xp = padded == rows ? xc : at::cat({xc, at::zeros({padded - rows, in}, xc.options())}, 0);
+  at::Tensor xp =
+      padded == rows ? xc : at::cat({xc, at::zeros({padded - rows, in}, xc.options())}, 0);
   auto y = at::empty({padded, out}, x.options());
   switch (x.scalar_type()) {
-    case c10::ScalarType::Float: DispatchRows<float>(padded, xp, packed, a, y, out, in); break;
-    case c10::ScalarType::BFloat16: DispatchRows<__nv_bfloat16>(padded, xp, packed, a, y, out, in); break;
-    case c10::ScalarType::Half: DispatchRows<__half>(padded, xp, packed, a, y, out, in); break;
-    default: TORCH_CHECK(false, "Nf4Gemv: unsupported dtype ", x.scalar_type());
+    case c10::ScalarType::Float:
+      DispatchRows<float>(padded, xp, packed, a, y, out, in);
+      break;
+    case c10::ScalarType::BFloat16:
+      DispatchRows<__nv_bfloat16>(padded, xp, packed, a, y, out, in);
+      break;
+    case c10::ScalarType::Half:
+      DispatchRows<__half>(padded, xp, packed, a, y, out, in);
+      break;
+    default:
+      TORCH_CHECK(false, "Nf4Gemv: unsupported dtype ", x.scalar_type());
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return padded == rows ? y : y.narrow(0, 0, rows);

@@ -20,7 +20,8 @@ namespace schism::model::cuda {
 // True when this build has the kernels.
 bool Nf4KernelsBuilt();
 
-// The dense (out, in) weight of a 2-D `q` on a CUDA device, in `dtype` (float32, bfloat16 or float16).
+// The dense (out, in) weight of a 2-D `q` on a CUDA device, in `dtype` (float32, bfloat16 or
+// float16).
 at::Tensor Nf4Dequantize(const Nf4Tensor& q, c10::ScalarType dtype);
 
 // y = x Wᵀ for the few rows of a decode step (rows ≤ kNf4GemvMaxRows), reading W's codes once:
