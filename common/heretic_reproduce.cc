@@ -507,6 +507,13 @@ absl::StatusOr<HereticReproduction> ParseHereticReproduction(const std::string& 
     return absl::InvalidArgumentError(absl::StrCat(where, ": not a JSON object"));
   }
   HereticReproduction out;
+  if (root.contains("schism_version")) {
+    // The record `schism export` writes beside an export has the same file name.
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ": written by schism export (schism_version), not by Heretic; re-export that trial with "
+        "`schism export --study DIR --trial N` or `--params` and `--directions`"));
+  }
   if (!root.contains("version")) return r.Error("version", "is missing");
   const json& version = root["version"];
   if (!version.is_string()) {

@@ -363,6 +363,8 @@ TEST(HereticReproduce, RefusesWhatIsNotAReproduceFile) {
   EXPECT_EQ(Error(file), "reproduce.json: version must be a string (\"1\" or \"2\"), not 2");
   file.erase("version");
   EXPECT_EQ(Error(file), "reproduce.json: version is missing");
+  file["schism_version"] = "0.1.0";  // the record schism export writes, same file name
+  EXPECT_NE(Error(file).find("written by schism export"), std::string::npos) << Error(file);
 
   file = ValidFile();
   file.erase("parameters");
