@@ -1,5 +1,7 @@
 #include "worker/runtime/nf4.h"
 
+#include "worker/runtime/nf4_codebook.h"
+
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -28,22 +30,7 @@ uint8_t NearestCode(const std::array<float, N>& codes, float x) {
 }  // namespace
 
 const std::array<float, 16>& Nf4Codebook() {
-  static const std::array<float, 16> kCodes = {-1.0f,
-                                               -0.6961928009986877f,
-                                               -0.5250730514526367f,
-                                               -0.39491748809814453f,
-                                               -0.28444138169288635f,
-                                               -0.18477343022823334f,
-                                               -0.09105003625154495f,
-                                               0.0f,
-                                               0.07958029955625534f,
-                                               0.16093020141124725f,
-                                               0.24611230194568634f,
-                                               0.33791524171829224f,
-                                               0.44070982933044434f,
-                                               0.5626170039176941f,
-                                               0.7229568362236023f,
-                                               1.0f};
+  static const std::array<float, 16> kCodes = {SCHISM_NF4_CODEBOOK};
   return kCodes;
 }
 

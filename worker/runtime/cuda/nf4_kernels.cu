@@ -1,4 +1,5 @@
 #include "worker/runtime/cuda/nf4_kernels.h"
+#include "worker/runtime/nf4_codebook.h"
 
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
@@ -13,23 +14,8 @@
 namespace schism::model::cuda {
 namespace {
 
-// The NF4 code book (nf4.cc's Nf4Codebook, the same 16 floats).
-__constant__ float kCodes[16] = {-1.0f,
-                                 -0.6961928009986877f,
-                                 -0.5250730514526367f,
-                                 -0.39491748809814453f,
-                                 -0.28444138169288635f,
-                                 -0.18477343022823334f,
-                                 -0.09105003625154495f,
-                                 0.0f,
-                                 0.07958029955625534f,
-                                 0.16093020141124725f,
-                                 0.24611230194568634f,
-                                 0.33791524171829224f,
-                                 0.44070982933044434f,
-                                 0.5626170039176941f,
-                                 0.7229568362236023f,
-                                 1.0f};
+// The NF4 code book (nf4_codebook.h, shared with nf4.cc).
+__constant__ float kCodes[16] = {SCHISM_NF4_CODEBOOK};
 
 // bnb's dynamic 8-bit map (nf4.cc's DynamicMap8Bit), copied in once.
 __constant__ float kDynamicMap[256];
