@@ -1,8 +1,8 @@
 // Export throughput (docs/architecture.md#export-worker) on the real model: the GGUF dequantized
 // and merged to a float32 / bfloat16 Hugging Face folder, reproduce.json hashes included. Reports
 // source bytes read per second and output bytes written per second.
+#include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
-#include <torch/torch.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -20,9 +20,8 @@ void BM_ExportRealModel(benchmark::State& state) {
   const fs::path dir =
       fs::temp_directory_path() / ("schism_export_bench_" + std::to_string(::getpid()));
   fs::create_directories(dir);
-  torch::manual_seed(0);
-  at::Tensor directions =
-      torch::randn({31, 576});  // SmolLM2-135M: 30 layers + embeddings, hidden 576
+  at::manual_seed(0);
+  at::Tensor directions = at::randn({31, 576});  // SmolLM2-135M: 30 layers + embeddings, hidden 576
   directions = directions / directions.norm(2, {1}, true);
   (void)schism::model::SaveDirections((dir / "r.bin").string(), directions);
   schism::worker::ExportRequest request;

@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <string>
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
 
 #include "common/env.h"
 #include "worker/runtime/generator.h"

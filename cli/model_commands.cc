@@ -6,7 +6,7 @@
 #include <iostream>
 #include <sstream>
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -156,7 +156,7 @@ ReplyStats StreamReply(const Session& session, const std::string& prompt_text, s
   model::AdapterBatch adapters;
   if (session.evaluator) {
     adapters = session.evaluator->BuildAdapters({*session.trial});
-    adapters.row_trial = torch::zeros({1}, torch::kLong);
+    adapters.row_trial = at::zeros({1}, at::kLong);
     options.adapters = &adapters;
   }
   options.stop_early = [&](size_t, const model::TokenIds& generated) {

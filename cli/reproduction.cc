@@ -27,7 +27,7 @@ constexpr LocalCopy kLocalCopies[] = {{"mlabonne/harmless_alpaca", "train", "har
 absl::Status MapDataset(const std::string& key, const common::HereticDatasetSpec& d,
                         v1::PromptSet* out) {
   const std::string split = d.split.value_or("");
-  if (fs::is_regular_file(d.dataset)) {
+  if (fs::is_regular_file(d.dataset) || fs::is_directory(d.dataset)) {  // a file or dataset folder
     out->set_path(d.dataset);
     out->set_split(split);
   } else {

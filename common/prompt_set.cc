@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/dataset_folder.h"
 
 namespace schism::common {
 namespace {
@@ -32,17 +34,20 @@ absl::StatusOr<std::optional<long>> ParseBound(absl::string_view text, absl::str
 
 }  // namespace
 
-absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text) {
+absl::StatusOr<PromptSplit> ParsePromptSplit(absl::string_view text) {
   absl::string_view s = absl::StripAsciiWhitespace(text);
-  // Heretic names the split of a Hugging Face dataset ("train[:400]"); a text file read as a
-  // dataset has exactly one, "train".
-  if (absl::StartsWith(s, "train")) s.remove_prefix(5);
-  if (s.empty()) return PromptSlice{};
-  if (s.front() != '[' && s.find('[') != absl::string_view::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("split \"", text, "\": a prompt file has one split, \"train\""));
+  PromptSplit split;
+  const size_t bracket = s.find('[');
+  split.name = std::string(absl::StripAsciiWhitespace(s.substr(0, bracket)));
+  for (char c : split.name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "split \"", text, "\": expected a split name and slice such as \"train[:400]\""));
+    }
   }
-  if (s.size() < 2 || s.front() != '[' || s.back() != ']') {
+  if (bracket == absl::string_view::npos) return split;
+  s.remove_prefix(bracket);
+  if (s.size() < 2 || s.back() != ']') {
     return absl::InvalidArgumentError(
         absl::StrCat("split \"", text, "\": expected slice notation such as \"[:400]\""));
   }
@@ -52,14 +57,29 @@ absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text) {
     return absl::InvalidArgumentError(
         absl::StrCat("split \"", text, "\": expected exactly one ':' as in \"[a:b]\""));
   }
-  PromptSlice slice;
   auto start = ParseBound(inner.substr(0, colon), text);
   if (!start.ok()) return start.status();
   auto stop = ParseBound(inner.substr(colon + 1), text);
   if (!stop.ok()) return stop.status();
-  slice.start = *start;
-  slice.stop = *stop;
-  return slice;
+  split.slice.start = *start;
+  split.slice.stop = *stop;
+  return split;
+}
+
+absl::StatusOr<PromptSlice> ParsePromptSlice(absl::string_view text) {
+  auto split = ParsePromptSplit(text);
+  if (!split.ok()) return split.status();
+  // Heretic names the split of a Hugging Face dataset ("train[:400]"); a text file read as a
+  // dataset has exactly one, "train".
+  if (!split->name.empty() && split->name != "train") {
+    if (absl::StripAsciiWhitespace(text).find('[') == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("split \"", text, "\": expected slice notation such as \"[:400]\""));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("split \"", text, "\": a prompt file has one split, \"train\""));
+  }
+  return split->slice;
 }
 
 std::vector<std::string> ApplySlice(std::vector<std::string> prompts, const PromptSlice& slice) {
@@ -169,43 +189,56 @@ absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data,
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
-                                                         absl::string_view split,
-                                                         absl::string_view column) {
-  auto slice = ParsePromptSlice(split);
-  if (!slice.ok()) return slice.status();
+absl::StatusOr<std::vector<std::string>> ReadPromptFileRows(const std::string& path,
+                                                            const std::string& column) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("prompt file ", path, ": cannot open"));
   std::stringstream ss;
   ss << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat("prompt file ", path, ": read error"));
   const std::string data = ss.str();
-  const std::string col = column.empty() ? "text" : std::string(column);
-  std::vector<std::string> prompts;
-  if (absl::EndsWith(path, ".csv")) {
-    auto values = CsvColumn(data, path, col);
-    if (!values.ok()) return values.status();
-    prompts = std::move(*values);
-  } else if (absl::EndsWith(path, ".jsonl") || absl::EndsWith(path, ".ndjson")) {
-    auto values = JsonlColumn(data, path, col);
-    if (!values.ok()) return values.status();
-    prompts = std::move(*values);
-  } else {
-    // A text file read as a dataset has one column, "text" (Heretic reads it with the text
-    // builder).
-    if (col != "text") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("prompt file ", path, ": a text file has one column, \"text\", not \"", col,
-                       "\" (CSV and JSONL files have named columns)"));
-    }
-    for (absl::string_view line : absl::StrSplit(data, '\n')) {
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (absl::StripAsciiWhitespace(line).empty()) continue;
-      prompts.emplace_back(line);
-    }
+  if (absl::EndsWith(path, ".csv")) return CsvColumn(data, path, column);
+  if (absl::EndsWith(path, ".jsonl") || absl::EndsWith(path, ".ndjson"))
+    return JsonlColumn(data, path, column);
+  // A text file read as a dataset has one column, "text" (Heretic reads it with the text
+  // builder).
+  if (column != "text") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt file ", path, ": a text file has one column, \"text\", not \"", column,
+                     "\" (CSV and JSONL files have named columns)"));
   }
+  std::vector<std::string> prompts;
+  for (absl::string_view line : absl::StrSplit(data, '\n')) {
+    line = absl::StripAsciiWhitespace(line);  // Heretic: line.strip()
+    if (!line.empty()) prompts.emplace_back(line);
+  }
+  return prompts;
+}
+
+absl::StatusOr<std::vector<std::string>> LoadPromptLines(const std::string& path,
+                                                         absl::string_view split,
+                                                         absl::string_view column) {
+  const std::string col = column.empty() ? "text" : std::string(column);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    auto parsed = ParsePromptSplit(split);
+    if (!parsed.ok()) return parsed.status();
+    auto rows = ReadDatasetFolderColumn(path, parsed->name.empty() ? "train" : parsed->name, col);
+    if (!rows.ok()) return rows.status();
+    // Rows as the dataset holds them, sliced as Heretic slices a dataset.
+    std::vector<std::string> prompts = ApplySlice(std::move(*rows), parsed->slice);
+    if (prompts.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("dataset ", path, ": split \"", split,
+                                                     "\" of column \"", col, "\" is empty"));
+    }
+    return prompts;
+  }
+  auto slice = ParsePromptSlice(split);
+  if (!slice.ok()) return slice.status();
+  auto rows = ReadPromptFileRows(path, col);
+  if (!rows.ok()) return rows.status();
   std::vector<std::string> kept;
-  for (std::string& p : prompts) {
+  for (std::string& p : *rows) {
     if (!absl::StripAsciiWhitespace(p).empty()) kept.push_back(std::move(p));
   }
   if (kept.empty()) {

@@ -131,8 +131,9 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
     while (true) {
       auto item = m_->Acquire(*req);
       if (!item.ok()) return ToGrpc(item.status());
-      if (!item->lease_id().empty() || std::chrono::steady_clock::now() >= deadline ||
-          c->IsCancelled()) {
+      // A lease, or a peek's answer (a study without a lease), ends the long poll.
+      if (!item->lease_id().empty() || !item->study_id().empty() ||
+          std::chrono::steady_clock::now() >= deadline || c->IsCancelled()) {
         *resp = std::move(*item);
         return grpc::Status::OK;
       }

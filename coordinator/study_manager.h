@@ -72,7 +72,9 @@ class StudyManager {
   absl::StatusOr<v1::StudySummary> Cancel(const std::string& study_id);
 
   std::string RegisterWorker(const v1::RegisterRequest& request);
-  // Hands out work, or an empty item (no lease id) when there is none right now.
+  // Hands out work, or an empty item (no lease id) when there is none right now. With
+  // request.peek(): only names the study whose work Acquire would hand this worker now (study_id,
+  // spec, an empty prepare or evaluate; no lease), changing nothing.
   absl::StatusOr<v1::WorkItem> Acquire(const v1::AcquireWorkRequest& request);
   // Waits until something changed (a report, an expiry, a submission) or `timeout` passed.
   void WaitForChange(std::chrono::milliseconds timeout);
@@ -89,7 +91,9 @@ class StudyManager {
 
   ManagerMetrics Metrics();
 
-  // Re-queues the trials of leases past their deadline. Every public call does this too.
+  // Re-queues the trials of leases past their deadline. List, Get, GetExport, Metrics, Acquire,
+  // Heartbeat and Report do this first too, and `schism coordinator` calls it every 200 ms, so a
+  // lease is re-queued within that long of its deadline even when nobody asks.
   void ExpireLeases();
   // Re-queues every lease Recover restored that no worker has spoken for yet, at once and
   // without counting against its trials: for `schism run`, whose workers died with it.
@@ -159,6 +163,12 @@ class StudyManager {
   absl::StatusOr<v1::WorkItem> AcquireTrials(const v1::AcquireWorkRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Picks the trials a lease on `study` takes for `worker` (empty: none to give).
+  // Studies in the order a trial worker holding `loaded_model` is served: priority, then
+  // affinity to the loaded model, then submission order.
+  std::vector<Study*> ServiceOrder(const std::string& loaded_model)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether Acquire would find work in `study` now (prepare, a waiting trial, or room to ask).
+  bool HasTrialWork(const Study& study) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<int64_t> PickTrials(Study* study, const std::string& worker, int capacity)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ReportPrepared(const Lease& lease, const v1::ReportResultRequest& request)

@@ -44,6 +44,7 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
     return bad("row_normalization",
                "expected none, pre or full, got \"" + spec.row_normalization() + "\"");
   }
+  if (!spec.has_orthogonalize_direction()) spec.set_orthogonalize_direction(true);
   DefaultPromptSet(spec.mutable_good_prompts(), "harmless_train.txt", "[:400]");
   DefaultPromptSet(spec.mutable_bad_prompts(), "harmful_train.txt", "[:400]");
   DefaultPromptSet(spec.mutable_refusal_prompts(), "harmful_test.txt", "[:100]");

@@ -50,7 +50,10 @@ absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest&
         absl::StrCat("unknown worker \"", request.worker_id(), "\"; register first"));
   }
   ExpireLeasesLocked();
-  if (request.role() == v1::WORKER_ROLE_EXPORT) return AcquireExport(request);
+  if (request.role() == v1::WORKER_ROLE_EXPORT) {
+    if (request.peek()) return v1::WorkItem();  // export workers load their source per job
+    return AcquireExport(request);
+  }
   return AcquireTrials(request);
 }
 
@@ -81,19 +84,48 @@ std::vector<int64_t> StudyManager::PickTrials(Study* study, const std::string& w
   return picked;
 }
 
-absl::StatusOr<v1::WorkItem> StudyManager::AcquireTrials(const v1::AcquireWorkRequest& request) {
-  const int capacity = std::clamp(request.capacity(), 1, 64);
+std::vector<StudyManager::Study*> StudyManager::ServiceOrder(const std::string& loaded_model) {
   std::vector<Study*> order;
   for (auto& [id, s] : studies_) order.push_back(s.get());
-  // Highest priority first, then the worker's loaded model (affinity), then submission order.
   std::sort(order.begin(), order.end(), [&](const Study* a, const Study* b) {
     if (a->spec.priority() != b->spec.priority()) return a->spec.priority() > b->spec.priority();
-    const bool a_loaded = a->spec.model() == request.loaded_model();
-    const bool b_loaded = b->spec.model() == request.loaded_model();
+    const bool a_loaded = a->spec.model() == loaded_model;
+    const bool b_loaded = b->spec.model() == loaded_model;
     if (a_loaded != b_loaded) return a_loaded;
     return a->order < b->order;
   });
+  return order;
+}
+
+bool StudyManager::HasTrialWork(const Study& study) const {
+  if (study.state == v1::STUDY_STATE_QUEUED) return true;
+  if (study.state != v1::STUDY_STATE_RUNNING) return false;
+  int live = 0;
+  for (const TrialEntry& t : study.trials) {
+    if (t.state == v1::TRIAL_STATE_WAITING) return true;
+    live += t.state != v1::TRIAL_STATE_FAILED;
+  }
+  return live < study.spec.n_trials();
+}
+
+absl::StatusOr<v1::WorkItem> StudyManager::AcquireTrials(const v1::AcquireWorkRequest& request) {
+  const int capacity = std::clamp(request.capacity(), 1, 64);
+  const std::vector<Study*> order = ServiceOrder(request.loaded_model());
   v1::WorkItem item;
+  if (request.peek()) {
+    for (const Study* study : order) {
+      if (!HasTrialWork(*study)) continue;
+      item.set_study_id(study->id);
+      *item.mutable_spec() = study->spec;
+      if (study->state == v1::STUDY_STATE_QUEUED) {
+        item.mutable_prepare();
+      } else {
+        item.mutable_evaluate();
+      }
+      return item;
+    }
+    return item;
+  }
   for (Study* study : order) {
     Lease lease;
     lease.study_id = study->id;

@@ -24,11 +24,14 @@ class RedisServer {
  public:
   // `appendonly`: persistence as in production (AOF, fsync on every write), so Kill + Start
   // loses nothing that was acknowledged.
-  explicit RedisServer(int base_port_offset = 0, bool appendonly = false)
-      : base_port_offset_(base_port_offset), appendonly_(appendonly) {
-    port_ = 46000 + (::getpid() * 7 + base_port_offset_) % 2000;
+  explicit RedisServer(bool appendonly = false) : appendonly_(appendonly) {
     dir_ = MakeTempDir("redis");
-    Start();
+    // A port the kernel just handed out can still be taken by someone else before redis binds
+    // it; redis then exits, and the next free port is tried.
+    for (int attempt = 0; attempt < 5 && !ready_; ++attempt) {
+      port_ = FreeLoopbackPort();
+      if (port_ > 0) Start();
+    }
   }
   ~RedisServer() { Kill(); }
   // SIGKILL, as a crash would.
@@ -38,8 +41,10 @@ class RedisServer {
       ::waitpid(pid_, nullptr, 0);
     }
     pid_ = -1;
+    ready_ = false;
   }
-  // (Re)starts the server on the same port and data directory; waits until it answers.
+  // (Re)starts the server on the same port and data directory; waits until it answers, or
+  // until it exits (its log, redis.log in the data directory, says why).
   void Start() {
     std::vector<std::string> args = {"redis-server",
                                      "--port",
@@ -65,8 +70,15 @@ class RedisServer {
     if (posix_spawnp(&pid_, "redis-server", &actions, nullptr, argv.data(), environ) != 0)
       pid_ = -1;
     posix_spawn_file_actions_destroy(&actions);
-    for (int i = 0; i < 100 && pid_ > 0; ++i) {
-      if (coordinator::RedisStore::Connect(url()).ok()) return;
+    for (int i = 0; i < 200 && pid_ > 0; ++i) {
+      if (coordinator::RedisStore::Connect(url()).ok()) {
+        ready_ = true;
+        return;
+      }
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        pid_ = -1;  // it exited: the port was taken, or redis-server refused its arguments
+        return;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -74,13 +86,15 @@ class RedisServer {
   std::string url(int db = 0) const {
     return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db);
   }
-  bool running() const { return pid_ > 0; }
+  // True once the server answered and until Kill.
+  bool running() const { return ready_; }
+  std::string log_path() const { return dir_ + "/redis.log"; }
 
  private:
-  int base_port_offset_;
   bool appendonly_;
+  bool ready_ = false;
   pid_t pid_ = -1;
-  int port_;
+  int port_ = -1;
   std::string dir_;
 };
 

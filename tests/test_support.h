@@ -32,6 +32,11 @@ std::vector<float> ReadFloats(const std::string& path);
 
 std::string ReadFile(const std::string& path);
 
+// A loopback TCP port that no socket holds now: the kernel picks it (bind to port 0), so it is
+// never one of this machine's ephemeral ports already in use, as a fixed range can be. Another
+// process may still take it before the caller binds it; callers that start a server retry.
+int FreeLoopbackPort();
+
 }  // namespace schism::testing_support
 
 #endif  // SCHISM_TESTS_TEST_SUPPORT_H_

@@ -103,7 +103,8 @@ void CoordinatorLink::Pause() {
 
 absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
                                                                   const std::string& loaded_model,
-                                                                  int exit_after_idle_polls) {
+                                                                  int exit_after_idle_polls,
+                                                                  bool peek) {
   int idle_polls = 0;
   while (!stopping()) {
     if (worker_id_.empty()) {
@@ -111,7 +112,7 @@ absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
       char host[256] = {0};
       ::gethostname(host, sizeof(host) - 1);
       req.set_host(host);
-      req.set_device(options_.role == v1::WORKER_ROLE_EXPORT ? "export" : "cpu");
+      req.set_device(options_.role == v1::WORKER_ROLE_EXPORT ? "export" : options_.device);
       v1::RegisterResponse resp;
       auto c = Context(10);
       const grpc::Status s = stub_->Register(c.get(), req, &resp);
@@ -129,6 +130,7 @@ absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
     acquire.set_loaded_model(loaded_model);
     acquire.set_wait_seconds(options_.wait_seconds);
     acquire.set_role(options_.role);
+    acquire.set_peek(peek);
     v1::WorkItem item;
     auto c = Context(options_.wait_seconds + 10);
     const grpc::Status s = stub_->AcquireWork(c.get(), acquire, &item);
@@ -141,7 +143,8 @@ absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
       continue;
     }
     backoff_.Reset();
-    if (!item.lease_id().empty()) return std::optional<v1::WorkItem>(std::move(item));
+    if (!item.lease_id().empty() || (peek && !item.study_id().empty()))
+      return std::optional<v1::WorkItem>(std::move(item));
     if (exit_after_idle_polls > 0 && ++idle_polls >= exit_after_idle_polls) break;
   }
   return std::optional<v1::WorkItem>();

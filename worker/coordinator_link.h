@@ -26,7 +26,8 @@ struct LinkOptions {
   std::string token;                                      // sent as "authorization: Bearer <token>"
   std::shared_ptr<grpc::ChannelCredentials> credentials;  // null: plaintext
   v1::WorkerRole role = v1::WORKER_ROLE_TRIALS;
-  int wait_seconds = 5;  // long-poll length
+  std::string device = "cpu";  // what Register reports for a trial worker: "cpu", "cuda:0", ...
+  int wait_seconds = 5;        // long-poll length
   const std::atomic<bool>* stop = nullptr;
 };
 
@@ -44,9 +45,10 @@ class CoordinatorLink {
 
   // Waits for the next work item (registering first when needed). Returns nullopt when asked to
   // stop or after `exit_after_idle_polls` consecutive empty polls (0 = never); an error only for
-  // what retrying cannot fix (a wrong token).
+  // what retrying cannot fix (a wrong token). With `peek`, the item only names the study whose
+  // work would come next (AcquireWorkRequest.peek): no lease is taken.
   absl::StatusOr<std::optional<v1::WorkItem>> Next(int capacity, const std::string& loaded_model,
-                                                   int exit_after_idle_polls);
+                                                   int exit_after_idle_polls, bool peek = false);
 
   // Heartbeats `item`'s lease every lease_seconds/3 until destroyed; lost() tells whether the
   // coordinator said the lease expired (then the work went to another worker).

@@ -1,5 +1,6 @@
 // Delays between a worker's attempts to reach an absent coordinator: exponential growth, a cap,
-// and full jitter so a restarted coordinator is not hit by every worker at the same instant.
+// and "equal" jitter (a random delay in the upper half of the current ceiling) so a restarted
+// coordinator is not hit by every worker at the same instant, while no worker retries at once.
 #ifndef SCHISM_WORKER_RECONNECT_BACKOFF_H_
 #define SCHISM_WORKER_RECONNECT_BACKOFF_H_
 

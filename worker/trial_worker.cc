@@ -1,6 +1,8 @@
 #include "worker/trial_worker.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <cstdio>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "common/prompt_set.h"
@@ -29,26 +31,28 @@ std::string ModelKey(const v1::StudySpec& spec) {
   return key;
 }
 
-// Heretic's dataset options: "prefix prompt suffix" (space-joined), and the set's own system
-// prompt over the study's.
-absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(const model::LoadedModel& model,
-                                                             const v1::StudySpec& spec,
-                                                             const v1::PromptSet& set) {
+// A prompt set as Heretic's load_prompts returns it: the split's rows, each as "prefix prompt
+// suffix" (space-joined) when the set has them, at most `limit` of them, chat-encoded with the
+// set's own system prompt over the study's.
+absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(
+    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
+    const std::string& response_prefix, size_t limit = std::numeric_limits<size_t>::max()) {
   auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
   if (!lines.ok()) return lines.status();
+  if (lines->size() > limit) lines->resize(limit);
   for (std::string& line : *lines) {
     if (!set.prefix().empty()) line = set.prefix() + " " + line;
     if (!set.suffix().empty()) line = line + " " + set.suffix();
   }
   const std::string& system = set.has_system_prompt() ? set.system_prompt() : spec.system_prompt();
-  return model::EncodeChatPrompts(model, *lines, system, spec.response_prefix());
+  return model::EncodeChatPrompts(model, *lines, system, response_prefix);
 }
 
 absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(
     const model::LoadedModel& model, const v1::StudySpec& spec, at::Tensor directions) {
-  auto refusal = EncodePromptSet(model, spec, spec.refusal_prompts());
+  auto refusal = EncodePromptSet(model, spec, spec.refusal_prompts(), spec.response_prefix());
   if (!refusal.ok()) return refusal.status();
-  auto kl = EncodePromptSet(model, spec, spec.kl_prompts());
+  auto kl = EncodePromptSet(model, spec, spec.kl_prompts(), spec.response_prefix());
   if (!kl.ok()) return kl.status();
   model::EvaluatorOptions options;
   options.max_response_length = spec.max_response_length();
@@ -61,29 +65,33 @@ absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(
                                        std::move(*kl), options);
 }
 
-// The common start of the model's greedy responses to 100 good and 100 bad prompts (past a
-// closed thinking block, if it opens with one).
+// The common start of the model's greedy responses to the first 100 prompts of the good and of
+// the bad set (past a closed thinking block, if it opens with one), as Heretic checks it:
+// good_prompts[:100] + bad_prompts[:100] of the sets as loaded (split, prefix, suffix and system
+// prompt applied).
 absl::StatusOr<std::string> FindResponsePrefix(const model::LoadedModel& model,
                                                const v1::StudySpec& spec) {
-  auto good =
-      common::LoadPromptLines(spec.good_prompts().path(), "[:100]", spec.good_prompts().column());
-  if (!good.ok()) return good.status();
-  auto bad =
-      common::LoadPromptLines(spec.bad_prompts().path(), "[:100]", spec.bad_prompts().column());
-  if (!bad.ok()) return bad.status();
-  std::vector<std::string> lines = *good;
-  lines.insert(lines.end(), bad->begin(), bad->end());
+  auto encode =
+      [&](const std::string& response_prefix) -> absl::StatusOr<std::vector<model::TokenIds>> {
+    auto good = EncodePromptSet(model, spec, spec.good_prompts(), response_prefix, 100);
+    if (!good.ok()) return good.status();
+    auto bad = EncodePromptSet(model, spec, spec.bad_prompts(), response_prefix, 100);
+    if (!bad.ok()) return bad.status();
+    good->insert(good->end(), std::make_move_iterator(bad->begin()),
+                 std::make_move_iterator(bad->end()));
+    return good;
+  };
   model::GreedyOptions greedy;
   greedy.max_new_tokens = spec.max_response_length();
   greedy.stop_ids = model.stop_ids;
   greedy.pad_id = model.tokenizer->spec().pad_id.value_or(0);
-  auto encoded = model::EncodeChatPrompts(model, lines, spec.system_prompt(), "");
+  auto encoded = encode("");
   if (!encoded.ok()) return encoded.status();
   std::string prefix =
       model::CommonResponsePrefix(*model.transformer, *model.tokenizer, *encoded, greedy);
   const std::string skipped = model::ApplyChainOfThoughtSkip(prefix);
   if (skipped != prefix) {  // a closed thinking block; look again for what follows it
-    auto again = model::EncodeChatPrompts(model, lines, spec.system_prompt(), skipped);
+    auto again = encode(skipped);
     if (again.ok())
       prefix = skipped +
                model::CommonResponsePrefix(*model.transformer, *model.tokenizer, *again, greedy);
@@ -94,7 +102,9 @@ absl::StatusOr<std::string> FindResponsePrefix(const model::LoadedModel& model,
 }  // namespace
 
 TrialWorker::TrialWorker(WorkerOptions options)
-    : options_(std::move(options)), state_(std::make_unique<State>()) {}
+    : options_(std::move(options)), state_(std::make_unique<State>()) {
+  options_.link.device = options_.device.str();
+}
 TrialWorker::~TrialWorker() = default;
 
 const std::string& TrialWorker::loaded_model_key() const { return state_->model_key; }
@@ -106,10 +116,19 @@ absl::Status TrialWorker::Run() {
   const ArtifactSource artifacts = [&](const std::string& study_id) {
     return link.FetchArtifact(study_id);
   };
+  auto loaded_model = [&] { return state_->model_key.substr(0, state_->model_key.find('|')); };
   while (true) {
-    const std::string& key = state_->model_key;
-    auto next = link.Next(options_.trials_per_batch, key.substr(0, key.find('|')),
-                          options_.exit_after_idle_polls);
+    // Peek, get ready, then lease: leased trials never wait behind this worker's model load.
+    auto peeked = link.Next(options_.trials_per_batch, loaded_model(),
+                            options_.exit_after_idle_polls, /*peek=*/true);
+    if (!peeked.ok()) return peeked.status();
+    if (!peeked->has_value()) return absl::OkStatus();
+    if (auto ready = Ready(**peeked, artifacts); !ready.ok()) {
+      std::fprintf(stderr, "schism worker: getting ready for study %s: %s\n",
+                   (*peeked)->study_id().c_str(), std::string(ready.message()).c_str());
+    }
+    auto next =
+        link.Next(options_.trials_per_batch, loaded_model(), options_.exit_after_idle_polls);
     if (!next.ok()) return next.status();
     if (!next->has_value()) return absl::OkStatus();
     const v1::WorkItem item = std::move(**next);
@@ -134,6 +153,35 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Serve(const v1::WorkItem& i
   } catch (const std::exception& e) {
     return absl::InternalError(std::string("worker error: ") + e.what());
   }
+}
+
+absl::Status TrialWorker::Ready(const v1::WorkItem& peeked, const ArtifactSource& artifacts) {
+  try {
+    if (auto s = LoadModel(peeked.spec()); !s.ok()) return s;
+    if (!peeked.has_evaluate()) return absl::OkStatus();  // a prepare builds its own evaluator
+    return EnsureEvaluator(peeked.study_id(), peeked.spec(), artifacts);
+  } catch (const std::exception& e) {
+    return absl::InternalError(std::string("worker error: ") + e.what());
+  }
+}
+
+absl::Status TrialWorker::EnsureEvaluator(const std::string& study_id, const v1::StudySpec& spec,
+                                          const ArtifactSource& artifacts) {
+  State& st = *state_;
+  if (!st.model)
+    return absl::FailedPreconditionError("evaluate before the study's model was loaded");
+  if (st.evaluator && st.evaluator_study == study_id) return absl::OkStatus();
+  st.evaluator.reset();
+  st.evaluator_study.clear();
+  auto bytes = artifacts(study_id);
+  if (!bytes.ok()) return bytes.status();
+  auto directions = model::ParseDirections(*bytes, "study " + study_id + " artifact");
+  if (!directions.ok()) return directions.status();
+  auto evaluator = MakeEvaluator(*st.model, spec, *directions);
+  if (!evaluator.ok()) return evaluator.status();
+  st.evaluator = std::move(*evaluator);
+  st.evaluator_study = study_id;
+  return absl::OkStatus();
 }
 
 absl::Status TrialWorker::LoadModel(const v1::StudySpec& spec) {
@@ -181,9 +229,9 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem&
     spec.set_response_prefix(*prefix);
     report.set_response_prefix(*prefix);
   }
-  auto good = EncodePromptSet(*st.model, spec, spec.good_prompts());
+  auto good = EncodePromptSet(*st.model, spec, spec.good_prompts(), spec.response_prefix());
   if (!good.ok()) return good.status();
-  auto bad = EncodePromptSet(*st.model, spec, spec.bad_prompts());
+  auto bad = EncodePromptSet(*st.model, spec, spec.bad_prompts(), spec.response_prefix());
   if (!bad.ok()) return bad.status();
   const auto& t = *st.model->transformer;
   const int32_t pad = st.model->tokenizer->spec().pad_id.value_or(0);
@@ -216,18 +264,8 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Evaluate(const v1::WorkItem
     }
     trials.push_back(*params);
   }
-  if (st.evaluator_study != item.study_id()) {
-    st.evaluator.reset();
-    st.evaluator_study.clear();
-    auto bytes = artifacts(item.study_id());
-    if (!bytes.ok()) return bytes.status();
-    auto directions = model::ParseDirections(*bytes, "study " + item.study_id() + " artifact");
-    if (!directions.ok()) return directions.status();
-    auto evaluator = MakeEvaluator(*st.model, item.spec(), *directions);
-    if (!evaluator.ok()) return evaluator.status();
-    st.evaluator = std::move(*evaluator);
-    st.evaluator_study = item.study_id();
-  }
+  if (auto ready = EnsureEvaluator(item.study_id(), item.spec(), artifacts); !ready.ok())
+    return ready;
   const auto scores = st.evaluator->Evaluate(trials);
   v1::ReportResultRequest report;
   for (size_t i = 0; i < scores.size(); ++i) {

@@ -50,6 +50,11 @@ class TrialWorker {
   // Serves the coordinator until stopped, idle past exit_after_idle_polls, or refused for good.
   absl::Status Run();
 
+  // Step 0 (a peek's answer, before anything is leased): what the study's next work needs,
+  // built now so that the lease is served at once: the model, and for a running study its
+  // evaluator (directions from `artifacts`). An error here belongs to no lease; the lease that
+  // follows meets it again when served and reports it.
+  absl::Status Ready(const v1::WorkItem& peeked, const ArtifactSource& artifacts);
   // Step 1: the study's model, loaded once per (path, quantization, dtypes) and kept across
   // items; the worker's --dtype, else the study's dtypes in order (the next when loading in one
   // fails), else the device's default. A new model drops the evaluator.
@@ -69,6 +74,10 @@ class TrialWorker {
   const std::string& loaded_model_key() const;
 
  private:
+  // The study's evaluator, built from its artifact unless already held.
+  absl::Status EnsureEvaluator(const std::string& study_id, const v1::StudySpec& spec,
+                               const ArtifactSource& artifacts);
+
   struct State;
   WorkerOptions options_;
   std::unique_ptr<State> state_;

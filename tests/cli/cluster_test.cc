@@ -75,11 +75,6 @@ class Process {
   pid_t pid_ = -1;
 };
 
-int FreePort() {
-  static int next = 40000 + (::getpid() % 600) * 5;  // below the redis test ports
-  return next++;
-}
-
 struct Cluster {
   std::string dir, store, config, address, token_file, log;
 };
@@ -108,7 +103,7 @@ Cluster MakeCluster(const std::string& name, int lease_seconds) {
       << "/harmless_test.txt\"\nsplit = \"[:6]\"\n"
       << "[cluster]\nlease_seconds = " << lease_seconds << "\nmax_attempts = 10\n";
   c.store = c.dir + "/store";
-  c.address = "127.0.0.1:" + std::to_string(FreePort());
+  c.address = "127.0.0.1:" + std::to_string(schism::testing_support::FreeLoopbackPort());
   c.token_file = c.dir + "/token";
   std::ofstream(c.token_file) << "cluster-token\n";
   c.log = c.dir + "/log.txt";
@@ -328,7 +323,7 @@ TEST(Cluster, CoordinatorKilledMidStudyResumesFromItsJournal) {
 }
 
 TEST(Cluster, CoordinatorKilledMidStudyResumesFromRedis) {
-  schism::testing_support::RedisServer redis(/*base_port_offset=*/1000);
+  schism::testing_support::RedisServer redis;
   ASSERT_TRUE(redis.running());
   Cluster c = MakeCluster("cluster_redis", 4);
   c.store = redis.url(3);

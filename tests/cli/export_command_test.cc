@@ -1,9 +1,9 @@
 // `schism export` as a user runs it: from a study folder of the embedded store, with bad
 // destinations, and streaming a generated model of more than 1 GiB under a memory bound.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <torch/torch.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -87,9 +87,9 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
   uint64_t model_bytes = 0, largest_elements = 0;
   {
     formats::SafetensorsWriter writer(source, 400ull << 20);  // sharded source too
-    torch::manual_seed(1);
+    at::manual_seed(1);
     auto add = [&](const std::string& name, std::vector<int64_t> shape) {
-      const at::Tensor t = (torch::randn(shape) * 0.02).to(torch::kBFloat16).contiguous();
+      const at::Tensor t = (at::randn(shape) * 0.02).to(at::kBFloat16).contiguous();
       ASSERT_TRUE(
           writer.Add(name, formats::SafetensorsDtype::kBF16, shape, t.data_ptr(), t.numel() * 2)
               .ok());
@@ -112,8 +112,8 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
     ASSERT_TRUE(writer.Finish().ok());
   }
   ASSERT_GE(model_bytes, 1ull << 30);
-  torch::manual_seed(2);
-  at::Tensor directions = torch::randn({L + 1, H});
+  at::manual_seed(2);
+  at::Tensor directions = at::randn({L + 1, H});
   directions = directions / directions.norm(2, {1}, true);
   ASSERT_TRUE(model::SaveDirections(dir + "/directions.bin", directions).ok());
   std::ofstream(dir + "/trial.json") << TrialJson(10.0);
@@ -193,8 +193,8 @@ TEST(ExportCommand, FromAStudyFolderWithProvenanceAndConfinedDestinations) {
   std::string log;
   ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "llama-tied", dir, RealModelPath()}, &log), 0)
       << log;
-  torch::manual_seed(4);
-  at::Tensor directions = torch::randn({4, 64});
+  at::manual_seed(4);
+  at::Tensor directions = at::randn({4, 64});
   directions = directions / directions.norm(2, {1}, true);
   const std::string id = StudyWithOneTrial(dir + "/store", dir + "/hf", directions);
   fs::create_directories(dir + "/exports");

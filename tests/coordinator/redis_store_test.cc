@@ -142,7 +142,7 @@ TEST(RedisStore, ARestartedCoordinatorContinuesTheStudy) {
 // logged and counted, and the study ends with each trial completed exactly once — counted from
 // the records in Redis itself.
 TEST(RedisStore, ARedisKilledTwiceMidStudyLosesNothingAndCountsNothingTwice) {
-  testing_support::RedisServer server(/*base_port_offset=*/977, /*appendonly=*/true);
+  testing_support::RedisServer server(/*appendonly=*/true);
   ASSERT_TRUE(server.running());
   Clock::time_point now = Clock::now();
   auto clock = [&] { return now; };

@@ -538,6 +538,81 @@ TEST(StudyManager, ListingsPageAndAcceptedSpecsFitWhatCanBeServed) {
       << refused.status();
 }
 
+// A spec submitted over gRPC leaves unset what it does not name: orthogonalize_direction then
+// takes Heretic's default (true) as it does from a TOML config, and an explicit false stays.
+TEST(StudyManager, AnUnsetOrthogonalizeDirectionIsHereticsDefaultAndFalseStaysFalse) {
+  JournalStore store(testing_support::MakeTempDir("manager_orthogonalize"));
+  StudyManager m(&store);
+  const std::string unset = *m.Submit(SmallSpec(2));
+  auto off = SmallSpec(2);
+  off.set_orthogonalize_direction(false);
+  const std::string explicit_off = *m.Submit(off);
+  EXPECT_TRUE(m.Get(unset)->summary().spec().orthogonalize_direction());
+  EXPECT_FALSE(m.Get(explicit_off)->summary().spec().orthogonalize_direction());
+  StudyManager recovered(&store);
+  ASSERT_TRUE(recovered.Recover().ok());
+  EXPECT_TRUE(recovered.Get(unset)->summary().spec().orthogonalize_direction());
+  EXPECT_FALSE(recovered.Get(explicit_off)->summary().spec().orthogonalize_direction());
+}
+
+// A peek names the study whose work a worker would get, so that the worker loads what it needs
+// before it takes a lease: it leases nothing, asks the sampler nothing, journals nothing.
+TEST(StudyManager, APeekNamesTheNextWorkWithoutLeasingAskingOrJournalingAnything) {
+  const std::string dir = testing_support::MakeTempDir("manager_peek");
+  JournalStore store(dir);
+  StudyManager m(&store);
+  const std::string w = m.RegisterWorker({});
+  auto peek = [&](v1::WorkerRole role = v1::WORKER_ROLE_TRIALS) {
+    v1::AcquireWorkRequest request = Acquire(w, 2);
+    request.set_peek(true);
+    request.set_role(role);
+    auto item = m.Acquire(request);
+    EXPECT_TRUE(item.ok()) << item.status();
+    EXPECT_TRUE(item->lease_id().empty());
+    return *item;
+  };
+  auto records = [&] {
+    auto all = store.ReplayAll();
+    size_t n = 0;
+    for (const auto& [id, lines] : *all) n += lines.size();
+    return n;
+  };
+  EXPECT_TRUE(peek().study_id().empty()) << "no study, nothing to name";
+  auto spec = SmallSpec(3);
+  spec.set_model("peeked.gguf");
+  const std::string id = *m.Submit(spec);
+  const size_t submitted = records();
+
+  const v1::WorkItem first = peek();
+  EXPECT_EQ(first.study_id(), id);
+  EXPECT_EQ(first.spec().model(), "peeked.gguf");
+  EXPECT_TRUE(first.has_prepare());
+  EXPECT_EQ(peek().study_id(), id) << "peeking twice changes nothing";
+  EXPECT_EQ(m.Get(id)->summary().state(), v1::STUDY_STATE_QUEUED);
+  EXPECT_EQ(m.Metrics().active_leases, 0);
+  EXPECT_EQ(records(), submitted);
+  EXPECT_TRUE(peek(v1::WORKER_ROLE_EXPORT).study_id().empty()) << "export workers do not peek";
+
+  Prepare(m, w);  // the prepare lease is taken and reported: the study runs
+  const v1::WorkItem running = peek();
+  EXPECT_EQ(running.study_id(), id);
+  EXPECT_TRUE(running.has_evaluate());
+  EXPECT_EQ(running.evaluate().trials_size(), 0);
+  EXPECT_EQ(m.Get(id)->trials_size(), 0) << "a peek asks the sampler nothing";
+  const size_t prepared = records();
+  peek();
+  EXPECT_EQ(records(), prepared);
+
+  // Once every trial is asked and leased there is nothing to name.
+  for (int i = 0; i < 3; ++i) {
+    auto lease = m.Acquire(Acquire(w, 1));
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    ASSERT_EQ(lease->evaluate().trials_size(), 1);
+  }
+  EXPECT_EQ(m.Get(id)->trials_size(), 3);
+  EXPECT_TRUE(peek().study_id().empty()) << "every trial leased: nothing to name";
+}
+
 TEST(StudyManager, AJournalCutAfterTheLastCompletionRecoversAsFinished) {
   const std::string dir = testing_support::MakeTempDir("manager_cut");
   std::string id;

@@ -13,7 +13,29 @@ for tool in munged slurmctld slurmd sbatch sinfo; do
 done
 
 T=$(mktemp -d /tmp/schism_slurm.XXXXXX)
-BASE=$((43500 + ($$ % 250) * 4))  # slurmctld, slurmd, coordinator gRPC, coordinator HTTP
+# Four consecutive free ports (slurmctld, slurmd, coordinator gRPC, coordinator HTTP) below the
+# kernel's ephemeral range, so no outgoing connection of another test can be holding one.
+BASE=$(python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    base = random.randrange(20000, low - 4)
+    try:
+        held = []
+        for port in range(base, base + 4):
+            s = socket.socket()
+            s.bind(("127.0.0.1", port))
+            held.append(s)
+        print(base)
+        break
+    except OSError:
+        pass
+    finally:
+        for s in held:
+            s.close()
+PY
+)
+[ -n "$BASE" ] || { echo "no four consecutive free ports found"; exit 1; }
 export SLURM_CONF=$T/slurm.conf
 teardown() {
   scontrol shutdown >/dev/null 2>&1 || true

@@ -4,8 +4,8 @@
 #include "worker/export_job.h"
 #include "worker/export_worker.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -46,8 +46,8 @@ std::string TinyTrialJson() {
 }
 
 std::string RandomDirections(int rows, int hidden, const std::string& path) {
-  torch::manual_seed(3);
-  auto d = torch::randn({rows, hidden});
+  at::manual_seed(3);
+  auto d = at::randn({rows, hidden});
   d = d / d.norm(2, {1}, true);
   EXPECT_TRUE(model::SaveDirections(path, d).ok());
   return path;
@@ -83,7 +83,7 @@ at::Tensor AdaptedLogits(const model::LoadedModel& source, const at::Tensor& dir
   auto evaluator = model::TrialEvaluator::Create(source, directions, {}, {}, options);
   EXPECT_TRUE(evaluator.ok()) << evaluator.status();
   model::AdapterBatch adapters = (*evaluator)->BuildAdapters({trial});
-  adapters.row_trial = torch::zeros({static_cast<int64_t>(prompts.size())}, torch::kLong);
+  adapters.row_trial = at::zeros({static_cast<int64_t>(prompts.size())}, at::kLong);
   return model::PromptForward(*source.transformer, prompts, pad, false, &adapters).last_logits;
 }
 
@@ -142,7 +142,7 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
             << ", vs unmodified " << (got - unmodified).abs().max().item<float>() << "\n";
   EXPECT_LT(delta, 1e-4f);
   EXPECT_GT((got - unmodified).abs().max().item<float>(), 1e-2f);  // the trial changed something
-  EXPECT_TRUE(torch::equal(got.argmax(-1), expected.argmax(-1)));
+  EXPECT_TRUE(at::equal(got.argmax(-1), expected.argmax(-1)));
 
   // PEFT's formulas applied to the source give the merged weights.
   std::string report;
@@ -255,7 +255,7 @@ TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
   std::cout << "real model: max |logit(export) - logit(adapted)| = " << delta << " over "
             << prompts->size() << " prompts\n";
   EXPECT_LT(delta, 2e-3f);
-  EXPECT_TRUE(torch::equal(got.argmax(-1), expected.argmax(-1)));
+  EXPECT_TRUE(at::equal(got.argmax(-1), expected.argmax(-1)));
 
   // The export scores what the trial scored.
   model::EvaluatorOptions options;
@@ -271,8 +271,8 @@ TEST(Export, RealModelFromGgufReloadsWithTheSameLogitsTokenizerAndScores) {
   ASSERT_TRUE(on_export.ok());
   const int export_refusals = (*on_export)->Baseline().refusals;
   const double export_kl = MeanKl(
-      torch::log_softmax(model::PromptForward(t, *kl, pad).last_logits, -1),
-      torch::log_softmax(model::PromptForward(*exported->transformer, *kl, pad).last_logits, -1));
+      at::log_softmax(model::PromptForward(t, *kl, pad).last_logits, -1),
+      at::log_softmax(model::PromptForward(*exported->transformer, *kl, pad).last_logits, -1));
   std::cout << "trial: " << trial_scores.refusals << "/24 refusals, KL "
             << trial_scores.kl_divergence << "; export: " << export_refusals << "/24, KL "
             << export_kl << "\n";
@@ -310,11 +310,9 @@ TEST(Export, Bfloat16OutputIsTheFloat32ExportRoundedOnce) {
     const formats::SafetensorsTensor* b = (*bf16)->Find(name);
     ASSERT_EQ(a->dtype, formats::SafetensorsDtype::kF32) << name;
     ASSERT_EQ(b->dtype, formats::SafetensorsDtype::kBF16) << name;
-    const at::Tensor full =
-        torch::from_blob(const_cast<uint8_t*>(a->data), a->shape, torch::kFloat);
-    const at::Tensor half =
-        torch::from_blob(const_cast<uint8_t*>(b->data), b->shape, torch::kBFloat16);
-    EXPECT_TRUE(torch::equal(full.to(torch::kBFloat16), half)) << name;
+    const at::Tensor full = at::from_blob(const_cast<uint8_t*>(a->data), a->shape, at::kFloat);
+    const at::Tensor half = at::from_blob(const_cast<uint8_t*>(b->data), b->shape, at::kBFloat16);
+    EXPECT_TRUE(at::equal(full.to(at::kBFloat16), half)) << name;
   }
   EXPECT_TRUE(model::LoadModel(dir + "/bf16").ok());
 }

@@ -2,8 +2,8 @@
 // Evaluate on a tiny random Qwen3 (tests/oracles/model_fixtures.py) with small prompt files.
 #include "worker/trial_worker.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include <cmath>
 #include <fstream>
@@ -136,6 +136,55 @@ TEST_F(TrialWorkerSteps, PrepareFindsDirectionsAndBaselineThenEvaluateScoresEver
   EXPECT_EQ(again->results(0).scores().refusals(), report->results(0).scores().refusals());
   EXPECT_NEAR(again->results(0).scores().kl_divergence(),
               report->results(0).scores().kl_divergence(), 1e-6);
+}
+
+// Step 0: a worker told which study comes next (a peek) builds the model and the evaluator then,
+// so that the lease it takes after is scored at once, with the scores it would have had anyway.
+TEST_F(TrialWorkerSteps, ReadyBuildsTheModelAndEvaluatorBeforeTheLeaseIsTaken) {
+  TrialWorker preparer(WorkerOptions{});
+  v1::WorkItem prepare = Item("s1");
+  prepare.mutable_prepare();
+  ASSERT_TRUE(preparer.LoadModel(prepare.spec()).ok());
+  auto prepared = preparer.Prepare(prepare);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  int fetches = 0;
+  const TrialWorker::ArtifactSource artifacts =
+      [&](const std::string&) -> absl::StatusOr<std::string> {
+    ++fetches;
+    return prepared->artifact();
+  };
+  v1::WorkItem lease = Item("s1");
+  lease.mutable_spec()->set_response_prefix(prepared->response_prefix());
+  *lease.mutable_evaluate()->add_trials() = Trial(3, 1.2, 0.8, 1.5);
+  auto reference = preparer.Evaluate(lease, artifacts);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  ASSERT_EQ(fetches, 0);
+
+  TrialWorker fresh(WorkerOptions{});
+  v1::WorkItem peeked = lease;
+  peeked.clear_lease_id();
+  peeked.mutable_evaluate()->clear_trials();
+  ASSERT_TRUE(fresh.Ready(peeked, artifacts).ok());
+  EXPECT_TRUE(absl::StartsWith(fresh.loaded_model_key(), *dir_ + "/hf|none"));
+  EXPECT_EQ(fetches, 1) << "the evaluator is built while no lease is held";
+  auto report = fresh.Evaluate(lease, artifacts);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(fetches, 1) << "the lease is served by the evaluator Ready built";
+  EXPECT_EQ(report->results(0).scores().refusals(), reference->results(0).scores().refusals());
+  EXPECT_NEAR(report->results(0).scores().kl_divergence(),
+              reference->results(0).scores().kl_divergence(), 1e-6);
+
+  // A study still to prepare needs only the model; a model that cannot load is said, not thrown.
+  TrialWorker other(WorkerOptions{});
+  v1::WorkItem to_prepare = Item("s2");
+  to_prepare.clear_lease_id();
+  to_prepare.mutable_prepare();
+  ASSERT_TRUE(other.Ready(to_prepare, artifacts).ok());
+  EXPECT_FALSE(other.loaded_model_key().empty());
+  EXPECT_EQ(fetches, 1);
+  to_prepare.mutable_spec()->set_model(*dir_ + "/gone");
+  const absl::Status gone = other.Ready(to_prepare, artifacts);
+  EXPECT_TRUE(absl::StrContains(gone.message(), "gone")) << gone;
 }
 
 TEST_F(TrialWorkerSteps, EachStepFailsWithTheReasonInsteadOfServingGarbage) {

@@ -1,6 +1,8 @@
 #include "worker/runtime/device.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include <charconv>
 
@@ -47,7 +49,7 @@ absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text,
 }
 
 void SetComputeThreads(int threads) {
-  if (threads > 0) torch::set_num_threads(threads);
+  if (threads > 0) at::set_num_threads(threads);
 }
 
 }  // namespace schism::model

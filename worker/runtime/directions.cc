@@ -1,6 +1,7 @@
 #include "worker/runtime/directions.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <cmath>
 #include <cstring>
@@ -20,16 +21,16 @@ constexpr char kMagic[] = "SCHDIR1\n";
 
 at::Tensor ResidualMeans(const Transformer& model, const std::vector<TokenIds>& prompts,
                          int32_t pad_id, int batch_size, double winsorization_quantile) {
-  torch::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   at::Tensor sum;
   for (size_t start = 0; start < prompts.size(); start += batch_size) {
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_size));
     std::vector<TokenIds> batch(prompts.begin() + start, prompts.begin() + end);
     ForwardOutput out = PromptForward(model, batch, pad_id, /*capture_hidden_states=*/true);
-    auto states = torch::stack(out.hidden_states, 1).to(torch::kDouble);  // (B, N+1, H)
+    auto states = at::stack(out.hidden_states, 1).to(at::kDouble);  // (B, N+1, H)
     if (winsorization_quantile < 1.0) {
-      auto threshold = torch::quantile(states.abs(), winsorization_quantile, -1, /*keepdim=*/true);
-      states = torch::max(torch::min(states, threshold), -threshold);
+      auto threshold = at::quantile(states.abs(), winsorization_quantile, -1, /*keepdim=*/true);
+      states = at::max(at::min(states, threshold), -threshold);
     }
     auto batch_sum = states.sum(0);
     sum = sum.defined() ? sum + batch_sum : batch_sum;
@@ -37,33 +38,40 @@ at::Tensor ResidualMeans(const Transformer& model, const std::vector<TokenIds>& 
   return sum / static_cast<double>(prompts.size());
 }
 
+namespace {
+
+// Unit rows along `dim`, as torch.nn.functional.normalize (p = 2, eps = 1e-12) computes them.
+at::Tensor Normalize(const at::Tensor& x, int64_t dim) {
+  return x / x.norm(2, dim, /*keepdim=*/true).clamp_min(1e-12).expand_as(x);
+}
+
+}  // namespace
+
 at::Tensor RefusalDirections(const at::Tensor& good_means, const at::Tensor& bad_means,
                              bool orthogonalize) {
-  namespace F = torch::nn::functional;
-  auto r = F::normalize(bad_means - good_means, F::NormalizeFuncOptions().p(2).dim(1));
+  auto r = Normalize(bad_means - good_means, 1);
   if (orthogonalize) {
-    auto g = F::normalize(good_means, F::NormalizeFuncOptions().p(2).dim(1));
+    auto g = Normalize(good_means, 1);
     auto projection = (r * g).sum(1, /*keepdim=*/true);
-    r = F::normalize(r - projection * g, F::NormalizeFuncOptions().p(2).dim(1));
+    r = Normalize(r - projection * g, 1);
   }
-  return r.to(torch::kFloat);
+  return r.to(at::kFloat);
 }
 
 at::Tensor DirectionForLayer(const at::Tensor& directions, const common::TrialParameters& params,
                              int layer) {
-  namespace F = torch::nn::functional;
   if (!params.global_direction) return directions[layer + 1];
   const double position = params.direction_index + 1;
   const int64_t i =
       std::clamp<int64_t>(static_cast<int64_t>(std::floor(position)), 0, directions.size(0) - 1);
   const double f = position - std::floor(position);
   const int64_t j = std::min<int64_t>(i + 1, directions.size(0) - 1);
-  auto v = torch::lerp(directions[i], directions[j], f);
-  return F::normalize(v, F::NormalizeFuncOptions().p(2).dim(0));
+  auto v = at::lerp(directions[i], directions[j], f);
+  return Normalize(v, 0);
 }
 
 std::string SerializeDirections(const at::Tensor& directions) {
-  auto r = directions.to(torch::kCPU, torch::kFloat).contiguous();
+  auto r = directions.to(at::kCPU, at::kFloat).contiguous();
   const uint64_t rows = r.size(0), cols = r.size(1);
   std::string out(kMagic, 8);
   out.append(reinterpret_cast<const char*>(&rows), 8);
@@ -94,7 +102,7 @@ absl::StatusOr<at::Tensor> ParseDirections(const std::string& bytes, const std::
   if (checksum != common::Fnv1a64(data, rows * cols * sizeof(float))) {
     return absl::DataLossError(absl::StrCat(where, ": checksum mismatch (corrupt artifact)"));
   }
-  auto r = torch::empty({static_cast<int64_t>(rows), static_cast<int64_t>(cols)}, torch::kFloat);
+  auto r = at::empty({static_cast<int64_t>(rows), static_cast<int64_t>(cols)}, at::kFloat);
   std::memcpy(r.data_ptr<float>(), data, rows * cols * sizeof(float));
   return r;
 }

@@ -1,6 +1,7 @@
 #include "worker/runtime/frozen_prompts.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 
@@ -9,7 +10,7 @@ namespace schism::model {
 FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<TokenIds>& prompts,
                                    size_t skip, int batch_size, int32_t pad_id,
                                    int64_t budget_bytes) {
-  torch::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   FrozenPrompts frozen;
   if (prompts.empty()) return frozen;
   const ModelConfig& c = model.config();
@@ -64,8 +65,8 @@ FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<T
       }
     }
     const auto device = model.options().device();
-    const at::Tensor position_index = torch::tensor(positions, torch::kLong).to(device);
-    const at::Tensor column_index = torch::tensor(columns, torch::kLong).to(device);
+    const at::Tensor position_index = at::tensor(positions, at::kLong).to(device);
+    const at::Tensor column_index = at::tensor(columns, at::kLong).to(device);
     for (int l = 0; l <= depth; ++l) {
       hidden[l].push_back(out.layer_inputs[l].reshape({B * T, H}).index_select(0, position_index));
     }
@@ -74,10 +75,10 @@ FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<T
       values[l].push_back(cache.values[l].view({-1, kvd}).index_select(0, column_index));
     }
   }
-  for (int l = 0; l <= depth; ++l) frozen.hidden_.push_back(torch::cat(hidden[l], 0));
+  for (int l = 0; l <= depth; ++l) frozen.hidden_.push_back(at::cat(hidden[l], 0));
   for (int l = 0; l < depth; ++l) {
-    frozen.keys_.push_back(torch::cat(keys[l], 0));
-    frozen.values_.push_back(torch::cat(values[l], 0));
+    frozen.keys_.push_back(at::cat(keys[l], 0));
+    frozen.values_.push_back(at::cat(values[l], 0));
   }
   return frozen;
 }
@@ -95,7 +96,7 @@ ForwardStart FrozenPrompts::Start(const std::vector<int64_t>& sources, int first
     const int64_t pad = T - length_[s];
     for (int64_t t = 0; t < T; ++t) gather.push_back(offset_[s] + std::max<int64_t>(0, t - pad));
   }
-  const at::Tensor index = torch::tensor(gather, torch::kLong).to(hidden_[0].device());
+  const at::Tensor index = at::tensor(gather, at::kLong).to(hidden_[0].device());
   ForwardStart start;
   start.first_layer = first_layer;
   start.hidden = hidden_[first_layer].index_select(0, index).view(

@@ -1,6 +1,6 @@
 #include "worker/runtime/generator.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
 
 #include <algorithm>
 #include <optional>
@@ -19,7 +19,7 @@ std::vector<int64_t> Iota(int64_t n) {
 // The trial of each row, read on the host (row_trial may live on the model's device).
 std::vector<int64_t> RowTrials(const AdapterBatch* adapters, size_t rows) {
   if (adapters == nullptr || !adapters->row_trial.defined()) return std::vector<int64_t>(rows, 0);
-  const at::Tensor t = adapters->row_trial.to(torch::kCPU, torch::kLong).contiguous();
+  const at::Tensor t = adapters->row_trial.to(at::kCPU, at::kLong).contiguous();
   return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
 }
 
@@ -51,7 +51,7 @@ PaddedBatch LeftPad(const std::vector<const TokenIds*>& prompts, int32_t pad_id,
   size_t longest = 0;
   for (const TokenIds* p : prompts) longest = std::max(longest, p->size() - skip);
   const int64_t B = static_cast<int64_t>(prompts.size()), T = static_cast<int64_t>(longest);
-  PaddedBatch batch{torch::full({B, T}, pad_id, torch::kLong), torch::zeros({B, T}, torch::kLong)};
+  PaddedBatch batch{at::full({B, T}, pad_id, at::kLong), at::zeros({B, T}, at::kLong)};
   auto ids = batch.input_ids.accessor<int64_t, 2>();
   auto mask = batch.attention_mask.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
@@ -98,7 +98,7 @@ SharedPrefix PrefillSharedPrefix(const Transformer& model, const TokenIds& promp
   std::optional<AdapterBatch> local;
   if (adapters != nullptr) {
     local = *adapters;
-    local->row_trial = torch::arange(k, torch::kLong);
+    local->row_trial = at::arange(k, at::kLong);
   }
   ForwardOptions options;
   options.adapters = local ? &*local : nullptr;
@@ -162,7 +162,7 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
     if (adapters) {
       std::vector<int64_t> trials;
       for (int64_t s : rows) trials.push_back(trial_of(slot_prompt[s]));
-      adapters->row_trial = torch::tensor(trials, torch::kLong);
+      adapters->row_trial = at::tensor(trials, at::kLong);
       forward_options.adapters = &*adapters;
     }
     forward_options.start = start;
@@ -171,7 +171,7 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
   // Greedy choice for each row; a row that emits a stop token, trips the early stop or reaches
   // the length limit frees its slot.
   auto pick = [&](const at::Tensor& logits, const std::vector<int64_t>& rows) {
-    const at::Tensor next = logits.argmax(-1).to(torch::kCPU, torch::kLong).contiguous();
+    const at::Tensor next = logits.argmax(-1).to(at::kCPU, at::kLong).contiguous();
     const int64_t* tokens = next.data_ptr<int64_t>();
     for (size_t i = 0; i < rows.size(); ++i) {
       const int64_t s = rows[i], p = slot_prompt[s];
@@ -236,10 +236,9 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
     }
     const std::vector<int64_t> rows = Iota(live);
     const at::Tensor ids =
-        torch::tensor(std::vector<int64_t>(next_token.begin(), next_token.begin() + live),
-                      torch::kLong)
+        at::tensor(std::vector<int64_t>(next_token.begin(), next_token.begin() + live), at::kLong)
             .view({live, 1});
-    pick(forward(ids, torch::ones({live, 1}, torch::kLong), rows, nullptr), rows);
+    pick(forward(ids, at::ones({live, 1}, at::kLong), rows, nullptr), rows);
   }
   return generated;
 }

@@ -1,6 +1,7 @@
 #include "worker/runtime/model_export.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <filesystem>
 #include <fstream>
@@ -51,13 +52,13 @@ bool IsFloat(SafetensorsDtype d) {
 at::Tensor CastTo(const at::Tensor& t, SafetensorsDtype d) {
   switch (d) {
     case SafetensorsDtype::kF16:
-      return t.to(torch::kHalf).contiguous();
+      return t.to(at::kHalf).contiguous();
     case SafetensorsDtype::kBF16:
-      return t.to(torch::kBFloat16).contiguous();
+      return t.to(at::kBFloat16).contiguous();
     case SafetensorsDtype::kF64:
-      return t.to(torch::kDouble).contiguous();
+      return t.to(at::kDouble).contiguous();
     default:
-      return t.to(torch::kFloat).contiguous();
+      return t.to(at::kFloat).contiguous();
   }
 }
 
@@ -188,7 +189,7 @@ class PeftAdapterWriter {
 
  private:
   absl::Status AddF32(const std::string& name, const at::Tensor& t) {
-    const at::Tensor c = t.to(torch::kFloat).contiguous();
+    const at::Tensor c = t.to(at::kFloat).contiguous();
     return writer_.Add(name, SafetensorsDtype::kF32, c.sizes().vec(), c.data_ptr(),
                        c.numel() * sizeof(float));
   }
@@ -206,7 +207,7 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
                                             const MergeOptions& options,
                                             const ExportTargets& targets) {
   if (auto s = CheckDirections(source, directions); !s.ok()) return s;
-  torch::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const bool merged = !targets.merged_folder.empty();
   // Metadata first: an unsupported source fails before any weight is written.
   if (merged && source.kind == ModelSource::Kind::kGguf) {

@@ -1,6 +1,6 @@
 #include "worker/runtime/model_loader.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
 
 #include <malloc.h>
 
@@ -28,7 +28,7 @@ namespace {
 at::Tensor Llama3RopeFactors(const ModelConfig& c) {
   const Llama3RopeScaling& s = c.rope_scaling;
   const int64_t half = c.head_dim / 2;
-  auto factors = torch::empty({half}, torch::kFloat);
+  auto factors = at::empty({half}, at::kFloat);
   const double low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
   const double high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
   for (int64_t i = 0; i < half; ++i) {
@@ -90,7 +90,7 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
                   ? w.embed_tokens
                   : load("lm_head.weight", {V, H});
   if (source.Has("rope_freqs")) {
-    w.rope_freq_factors = load("rope_freqs", {hd / 2}).to(torch::kFloat);
+    w.rope_freq_factors = load("rope_freqs", {hd / 2}).to(at::kFloat);
   } else if (c.rope_scaling.enabled) {
     w.rope_freq_factors = Llama3RopeFactors(c);
   }

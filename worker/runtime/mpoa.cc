@@ -1,6 +1,7 @@
 #include "worker/runtime/mpoa.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -17,39 +18,38 @@ absl::StatusOr<RowNormalization> ParseRowNormalization(const std::string& name) 
 
 MpoaAdapter ComputeMpoaAdapter(const at::Tensor& w, const at::Tensor& row_norms,
                                const at::Tensor& v, double lambda, RowNormalization mode) {
-  torch::NoGradGuard no_grad;
-  const auto W = w.to(torch::kDouble);
-  const auto V = v.to(torch::kDouble);
-  const auto n = row_norms.to(torch::kDouble);
+  c10::NoGradGuard no_grad;
+  const auto W = w.to(at::kDouble);
+  const auto V = v.to(at::kDouble);
+  const auto n = row_norms.to(at::kDouble);
   MpoaAdapter adapter;
   if (mode == RowNormalization::kNone) {
-    adapter.a = torch::matmul(V, W);  // vᵀW
+    adapter.a = at::matmul(V, W);  // vᵀW
     adapter.b = -lambda * V;
   } else {
     // vᵀŴ = (v/n)ᵀW, with zero rows contributing nothing.
-    const auto inv_n = torch::where(n > 0, 1.0 / n, torch::zeros_like(n));
-    adapter.a = torch::matmul(V * inv_n, W);
+    const auto inv_n = at::where(n > 0, 1.0 / n, at::zeros_like(n));
+    adapter.a = at::matmul(V * inv_n, W);
     adapter.b = -lambda * (n * V);
   }
   if (mode == RowNormalization::kFull) {
     // ‖W_i + B_i A‖² = n_i² + 2 B_i (W·A)_i + B_i² ‖A‖²
-    const auto wa = torch::mv(W, adapter.a);
+    const auto wa = at::mv(W, adapter.a);
     const auto norm_sq =
         n * n + 2 * adapter.b * wa + adapter.b * adapter.b * adapter.a.dot(adapter.a);
-    const auto new_norm = torch::sqrt(torch::clamp_min(norm_sq, 0.0));
+    const auto new_norm = at::sqrt(at::clamp_min(norm_sq, 0.0));
     adapter.scale =
-        torch::where((n > 0) & (new_norm > 0), n / new_norm, torch::ones_like(n)).to(torch::kFloat);
+        at::where((n > 0) & (new_norm > 0), n / new_norm, at::ones_like(n)).to(at::kFloat);
   }
-  adapter.a = adapter.a.to(torch::kFloat);
-  adapter.b = adapter.b.to(torch::kFloat);
+  adapter.a = adapter.a.to(at::kFloat);
+  adapter.b = adapter.b.to(at::kFloat);
   return adapter;
 }
 
 at::Tensor EffectiveWeight(const at::Tensor& w, const MpoaAdapter& adapter) {
-  auto out = w.to(torch::kDouble) +
-             torch::outer(adapter.b.to(torch::kDouble), adapter.a.to(torch::kDouble));
-  if (adapter.scale.defined()) out = adapter.scale.to(torch::kDouble).unsqueeze(1) * out;
-  return out.to(torch::kFloat);
+  auto out = w.to(at::kDouble) + at::outer(adapter.b.to(at::kDouble), adapter.a.to(at::kDouble));
+  if (adapter.scale.defined()) out = adapter.scale.to(at::kDouble).unsqueeze(1) * out;
+  return out.to(at::kFloat);
 }
 
 }  // namespace schism::model

@@ -2,8 +2,8 @@
 
 #include "worker/runtime/nf4_codebook.h"
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
@@ -63,15 +63,15 @@ const std::array<float, 256>& DynamicMap8Bit() {
 }
 
 Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
-  auto flat = weight.to(torch::kFloat).contiguous().view(-1);
+  auto flat = weight.to(at::kFloat).contiguous().view(-1);
   const int64_t n = flat.numel();
   TORCH_CHECK(n % kNf4BlockSize == 0, "NF4 needs a multiple of 64 elements, got ", n);
   const int64_t blocks = n / kNf4BlockSize;
   Nf4Tensor q;
   q.shape = weight.sizes().vec();
   q.double_quant = double_quant;
-  q.packed = torch::empty({n / 2}, torch::kUInt8);
-  auto absmax = torch::empty({blocks}, torch::kFloat);
+  q.packed = at::empty({n / 2}, at::kByte);
+  auto absmax = at::empty({blocks}, at::kFloat);
   const float* x = flat.data_ptr<float>();
   uint8_t* packed = q.packed.data_ptr<uint8_t>();
   float* am = absmax.data_ptr<float>();
@@ -93,11 +93,11 @@ Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
     return q;
   }
   // Double quantization: center the absmax values, then 8-bit blockwise with the dynamic map.
-  q.absmax_offset = static_cast<float>(absmax.to(torch::kDouble).mean().item<double>());
+  q.absmax_offset = static_cast<float>(absmax.to(at::kDouble).mean().item<double>());
   auto centered = absmax - q.absmax_offset;
   const int64_t blocks2 = (blocks + kNf4AbsmaxBlockSize - 1) / kNf4AbsmaxBlockSize;
-  q.absmax_codes = torch::empty({blocks}, torch::kUInt8);
-  q.absmax2 = torch::empty({blocks2}, torch::kFloat);
+  q.absmax_codes = at::empty({blocks}, at::kByte);
+  q.absmax2 = at::empty({blocks2}, at::kFloat);
   const float* c = centered.data_ptr<float>();
   uint8_t* codes8 = q.absmax_codes.data_ptr<uint8_t>();
   float* am2 = q.absmax2.data_ptr<float>();
@@ -117,11 +117,11 @@ Nf4Tensor QuantizeNf4(const at::Tensor& weight, bool double_quant) {
 at::Tensor Nf4BlockAbsmax(const Nf4Tensor& q) {
   if (!q.double_quant) return q.absmax;
   const auto& map = DynamicMap8Bit();
-  const at::Tensor table = torch::from_blob(const_cast<float*>(map.data()), {256}, torch::kFloat)
-                               .to(q.absmax_codes.device());
+  const at::Tensor table =
+      at::from_blob(const_cast<float*>(map.data()), {256}, at::kFloat).to(q.absmax_codes.device());
   const int64_t blocks = q.absmax_codes.numel();
   const at::Tensor scale2 = q.absmax2.repeat_interleave(kNf4AbsmaxBlockSize).narrow(0, 0, blocks);
-  return table.index_select(0, q.absmax_codes.to(torch::kInt)) * scale2 + q.absmax_offset;
+  return table.index_select(0, q.absmax_codes.to(at::kInt)) * scale2 + q.absmax_offset;
 }
 
 at::Tensor DequantizeNf4(const Nf4Tensor& q, c10::ScalarType dtype) {
@@ -134,7 +134,7 @@ at::Tensor DequantizeNf4(const Nf4Tensor& q, c10::ScalarType dtype) {
 #endif
   if (!q.packed.device().is_cpu()) return DequantizeNf4WithAtenOps(q, dtype);
   const at::Tensor absmax = Nf4BlockAbsmax(q).contiguous();
-  auto out = torch::empty({n}, torch::kFloat);
+  auto out = at::empty({n}, at::kFloat);
   const float* scale = absmax.data_ptr<float>();
   const uint8_t* packed = q.packed.data_ptr<uint8_t>();
   float* y = out.data_ptr<float>();
@@ -155,11 +155,11 @@ at::Tensor DequantizeNf4WithAtenOps(const Nf4Tensor& q, c10::ScalarType dtype) {
   const int64_t blocks = q.packed.numel() * 2 / kNf4BlockSize;
   const auto& codes = Nf4Codebook();
   const at::Tensor table =
-      torch::from_blob(const_cast<float*>(codes.data()), {16}, torch::kFloat).to(q.packed.device());
+      at::from_blob(const_cast<float*>(codes.data()), {16}, at::kFloat).to(q.packed.device());
   const at::Tensor nibbles =
-      torch::stack({q.packed.bitwise_right_shift(4), q.packed.bitwise_and(0x0F)}, 1);
+      at::stack({q.packed.bitwise_right_shift(4), q.packed.bitwise_and(0x0F)}, 1);
   const at::Tensor values =
-      table.index_select(0, nibbles.view(-1).to(torch::kInt)).view({blocks, kNf4BlockSize});
+      table.index_select(0, nibbles.view(-1).to(at::kInt)).view({blocks, kNf4BlockSize});
   return (values * Nf4BlockAbsmax(q).unsqueeze(1)).view(q.shape).to(dtype);
 }
 

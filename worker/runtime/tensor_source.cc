@@ -1,6 +1,6 @@
 #include "worker/runtime/tensor_source.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
 
 #include <filesystem>
 #include <map>
@@ -116,7 +116,7 @@ class GgufSource : public TensorSource {
     }
     std::vector<int64_t> shape = Shape(*info, expected.size());
     if (shape != expected) return ShapeMismatch(gguf_.path(), name, shape, expected);
-    auto tensor = torch::empty(shape, torch::kFloat);
+    auto tensor = at::empty(shape, at::kFloat);
     if (auto s = gguf_.ReadTensorAsFloat(*info, tensor.data_ptr<float>()); !s.ok()) return s;
     const bool permuted = config_.architecture == Architecture::kLlama ||
                           config_.architecture == Architecture::kMistral;
@@ -169,7 +169,7 @@ class SafetensorsSource : public TensorSource {
     if (t == nullptr)
       return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
     if (t->shape != expected) return ShapeMismatch("safetensors", hf_name, t->shape, expected);
-    auto tensor = torch::empty(t->shape, torch::kFloat);
+    auto tensor = at::empty(t->shape, at::kFloat);
     if (auto s = formats::ReadSafetensorAsFloat(*t, tensor.data_ptr<float>()); !s.ok()) return s;
     return tensor;
   }

@@ -1,6 +1,7 @@
 #include "worker/runtime/transformer.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 
@@ -11,7 +12,7 @@
 namespace schism::model {
 namespace {
 
-using torch::indexing::Slice;
+using at::indexing::Slice;
 
 // Rows up to which a CPU product runs as W·xᵀ: MKL packs the weight operand of every x·Wᵀ call,
 // and for the few rows of a decode step that copy costs as much as the product; W·xᵀ streams W
@@ -49,8 +50,8 @@ at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
 
 // Hugging Face's RMSNorm: normalize in float32, cast back, then scale.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  auto xf = x.to(torch::kFloat);
-  auto normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  auto xf = x.to(at::kFloat);
+  auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
 }
 
@@ -71,7 +72,7 @@ at::Tensor ApplyAdapter(at::Tensor y, const at::Tensor& x, const ComponentAdapte
 
 at::Tensor RotateHalf(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
 // The rows of `t` (dim 0) that belong to `slots`: a view when the slots are consecutive (the
@@ -93,11 +94,10 @@ at::Tensor DenseWeight(const LinearWeights& w, c10::ScalarType dtype) {
 KvCache::KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
                  const at::TensorOptions& options) {
   for (int i = 0; i < config.num_layers; ++i) {
-    keys.push_back(torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
-    values.push_back(
-        torch::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
+    keys.push_back(at::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
+    values.push_back(at::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
   }
-  valid = torch::zeros({slots, capacity}, options.dtype(torch::kBool));
+  valid = at::zeros({slots, capacity}, options.dtype(at::kBool));
   length.assign(slots, 0);
   positions.assign(slots, 0);
 }
@@ -124,12 +124,12 @@ void KvCache::CopySlotFrom(const KvCache& source, int64_t from, int64_t to) {
 Transformer::Transformer(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)) {
   const int64_t half = config_.head_dim / 2;
-  auto exponents = torch::arange(0, half, torch::kDouble) * 2.0 / config_.head_dim;
-  auto inv_freq = 1.0 / torch::pow(config_.rope_theta, exponents);
+  auto exponents = at::arange(0, half, at::kDouble) * 2.0 / config_.head_dim;
+  auto inv_freq = 1.0 / at::pow(config_.rope_theta, exponents);
   if (weights_.rope_freq_factors.defined()) {
-    inv_freq = inv_freq / weights_.rope_freq_factors.to(torch::kCPU, torch::kDouble);
+    inv_freq = inv_freq / weights_.rope_freq_factors.to(at::kCPU, at::kDouble);
   }
-  inv_freq_ = inv_freq.to(weights_.embed_tokens.device(), torch::kFloat);
+  inv_freq_ = inv_freq.to(weights_.embed_tokens.device(), at::kFloat);
 }
 
 KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
@@ -139,7 +139,7 @@ KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
 ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                                    KvCache* cache, const std::vector<int64_t>& slots,
                                    const ForwardOptions& options) const {
-  torch::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const bool capture_hidden_states = options.capture_hidden_states;
   const AdapterBatch* adapters = options.adapters;
   const ForwardStart* start = options.start;
@@ -156,7 +156,7 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   const auto dtype = weights_.embed_tokens.scalar_type();
 
   // Host-side bookkeeping: where each row's T columns go, its RoPE positions, the causal limit.
-  const at::Tensor mask_cpu = attention_mask.to(torch::kCPU, torch::kLong).contiguous();
+  const at::Tensor mask_cpu = attention_mask.to(at::kCPU, at::kLong).contiguous();
   const auto mask_acc = mask_cpu.accessor<int64_t, 2>();
   std::vector<int64_t> flat_columns(B * T), positions(B * T), query_columns(B * T);
   bool consecutive = true;
@@ -175,11 +175,11 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     S = std::max(S, start + T);
   }
   auto to_device = [&](const std::vector<int64_t>& v, std::vector<int64_t> shape) {
-    return torch::tensor(v, torch::kLong).view(shape).to(device);
+    return at::tensor(v, at::kLong).view(shape).to(device);
   };
   const at::Tensor flat_index = to_device(flat_columns, {B * T});
   const at::Tensor slot_index = to_device(slots, {B});
-  cache->valid.view(-1).index_put_({flat_index}, mask_cpu.view(-1).to(device).to(torch::kBool));
+  cache->valid.view(-1).index_put_({flat_index}, mask_cpu.view(-1).to(device).to(at::kBool));
   for (int64_t b = 0; b < B; ++b) {
     cache->length[slots[b]] += T;
     for (int64_t t = 0; t < T; ++t) cache->positions[slots[b]] += mask_acc[b][t] != 0;
@@ -189,15 +189,15 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   // or before the query's column; a query always sees itself, so padding rows stay finite.
   const at::Tensor query_col = to_device(query_columns, {B, T, 1});
   const at::Tensor key_col =
-      torch::arange(S, torch::TensorOptions().dtype(torch::kLong).device(device)).view({1, 1, S});
+      at::arange(S, at::TensorOptions().dtype(at::kLong).device(device)).view({1, 1, S});
   const at::Tensor valid =
       SlotRows(cache->valid, slots, slot_index, consecutive).narrow(1, 0, S).unsqueeze(1);
   const at::Tensor visible = ((key_col <= query_col) & valid) | (key_col == query_col);
   const at::Tensor attn_mask = visible.unsqueeze(1);
 
   auto freqs =
-      to_device(positions, {B, T}).to(torch::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
-  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);  // (B, 1, T, hd)
+      to_device(positions, {B, T}).to(at::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
+  auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // (B, 1, T, hd)
   const auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
 
   ForwardOutput out;
@@ -215,12 +215,11 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
           .index_copy_(0, flat_index, start->values[i].to(device, dtype));
     }
   } else {
-    const at::Tensor ids = input_ids.to(device, torch::kLong);
+    const at::Tensor ids = input_ids.to(device, at::kLong);
     h = weights_.embed_tokens.index_select(0, ids.reshape(-1)).view({B, T, -1});
   }
   auto capture = [&](const at::Tensor& states) {
-    if (capture_hidden_states)
-      out.hidden_states.push_back(states.select(1, T - 1).to(torch::kFloat));
+    if (capture_hidden_states) out.hidden_states.push_back(states.select(1, T - 1).to(at::kFloat));
     if (options.capture_layer_inputs) out.layer_inputs.push_back(states);
   };
   capture(h);
@@ -254,7 +253,7 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
                          adapters ? &adapters->o_proj[i] : nullptr, row_trial);
     // MLP.
     auto m = RmsNorm(h, layer.mlp_norm, config_.rms_norm_eps);
-    auto act = torch::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
+    auto act = at::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
     h = h + ApplyAdapter(Linear(act, layer.down_proj), act,
                          adapters ? &adapters->down_proj[i] : nullptr, row_trial);
     if (i + 1 < config_.num_layers) {
@@ -264,8 +263,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     }
   }
   auto last = RmsNorm(h.select(1, T - 1), weights_.final_norm, config_.rms_norm_eps);
-  if (capture_hidden_states) out.hidden_states.push_back(last.to(torch::kFloat));
-  out.last_logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(torch::kFloat);
+  if (capture_hidden_states) out.hidden_states.push_back(last.to(at::kFloat));
+  out.last_logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(at::kFloat);
   return out;
 }
 

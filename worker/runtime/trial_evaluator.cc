@@ -1,6 +1,7 @@
 #include "worker/runtime/trial_evaluator.h"
 
-#include <torch/torch.h>
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <optional>
@@ -59,11 +60,11 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
   std::unique_ptr<TrialEvaluator> e(new TrialEvaluator(model, std::move(directions),
                                                        std::move(refusal_prompts),
                                                        std::move(kl_prompts), std::move(options)));
-  torch::NoGradGuard no_grad;
-  e->directions_ = e->directions_.to(model.transformer->options().dtype(torch::kFloat));
+  c10::NoGradGuard no_grad;
+  e->directions_ = e->directions_.to(model.transformer->options().dtype(at::kFloat));
   for (const LayerWeights& layer : model.transformer->weights().layers) {
-    e->o_norms_.push_back(DenseWeight(layer.o_proj, torch::kFloat).norm(2, {1}));
-    e->down_norms_.push_back(DenseWeight(layer.down_proj, torch::kFloat).norm(2, {1}));
+    e->o_norms_.push_back(DenseWeight(layer.o_proj, at::kFloat).norm(2, {1}));
+    e->down_norms_.push_back(DenseWeight(layer.down_proj, at::kFloat).norm(2, {1}));
   }
   if (e->options_.freeze_unmodified_layers) {
     const Transformer& t = *model.transformer;
@@ -82,7 +83,7 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
 
 AdapterBatch TrialEvaluator::BuildAdapters(
     const std::vector<common::TrialParameters>& trials) const {
-  torch::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const ModelConfig& c = model_.transformer->config();
   const int64_t k = static_cast<int64_t>(trials.size());
   AdapterBatch batch;
@@ -100,13 +101,12 @@ AdapterBatch TrialEvaluator::BuildAdapters(
       for (const auto& l : lambdas) any |= l[layer] != 0;
       if (!any) continue;
       const LayerWeights& weights = model_.transformer->weights().layers[layer];
-      const at::Tensor w =
-          DenseWeight(attention ? weights.o_proj : weights.down_proj, torch::kFloat);
+      const at::Tensor w = DenseWeight(attention ? weights.o_proj : weights.down_proj, at::kFloat);
       const at::Tensor& norms = attention ? o_norms_[layer] : down_norms_[layer];
       ComponentAdapters adapters;
-      adapters.a = torch::zeros({k, w.size(1)}, w.options());
-      adapters.b = torch::zeros({k, w.size(0)}, w.options());
-      if (full) adapters.scale = torch::ones({k, w.size(0)}, w.options());
+      adapters.a = at::zeros({k, w.size(1)}, w.options());
+      adapters.b = at::zeros({k, w.size(0)}, w.options());
+      if (full) adapters.scale = at::ones({k, w.size(0)}, w.options());
       for (int64_t t = 0; t < k; ++t) {
         if (lambdas[t][layer] == 0) continue;
         batch.first_layer[t] = std::min(batch.first_layer[t], layer);
@@ -200,14 +200,14 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
       row_trial.push_back(static_cast<int64_t>(r / n));
       frozen.source.push_back(static_cast<int64_t>(r % n));
     }
-    if (local) local->row_trial = torch::tensor(row_trial, torch::kLong);
-    chunks.push_back(torch::log_softmax(
+    if (local) local->row_trial = at::tensor(row_trial, at::kLong);
+    chunks.push_back(at::log_softmax(
         PromptForward(*model_.transformer, batch, pad_id_, false, local ? &*local : nullptr,
                       prefix.length > 0 ? &prefix : nullptr, &frozen)
             .last_logits,
         -1));
   }
-  return torch::cat(chunks, 0);
+  return at::cat(chunks, 0);
 }
 
 TrialScores TrialEvaluator::Baseline() {
@@ -222,7 +222,7 @@ TrialScores TrialEvaluator::Baseline() {
 
 std::vector<TrialScores> TrialEvaluator::Evaluate(
     const std::vector<common::TrialParameters>& trials, std::vector<Response>* responses_out) {
-  torch::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const size_t k = trials.size();
   std::vector<TrialScores> scores(k);
   if (k == 0) return scores;
@@ -242,7 +242,7 @@ std::vector<TrialScores> TrialEvaluator::Evaluate(
         KlLogProbs(&adapters, k).view({static_cast<int64_t>(k), static_cast<int64_t>(n), -1});
     const at::Tensor base = baseline_log_probs_.unsqueeze(0);
     const at::Tensor kl =
-        (base.exp() * (base - log_probs)).sum(-1).sum(-1).to(torch::kCPU, torch::kDouble);
+        (base.exp() * (base - log_probs)).sum(-1).sum(-1).to(at::kCPU, at::kDouble);
     for (size_t t = 0; t < k; ++t) kl_sum[t] = kl[static_cast<int64_t>(t)].item<double>();
   }
   // KL >= 0; a trial that leaves the model untouched sums to a rounding error just below 0 in

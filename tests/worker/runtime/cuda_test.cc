@@ -1,7 +1,8 @@
 // The runtime on a CUDA device. Every test here needs a GPU and is skipped, saying so, where
 // there is none (CI, the development machine); scripts/device-check runs them on a lent one.
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
+#include <torch/cuda.h>
 
 #include "common/env.h"
 #include "common/prompt_set.h"
@@ -22,14 +23,14 @@ namespace {
 
 TEST(CudaNf4, DequantizationOnTheGpuEqualsTheCpuPath) {
   SKIP_WITHOUT_CUDA();
-  torch::manual_seed(5);
-  const at::Tensor w = torch::randn({384, 640}) * 0.02;
+  at::manual_seed(5);
+  const at::Tensor w = at::randn({384, 640}) * 0.02;
   const Nf4Tensor cpu = QuantizeNf4(w, /*double_quant=*/true);
   const Nf4Tensor gpu = Nf4ToDevice(cpu, c10::Device(c10::kCUDA, 0));
-  EXPECT_TRUE(torch::equal(DequantizeNf4(gpu).cpu(), DequantizeNf4(cpu)));
-  EXPECT_TRUE(torch::equal(DequantizeNf4WithAtenOps(gpu, torch::kFloat).cpu(), DequantizeNf4(cpu)));
-  EXPECT_TRUE(torch::equal(DequantizeNf4(gpu, torch::kBFloat16).cpu(),
-                           DequantizeNf4(cpu, torch::kBFloat16)));
+  EXPECT_TRUE(at::equal(DequantizeNf4(gpu).cpu(), DequantizeNf4(cpu)));
+  EXPECT_TRUE(at::equal(DequantizeNf4WithAtenOps(gpu, at::kFloat).cpu(), DequantizeNf4(cpu)));
+  EXPECT_TRUE(
+      at::equal(DequantizeNf4(gpu, at::kBFloat16).cpu(), DequantizeNf4(cpu, at::kBFloat16)));
 }
 
 TEST(CudaNf4, DecodeGemvEqualsTheDequantizedProduct) {
@@ -37,18 +38,17 @@ TEST(CudaNf4, DecodeGemvEqualsTheDequantizedProduct) {
 #ifndef SCHISM_WITH_CUDA_KERNELS
   GTEST_SKIP() << "built without -DSCHISM_CUDA=ON";
 #else
-  torch::manual_seed(6);
+  at::manual_seed(6);
   const c10::Device device(c10::kCUDA, 0);
-  const Nf4Tensor q = Nf4ToDevice(QuantizeNf4(torch::randn({1000, 1536}) * 0.02, true), device);
+  const Nf4Tensor q = Nf4ToDevice(QuantizeNf4(at::randn({1000, 1536}) * 0.02, true), device);
   const at::Tensor dense = DequantizeNf4(q);
   for (int64_t rows = 1; rows <= cuda::kNf4GemvMaxRows; ++rows) {
-    const at::Tensor x = torch::randn({rows, 1536}, torch::TensorOptions().device(device));
-    const at::Tensor expected = at::matmul(x.to(torch::kDouble), dense.to(torch::kDouble).t());
+    const at::Tensor x = at::randn({rows, 1536}, at::TensorOptions().device(device));
+    const at::Tensor expected = at::matmul(x.to(at::kDouble), dense.to(at::kDouble).t());
     const at::Tensor got = cuda::Nf4Gemv(x, q);
-    EXPECT_LT((got.to(torch::kDouble) - expected).abs().max().item<double>(), 1e-4)
-        << rows << " rows";
-    const at::Tensor bf = cuda::Nf4Gemv(x.to(torch::kBFloat16), q);
-    EXPECT_LT((bf.to(torch::kDouble) - expected).abs().max().item<double>(), 0.05)
+    EXPECT_LT((got.to(at::kDouble) - expected).abs().max().item<double>(), 1e-4) << rows << " rows";
+    const at::Tensor bf = cuda::Nf4Gemv(x.to(at::kBFloat16), q);
+    EXPECT_LT((bf.to(at::kDouble) - expected).abs().max().item<double>(), 0.05)
         << rows << " rows, bf16";
   }
 #endif

@@ -1,7 +1,7 @@
 #include "tests/worker/runtime/llama_cpp_oracle.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,8 +23,7 @@ LlamaCppResult RunLlamaCpp(const std::string& gguf_path, const std::vector<Token
   if (rc != 0) return result;
   std::vector<float> flat = testing_support::ReadFloats(dir + "/logits.f32");
   result.logits =
-      torch::from_blob(flat.data(), {static_cast<int64_t>(prompts.size()), vocab}, torch::kFloat)
-          .clone();
+      at::from_blob(flat.data(), {static_cast<int64_t>(prompts.size()), vocab}, at::kFloat).clone();
   result.greedy = nlohmann::json::parse(testing_support::ReadFile(dir + "/greedy.json"))
                       .get<std::vector<TokenIds>>();
   return result;

@@ -1,7 +1,7 @@
 #include "worker/runtime/nf4.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "tests/test_support.h"
 
@@ -22,15 +22,14 @@ TEST(Nf4, PackingIsBitIdenticalToTheBitsandbytesLayoutReference) {
   ASSERT_EQ(testing_support::RunOracle("nf4_reference.py", {dir}, &log), 0) << log;
   std::vector<float> w = testing_support::ReadFloats(dir + "/weight.f32");
   ASSERT_EQ(w.size(), 96u * 64u);
-  auto weight = torch::from_blob(w.data(), {96, 64}, torch::kFloat).clone();
+  auto weight = at::from_blob(w.data(), {96, 64}, at::kFloat).clone();
   Nf4Tensor q = QuantizeNf4(weight, /*double_quant=*/false);
   const std::string packed = testing_support::ReadFile(dir + "/packed.u8");
   ASSERT_EQ(static_cast<size_t>(q.packed.numel()), packed.size());
   EXPECT_EQ(std::memcmp(q.packed.data_ptr<uint8_t>(), packed.data(), packed.size()), 0);
   std::vector<float> absmax = testing_support::ReadFloats(dir + "/absmax.f32");
-  EXPECT_TRUE(torch::equal(
-      q.absmax,
-      torch::from_blob(absmax.data(), {static_cast<int64_t>(absmax.size())}, torch::kFloat)));
+  EXPECT_TRUE(at::equal(
+      q.absmax, at::from_blob(absmax.data(), {static_cast<int64_t>(absmax.size())}, at::kFloat)));
 }
 
 // The production layout (double quantization, as workers load every linear layer) against the
@@ -42,7 +41,7 @@ TEST(Nf4, DoubleQuantizationIsBitIdenticalToTheBitsandbytesLayoutReference) {
   ASSERT_EQ(testing_support::RunOracle("nf4_reference.py", {dir}, &log), 0) << log;
   std::vector<float> w = testing_support::ReadFloats(dir + "/dq_weight.f32");
   ASSERT_EQ(w.size(), 160u * 192u);
-  auto weight = torch::from_blob(w.data(), {160, 192}, torch::kFloat).clone();
+  auto weight = at::from_blob(w.data(), {160, 192}, at::kFloat).clone();
   const Nf4Tensor q = QuantizeNf4(weight, /*double_quant=*/true);
   auto bytes_equal = [](const at::Tensor& t, const std::string& expected) {
     return static_cast<size_t>(t.numel()) == expected.size() &&
@@ -50,24 +49,24 @@ TEST(Nf4, DoubleQuantizationIsBitIdenticalToTheBitsandbytesLayoutReference) {
   };
   auto floats = [&](const std::string& name) {
     std::vector<float> v = testing_support::ReadFloats(dir + "/" + name);
-    return torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat).clone();
+    return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kFloat).clone();
   };
   EXPECT_TRUE(bytes_equal(q.packed, testing_support::ReadFile(dir + "/dq_packed.u8")));
   EXPECT_TRUE(bytes_equal(q.absmax_codes, testing_support::ReadFile(dir + "/dq_codes.u8")));
   EXPECT_EQ(q.absmax2.numel(), 2);  // 480 blocks: 256 + a partial 224
-  EXPECT_TRUE(torch::equal(q.absmax2, floats("dq_absmax2.f32")));
+  EXPECT_TRUE(at::equal(q.absmax2, floats("dq_absmax2.f32")));
   EXPECT_EQ(q.absmax_offset, floats("dq_offset.f32")[0].item<float>());
   const at::Tensor expected = floats("dq_dequantized.f32").view({160, 192});
-  EXPECT_TRUE(torch::equal(DequantizeNf4(q), expected));
-  EXPECT_TRUE(torch::equal(DequantizeNf4WithAtenOps(q, torch::kFloat), expected));
-  EXPECT_TRUE(torch::equal(DequantizeNf4(q, torch::kBFloat16), expected.to(torch::kBFloat16)));
+  EXPECT_TRUE(at::equal(DequantizeNf4(q), expected));
+  EXPECT_TRUE(at::equal(DequantizeNf4WithAtenOps(q, at::kFloat), expected));
+  EXPECT_TRUE(at::equal(DequantizeNf4(q, at::kBFloat16), expected.to(at::kBFloat16)));
   // 4 bits per weight plus one byte per 64 and 4 bytes per 16384: 0.516 bytes per weight.
   EXPECT_EQ(Nf4Bytes(q), 160 * 192 / 2 + 480 + 2 * 4);
 }
 
 TEST(Nf4, RoundTripErrorStaysWithinTheCodebookBound) {
-  torch::manual_seed(3);
-  auto w = torch::randn({256, 512}) * 0.02;
+  at::manual_seed(3);
+  auto w = at::randn({256, 512}) * 0.02;
   for (bool double_quant : {false, true}) {
     Nf4Tensor q = QuantizeNf4(w, double_quant);
     auto back = DequantizeNf4(q);
@@ -78,7 +77,7 @@ TEST(Nf4, RoundTripErrorStaysWithinTheCodebookBound) {
     // Each value is off by at most half a code gap of its block's absmax, plus (with double
     // quantization) however much the stored absmax itself moved; codes are within [-1, 1].
     auto stored_absmax = std::get<0>(back.view({-1, kNf4BlockSize}).abs().max(1, true));
-    auto absmax_error = double_quant ? (stored_absmax - absmax).abs() : torch::zeros_like(absmax);
+    auto absmax_error = double_quant ? (stored_absmax - absmax).abs() : at::zeros_like(absmax);
     EXPECT_TRUE((error <= absmax * MaxHalfGap() + absmax_error + 1e-6).all().item<bool>())
         << double_quant;
     if (double_quant) {

@@ -1,8 +1,8 @@
 // The forward pass against llama.cpp (the `llama-cpp-python` package) on the same F32 weights.
 #include "worker/runtime/transformer.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "common/env.h"
 #include "common/prompt_set.h"
@@ -45,7 +45,7 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   RecordProperty("max_abs_logit_diff", std::to_string(max_diff));
   std::cout << "max |logit(schism) - logit(llama.cpp)| over 20 prompts: " << max_diff << "\n";
   EXPECT_LT(max_diff, 2e-4f);  // measured 6.4e-5 (torch 2.15, MKL, SDPA)
-  EXPECT_TRUE(torch::equal(logits.argmax(-1), oracle.logits.argmax(-1)));
+  EXPECT_TRUE(at::equal(logits.argmax(-1), oracle.logits.argmax(-1)));
 
   GreedyOptions options;
   options.max_new_tokens = kGreedyTokens;
@@ -112,7 +112,7 @@ TEST(Transformer, PackedNf4GivesTheDequantizedWeightsLogitsInAnEighthOfTheFloat3
   const at::Tensor b = PromptForward(reference, prompts, 2).last_logits;
   std::cout << "packed vs dequantized weights: max |dlogit| " << (a - b).abs().max().item<float>()
             << "\n";
-  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_TRUE(at::equal(a, b));
 }
 
 TEST(Transformer, LeftPaddingDoesNotChangeResults) {
@@ -127,7 +127,7 @@ TEST(Transformer, LeftPaddingDoesNotChangeResults) {
   EXPECT_LT((alone.last_logits[0] - batched.last_logits[1]).abs().max().item<float>(), 1e-3f);
   ASSERT_EQ(batched.hidden_states.size(), static_cast<size_t>(t.config().num_layers + 1));
   for (size_t i = 0; i < alone.hidden_states.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(alone.hidden_states[i][0], batched.hidden_states[i][1], 1e-3, 1e-3))
+    EXPECT_TRUE(at::allclose(alone.hidden_states[i][0], batched.hidden_states[i][1], 1e-3, 1e-3))
         << "hidden state " << i;
   }
 }

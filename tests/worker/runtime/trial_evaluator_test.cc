@@ -1,8 +1,8 @@
 // The ablation core on the real model (SmolLM2-135M-Instruct Q4_1), CPU, float32.
 #include "worker/runtime/trial_evaluator.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
@@ -88,7 +88,7 @@ TEST(RefusalDirections, AreUnitRowsOrthogonalToTheHarmlessMeanAndSurviveTheArtif
   ASSERT_TRUE(SaveDirections(path, r).ok());
   auto loaded = LoadDirections(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_TRUE(torch::equal(*loaded, r));
+  EXPECT_TRUE(at::equal(*loaded, r));
   std::string bytes = testing_support::ReadFile(path);
   bytes[100] ^= 0x40;
   auto corrupt = ParseDirections(bytes, "corrupt.bin");
@@ -114,9 +114,9 @@ TEST(RefusalDirections, WinsorizationClampsEachPromptAndLayerAtHereticsQuantile)
   const at::Tensor means = ResidualMeans(t, prompts, 2, 4, q);
   const ForwardOutput out = PromptForward(t, prompts, 2, /*capture_hidden_states=*/true);
   const at::Tensor states =
-      torch::stack(out.hidden_states, 1).to(torch::kDouble).contiguous();  // (B, N+1, H)
+      at::stack(out.hidden_states, 1).to(at::kDouble).contiguous();  // (B, N+1, H)
   const int64_t B = states.size(0), L = states.size(1), H = states.size(2);
-  at::Tensor reference = torch::zeros({L, H}, torch::kDouble);
+  at::Tensor reference = at::zeros({L, H}, at::kDouble);
   auto s = states.accessor<double, 3>();
   auto ref = reference.accessor<double, 2>();
   int64_t clamped = 0;
@@ -203,10 +203,10 @@ TEST(TrialEvaluator, ZeroWeightTrialLeavesTheModelBitIdentical) {
   // Trial 0 touches nothing; trial 1 adapts layers, so trial 0's rows run through zero adapters
   // (same batch shape, so the base matmuls are the same computation).
   AdapterBatch adapters = evaluator->BuildAdapters({Trial(0.0, 0.0, 20), Trial(1.4, 0.8, 20)});
-  adapters.row_trial = torch::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}, torch::kLong);
+  adapters.row_trial = at::tensor(std::vector<int64_t>{0, 0, 0, 0, 1, 1, 1, 1}, at::kLong);
   at::Tensor mixed = PromptForward(t, rows, 2, false, &adapters).last_logits;
-  EXPECT_TRUE(torch::equal(mixed.narrow(0, 0, 4), plain.narrow(0, 0, 4)));
-  EXPECT_FALSE(torch::equal(mixed.narrow(0, 4, 4), plain.narrow(0, 4, 4)));
+  EXPECT_TRUE(at::equal(mixed.narrow(0, 0, 4), plain.narrow(0, 0, 4)));
+  EXPECT_FALSE(at::equal(mixed.narrow(0, 4, 4), plain.narrow(0, 4, 4)));
   // A trial that adapts no layer at all builds no adapters.
   AdapterBatch none = evaluator->BuildAdapters({Trial(0.0, 0.0, 20)});
   for (const auto& layer : none.o_proj) EXPECT_FALSE(layer.a.defined());
@@ -256,14 +256,14 @@ TEST(SharedPrefix, PrefilledHeadGivesTheSameLogitsAsWholePrompts) {
   rows.insert(rows.end(), prompts.begin(), prompts.end());
   std::vector<int64_t> row_trial(16, 0);
   row_trial.resize(32, 1);
-  adapters.row_trial = torch::tensor(row_trial, torch::kLong);
+  adapters.row_trial = at::tensor(row_trial, at::kLong);
   const SharedPrefix prefix = PrefillSharedPrefix(t, prompts[0], length, 2, &adapters);
   const at::Tensor whole = PromptForward(t, rows, 2, false, &adapters).last_logits;
   const at::Tensor shared = PromptForward(t, rows, 2, false, &adapters, &prefix).last_logits;
   const float max_diff = (whole - shared).abs().max().item<float>();
   std::cout << "shared prefix of " << length << " tokens: max |dlogit| " << max_diff << "\n";
   EXPECT_LT(max_diff, 1e-4f);
-  EXPECT_TRUE(torch::equal(whole.argmax(-1), shared.argmax(-1)));
+  EXPECT_TRUE(at::equal(whole.argmax(-1), shared.argmax(-1)));
 }
 
 TEST(FrozenPrompts, PrefillFromTheFirstAdaptedLayerGivesTheWholeForwardsLogits) {
@@ -279,7 +279,7 @@ TEST(FrozenPrompts, PrefillFromTheFirstAdaptedLayerGivesTheWholeForwardsLogits) 
   rows.insert(rows.end(), prompts.begin(), prompts.end());
   std::vector<int64_t> row_trial(16, 0);
   row_trial.resize(32, 1);
-  adapters.row_trial = torch::tensor(row_trial, torch::kLong);
+  adapters.row_trial = at::tensor(row_trial, at::kLong);
   const size_t length = CommonPrefixLength(prompts);
   const SharedPrefix prefix = PrefillSharedPrefix(t, prompts[0], length, 2, &adapters);
   const SharedPrefix base_prefix = PrefillSharedPrefix(t, prompts[0], length, 1, nullptr);
@@ -304,7 +304,7 @@ TEST(FrozenPrompts, PrefillFromTheFirstAdaptedLayerGivesTheWholeForwardsLogits) 
     std::cout << "frozen depth " << states->depth() << " (" << states->bytes() / 1024
               << " KiB): max |dlogit| " << max_diff << "\n";
     EXPECT_LT(max_diff, 1e-4f);
-    EXPECT_TRUE(torch::equal(whole.argmax(-1), got.argmax(-1)));
+    EXPECT_TRUE(at::equal(whole.argmax(-1), got.argmax(-1)));
     // The unmodified model starts as high as the states go (all the way up: only the final norm
     // and lm_head run).
     FrozenRows base_rows{states,
@@ -336,9 +336,9 @@ TEST(TrialEvaluator, AblationLowersRefusalProbabilityAndKeepsKlSmall) {
   const common::TrialParameters trial = Trial(1.5, 1.0, 18);
   const Transformer& t = *Shared().model.transformer;
   AdapterBatch adapters = evaluator->BuildAdapters({trial});
-  adapters.row_trial = torch::zeros({static_cast<int64_t>(refusing.size())}, torch::kLong);
-  auto before = torch::softmax(PromptForward(t, refusing, 2).last_logits, -1);
-  auto after = torch::softmax(PromptForward(t, refusing, 2, false, &adapters).last_logits, -1);
+  adapters.row_trial = at::zeros({static_cast<int64_t>(refusing.size())}, at::kLong);
+  auto before = at::softmax(PromptForward(t, refusing, 2).last_logits, -1);
+  auto after = at::softmax(PromptForward(t, refusing, 2, false, &adapters).last_logits, -1);
   double p_before = 0, p_after = 0;
   for (size_t i = 0; i < refusing.size(); ++i) {
     p_before += before[i][first_tokens[i][0]].item<double>();
