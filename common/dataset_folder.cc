@@ -35,7 +35,9 @@ std::vector<std::string> SplitKeywords(const std::string& split) {
   return {split};
 }
 
-bool IsSeparator(char c) { return c == '-' || c == '.' || c == '_' || c == ' ' || absl::ascii_isdigit(c); }
+bool IsSeparator(char c) {
+  return c == '-' || c == '.' || c == '_' || c == ' ' || absl::ascii_isdigit(c);
+}
 
 // Whether `name` holds `keyword` bounded by separators (or the name's start; for a file, a
 // separator must follow, as its extension does): "train-00000-of-00001.arrow", "my_test.csv".
@@ -137,8 +139,8 @@ absl::StatusOr<std::vector<std::string>> SavedDatasetColumn(const fs::path& fold
     const fs::path file = folder / name->get<std::string>();
     // The listed name must stay inside the folder.
     if (file.filename() != fs::path(name->get<std::string>())) {
-      return absl::DataLossError(absl::StrCat((folder / "state.json").string(),
-                                              ": data file \"", name->get<std::string>(),
+      return absl::DataLossError(absl::StrCat((folder / "state.json").string(), ": data file \"",
+                                              name->get<std::string>(),
                                               "\" is not a plain file name"));
     }
     auto values = formats::ReadArrowStringColumn(file.string(), column);
@@ -161,7 +163,8 @@ absl::StatusOr<std::vector<fs::path>> SplitFiles(const fs::path& folder, const s
       if (it->is_directory()) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file() && KindOf(it->path()) != FileKind::kOther) files.push_back(it->path());
+    if (it->is_regular_file() && KindOf(it->path()) != FileKind::kOther)
+      files.push_back(it->path());
   }
   if (ec) return absl::NotFoundError(absl::StrCat("dataset ", folder.string(), ": ", ec.message()));
   if (files.empty()) {
@@ -236,9 +239,9 @@ absl::StatusOr<std::vector<std::string>> ReadDatasetFolderColumn(const std::stri
   auto files = SplitFiles(folder, split_name, &splits_seen);
   if (!files.ok()) return files.status();
   if (files->empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        "dataset ", folder_name, ": no data files of split \"", split_name, "\" (splits there: ",
-        absl::StrJoin(splits_seen, ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("dataset ", folder_name, ": no data files of split \"", split_name,
+                     "\" (splits there: ", absl::StrJoin(splits_seen, ", "), ")"));
   }
   std::vector<std::string> rows;
   for (const fs::path& file : *files) {

@@ -90,9 +90,9 @@ absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string
   const auto& schema = source->schema();
   const int index = schema->GetFieldIndex(column);
   if (index < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": no column \"", column,
-                                                   "\" (columns: ",
-                                                   absl::StrJoin(schema->field_names(), ", "), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no column \"", column,
+                     "\" (columns: ", absl::StrJoin(schema->field_names(), ", "), ")"));
   }
   const arrow::Type::type type = schema->field(index)->type()->id();
   if (type != arrow::Type::STRING && type != arrow::Type::LARGE_STRING &&

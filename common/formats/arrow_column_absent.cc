@@ -9,8 +9,9 @@ namespace schism::formats {
 absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string& path,
                                                                const std::string& column) {
   return absl::UnimplementedError(absl::StrCat(
-      path, ": this schism was built without Apache Arrow (no pyarrow where it was configured), "
-            "so it cannot read Arrow dataset files"));
+      path,
+      ": this schism was built without Apache Arrow (no pyarrow where it was configured), "
+      "so it cannot read Arrow dataset files"));
 }
 
 }  // namespace schism::formats
