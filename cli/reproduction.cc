@@ -145,7 +145,7 @@ absl::StatusOr<v1::ReportResultRequest> PrepareReproduction(worker::TrialWorker&
   item.mutable_prepare();
   auto report = worker.Serve(item, nullptr);
   if (!report.ok()) return report.status();
-  if (r->spec.response_prefix().empty()) r->spec.set_response_prefix(report->response_prefix());
+  if (!r->spec.has_response_prefix()) r->spec.set_response_prefix(report->response_prefix());
   return report;
 }
 

@@ -1,6 +1,8 @@
 #include "coordinator/coordinator_server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <fstream>
 #include <sstream>
@@ -187,6 +189,40 @@ absl::StatusOr<std::string> ReadWhole(const std::string& path) {
   return ss.str();
 }
 
+std::string AsnTimeText(const ASN1_TIME* time) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  ASN1_TIME_print(bio, time);
+  char* data = nullptr;
+  const long n = BIO_get_mem_data(bio, &data);
+  std::string text(data, static_cast<size_t>(std::max(0L, n)));
+  BIO_free(bio);
+  return text;
+}
+
+// A certificate this side presents (the server's, or a worker's client certificate) must be
+// within its validity: gRPC would load an expired one, and every handshake would then fail with
+// nothing but UNAVAILABLE on the other side.
+absl::StatusOr<std::string> ReadCertificate(const std::string& path) {
+  auto pem = ReadWhole(path);
+  if (!pem.ok()) return pem.status();
+  BIO* bio = BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a PEM certificate"));
+  absl::Status status;
+  if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+    status = absl::FailedPreconditionError(
+        absl::StrCat(path, ": the certificate expired on ", AsnTimeText(X509_get0_notAfter(cert))));
+  } else if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+    status = absl::FailedPreconditionError(absl::StrCat(
+        path, ": the certificate is not valid before ", AsnTimeText(X509_get0_notBefore(cert))));
+  }
+  X509_free(cert);
+  if (!status.ok()) return status;
+  return pem;
+}
+
 }  // namespace
 
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
@@ -208,7 +244,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
   if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
     auto key = ReadWhole(options.tls_key_file);
-    auto cert = ReadWhole(options.tls_cert_file);
+    auto cert = ReadCertificate(options.tls_cert_file);
     if (!key.ok()) return key.status();
     if (!cert.ok()) return cert.status();
     grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
@@ -248,7 +284,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientCredentials(
   if (!ca.ok()) return ca.status();
   ssl.pem_root_certs = *ca;
   if (!cert_file.empty() || !key_file.empty()) {
-    auto cert = ReadWhole(cert_file);
+    auto cert = ReadCertificate(cert_file);
     auto key = ReadWhole(key_file);
     if (!cert.ok()) return cert.status();
     if (!key.ok()) return key.status();

@@ -337,8 +337,8 @@ absl::Status StudyManager::ReportPrepared(const Lease& lease,
         absl::StrCat("prepare report: num_layers ", request.num_layers(), " is out of range"));
   }
   if (auto s = store_->PutArtifact(study.id, request.artifact()); !s.ok()) return s;
-  const std::string prefix = study.spec.response_prefix().empty() ? request.response_prefix()
-                                                                  : study.spec.response_prefix();
+  const std::string prefix =
+      study.spec.has_response_prefix() ? study.spec.response_prefix() : request.response_prefix();
   if (auto s =
           Journal(study.id, journal::Prepared{num_layers, request.baseline_refusals(), prefix});
       !s.ok()) {

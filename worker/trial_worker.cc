@@ -223,7 +223,7 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem&
     return absl::FailedPreconditionError("prepare before the study's model was loaded");
   v1::StudySpec spec = item.spec();
   v1::ReportResultRequest report;
-  if (spec.response_prefix().empty()) {
+  if (!spec.has_response_prefix()) {  // set, even to "", it is the user's (or Heretic's record)
     auto prefix = FindResponsePrefix(*st.model, spec);
     if (!prefix.ok()) return prefix.status();
     spec.set_response_prefix(*prefix);

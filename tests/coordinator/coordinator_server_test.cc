@@ -233,7 +233,8 @@ TEST(CoordinatorTls, MutualTlsAcceptsCertifiedClientsAndRefusesOthers) {
 
 // TLS misuse, each against a real mutual-TLS coordinator on loopback: a client that trusts
 // another CA, a server certificate for another host name, a client certificate from a CA the
-// server does not trust, and plaintext. Each call is refused (UNAVAILABLE: no handshake), and
+// server does not trust, an expired client certificate (signed by the right CA, its validity
+// ended yesterday), and plaintext. Each call is refused (UNAVAILABLE: no handshake), and
 // the coordinator keeps serving a correctly configured client afterwards.
 TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKeepsServing) {
   const std::string certs = MakeCertificates();
@@ -250,7 +251,11 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
       "printf 'subjectAltName=DNS:elsewhere.example' > elsewhere.ext && "
       "openssl x509 -req -in elsewhere.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
       "elsewhere.pem -days 2 "
-      "-extfile elsewhere.ext";
+      "-extfile elsewhere.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+      "expired-server.pem -days -1 -extfile san.ext && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out "
+      "expired-client.pem -days -1";
   ASSERT_EQ(std::system((script + " >/dev/null 2>&1").c_str()), 0) << "openssl failed";
   auto start = [&](const std::string& cert, const std::string& key, StudyManager* manager) {
     ServerOptions options;
@@ -267,6 +272,23 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
   auto good = start("server.pem", "server.key", &manager);
   auto misnamed =
       start("elsewhere.pem", "elsewhere.key", &manager);  // valid, but not for "localhost"
+  // An expired certificate of its own is refused at start, naming the file and the date; a worker
+  // refuses its own expired client certificate the same way.
+  ServerOptions expired_options;
+  expired_options.listen = "localhost:0";
+  expired_options.tls_cert_file = certs + "/expired-server.pem";
+  expired_options.tls_key_file = certs + "/server.key";
+  auto expired = CoordinatorServer::Start(&manager, expired_options);
+  ASSERT_FALSE(expired.ok());
+  EXPECT_NE(expired.status().message().find("expired-server.pem: the certificate expired on"),
+            std::string::npos)
+      << expired.status();
+  auto expired_own =
+      ClientCredentials(certs + "/ca.pem", certs + "/expired-client.pem", certs + "/client.key");
+  ASSERT_FALSE(expired_own.ok());
+  EXPECT_NE(expired_own.status().message().find("expired-client.pem: the certificate expired"),
+            std::string::npos)
+      << expired_own.status();
   auto call = [&](int port, const std::string& ca, const std::string& cert,
                   const std::string& key) {
     auto credentials = ClientCredentials(certs + "/" + ca, cert.empty() ? "" : certs + "/" + cert,
@@ -289,6 +311,21 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
   const grpc::Status wrong_host = call(misnamed->port(), "ca.pem", "client.pem", "client.key");
   EXPECT_EQ(wrong_host.error_code(), grpc::StatusCode::UNAVAILABLE)
       << "a server certificate for another name: " << wrong_host.error_message();
+  // A client that presents an expired certificate anyway (not schism's worker) is refused.
+  grpc::SslCredentialsOptions expired_client_ssl;
+  expired_client_ssl.pem_root_certs = testing_support::ReadFile(certs + "/ca.pem");
+  expired_client_ssl.pem_cert_chain = testing_support::ReadFile(certs + "/expired-client.pem");
+  expired_client_ssl.pem_private_key = testing_support::ReadFile(certs + "/client.key");
+  {
+    auto stub = v1::StudyService::NewStub(grpc::CreateChannel(
+        "localhost:" + std::to_string(port), grpc::SslCredentials(expired_client_ssl)));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ListStudiesResponse resp;
+    const grpc::Status expired_client = stub->ListStudies(&context, {}, &resp);
+    EXPECT_EQ(expired_client.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << "an expired client certificate: " << expired_client.error_message();
+  }
   auto plaintext = v1::StudyService::NewStub(
       grpc::CreateChannel("localhost:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;

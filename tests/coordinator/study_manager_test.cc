@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <google/protobuf/util/message_differencer.h>
 
@@ -553,6 +554,42 @@ TEST(StudyManager, AnUnsetOrthogonalizeDirectionIsHereticsDefaultAndFalseStaysFa
   ASSERT_TRUE(recovered.Recover().ok());
   EXPECT_TRUE(recovered.Get(unset)->summary().spec().orthogonalize_direction());
   EXPECT_FALSE(recovered.Get(explicit_off)->summary().spec().orthogonalize_direction());
+}
+
+// A response prefix the study sets, even "", is the study's: the preparing worker's detected one
+// is taken only when the spec has none (Heretic detects only when response_prefix is None).
+TEST(StudyManager, ADetectedResponsePrefixFillsOnlyAnUnsetOne) {
+  // One study per store: the prepare lease of each, reported with a detected "Sure,".
+  auto prepared_spec = [](const std::string& name, std::optional<std::string> prefix) {
+    const std::string dir = testing_support::MakeTempDir(name);
+    v1::StudySpec recovered_spec;
+    {
+      JournalStore store(dir);
+      StudyManager m(&store);
+      const std::string w = m.RegisterWorker({});
+      auto spec = SmallSpec(2);
+      if (prefix) spec.set_response_prefix(*prefix);
+      const std::string id = *m.Submit(spec);
+      auto item = m.Acquire(Acquire(w, 1));
+      EXPECT_TRUE(item.ok() && item->has_prepare()) << item.status();
+      v1::ReportResultRequest report;
+      report.set_worker_id(w);
+      report.set_lease_id(item->lease_id());
+      report.set_artifact("directions");
+      report.set_num_layers(4);
+      report.set_response_prefix("Sure,");
+      EXPECT_TRUE(m.Report(report).ok());
+    }
+    JournalStore store(dir);
+    StudyManager recovered(&store);
+    EXPECT_TRUE(recovered.Recover().ok());
+    return recovered.List().at(0).spec();
+  };
+  EXPECT_EQ(prepared_spec("prefix_unset", std::nullopt).response_prefix(), "Sure,");
+  const v1::StudySpec explicit_empty = prepared_spec("prefix_empty", "");
+  EXPECT_TRUE(explicit_empty.has_response_prefix());
+  EXPECT_EQ(explicit_empty.response_prefix(), "") << "the study's own \"\" is kept";
+  EXPECT_EQ(prepared_spec("prefix_given", "Well,").response_prefix(), "Well,");
 }
 
 // A peek names the study whose work a worker would get, so that the worker loads what it needs
