@@ -91,8 +91,8 @@ absl::StatusOr<Reproduction> LoadReproduction(const std::string& path,
   // batch_size only changes how many rows run together; 0 is Heretic's "auto".
   if (s.batch_size && *s.batch_size > 0) spec.set_batch_size(static_cast<int>(*s.batch_size));
   if (s.max_response_length) spec.set_max_response_length(static_cast<int>(*s.max_response_length));
-  // An empty recorded prefix ("Heretic found none") leaves detection on, which finds none again
-  // for the same model.
+  // A recorded prefix is used as it is, an empty one ("Heretic found none") too: no detection,
+  // as Heretic itself with these settings (it detects only when response_prefix is None).
   if (s.response_prefix) spec.set_response_prefix(*s.response_prefix);
   spec.set_orthogonalize_direction(s.orthogonalize_direction.value_or(true));
   if (s.row_normalization) spec.set_row_normalization(*s.row_normalization);
