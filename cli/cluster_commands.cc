@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -14,9 +15,11 @@
 #include "schism/proto_json.h"
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "cli/args.h"
 #include "common/byte_size.h"
 #include "common/env.h"
+#include "common/prompt_set.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/http_side_port.h"
 #include "coordinator/journal_store.h"
@@ -427,6 +430,22 @@ int RunEmbedded(const Args& args) {
   auto normalized = coordinator::NormalizeStudySpec(submitted);
   if (!normalized.ok())
     return Fail("run", kExitUsageError, std::string(normalized.status().message()));
+  // Everything runs on this machine: a missing model or a prompt set that cannot be read (a
+  // wrong path, column or split) is said now, not after the model has loaded.
+  if (std::error_code ec; !std::filesystem::exists(normalized->model(), ec)) {
+    return Fail("run", kExitUsageError,
+                "model " + normalized->model() + ": no such file or folder");
+  }
+  const std::pair<const char*, const v1::PromptSet*> sets[] = {
+      {"good_prompts", &normalized->good_prompts()},
+      {"bad_prompts", &normalized->bad_prompts()},
+      {"refusal prompts (bad_evaluation_prompts)", &normalized->refusal_prompts()},
+      {"KL prompts (good_evaluation_prompts)", &normalized->kl_prompts()}};
+  for (const auto& [name, set] : sets) {
+    auto lines = common::LoadPromptLines(set->path(), set->split(), set->column());
+    if (!lines.ok())
+      return Fail("run", kExitUsageError, absl::StrCat(name, ": ", lines.status().message()));
+  }
 
   // Heretic's study_checkpoint_dir is where `run` keeps its store unless --store says otherwise.
   const std::string store_dir = args.Get("store").value_or(

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -56,6 +57,35 @@ TEST(SchismBinary, UnknownCommandIsAUsageError) {
   EXPECT_EQ(outcome.exit_code, 2);
   EXPECT_NE(outcome.output.find("unknown command \"frobnicate\""), std::string::npos);
   EXPECT_EQ(RunSchism("").exit_code, 2);
+}
+
+// `schism run` checks its model and prompt sets before it loads anything or creates its store.
+TEST(SchismBinary, RunRefusesAMissingModelOrAnUnreadablePromptSetBeforeStarting) {
+  const std::string dir = schism::testing_support::MakeTempDir("run_checks");
+  const std::string data = std::string(SCHISM_SOURCE_DIR) + "/../shared/datasets";
+  auto run = [&](const std::string& name, const std::string& toml) {
+    std::ofstream(dir + "/" + name + ".toml") << toml;
+    return RunSchism("run " + dir + "/" + name + ".toml --store " + dir + "/store-" + name);
+  };
+  const std::string model = "model = \"" + schism::testing_support::RealModelPath() + "\"\n";
+  Outcome no_model = run("no_model", "model = \"" + dir + "/absent.gguf\"\n");
+  EXPECT_EQ(no_model.exit_code, 2) << no_model.output;
+  EXPECT_NE(no_model.output.find("absent.gguf: no such file or folder"), std::string::npos)
+      << no_model.output;
+  Outcome bad_path = run("bad_path", model + "[good_prompts]\npath = \"" + dir + "/nope.txt\"\n");
+  EXPECT_EQ(bad_path.exit_code, 2) << bad_path.output;
+  EXPECT_NE(bad_path.output.find("good_prompts: prompt file " + dir + "/nope.txt: cannot open"),
+            std::string::npos)
+      << bad_path.output;
+  Outcome bad_split = run("bad_split", model + "[bad_evaluation_prompts]\npath = \"" + data +
+                                           "/harmful_test.txt\"\nsplit = \"test[:10]\"\n");
+  EXPECT_EQ(bad_split.exit_code, 2) << bad_split.output;
+  EXPECT_NE(bad_split.output.find("refusal prompts (bad_evaluation_prompts): split \"test[:10]\""),
+            std::string::npos)
+      << bad_split.output;
+  for (const char* name : {"no_model", "bad_path", "bad_split"}) {
+    EXPECT_FALSE(std::filesystem::exists(dir + "/store-" + name)) << name << ": no store made";
+  }
 }
 
 TEST(SchismBinary, GenerateAnswersWithTheRealModel) {
