@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -174,7 +173,9 @@ absl::StatusOr<std::vector<fs::path>> SplitFiles(const fs::path& folder, const s
         "folder's state.json / dataset_dict.json)"));
   }
   std::sort(files.begin(), files.end());
-  static const std::vector<std::string> kKnown = {"train", "validation", "test"};
+  const std::vector<std::string> wanted = SplitKeywords(split);
+  std::vector<std::string> candidates = {"train", "validation", "test"};
+  if (wanted.size() == 1) candidates.push_back(split);  // a custom split name stands for itself
   // Pass 1: file names; pass 2: folder names; each as `datasets` resolves its default patterns.
   for (int pass = 0; pass < 2; ++pass) {
     auto names = [&](const fs::path& file, const std::string& keyword) {
@@ -186,25 +187,20 @@ absl::StatusOr<std::vector<fs::path>> SplitFiles(const fs::path& folder, const s
     };
     std::vector<fs::path> matched;
     splits_seen->clear();
-    std::vector<std::string> candidates = kKnown;
-    if (std::find(kKnown.begin(), kKnown.end(), split) == kKnown.end()) {
-      const auto keywords = SplitKeywords(split);
-      if (keywords.size() == 1) candidates.push_back(split);  // a custom split name
-    }
     for (const fs::path& file : files) {
       for (const std::string& candidate : candidates) {
-        for (const std::string& keyword : SplitKeywords(candidate)) {
-          if (!names(file, keyword)) continue;
-          splits_seen->insert(candidate);
-          if (SplitKeywords(candidate) == SplitKeywords(split)) matched.push_back(file);
-        }
+        const std::vector<std::string> group = SplitKeywords(candidate);
+        if (std::none_of(group.begin(), group.end(),
+                         [&](const std::string& keyword) { return names(file, keyword); }))
+          continue;
+        splits_seen->insert(candidate);
+        if (group == wanted) matched.push_back(file);
       }
     }
-    matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
     if (!splits_seen->empty()) return matched;
   }
   splits_seen->insert("train");
-  if (SplitKeywords(split) == SplitKeywords("train")) return files;
+  if (wanted == SplitKeywords("train")) return files;
   return std::vector<fs::path>{};
 }
 
@@ -228,10 +224,6 @@ absl::StatusOr<std::vector<std::string>> ReadDatasetFolderColumn(const std::stri
     if (std::find(splits.begin(), splits.end(), split_name) == splits.end()) {
       return absl::NotFoundError(absl::StrCat("dataset ", folder_name, ": no split \"", split_name,
                                               "\" (splits: ", absl::StrJoin(splits, ", "), ")"));
-    }
-    if (!fs::exists(folder / split_name / "state.json", ec)) {
-      return absl::DataLossError(absl::StrCat("dataset ", folder_name, ": split \"", split_name,
-                                              "\" has no state.json in its folder"));
     }
     return SavedDatasetColumn(folder / split_name, column);
   }

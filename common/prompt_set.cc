@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/dataset_folder.h"
+#include "common/text_file.h"
 
 namespace schism::common {
 namespace {
@@ -191,12 +190,11 @@ absl::StatusOr<std::vector<std::string>> JsonlColumn(const std::string& data,
 
 absl::StatusOr<std::vector<std::string>> ReadPromptFileRows(const std::string& path,
                                                             const std::string& column) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("prompt file ", path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("prompt file ", path, ": read error"));
-  const std::string data = ss.str();
+  auto read = ReadTextFile(path);
+  if (!read.ok())
+    return absl::Status(read.status().code(),
+                        absl::StrCat("prompt file ", read.status().message()));
+  const std::string& data = *read;
   if (absl::EndsWith(path, ".csv")) return CsvColumn(data, path, column);
   if (absl::EndsWith(path, ".jsonl") || absl::EndsWith(path, ".ndjson"))
     return JsonlColumn(data, path, column);

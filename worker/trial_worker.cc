@@ -99,6 +99,17 @@ absl::StatusOr<std::string> FindResponsePrefix(const model::LoadedModel& model,
   return prefix;
 }
 
+// A library that throws (libtorch on an input it rejects, an allocation a corrupt file asked
+// for) fails the step with the reason instead of the worker; it serves the next item.
+template <typename Step>
+auto CatchLibraryErrors(Step&& step) -> decltype(step()) {
+  try {
+    return step();
+  } catch (const std::exception& e) {
+    return absl::InternalError(std::string("worker error: ") + e.what());
+  }
+}
+
 }  // namespace
 
 TrialWorker::TrialWorker(WorkerOptions options)
@@ -145,24 +156,18 @@ absl::Status TrialWorker::Run() {
 
 absl::StatusOr<v1::ReportResultRequest> TrialWorker::Serve(const v1::WorkItem& item,
                                                            const ArtifactSource& artifacts) {
-  // A library that throws (libtorch on an input it rejects, an allocation a corrupt file asked
-  // for) fails this work item with the reason; the worker serves the next one.
-  try {
+  return CatchLibraryErrors([&]() -> absl::StatusOr<v1::ReportResultRequest> {
     if (auto s = LoadModel(item.spec()); !s.ok()) return s;
     return item.has_prepare() ? Prepare(item) : Evaluate(item, artifacts);
-  } catch (const std::exception& e) {
-    return absl::InternalError(std::string("worker error: ") + e.what());
-  }
+  });
 }
 
 absl::Status TrialWorker::Ready(const v1::WorkItem& peeked, const ArtifactSource& artifacts) {
-  try {
+  return CatchLibraryErrors([&]() -> absl::Status {
     if (auto s = LoadModel(peeked.spec()); !s.ok()) return s;
     if (!peeked.has_evaluate()) return absl::OkStatus();  // a prepare builds its own evaluator
     return EnsureEvaluator(peeked.study_id(), peeked.spec(), artifacts);
-  } catch (const std::exception& e) {
-    return absl::InternalError(std::string("worker error: ") + e.what());
-  }
+  });
 }
 
 absl::Status TrialWorker::EnsureEvaluator(const std::string& study_id, const v1::StudySpec& spec,

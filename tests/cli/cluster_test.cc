@@ -75,6 +75,20 @@ class Process {
   pid_t pid_ = -1;
 };
 
+// The four prompt sets of a study config, from the shared datasets: `directions` harmless and
+// harmful training prompts, `refusals` harmful test prompts, `kl` harmless test prompts.
+std::string PromptSetsToml(int directions, int refusals, int kl) {
+  const std::string data = std::string(SCHISM_SOURCE_DIR) + "/../shared/datasets";
+  auto set = [&](const char* table, const char* file, int n) {
+    return std::string("[") + table + "]\npath = \"" + data + "/" + file +
+           "\"\nsplit = \"[:" + std::to_string(n) + "]\"\n";
+  };
+  return set("good_prompts", "harmless_train.txt", directions) +
+         set("bad_prompts", "harmful_train.txt", directions) +
+         set("scorer.KeywordRate.prompts", "harmful_test.txt", refusals) +
+         set("scorer.KLDivergence.prompts", "harmless_test.txt", kl);
+}
+
 struct Cluster {
   std::string dir, store, config, address, token_file, log;
 };
@@ -90,18 +104,12 @@ Cluster MakeCluster(const std::string& name, int lease_seconds) {
                 &out),
       0)
       << out;
-  const std::string data = std::string(SCHISM_SOURCE_DIR) + "/../shared/datasets";
   c.config = c.dir + "/study.toml";
   std::ofstream(c.config)
       << "model = \"" << c.dir << "/tiny/model.gguf\"\n"
       << "n_trials = 12\nn_startup_trials = 4\nmax_response_length = 24\nseed = 11\n"
-      << "[good_prompts]\npath = \"" << data << "/harmless_train.txt\"\nsplit = \"[:8]\"\n"
-      << "[bad_prompts]\npath = \"" << data << "/harmful_train.txt\"\nsplit = \"[:8]\"\n"
-      << "[scorer.KeywordRate.prompts]\npath = \"" << data
-      << "/harmful_test.txt\"\nsplit = \"[:12]\"\n"
-      << "[scorer.KLDivergence.prompts]\npath = \"" << data
-      << "/harmless_test.txt\"\nsplit = \"[:6]\"\n"
-      << "[cluster]\nlease_seconds = " << lease_seconds << "\nmax_attempts = 10\n";
+      << PromptSetsToml(8, 12, 6) << "[cluster]\nlease_seconds = " << lease_seconds
+      << "\nmax_attempts = 10\n";
   c.store = c.dir + "/store";
   c.address = "127.0.0.1:" + std::to_string(schism::testing_support::FreeLoopbackPort());
   c.token_file = c.dir + "/token";
@@ -364,16 +372,10 @@ TEST(Cluster, CoordinatorKilledMidStudyResumesFromRedis) {
 TEST(Cluster, EmbeddedRunOnTheRealModelResumesAfterCtrlCAndPrintsAParetoFront) {
   // The real model with a reduced prompt budget so CI stays fast.
   const std::string dir = MakeTempDir("embedded_run");
-  const std::string data = std::string(SCHISM_SOURCE_DIR) + "/../shared/datasets";
   std::ofstream(dir + "/run.toml")
       << "model = \"" << schism::testing_support::RealModelPath() << "\"\n"
       << "n_trials = 4\nn_startup_trials = 2\nmax_response_length = 16\n"
-      << "[good_prompts]\npath = \"" << data << "/harmless_train.txt\"\nsplit = \"[:16]\"\n"
-      << "[bad_prompts]\npath = \"" << data << "/harmful_train.txt\"\nsplit = \"[:16]\"\n"
-      << "[scorer.KeywordRate.prompts]\npath = \"" << data
-      << "/harmful_test.txt\"\nsplit = \"[:16]\"\n"
-      << "[scorer.KLDivergence.prompts]\npath = \"" << data
-      << "/harmless_test.txt\"\nsplit = \"[:8]\"\n";
+      << PromptSetsToml(16, 16, 8);
   const std::string log = dir + "/first.log";
   {
     Process first({"run", dir + "/run.toml", "--store", dir + "/store"}, log);
