@@ -22,6 +22,10 @@ std::string RealModelPath() {
   return std::string(SCHISM_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 
+std::string GemmaModelPath() {
+  return std::string(SCHISM_SOURCE_DIR) + "/models/gemma-3-270m-q4_k_m.gguf";
+}
+
 std::string MakeTempDir(const std::string& name) {
   const std::string dir =
       ::testing::TempDir() + "/schism_" + name + "_" + std::to_string(::getpid());
@@ -68,15 +72,29 @@ CommandOutcome RunCommand(const std::string& command) {
   return outcome;
 }
 
-int RunOracle(const std::string& script, const std::vector<std::string>& args,
-              std::string* output) {
+namespace {
+
+int RunPythonOracle(const std::string& python, const std::string& script,
+                    const std::vector<std::string>& args, std::string* output) {
   std::string command =
-      "python3 " + ShellQuote(std::string(SCHISM_SOURCE_DIR) + "/tests/oracles/" + script);
+      python + " " + ShellQuote(std::string(SCHISM_SOURCE_DIR) + "/tests/oracles/" + script);
   for (const std::string& arg : args) command += " " + ShellQuote(arg);
   command += " 2>&1";
   CommandOutcome outcome = RunCommand(command);
   if (output != nullptr) *output = outcome.output;
   return outcome.exit_code;
+}
+
+}  // namespace
+
+int RunOracle(const std::string& script, const std::vector<std::string>& args,
+              std::string* output) {
+  return RunPythonOracle("python3", script, args, output);
+}
+
+int RunTorchOracle(const std::string& script, const std::vector<std::string>& args,
+                   std::string* output) {
+  return RunPythonOracle(ShellQuote(SCHISM_TORCH_PYTHON), script, args, output);
 }
 
 std::string ReadFile(const std::string& path) {

@@ -11,6 +11,9 @@ namespace schism::testing_support {
 // The real model fetched by scripts/setup ($SCHISM_TEST_MODEL overrides).
 std::string RealModelPath();
 
+// Gemma 3 270M (base, Q4_K_M GGUF), fetched by scripts/setup for architecture coverage.
+std::string GemmaModelPath();
+
 // A fresh empty directory under the test temp dir.
 std::string MakeTempDir(const std::string& name);
 
@@ -26,6 +29,11 @@ CommandOutcome RunCommand(const std::string& command);
 // Runs `python3 tests/oracles/<script> <args...>`; returns its exit code and fills `output`.
 int RunOracle(const std::string& script, const std::vector<std::string>& args,
               std::string* output = nullptr);
+
+// The same with the Python whose torch builds schism (.venv, where set-up also installs
+// transformers): for oracles that need torch.
+int RunTorchOracle(const std::string& script, const std::vector<std::string>& args,
+                   std::string* output = nullptr);
 
 // Reads a whole file of raw float32 values.
 std::vector<float> ReadFloats(const std::string& path);

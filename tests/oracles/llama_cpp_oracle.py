@@ -6,8 +6,10 @@
 The model is first rewritten with every tensor dequantized to F32 (by the `gguf` package), so
 llama.cpp multiplies full-precision weights with full-precision activations, as schism does;
 otherwise llama.cpp would quantize activations to 8 bits inside its Q4 kernels. The KV cache is
-F32 too. PROMPTS.json is a list of token-id lists. Writes OUT_DIR/logits.f32 (n_prompts x vocab
-next-token logits) and OUT_DIR/greedy.json (N_GREEDY greedy tokens per prompt, no stopping).
+F32 too. PROMPTS.json is a list of token-id lists or texts; llama.cpp tokenizes a text (BOS as
+the GGUF asks, special tokens parsed) and OUT_DIR/tokens.json lists every prompt's ids. Writes
+OUT_DIR/logits.f32 (n_prompts x vocab next-token logits) and OUT_DIR/greedy.json (N_GREEDY greedy
+tokens per prompt, no stopping).
 """
 import json
 import os
@@ -52,8 +54,12 @@ def main():
     llm = llama_cpp.Llama(model_path=f32_path, n_ctx=1024, n_batch=1024, logits_all=True,
                           type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
                           n_threads=2, verbose=False)
-    logits, greedy = [], []
+    logits, greedy, tokens = [], [], []
     for ids in prompts:
+        if isinstance(ids, str):
+            ids = llm.tokenize(ids.encode(), add_bos=llm.metadata.get(
+                "tokenizer.ggml.add_bos_token", "false") == "true", special=True)
+        tokens.append(ids)
         llm.reset()
         llm.eval(ids)
         logits.append(np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32))
@@ -66,6 +72,8 @@ def main():
     np.stack(logits).astype(np.float32).tofile(os.path.join(out_dir, "logits.f32"))
     with open(os.path.join(out_dir, "greedy.json"), "w") as f:
         json.dump(greedy, f)
+    with open(os.path.join(out_dir, "tokens.json"), "w") as f:
+        json.dump(tokens, f)
     os.remove(f32_path)
 
 

@@ -7,7 +7,10 @@
   model_fixtures.py tiny VARIANT OUT_DIR SOURCE.gguf
       A tiny random model (3 layers) as both OUT_DIR/hf/ and OUT_DIR/model.gguf, with the
       tokenizer of SOURCE.gguf. VARIANT: llama3 (llama3 rope scaling, GQA), llama-tied (tied
-      embeddings, MHA), mistral, qwen2 (qkv bias), qwen3 (qk-norm, head_dim != hidden/heads).
+      embeddings, MHA), mistral, qwen2 (qkv bias), qwen3 (qk-norm, head_dim != hidden/heads),
+      gemma3 (6 layers: 5 sliding-window layers of window 8 and a global one, sandwich norms,
+      (1 + w) norms stored as 1 + w in the GGUF as convert_hf_to_gguf.py does, GeGLU, scaled
+      embeddings, linear RoPE scaling on the global layer).
   model_fixtures.py large OUT_DIR SOURCE.gguf
       A random Llama-layout Hugging Face folder of 1.35 GiB in bfloat16 (hidden 2048, 16 layers,
       GQA 16/4, MLP 5632) with a 2048-entry vocabulary, so that linear layers are 99.4% of it; the
@@ -107,7 +110,15 @@ VARIANTS = {
                   bias=True, qk_norm=False, theta=1000000.0, rope_scaling=None),
     "qwen3": dict(arch="qwen3", hf="Qwen3ForCausalLM", heads=4, kv=2, head_dim=32, tied=False,
                   bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None),
+    "gemma3": dict(arch="gemma3", hf="Gemma3ForCausalLM", heads=4, kv=2, head_dim=16, tied=True,
+                   bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None, layers=6,
+                   gemma=dict(window=8, local_theta=10000.0, query_pre_attn_scalar=16,
+                              rope_factor=4.0)),
 }
+
+# Gemma 3's per-layer norms, GGUF -> HF (Llama's ffn_norm is its post_attention_layernorm).
+GEMMA_LAYER_NAMES = dict(LAYER_NAMES, post_attention_norm="post_attention_layernorm",
+                         ffn_norm="pre_feedforward_layernorm", post_ffw_norm="post_feedforward_layernorm")
 
 
 def llama3_factors(head_dim, theta, rs):
@@ -133,17 +144,26 @@ def tiny(variant, out, source):
     rng = np.random.default_rng(sum(variant.encode()))
     src = gguf.GGUFReader(source)
     vocab = len(src.fields["tokenizer.ggml.tokens"].data)
-    hidden, inter, layers, hd = 64, 128, 3, v["head_dim"]
+    hidden, inter, layers, hd = 64, 128, v.get("layers", 3), v["head_dim"]
     heads, kv = v["heads"], v["kv"]
+    gemma = v.get("gemma")
     normal = lambda *shape, s=0.25: (rng.standard_normal(shape) * s).astype(np.float32)
-    norm = lambda n: (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
-    hf = {"model.embed_tokens.weight": normal(vocab, hidden, s=1.0), "model.norm.weight": norm(hidden)}
+    # Gemma's norms scale by (1 + w): the same multipliers, stored as w in HF folders.
+    shift = 1.0 if gemma else 0.0
+    norm = lambda n: (1.0 - shift + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    # Gemma multiplies embeddings by sqrt(hidden): smaller ones keep the residual from being only
+    # the input token (tied, that would make every greedy continuation repeat it).
+    embed_scale = 0.15 if gemma else 1.0
+    hf = {"model.embed_tokens.weight": normal(vocab, hidden, s=embed_scale), "model.norm.weight": norm(hidden)}
     if not v["tied"]:
         hf["lm_head.weight"] = normal(vocab, hidden, s=0.5)
     for i in range(layers):
         p = f"model.layers.{i}."
         hf[p + "input_layernorm.weight"] = norm(hidden)
         hf[p + "post_attention_layernorm.weight"] = norm(hidden)
+        if gemma:
+            hf[p + "pre_feedforward_layernorm.weight"] = norm(hidden)
+            hf[p + "post_feedforward_layernorm.weight"] = norm(hidden)
         hf[p + "self_attn.q_proj.weight"] = normal(heads * hd, hidden)
         hf[p + "self_attn.k_proj.weight"] = normal(kv * hd, hidden)
         hf[p + "self_attn.v_proj.weight"] = normal(kv * hd, hidden)
@@ -168,6 +188,21 @@ def tiny(variant, out, source):
               "tie_word_embeddings": v["tied"], "max_position_embeddings": 4096}
     if v["rope_scaling"]:
         config["rope_scaling"] = v["rope_scaling"]
+    if gemma:
+        # transformers 5 form: one RoPE parameter set per layer type.
+        config.update(model_type="gemma3_text", hidden_activation="gelu_pytorch_tanh",
+                      query_pre_attn_scalar=gemma["query_pre_attn_scalar"],
+                      sliding_window=gemma["window"],
+                      layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
+                                   for i in range(layers)],
+                      rope_parameters={
+                          "full_attention": {"rope_type": "linear", "factor": gemma["rope_factor"],
+                                             "rope_theta": v["theta"]},
+                          "sliding_attention": {"rope_type": "default",
+                                                "rope_theta": gemma["local_theta"]}},
+                      attn_logit_softcapping=None, final_logit_softcapping=None,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=2)
+        del config["rope_theta"]
     with open(os.path.join(hf_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     chat = src.fields["tokenizer.chat_template"].contents()
@@ -187,12 +222,17 @@ def tiny(variant, out, source):
     w.add_float32(f"{arch}.rope.freq_base", v["theta"])
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
     w.add_uint32(f"{arch}.vocab_size", vocab)
+    if gemma:
+        w.add_uint32(f"{arch}.attention.sliding_window", gemma["window"])
+        w.add_float32(f"{arch}.rope.freq_base_swa", gemma["local_theta"])
+        w.add_string(f"{arch}.rope.scaling.type", "linear")
+        w.add_float32(f"{arch}.rope.scaling.factor", gemma["rope_factor"])
     for name, field in src.fields.items():
         if name.startswith("tokenizer."):
             sub = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
             w.add_key_value(name, field.contents(), field.types[0], sub_type=sub)
     inv = {v2: k for k, v2 in HF_NAMES.items()}
-    inv_layer = {v2: k for k, v2 in LAYER_NAMES.items()}
+    inv_layer = {v2: k for k, v2 in (GEMMA_LAYER_NAMES if gemma else LAYER_NAMES).items()}
     for name, t in hf.items():
         if name in inv:
             gname = inv[name]
@@ -205,6 +245,8 @@ def tiny(variant, out, source):
             t = permute(t, heads)
         elif arch == "llama" and name.endswith("k_proj.weight"):
             t = permute(t, kv)
+        elif gemma and name.endswith("norm.weight"):
+            t = t + np.float32(1.0)
         w.add_tensor(gname, np.ascontiguousarray(t))
     if v["rope_scaling"]:
         w.add_tensor("rope_freqs.weight", llama3_factors(hd, v["theta"], v["rope_scaling"]))

@@ -1,5 +1,6 @@
 #include "worker/runtime/hf_metadata.h"
 
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -57,9 +58,30 @@ std::string HfConfigJson(const ModelConfig& c, const std::string& torch_dtype,
   j["num_attention_heads"] = c.num_heads;
   j["num_key_value_heads"] = c.num_kv_heads;
   j["head_dim"] = c.head_dim;
-  j["hidden_act"] = "silu";
   j["rms_norm_eps"] = c.rms_norm_eps;
-  j["rope_theta"] = c.rope_theta;
+  if (c.architecture == Architecture::kGemma3) {
+    // Gemma 3 as transformers 4.50+ reads it (5.x converts these keys to rope_parameters).
+    j["hidden_activation"] = "gelu_pytorch_tanh";
+    // transformers 5 validates it as an integer (Gemma 3 27B: 168).
+    j["query_pre_attn_scalar"] = static_cast<int64_t>(std::lround(c.query_pre_attn_scalar));
+    j["rope_theta"] = c.rope_theta;
+    j["rope_local_base_freq"] = c.rope_local_theta;
+    j["rope_scaling"] = nullptr;
+    if (c.rope_linear_factor != 1.0) {
+      j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_linear_factor}};
+    }
+    j["sliding_window"] = c.sliding_window > 0 ? c.sliding_window : c.max_position_embeddings;
+    Json types = Json::array();
+    for (int i = 0; i < c.num_layers; ++i)
+      types.push_back(c.IsSliding(i) ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+    j["attn_logit_softcapping"] = nullptr;
+    j["final_logit_softcapping"] =
+        c.final_logit_softcap > 0 ? Json(c.final_logit_softcap) : Json(nullptr);
+  } else {
+    j["hidden_act"] = "silu";
+    j["rope_theta"] = c.rope_theta;
+  }
   if (c.rope_scaling.enabled) {
     j["rope_scaling"] = {
         {"rope_type", "llama3"},

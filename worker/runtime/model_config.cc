@@ -1,6 +1,8 @@
 #include "worker/runtime/model_config.h"
 
 #include <fstream>
+#include <optional>
+#include <variant>
 
 #include <nlohmann/json.hpp>
 
@@ -13,17 +15,30 @@ namespace schism::model {
 namespace {
 
 struct ArchitectureName {
-  const char* hf_name;    // config.json "architectures"
-  const char* gguf_name;  // general.architecture
+  const char* hf_name;        // config.json "architectures"
+  const char* hf_model_type;  // config.json "model_type"
+  const char* gguf_name;      // general.architecture
   Architecture architecture;
 };
 
 constexpr ArchitectureName kArchitectures[] = {
-    {"LlamaForCausalLM", "llama", Architecture::kLlama},
-    {"MistralForCausalLM", "mistral", Architecture::kMistral},
-    {"Qwen2ForCausalLM", "qwen2", Architecture::kQwen2},
-    {"Qwen3ForCausalLM", "qwen3", Architecture::kQwen3},
+    {"LlamaForCausalLM", "llama", "llama", Architecture::kLlama},
+    {"MistralForCausalLM", "mistral", "mistral", Architecture::kMistral},
+    {"Qwen2ForCausalLM", "qwen2", "qwen2", Architecture::kQwen2},
+    {"Qwen3ForCausalLM", "qwen3", "qwen3", Architecture::kQwen3},
+    {"Gemma3ForCausalLM", "gemma3_text", "gemma3", Architecture::kGemma3},
 };
+
+// Gemma 3's fixed choices (Gemma3TextConfig's defaults; llama.cpp hard-codes the same).
+constexpr int kGemma3SlidingWindowPattern = 6;  // every 6th layer is global
+constexpr double kGemma3LocalRopeTheta = 10000.0;
+
+// Layer i is local unless (i + 1) is a multiple of `pattern`.
+std::vector<bool> SlidingLayersByPattern(int num_layers, int pattern) {
+  std::vector<bool> sliding(num_layers);
+  for (int i = 0; i < num_layers; ++i) sliding[i] = pattern <= 0 || (i + 1) % pattern != 0;
+  return sliding;
+}
 
 absl::Status UnknownArchitecture(const std::string& where, const std::string& name) {
   return absl::UnimplementedError(absl::StrCat(
@@ -34,6 +49,14 @@ absl::Status UnknownArchitecture(const std::string& where, const std::string& na
 void ApplyArchitectureDefaults(ModelConfig* config) {
   if (config->architecture == Architecture::kQwen2) config->attention_bias = true;
   if (config->architecture == Architecture::kQwen3) config->qk_norm = true;
+  if (config->architecture == Architecture::kGemma3) {
+    config->qk_norm = true;
+    config->gemma_norms = true;
+    config->scale_embeddings = true;
+    config->gelu_tanh = true;
+    config->tie_word_embeddings = true;
+    config->rope_local_theta = kGemma3LocalRopeTheta;
+  }
 }
 
 absl::Status Validate(const ModelConfig& c, const std::string& where) {
@@ -58,6 +81,171 @@ absl::Status Validate(const ModelConfig& c, const std::string& where) {
   if (c.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": head_dim must be even for RoPE"));
   }
+  if (!c.sliding_layers.empty() &&
+      (static_cast<int>(c.sliding_layers.size()) != c.num_layers || c.sliding_window <= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ": sliding-window attention needs a positive sliding_window and one layer type per "
+        "layer (",
+        c.sliding_layers.size(), " for ", c.num_layers, " layers)"));
+  }
+  if (c.rope_linear_factor <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": rope scaling factor must be > 0"));
+  }
+  return absl::OkStatus();
+}
+
+// A JSON number or null (nullopt); anything else throws through nlohmann's type check.
+std::optional<double> OptionalNumber(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  return j[key].get<double>();
+}
+
+// One RoPE parameter set ({"rope_theta", "rope_type", "factor", ...}): rope_type "default" or
+// "linear" (Gemma 3's global layers) here; Llama 3's type is handled by the caller.
+absl::Status ReadGemmaRope(const nlohmann::json& rope, const std::string& where, double* theta,
+                           double* linear_factor) {
+  if (rope.contains("rope_theta")) *theta = rope["rope_theta"].get<double>();
+  const std::string type = rope.value("rope_type", rope.value("type", "default"));
+  if (type == "linear") {
+    *linear_factor = rope.at("factor").get<double>();
+  } else if (type != "default") {
+    return absl::UnimplementedError(absl::StrCat(
+        where, ": rope type \"", type, "\" is not supported for Gemma 3 (default, linear)"));
+  }
+  return absl::OkStatus();
+}
+
+// The Gemma 3 keys of config.json: layer types, window, attention scale, RoPE of both layer
+// kinds (transformers 5's "rope_parameters" per layer type, or 4.x's rope_theta,
+// rope_local_base_freq and rope_scaling), softcapping.
+absl::Status ReadGemma3Json(const nlohmann::json& j, const std::string& path, ModelConfig* c) {
+  if (const std::string act = j.value("hidden_activation", "gelu_pytorch_tanh");
+      act != "gelu_pytorch_tanh") {
+    return absl::UnimplementedError(absl::StrCat(path, ": hidden_activation \"", act,
+                                                 "\" is not supported (gelu_pytorch_tanh)"));
+  }
+  if (j.value("use_bidirectional_attention", false)) {
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": use_bidirectional_attention (an encoder) is not supported"));
+  }
+  if (OptionalNumber(j, "attn_logit_softcapping")) {
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": attn_logit_softcapping is not supported (Gemma 2 models use it)"));
+  }
+  c->final_logit_softcap = OptionalNumber(j, "final_logit_softcapping").value_or(0);
+  c->query_pre_attn_scalar = j.value("query_pre_attn_scalar", 256.0);
+  c->sliding_window = j.value("sliding_window", 4096);
+  if (j.contains("layer_types") && !j["layer_types"].is_null()) {
+    c->sliding_layers.clear();
+    for (const auto& type : j["layer_types"]) {
+      const std::string t = type.get<std::string>();
+      if (t != "sliding_attention" && t != "full_attention") {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": layer_types entry \"", t,
+                                                       "\" (sliding_attention or full_attention)"));
+      }
+      c->sliding_layers.push_back(t == "sliding_attention");
+    }
+  } else {
+    const int pattern = j.contains("sliding_window_pattern")
+                            ? j["sliding_window_pattern"].get<int>()
+                            : j.value("_sliding_window_pattern", kGemma3SlidingWindowPattern);
+    c->sliding_layers = SlidingLayersByPattern(c->num_layers, pattern);
+  }
+  c->rope_theta = 1000000.0;
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    const auto& rp = j["rope_parameters"];
+    if (rp.contains("full_attention")) {
+      if (auto s =
+              ReadGemmaRope(rp["full_attention"], path, &c->rope_theta, &c->rope_linear_factor);
+          !s.ok())
+        return s;
+    }
+    if (rp.contains("sliding_attention")) {
+      double unused_factor = 1.0;
+      if (auto s =
+              ReadGemmaRope(rp["sliding_attention"], path, &c->rope_local_theta, &unused_factor);
+          !s.ok())
+        return s;
+      if (unused_factor != 1.0) {
+        return absl::UnimplementedError(
+            absl::StrCat(path, ": rope scaling on sliding-window layers is not supported"));
+      }
+    }
+    return absl::OkStatus();
+  }
+  c->rope_theta = j.value("rope_theta", 1000000.0);
+  c->rope_local_theta = j.value("rope_local_base_freq", kGemma3LocalRopeTheta);
+  if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
+    double unused_theta = c->rope_theta;
+    return ReadGemmaRope(j["rope_scaling"], path, &unused_theta, &c->rope_linear_factor);
+  }
+  return absl::OkStatus();
+}
+
+// Llama 3's rope_scaling ({"rope_type": "llama3", ...}); "default" or absent is plain RoPE.
+absl::Status ReadLlamaRopeScaling(const nlohmann::json& rs, const std::string& path,
+                                  ModelConfig* c) {
+  const std::string type = rs.value("rope_type", rs.value("type", "default"));
+  if (type == "llama3") {
+    c->rope_scaling.enabled = true;
+    c->rope_scaling.factor = rs.at("factor").get<double>();
+    c->rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
+    c->rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
+    c->rope_scaling.original_max_position_embeddings =
+        rs.at("original_max_position_embeddings").get<double>();
+  } else if (type != "default") {
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": rope_scaling type \"", type, "\" is not supported (llama3)"));
+  }
+  return absl::OkStatus();
+}
+
+// llama.cpp's reading of gemma3.* keys: a sliding window only when the key is there (then the
+// pattern key, an integer or one boolean per layer, defaults to 6), the local RoPE base
+// (default 10000), a linear RoPE factor for the global layers, the 27B model's attention scale.
+absl::Status ReadGemma3Gguf(const formats::GgufReader& gguf, const std::string& p, ModelConfig* c) {
+  c->query_pre_attn_scalar =
+      c->num_layers == 62 ? c->hidden_size / c->num_heads : c->head_dim;  // 27B: hidden / heads
+  if (auto window = gguf.GetInt(p + "attention.sliding_window"); window.ok() && *window > 0) {
+    c->sliding_window = static_cast<int>(*window);
+    const std::string pattern_key = p + "attention.sliding_window_pattern";
+    if (auto per_layer = gguf.GetIntArray(pattern_key); per_layer.ok()) {
+      c->sliding_layers.assign(per_layer->begin(), per_layer->end());
+    } else if (auto flags = gguf.metadata().find(pattern_key);
+               flags != gguf.metadata().end() &&
+               std::holds_alternative<formats::GgufValue::Array>(flags->second.value)) {
+      for (const auto& flag : std::get<formats::GgufValue::Array>(flags->second.value)) {
+        const bool* b = std::get_if<bool>(&flag.value);
+        if (b == nullptr) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              gguf.path(), ": ", pattern_key, " is neither an integer nor booleans per layer"));
+        }
+        c->sliding_layers.push_back(*b);
+      }
+    } else {
+      auto pattern = gguf.Has(pattern_key) ? gguf.GetInt(pattern_key)
+                                           : absl::StatusOr<int64_t>(kGemma3SlidingWindowPattern);
+      if (!pattern.ok()) return pattern.status();
+      c->sliding_layers = SlidingLayersByPattern(c->num_layers, static_cast<int>(*pattern));
+    }
+  }
+  if (auto theta = gguf.GetFloat(p + "rope.freq_base_swa"); theta.ok())
+    c->rope_local_theta = *theta;
+  if (gguf.Has(p + "rope.scaling.type")) {
+    auto type = gguf.GetString(p + "rope.scaling.type");
+    if (!type.ok()) return type.status();
+    if (*type != "linear" && *type != "none") {
+      return absl::UnimplementedError(absl::StrCat(gguf.path(), ": rope scaling type \"", *type,
+                                                   "\" is not supported for Gemma 3 (linear)"));
+    }
+  }
+  if (auto factor = gguf.GetFloat(p + "rope.scaling.factor"); factor.ok() && *factor != 0) {
+    c->rope_linear_factor = *factor;
+  }
+  if (auto cap = gguf.GetFloat(p + "final_logit_softcapping"); cap.ok()) {
+    c->final_logit_softcap = *cap;
+  }
   return absl::OkStatus();
 }
 
@@ -72,7 +260,7 @@ const char* HfArchitectureName(Architecture architecture) {
 
 const char* HfModelType(Architecture architecture) {
   for (const ArchitectureName& a : kArchitectures) {
-    if (a.architecture == architecture) return a.gguf_name;  // the two agree for these families
+    if (a.architecture == architecture) return a.hf_model_type;
   }
   return "";
 }
@@ -114,27 +302,31 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
     c.num_kv_heads = j.value("num_key_value_heads", c.num_heads);
     c.head_dim = j.contains("head_dim") && j["head_dim"].is_number_integer()
                      ? j["head_dim"].get<int>()
-                     : (c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+                     : (c.architecture == Architecture::kGemma3
+                            ? 256
+                            : (c.num_heads > 0 ? c.hidden_size / c.num_heads : 0));
     c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
     c.rope_theta = j.value("rope_theta", 10000.0);
-    c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+    c.tie_word_embeddings = j.value("tie_word_embeddings", c.tie_word_embeddings);
     c.max_position_embeddings = j.value("max_position_embeddings", 4096);
     if (j.contains("attention_bias") && j["attention_bias"].is_boolean()) {
       c.attention_bias = j["attention_bias"].get<bool>();
     }
-    if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
-      const auto& rs = j["rope_scaling"];
-      const std::string type = rs.value("rope_type", rs.value("type", ""));
-      if (type == "llama3") {
-        c.rope_scaling.enabled = true;
-        c.rope_scaling.factor = rs.at("factor").get<double>();
-        c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
-        c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
-        c.rope_scaling.original_max_position_embeddings =
-            rs.at("original_max_position_embeddings").get<double>();
-      } else if (!type.empty() && type != "default") {
+    if (c.architecture == Architecture::kGemma3) {
+      if (auto s = ReadGemma3Json(j, path, &c); !s.ok()) return s;
+    } else {
+      if (const std::string act = j.value("hidden_act", "silu"); act != "silu") {
         return absl::UnimplementedError(
-            absl::StrCat(path, ": rope_scaling type \"", type, "\" is not supported (llama3)"));
+            absl::StrCat(path, ": hidden_act \"", act, "\" is not supported (silu)"));
+      }
+      // transformers 5 writes "rope_parameters" ({"rope_theta", "rope_type", ...}); 4.x wrote
+      // rope_theta and rope_scaling.
+      const char* rope_key = j.contains("rope_parameters") && j["rope_parameters"].is_object()
+                                 ? "rope_parameters"
+                                 : "rope_scaling";
+      if (j.contains(rope_key) && j[rope_key].is_object()) {
+        c.rope_theta = j[rope_key].value("rope_theta", c.rope_theta);
+        if (auto s = ReadLlamaRopeScaling(j[rope_key], path, &c); !s.ok()) return s;
       }
     }
   } catch (const nlohmann::json::exception& e) {
@@ -192,6 +384,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   c.tie_word_embeddings = gguf.FindTensor("output.weight") == nullptr;
   c.attention_bias = gguf.FindTensor("blk.0.attn_q.bias") != nullptr;
   // Llama 3 rope scaling in GGUF is the tensor rope_freqs.weight, read with the weights.
+  if (c.architecture == Architecture::kGemma3) {
+    if (auto s = ReadGemma3Gguf(gguf, p, &c); !s.ok()) return s;
+  }
   if (auto s = Validate(c, gguf.path()); !s.ok()) return s;
   return c;
 }

@@ -15,7 +15,7 @@ class GgufReader;
 namespace schism::model {
 
 // Families the runtime implements. They differ only in the switches of ModelConfig.
-enum class Architecture { kLlama, kMistral, kQwen2, kQwen3 };
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kGemma3 };
 
 // Llama 3's frequency-dependent RoPE rescaling ("rope_type": "llama3").
 struct Llama3RopeScaling {
@@ -42,6 +42,23 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v projections carry a bias (Qwen2)
   bool qk_norm = false;         // RMSNorm on each head of q and k before RoPE (Qwen3)
   int max_position_embeddings = 4096;
+
+  // Gemma 3. Every switch below is off (Llama semantics) for the other families.
+  // RMSNorms scale by (1 + w), computed in float32; the attention output and the MLP output are
+  // normed again before they join the residual ("sandwich" norms).
+  bool gemma_norms = false;
+  bool scale_embeddings = false;      // embeddings times sqrt(hidden_size)
+  bool gelu_tanh = false;             // GeGLU with tanh-approximated GELU instead of SwiGLU
+  double query_pre_attn_scalar = 0;   // attention scale 1/sqrt(this); 0: 1/sqrt(head_dim)
+  int sliding_window = 0;             // a query sees keys less than this many positions back
+  std::vector<bool> sliding_layers;   // per layer: local (sliding-window) attention
+  double rope_local_theta = 10000.0;  // RoPE base of the sliding-window layers
+  double rope_linear_factor = 1.0;    // global layers' positions divided by this ("linear")
+  double final_logit_softcap = 0;     // logits = c tanh(logits / c); 0: none
+
+  bool IsSliding(int layer) const {
+    return layer < static_cast<int>(sliding_layers.size()) && sliding_layers[layer];
+  }
 };
 
 // config.json "architectures"[0] and "model_type" of an architecture.

@@ -111,7 +111,13 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
       layer.q_norm = load(p + "self_attn.q_norm.weight", {hd});
       layer.k_norm = load(p + "self_attn.k_norm.weight", {hd});
     }
-    layer.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
+    if (c.gemma_norms) {
+      layer.post_attn_norm = load(p + "post_attention_layernorm.weight", {H});
+      layer.mlp_norm = load(p + "pre_feedforward_layernorm.weight", {H});
+      layer.post_mlp_norm = load(p + "post_feedforward_layernorm.weight", {H});
+    } else {
+      layer.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
+    }
     load_linear(&layer.gate_proj, p + "mlp.gate_proj.weight", {I, H});
     load_linear(&layer.up_proj, p + "mlp.up_proj.weight", {I, H});
     load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I});

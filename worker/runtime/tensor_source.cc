@@ -40,38 +40,57 @@ const std::map<std::string, std::string>& WholeTensorNames() {  // HF -> GGUF
   return *names;
 }
 
-const std::vector<std::pair<std::string, std::string>>& LayerTensorNames() {  // HF -> GGUF
-  static const auto* names = new std::vector<std::pair<std::string, std::string>>{
-      {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
-      {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
-      {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
-      {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"},
+// Per-layer names, HF -> GGUF. Gemma 3's four norms take names that mean another norm in Llama
+// GGUFs ("ffn_norm" is Llama's post_attention_layernorm but Gemma's pre_feedforward_layernorm).
+const std::vector<std::pair<std::string, std::string>>& LayerTensorNames(Architecture arch) {
+  static const auto* common = new std::vector<std::pair<std::string, std::string>>{
+      {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},
+      {"self_attn.k_proj", "attn_k"},      {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"}, {"self_attn.q_norm", "attn_q_norm"},
+      {"self_attn.k_norm", "attn_k_norm"}, {"mlp.gate_proj", "ffn_gate"},
+      {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
   };
-  return *names;
+  static const auto* llama = [] {
+    auto* names = new std::vector<std::pair<std::string, std::string>>(*common);
+    names->emplace_back("post_attention_layernorm", "ffn_norm");
+    return names;
+  }();
+  static const auto* gemma = [] {
+    auto* names = new std::vector<std::pair<std::string, std::string>>(*common);
+    names->emplace_back("post_attention_layernorm", "post_attention_norm");
+    names->emplace_back("pre_feedforward_layernorm", "ffn_norm");
+    names->emplace_back("post_feedforward_layernorm", "post_ffw_norm");
+    return names;
+  }();
+  return arch == Architecture::kGemma3 ? *gemma : *llama;
 }
 
-std::string GgufName(const std::string& hf) {
+std::string GgufName(const std::string& hf, Architecture arch) {
   if (auto it = WholeTensorNames().find(hf); it != WholeTensorNames().end()) return it->second;
   std::vector<std::pair<std::string, std::string>> replacements = {{"model.layers.", "blk."}};
-  for (const auto& [h, g] : LayerTensorNames())
+  for (const auto& [h, g] : LayerTensorNames(arch))
     replacements.emplace_back("." + h + ".", "." + g + ".");
   return absl::StrReplaceAll(hf, replacements);
 }
 
 // "blk.3.attn_output.weight" -> "model.layers.3.self_attn.o_proj.weight"; nullopt for names
 // Hugging Face models do not have.
-std::optional<std::string> HfName(const std::string& gguf) {
+std::optional<std::string> HfName(const std::string& gguf, Architecture arch) {
   for (const auto& [h, g] : WholeTensorNames()) {
     if (g == gguf) return h;
   }
   std::vector<std::string> parts = absl::StrSplit(gguf, '.');
   if (parts.size() != 4 || parts[0] != "blk") return std::nullopt;
-  for (const auto& [h, g] : LayerTensorNames()) {
+  for (const auto& [h, g] : LayerTensorNames(arch)) {
     if (g == parts[2]) return absl::StrCat("model.layers.", parts[1], ".", h, ".", parts[3]);
   }
   return std::nullopt;
+}
+
+// convert_hf_to_gguf.py stores Gemma 3's norm weights as 1 + w (llama.cpp multiplies by the
+// stored value); Hugging Face keeps w. Exact both ways for stored values >= 0.5 (Sterbenz).
+bool GgufAddsOneToNorm(const std::string& hf_name, Architecture arch) {
+  return arch == Architecture::kGemma3 && absl::EndsWith(hf_name, "norm.weight");
 }
 
 class GgufSource : public TensorSource {
@@ -80,14 +99,14 @@ class GgufSource : public TensorSource {
       : gguf_(gguf), config_(config) {}
 
   bool Has(const std::string& hf_name) const override {
-    return gguf_.FindTensor(GgufName(hf_name)) != nullptr;
+    return gguf_.FindTensor(GgufName(hf_name, config_.architecture)) != nullptr;
   }
 
   std::vector<SourceTensor> List() const override {
     std::vector<SourceTensor> out;
     for (const formats::GgufTensorInfo& info : gguf_.tensors()) {
       SourceTensor t;
-      t.name = HfName(info.name).value_or(info.name);
+      t.name = HfName(info.name, config_.architecture).value_or(info.name);
       t.shape = Shape(info, 0);
       switch (static_cast<formats::GgmlType>(info.type)) {
         case formats::GgmlType::kF32:
@@ -109,7 +128,7 @@ class GgufSource : public TensorSource {
 
   absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
                                   const std::vector<int64_t>& expected) const override {
-    const std::string name = GgufName(hf_name);
+    const std::string name = GgufName(hf_name, config_.architecture);
     const formats::GgufTensorInfo* info = gguf_.FindTensor(name);
     if (info == nullptr) {
       return absl::NotFoundError(absl::StrCat(gguf_.path(), ": missing tensor ", name));
@@ -124,6 +143,8 @@ class GgufSource : public TensorSource {
       tensor = UndoRopePermutation(tensor, config_.num_heads);
     } else if (permuted && absl::EndsWith(hf_name, "k_proj.weight")) {
       tensor = UndoRopePermutation(tensor, config_.num_kv_heads);
+    } else if (GgufAddsOneToNorm(hf_name, config_.architecture)) {
+      tensor.sub_(1.0);
     }
     return tensor;
   }
@@ -132,7 +153,8 @@ class GgufSource : public TensorSource {
   const formats::SafetensorsTensor* Stored(const std::string&) const override { return nullptr; }
 
   void Release(const std::string& hf_name) const override {
-    if (const formats::GgufTensorInfo* info = gguf_.FindTensor(GgufName(hf_name))) {
+    if (const formats::GgufTensorInfo* info =
+            gguf_.FindTensor(GgufName(hf_name, config_.architecture))) {
       formats::DropMappedPages(gguf_.mapping_data() + info->offset, info->n_bytes);
     }
   }

@@ -4,6 +4,8 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <cmath>
+#include <optional>
 
 #ifdef SCHISM_WITH_CUDA_KERNELS
 #include "worker/runtime/cuda/nf4_kernels.h"
@@ -53,6 +55,13 @@ at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   auto xf = x.to(at::kFloat);
   auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
+}
+
+// Gemma's RMSNorm: normalize and scale by (1 + w), both in float32, then cast back.
+at::Tensor GemmaRmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto xf = x.to(at::kFloat);
+  auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return (normed * (weight.to(at::kFloat) + 1.0)).to(x.scalar_type());
 }
 
 // y = s ∘ (y + b (aᵀx)) for each row's trial; a no-op without adapters.
@@ -124,12 +133,14 @@ void KvCache::CopySlotFrom(const KvCache& source, int64_t from, int64_t to) {
 Transformer::Transformer(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)) {
   const int64_t half = config_.head_dim / 2;
+  const auto device = weights_.embed_tokens.device();
   auto exponents = at::arange(0, half, at::kDouble) * 2.0 / config_.head_dim;
-  auto inv_freq = 1.0 / at::pow(config_.rope_theta, exponents);
+  auto inv_freq = 1.0 / at::pow(config_.rope_theta, exponents) / config_.rope_linear_factor;
   if (weights_.rope_freq_factors.defined()) {
     inv_freq = inv_freq / weights_.rope_freq_factors.to(at::kCPU, at::kDouble);
   }
-  inv_freq_ = inv_freq.to(weights_.embed_tokens.device(), at::kFloat);
+  inv_freq_ = inv_freq.to(device, at::kFloat);
+  local_inv_freq_ = (1.0 / at::pow(config_.rope_local_theta, exponents)).to(device, at::kFloat);
 }
 
 KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
@@ -194,11 +205,31 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
       SlotRows(cache->valid, slots, slot_index, consecutive).narrow(1, 0, S).unsqueeze(1);
   const at::Tensor visible = ((key_col <= query_col) & valid) | (key_col == query_col);
   const at::Tensor attn_mask = visible.unsqueeze(1);
+  // Sliding-window layers also hide keys `sliding_window` or more positions back. Real tokens
+  // of a row sit in consecutive columns (padding only on the left), so columns measure positions.
+  const bool any_sliding = std::find(config_.sliding_layers.begin(), config_.sliding_layers.end(),
+                                     true) != config_.sliding_layers.end();
+  const at::Tensor local_mask =
+      any_sliding ? (visible & (query_col - key_col < config_.sliding_window)).unsqueeze(1)
+                  : at::Tensor();
 
-  auto freqs =
-      to_device(positions, {B, T}).to(at::kFloat).unsqueeze(-1) * inv_freq_.view({1, 1, -1});
-  auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);  // (B, 1, T, hd)
-  const auto cos = emb.cos().to(dtype), sin = emb.sin().to(dtype);
+  // RoPE (cos, sin) tables (B, 1, T, hd) for the global layers and, if any, the local ones.
+  const at::Tensor position_f = to_device(positions, {B, T}).to(at::kFloat).unsqueeze(-1);
+  auto rope_tables = [&](const at::Tensor& inv_freq) {
+    auto freqs = position_f * inv_freq.view({1, 1, -1});
+    auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
+    return std::pair{emb.cos().to(dtype), emb.sin().to(dtype)};
+  };
+  const auto global_rope = rope_tables(inv_freq_);
+  const auto local_rope = any_sliding ? rope_tables(local_inv_freq_) : global_rope;
+  const std::optional<double> attn_scale =
+      config_.query_pre_attn_scalar > 0
+          ? std::optional<double>(1.0 / std::sqrt(config_.query_pre_attn_scalar))
+          : std::nullopt;
+  auto norm = [&](const at::Tensor& x, const at::Tensor& weight) {
+    return config_.gemma_norms ? GemmaRmsNorm(x, weight, config_.rms_norm_eps)
+                               : RmsNorm(x, weight, config_.rms_norm_eps);
+  };
 
   ForwardOutput out;
   at::Tensor h;
@@ -217,6 +248,11 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   } else {
     const at::Tensor ids = input_ids.to(device, at::kLong);
     h = weights_.embed_tokens.index_select(0, ids.reshape(-1)).view({B, T, -1});
+    // Gemma: times sqrt(H) rounded to the compute dtype, as a tensor of that dtype (as HF does).
+    if (config_.scale_embeddings) {
+      h = h * at::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)), at::kFloat)
+                  .to(device, dtype);
+    }
   }
   auto capture = [&](const at::Tensor& states) {
     if (capture_hidden_states) out.hidden_states.push_back(states.select(1, T - 1).to(at::kFloat));
@@ -226,14 +262,16 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   const at::Tensor row_trial = adapters ? adapters->row_trial.to(device) : at::Tensor();
   for (int i = first_layer; i < config_.num_layers; ++i) {
     const LayerWeights& layer = weights_.layers[i];
+    const bool sliding = config_.IsSliding(i);
+    const auto& [cos, sin] = sliding ? local_rope : global_rope;
     // Attention.
-    const auto x = RmsNorm(h, layer.attn_norm, config_.rms_norm_eps);
+    const auto x = norm(h, layer.attn_norm);
     auto q = Linear(x, layer.q_proj).view({B, T, nh, hd}).transpose(1, 2);
     auto k = Linear(x, layer.k_proj).view({B, T, nkv, hd});
     auto v = Linear(x, layer.v_proj).view({B, T, nkv, hd});
     if (config_.qk_norm) {
-      q = RmsNorm(q, layer.q_norm, config_.rms_norm_eps);
-      k = RmsNorm(k, layer.k_norm, config_.rms_norm_eps);
+      q = norm(q, layer.q_norm);
+      k = norm(k, layer.k_norm);
     }
     q = q * cos + RotateHalf(q) * sin;
     k = k.transpose(1, 2);
@@ -244,27 +282,37 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
         SlotRows(cache->keys[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
     const auto values =
         SlotRows(cache->values[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
-    auto attn =
-        at::scaled_dot_product_attention(q, keys, values, attn_mask, 0.0, false, std::nullopt,
-                                         /*enable_gqa=*/nh != nkv)
-            .transpose(1, 2)
-            .reshape({B, T, nh * hd});
-    h = h + ApplyAdapter(Linear(attn, layer.o_proj), attn,
-                         adapters ? &adapters->o_proj[i] : nullptr, row_trial);
+    auto attn = at::scaled_dot_product_attention(q, keys, values, sliding ? local_mask : attn_mask,
+                                                 0.0, false, attn_scale,
+                                                 /*enable_gqa=*/nh != nkv)
+                    .transpose(1, 2)
+                    .reshape({B, T, nh * hd});
+    // The adapters act on the projections' outputs, before Gemma's post norms (as a LoRA on
+    // o_proj and down_proj does in Hugging Face's Gemma 3).
+    auto attn_out = ApplyAdapter(Linear(attn, layer.o_proj), attn,
+                                 adapters ? &adapters->o_proj[i] : nullptr, row_trial);
+    h = h + (layer.post_attn_norm.defined() ? norm(attn_out, layer.post_attn_norm) : attn_out);
     // MLP.
-    auto m = RmsNorm(h, layer.mlp_norm, config_.rms_norm_eps);
-    auto act = at::silu(Linear(m, layer.gate_proj)) * Linear(m, layer.up_proj);
-    h = h + ApplyAdapter(Linear(act, layer.down_proj), act,
-                         adapters ? &adapters->down_proj[i] : nullptr, row_trial);
+    auto m = norm(h, layer.mlp_norm);
+    auto gate = Linear(m, layer.gate_proj);
+    auto act =
+        (config_.gelu_tanh ? at::gelu(gate, "tanh") : at::silu(gate)) * Linear(m, layer.up_proj);
+    auto mlp_out = ApplyAdapter(Linear(act, layer.down_proj), act,
+                                adapters ? &adapters->down_proj[i] : nullptr, row_trial);
+    h = h + (layer.post_mlp_norm.defined() ? norm(mlp_out, layer.post_mlp_norm) : mlp_out);
     if (i + 1 < config_.num_layers) {
       capture(h);
     } else if (options.capture_layer_inputs) {
       out.layer_inputs.push_back(h);
     }
   }
-  auto last = RmsNorm(h.select(1, T - 1), weights_.final_norm, config_.rms_norm_eps);
+  auto last = norm(h.select(1, T - 1), weights_.final_norm);
   if (capture_hidden_states) out.hidden_states.push_back(last.to(at::kFloat));
   out.last_logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(at::kFloat);
+  if (config_.final_logit_softcap > 0) {
+    out.last_logits =
+        at::tanh(out.last_logits / config_.final_logit_softcap) * config_.final_logit_softcap;
+  }
   return out;
 }
 

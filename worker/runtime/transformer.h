@@ -1,5 +1,6 @@
 // The decoder-only transformer forward pass (Llama family: Llama 2/3, SmolLM2, Mistral, Qwen2,
-// Qwen3): batched left-padded prompts, attention masks, KV cache, hidden-state capture.
+// Qwen3; Gemma 3 with its sandwich norms and sliding-window layers): batched left-padded prompts,
+// attention masks, KV cache, hidden-state capture.
 //
 // Tensor shapes: B batch rows, T new positions, S all positions so far (cache + new), H hidden.
 #ifndef SCHISM_WORKER_RUNTIME_TRANSFORMER_H_
@@ -30,9 +31,11 @@ at::Tensor DenseWeight(const LinearWeights& w, c10::ScalarType dtype);
 struct LayerWeights {
   at::Tensor attn_norm;  // (H)
   LinearWeights q_proj, k_proj, v_proj, o_proj;
-  at::Tensor q_norm, k_norm;  // (head_dim), Qwen3 only
+  at::Tensor q_norm, k_norm;  // (head_dim), Qwen3 and Gemma 3
+  at::Tensor post_attn_norm;  // (H), Gemma 3: on the attention output before the residual add
   at::Tensor mlp_norm;        // (H)
   LinearWeights gate_proj, up_proj, down_proj;
+  at::Tensor post_mlp_norm;  // (H), Gemma 3: on the MLP output before the residual add
 };
 
 struct ModelWeights {
@@ -140,7 +143,8 @@ class Transformer {
  private:
   ModelConfig config_;
   ModelWeights weights_;
-  at::Tensor inv_freq_;  // (head_dim/2) float32, on the model's device
+  at::Tensor inv_freq_;        // (head_dim/2) float32, on the model's device
+  at::Tensor local_inv_freq_;  // the same for sliding-window layers (their own RoPE base)
 };
 
 }  // namespace schism::model
