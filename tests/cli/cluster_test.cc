@@ -400,4 +400,33 @@ TEST(Cluster, EmbeddedRunOnTheRealModelResumesAfterCtrlCAndPrintsAParetoFront) {
   EXPECT_EQ(nlohmann::json::parse(in)["source"]["model"], schism::testing_support::RealModelPath());
 }
 
+// A whole study on a tiny random Qwen3-MoE model (4 experts, 2 per token), through the embedded
+// run, and its best trial exported from the study folder into a model that loads and answers.
+TEST(Cluster, EmbeddedRunOnAMixtureOfExpertsModelExportsALoadableModel) {
+  const std::string dir = MakeTempDir("moe_run");
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py",
+                      {"tiny", "qwen3moe", dir + "/tiny", schism::testing_support::RealModelPath()},
+                      &log),
+            0)
+      << log;
+  std::ofstream(dir + "/run.toml")
+      << "model = \"" << dir << "/tiny/hf\"\n"
+      << "n_trials = 4\nn_startup_trials = 2\nmax_response_length = 8\n"
+      << PromptSetsToml(16, 16, 8);
+  const std::string out = RunCli("run " + dir + "/run.toml --store " + dir + "/store");
+  EXPECT_NE(out.find("trial 4/4"), std::string::npos) << out;
+  const size_t hint = out.find("schism export --study ");
+  ASSERT_NE(hint, std::string::npos) << out;
+  std::string command = out.substr(hint + 7, out.find('\n', hint) - hint - 7);
+  command.replace(command.find("--dest DIR"), 10, "--dest " + dir + "/exported --json");
+  const std::string exported = RunCli(command);
+  const auto stats = nlohmann::json::parse(exported.substr(exported.find('{')));
+  // Whatever the best trial adapts, an MoE layer's MLP is its 4 experts' down projections.
+  EXPECT_GT(stats["adapted_tensors"].get<int>(), 0) << exported;
+  const std::string reply =
+      RunCli("generate --model " + dir + "/exported --raw --prompt hi --max-new-tokens 4");
+  EXPECT_NE(reply.find("4 new tokens"), std::string::npos) << reply;
+}
+
 }  // namespace

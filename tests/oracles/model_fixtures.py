@@ -10,7 +10,9 @@
       embeddings, MHA), mistral, qwen2 (qkv bias), qwen3 (qk-norm, head_dim != hidden/heads),
       gemma3 (6 layers: 5 sliding-window layers of window 8 and a global one, sandwich norms,
       (1 + w) norms stored as 1 + w in the GGUF as convert_hf_to_gguf.py does, GeGLU, scaled
-      embeddings, linear RoPE scaling on the global layer).
+      embeddings, linear RoPE scaling on the global layer), qwen3moe and mixtral (4 experts of
+      width 48, 2 per token; Hugging Face stores one tensor per expert, the GGUF the fused 3-D
+      blk.N.ffn_{gate,up,down}_exps tensors; Mixtral's GGUF is "llama" with experts).
   model_fixtures.py large OUT_DIR SOURCE.gguf
       A random Llama-layout Hugging Face folder of 1.35 GiB in bfloat16 (hidden 2048, 16 layers,
       GQA 16/4, MLP 5632) with a 2048-entry vocabulary, so that linear layers are 99.4% of it; the
@@ -110,11 +112,22 @@ VARIANTS = {
                   bias=True, qk_norm=False, theta=1000000.0, rope_scaling=None),
     "qwen3": dict(arch="qwen3", hf="Qwen3ForCausalLM", heads=4, kv=2, head_dim=32, tied=False,
                   bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None),
+    "qwen3moe": dict(arch="qwen3moe", hf="Qwen3MoeForCausalLM", heads=4, kv=2, head_dim=16,
+                     tied=False, bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None,
+                     moe=dict(experts=4, used=2, width=48, mixtral=False)),
+    "mixtral": dict(arch="llama", hf="MixtralForCausalLM", heads=4, kv=2, head_dim=16, tied=False,
+                    bias=False, qk_norm=False, theta=1000000.0, rope_scaling=None,
+                    moe=dict(experts=4, used=2, width=48, mixtral=True)),
     "gemma3": dict(arch="gemma3", hf="Gemma3ForCausalLM", heads=4, kv=2, head_dim=16, tied=True,
                    bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None, layers=6,
                    gemma=dict(window=8, local_theta=10000.0, query_pre_attn_scalar=16,
                               rope_factor=4.0)),
 }
+
+MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
+               "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
+               "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
+               "Gemma3ForCausalLM": "gemma3_text"}
 
 # Gemma 3's per-layer norms, GGUF -> HF (Llama's ffn_norm is its post_attention_layernorm).
 GEMMA_LAYER_NAMES = dict(LAYER_NAMES, post_attention_norm="post_attention_layernorm",
@@ -147,6 +160,7 @@ def tiny(variant, out, source):
     hidden, inter, layers, hd = 64, 128, v.get("layers", 3), v["head_dim"]
     heads, kv = v["heads"], v["kv"]
     gemma = v.get("gemma")
+    moe = v.get("moe")
     normal = lambda *shape, s=0.25: (rng.standard_normal(shape) * s).astype(np.float32)
     # Gemma's norms scale by (1 + w): the same multipliers, stored as w in HF folders.
     shift = 1.0 if gemma else 0.0
@@ -175,6 +189,17 @@ def tiny(variant, out, source):
         if v["qk_norm"]:
             hf[p + "self_attn.q_norm.weight"] = norm(hd)
             hf[p + "self_attn.k_norm.weight"] = norm(hd)
+        if moe:
+            block = "block_sparse_moe." if moe["mixtral"] else "mlp."
+            names = ("w1", "w3", "w2") if moe["mixtral"] else ("gate_proj", "up_proj", "down_proj")
+            width = moe["width"]
+            hf[p + block + "gate.weight"] = normal(moe["experts"], hidden, s=1.0)
+            for e in range(moe["experts"]):
+                x = f"{p}{block}experts.{e}."
+                hf[x + names[0] + ".weight"] = normal(width, hidden)
+                hf[x + names[1] + ".weight"] = normal(width, hidden)
+                hf[x + names[2] + ".weight"] = normal(hidden, width)
+            continue
         hf[p + "mlp.gate_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.up_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.down_proj.weight"] = normal(hidden, inter)
@@ -182,7 +207,7 @@ def tiny(variant, out, source):
     hf_dir = os.path.join(out, "hf")
     os.makedirs(hf_dir, exist_ok=True)
     save_file(hf, os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
-    config = {"architectures": [v["hf"]], "hidden_size": hidden, "intermediate_size": inter,
+    config = {"architectures": [v["hf"]], "model_type": MODEL_TYPES[v["hf"]], "hidden_size": hidden, "intermediate_size": inter,
               "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv,
               "head_dim": hd, "rms_norm_eps": 1e-6, "rope_theta": v["theta"], "vocab_size": vocab,
               "tie_word_embeddings": v["tied"], "max_position_embeddings": 4096}
@@ -190,7 +215,7 @@ def tiny(variant, out, source):
         config["rope_scaling"] = v["rope_scaling"]
     if gemma:
         # transformers 5 form: one RoPE parameter set per layer type.
-        config.update(model_type="gemma3_text", hidden_activation="gelu_pytorch_tanh",
+        config.update(hidden_activation="gelu_pytorch_tanh",
                       query_pre_attn_scalar=gemma["query_pre_attn_scalar"],
                       sliding_window=gemma["window"],
                       layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention"
@@ -203,6 +228,13 @@ def tiny(variant, out, source):
                       attn_logit_softcapping=None, final_logit_softcapping=None,
                       bos_token_id=1, eos_token_id=2, pad_token_id=2)
         del config["rope_theta"]
+    if moe and moe["mixtral"]:
+        config.update(num_local_experts=moe["experts"], num_experts_per_tok=moe["used"],
+                      intermediate_size=moe["width"], sliding_window=None)
+    elif moe:
+        config.update(num_experts=moe["experts"], num_experts_per_tok=moe["used"],
+                      moe_intermediate_size=moe["width"], norm_topk_prob=True,
+                      decoder_sparse_step=1, mlp_only_layers=[])
     with open(os.path.join(hf_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     chat = src.fields["tokenizer.chat_template"].contents()
@@ -212,7 +244,12 @@ def tiny(variant, out, source):
     w = gguf.GGUFWriter(os.path.join(out, "model.gguf"), arch)
     w.add_uint32(f"{arch}.context_length", 4096)
     w.add_uint32(f"{arch}.embedding_length", hidden)
-    w.add_uint32(f"{arch}.feed_forward_length", inter)
+    w.add_uint32(f"{arch}.feed_forward_length", moe["width"] if moe and moe["mixtral"] else inter)
+    if moe:
+        w.add_uint32(f"{arch}.expert_count", moe["experts"])
+        w.add_uint32(f"{arch}.expert_used_count", moe["used"])
+        if not moe["mixtral"]:
+            w.add_uint32(f"{arch}.expert_feed_forward_length", moe["width"])
     w.add_uint32(f"{arch}.block_count", layers)
     w.add_uint32(f"{arch}.attention.head_count", heads)
     w.add_uint32(f"{arch}.attention.head_count_kv", kv)
@@ -234,6 +271,11 @@ def tiny(variant, out, source):
     inv = {v2: k for k, v2 in HF_NAMES.items()}
     inv_layer = {v2: k for k, v2 in (GEMMA_LAYER_NAMES if gemma else LAYER_NAMES).items()}
     for name, t in hf.items():
+        if ".experts." in name:
+            continue  # written below as fused 3-D tensors
+        if name.endswith(".gate.weight"):
+            w.add_tensor(f"blk.{name.split('.')[2]}.ffn_gate_inp.weight", np.ascontiguousarray(t))
+            continue
         if name in inv:
             gname = inv[name]
         else:
@@ -250,6 +292,13 @@ def tiny(variant, out, source):
         w.add_tensor(gname, np.ascontiguousarray(t))
     if v["rope_scaling"]:
         w.add_tensor("rope_freqs.weight", llama3_factors(hd, v["theta"], v["rope_scaling"]))
+    for i in range(layers if moe else 0):
+        block = "block_sparse_moe." if moe["mixtral"] else "mlp."
+        names = ("w1", "w3", "w2") if moe["mixtral"] else ("gate_proj", "up_proj", "down_proj")
+        for gguf_kind, hf_kind in zip(("gate", "up", "down"), names):
+            fused = np.stack([hf[f"model.layers.{i}.{block}experts.{e}.{hf_kind}.weight"]
+                              for e in range(moe["experts"])])
+            w.add_tensor(f"blk.{i}.ffn_{gguf_kind}_exps.weight", np.ascontiguousarray(fused))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -288,6 +337,17 @@ def large(out, source):
         hf[p + "self_attn.k_proj.weight"] = normal(kv * hd, hidden)
         hf[p + "self_attn.v_proj.weight"] = normal(kv * hd, hidden)
         hf[p + "self_attn.o_proj.weight"] = normal(hidden, heads * hd)
+        if moe:
+            block = "block_sparse_moe." if moe["mixtral"] else "mlp."
+            names = ("w1", "w3", "w2") if moe["mixtral"] else ("gate_proj", "up_proj", "down_proj")
+            width = moe["width"]
+            hf[p + block + "gate.weight"] = normal(moe["experts"], hidden, s=1.0)
+            for e in range(moe["experts"]):
+                x = f"{p}{block}experts.{e}."
+                hf[x + names[0] + ".weight"] = normal(width, hidden)
+                hf[x + names[1] + ".weight"] = normal(width, hidden)
+                hf[x + names[2] + ".weight"] = normal(hidden, width)
+            continue
         hf[p + "mlp.gate_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.up_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.down_proj.weight"] = normal(hidden, inter)

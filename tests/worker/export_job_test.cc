@@ -177,6 +177,84 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
 
 INSTANTIATE_TEST_SUITE_P(RowNormalization, TinyExport, ::testing::Values("none", "pre", "full"));
 
+// Mixture of experts: every expert's down projection is adapted (each with its own A = vᵀW_e and
+// row norms), the export keeps the source's one-tensor-per-expert layout, reloads as the adapted
+// model, and PEFT's formulas on the adapter give the merged experts.
+class MoeExport : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MoeExport, EveryExpertsDownProjectionIsAdaptedInTheSourceLayout) {
+  const std::string variant = GetParam();
+  const std::string dir = MakeTempDir("export_" + variant);
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", variant, dir, RealModelPath()}, &log), 0)
+      << log;
+  const std::string source_dir = dir + "/hf";
+  auto source = model::LoadModel(source_dir);
+  ASSERT_TRUE(source.ok()) << source.status();
+  const model::ModelConfig& c = source->transformer->config();
+  ASSERT_EQ(c.num_experts, 4);
+
+  ExportRequest request;
+  request.source_model = source_dir;
+  request.directions_path =
+      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
+  request.params_json = TinyTrialJson();
+  request.format = "both";
+  request.merge.row_normalization = model::RowNormalization::kFull;
+  request.destination = dir + "/out/moe-abliterated";
+  auto result = RunExport(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // o_proj of every layer, and the down projection of each of the 4 experts of every layer.
+  EXPECT_EQ(result->stats.adapted, c.num_layers * (1 + c.num_experts));
+
+  const std::string out = request.destination;
+  auto exported = model::LoadModel(out);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  auto trial = common::TrialParametersFromJson(request.params_json);
+  auto directions = model::LoadDirections(request.directions_path);
+  const auto prompts = RandomPrompts(c.vocab_size, 8);
+  const at::Tensor expected =
+      AdaptedLogits(*source, *directions, *trial, request.merge.row_normalization, prompts, 0);
+  const at::Tensor got = model::PromptForward(*exported->transformer, prompts, 0).last_logits;
+  const at::Tensor unmodified = model::PromptForward(*source->transformer, prompts, 0).last_logits;
+  const float delta = (got - expected).abs().max().item<float>();
+  std::cout << variant << ": max |logit(export) - logit(adapted)| = " << delta << ", vs unmodified "
+            << (got - unmodified).abs().max().item<float>() << "\n";
+  EXPECT_LT(delta, 1e-4f);
+  EXPECT_GT((got - unmodified).abs().max().item<float>(), 1e-2f);
+
+  std::string report;
+  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report),
+            0)
+      << report;
+  const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
+  std::cout << variant << ": PEFT reference " << peft.dump() << "\n";
+  EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
+  EXPECT_EQ(peft["modules"].get<int>(), c.num_layers * (1 + c.num_experts));
+  EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
+  EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, MoeExport, ::testing::Values("qwen3moe", "mixtral"));
+
+// A mixture-of-experts GGUF (fused 3-D experts) is refused by export with what to do instead.
+TEST(Export, MixtureOfExpertsGgufIsRefusedNamingTheWayOut) {
+  const std::string dir = MakeTempDir("export_moe_gguf");
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "qwen3moe", dir, RealModelPath()}, &log), 0)
+      << log;
+  ExportRequest request;
+  request.source_model = dir + "/model.gguf";
+  request.directions_path = RandomDirections(4, 64, dir + "/directions.bin");
+  request.params_json = TinyTrialJson();
+  request.destination = dir + "/out/moe";
+  auto result = RunExport(request);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("Hugging Face folder"), std::string::npos)
+      << result.status();
+  EXPECT_FALSE(fs::exists(request.destination));
+}
+
 // Gemma 3 from a GGUF (its norms stored as 1 + w, its own tensor names): the exported folder is a
 // Hugging Face Gemma 3 that transformers loads and that computes the adapted model.
 TEST(Export, Gemma3FromGgufIsTheAdaptedModelInTransformers) {

@@ -153,6 +153,12 @@ absl::Status WriteHfMetadataFromGguf(const formats::GgufReader& gguf, const Mode
                      ": its rope_freqs tensor (Llama 3 rope scaling) has no config.json equivalent "
                      "here; export from the model's Hugging Face folder instead"));
   }
+  if (config.num_experts > 0) {
+    return absl::UnimplementedError(
+        absl::StrCat(gguf.path(),
+                     ": exporting a mixture-of-experts GGUF (fused expert tensors) is not "
+                     "supported; export from the model's Hugging Face folder instead"));
+  }
   auto spec = tokenizer::TokenizerSpecFromGguf(gguf);
   if (!spec.ok()) return spec.status();
   auto tokenizer_json = HfTokenizerJson(*spec);

@@ -1,5 +1,6 @@
 #include "worker/runtime/model_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <variant>
@@ -27,6 +28,9 @@ constexpr ArchitectureName kArchitectures[] = {
     {"Qwen2ForCausalLM", "qwen2", "qwen2", Architecture::kQwen2},
     {"Qwen3ForCausalLM", "qwen3", "qwen3", Architecture::kQwen3},
     {"Gemma3ForCausalLM", "gemma3_text", "gemma3", Architecture::kGemma3},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", Architecture::kQwen3Moe},
+    // llama.cpp writes Mixtral as "llama" with experts (see ModelConfigFromGguf).
+    {"MixtralForCausalLM", "mixtral", "", Architecture::kMixtral},
 };
 
 // Gemma 3's fixed choices (Gemma3TextConfig's defaults; llama.cpp hard-codes the same).
@@ -48,7 +52,10 @@ absl::Status UnknownArchitecture(const std::string& where, const std::string& na
 
 void ApplyArchitectureDefaults(ModelConfig* config) {
   if (config->architecture == Architecture::kQwen2) config->attention_bias = true;
-  if (config->architecture == Architecture::kQwen3) config->qk_norm = true;
+  if (config->architecture == Architecture::kQwen3 ||
+      config->architecture == Architecture::kQwen3Moe) {
+    config->qk_norm = true;
+  }
   if (config->architecture == Architecture::kGemma3) {
     config->qk_norm = true;
     config->gemma_norms = true;
@@ -88,6 +95,12 @@ absl::Status Validate(const ModelConfig& c, const std::string& where) {
         ": sliding-window attention needs a positive sliding_window and one layer type per "
         "layer (",
         c.sliding_layers.size(), " for ", c.num_layers, " layers)"));
+  }
+  if (c.num_experts > 0 && (c.experts_per_token <= 0 || c.experts_per_token > c.num_experts ||
+                            c.expert_intermediate_size <= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": a mixture of ", c.num_experts, " experts needs 1..", c.num_experts,
+        " experts per token (got ", c.experts_per_token, ") and a positive expert width"));
   }
   if (c.rope_linear_factor <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(where, ": rope scaling factor must be > 0"));
@@ -183,6 +196,54 @@ absl::Status ReadGemma3Json(const nlohmann::json& j, const std::string& path, Mo
   return absl::OkStatus();
 }
 
+// Mistral and Mixtral attend within "sliding_window" positions on every layer when it is a
+// number; Qwen's use_sliding_window (window on layers from max_window_layers on) is refused.
+absl::Status ReadSlidingWindowJson(const nlohmann::json& j, const std::string& path,
+                                   ModelConfig* c) {
+  if (c->architecture == Architecture::kMistral || c->architecture == Architecture::kMixtral) {
+    if (auto window = OptionalNumber(j, "sliding_window")) {
+      c->sliding_window = static_cast<int>(*window);
+      c->sliding_layers.assign(c->num_layers, true);
+    }
+  } else if (j.value("use_sliding_window", false)) {
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": use_sliding_window is not supported for this architecture"));
+  }
+  return absl::OkStatus();
+}
+
+// Mixture-of-experts keys: Qwen3-MoE (num_experts, or transformers 5's num_local_experts;
+// moe_intermediate_size; norm_topk_prob; dense layers by decoder_sparse_step and mlp_only_layers)
+// and Mixtral (num_local_experts, experts of intermediate_size, always renormalized).
+absl::Status ReadMoeJson(const nlohmann::json& j, const std::string& path, ModelConfig* c) {
+  const bool mixtral = c->architecture == Architecture::kMixtral;
+  c->num_experts = j.contains("num_experts") && !mixtral ? j["num_experts"].get<int>()
+                                                         : j.at("num_local_experts").get<int>();
+  c->experts_per_token = j.at("num_experts_per_tok").get<int>();
+  c->expert_intermediate_size =
+      mixtral ? c->intermediate_size : j.at("moe_intermediate_size").get<int>();
+  c->norm_topk_prob = mixtral || j.value("norm_topk_prob", false);
+  const int step = mixtral ? 1 : j.value("decoder_sparse_step", 1);
+  std::vector<int> dense =
+      mixtral || !j.contains("mlp_only_layers") || j["mlp_only_layers"].is_null()
+          ? std::vector<int>{}
+          : j["mlp_only_layers"].get<std::vector<int>>();
+  if (step <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": decoder_sparse_step must be > 0"));
+  }
+  c->moe_layers.assign(c->num_layers, false);
+  for (int i = 0; i < c->num_layers; ++i) {
+    c->moe_layers[i] = c->num_experts > 0 && (i + 1) % step == 0 &&
+                       std::find(dense.begin(), dense.end(), i) == dense.end();
+  }
+  // router_jitter_noise is training-time noise only: inference routes without it (eval()).
+  if (j.contains("shared_expert_intermediate_size")) {
+    return absl::UnimplementedError(
+        absl::StrCat(path, ": shared experts (shared_expert_intermediate_size) are not supported"));
+  }
+  return absl::OkStatus();
+}
+
 // Llama 3's rope_scaling ({"rope_type": "llama3", ...}); "default" or absent is plain RoPE.
 absl::Status ReadLlamaRopeScaling(const nlohmann::json& rs, const std::string& path,
                                   ModelConfig* c) {
@@ -246,6 +307,40 @@ absl::Status ReadGemma3Gguf(const formats::GgufReader& gguf, const std::string& 
   if (auto cap = gguf.GetFloat(p + "final_logit_softcapping"); cap.ok()) {
     c->final_logit_softcap = *cap;
   }
+  return absl::OkStatus();
+}
+
+// Experts in GGUF: <arch>.expert_count (Mixtral is "llama" with experts), expert_used_count,
+// expert_feed_forward_length (Qwen3-MoE; Mixtral's experts are feed_forward_length wide), every
+// layer sparse, weights renormalized (llama.cpp's build_moe_ffn for both). Experts must be the
+// fused 3-D tensors blk.N.ffn_{gate,up,down}_exps of current converters.
+absl::Status ReadMoeGguf(const formats::GgufReader& gguf, const std::string& p, ModelConfig* c) {
+  const int64_t experts = gguf.GetInt(p + "expert_count").value_or(0);
+  if (experts <= 0) {
+    if (c->architecture == Architecture::kQwen3Moe) {
+      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", p, "expert_count missing"));
+    }
+    return absl::OkStatus();
+  }
+  if (c->architecture == Architecture::kLlama) c->architecture = Architecture::kMixtral;
+  if (c->architecture != Architecture::kMixtral && c->architecture != Architecture::kQwen3Moe) {
+    return absl::UnimplementedError(
+        absl::StrCat(gguf.path(), ": experts in a ", p, " model are not supported"));
+  }
+  if (gguf.FindTensor("blk.0.ffn_gate_exps.weight") == nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat(gguf.path(),
+                     ": experts stored one tensor each (blk.N.ffn_gate.E.weight, an old "
+                     "converter's layout) are not supported; reconvert with a current llama.cpp"));
+  }
+  auto used = gguf.GetInt(p + "expert_used_count");
+  if (!used.ok()) return used.status();
+  c->num_experts = static_cast<int>(experts);
+  c->experts_per_token = static_cast<int>(*used);
+  c->expert_intermediate_size = static_cast<int>(
+      gguf.GetInt(p + "expert_feed_forward_length").value_or(c->intermediate_size));
+  c->norm_topk_prob = true;
+  c->moe_layers.assign(c->num_layers, true);
   return absl::OkStatus();
 }
 
@@ -328,6 +423,10 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
         c.rope_theta = j[rope_key].value("rope_theta", c.rope_theta);
         if (auto s = ReadLlamaRopeScaling(j[rope_key], path, &c); !s.ok()) return s;
       }
+      if (auto s = ReadSlidingWindowJson(j, path, &c); !s.ok()) return s;
+      if (c.architecture == Architecture::kQwen3Moe || c.architecture == Architecture::kMixtral) {
+        if (auto s = ReadMoeJson(j, path, &c); !s.ok()) return s;
+      }
     }
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
@@ -342,7 +441,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   ModelConfig c;
   bool known = false;
   for (const auto& a : kArchitectures) {
-    if (*arch == a.gguf_name) {
+    if (*arch == a.gguf_name && *a.gguf_name != '\0') {
       c.architecture = a.architecture;
       known = true;
     }
@@ -387,6 +486,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   if (c.architecture == Architecture::kGemma3) {
     if (auto s = ReadGemma3Gguf(gguf, p, &c); !s.ok()) return s;
   }
+  if (auto s = ReadMoeGguf(gguf, p, &c); !s.ok()) return s;
   if (auto s = Validate(c, gguf.path()); !s.ok()) return s;
   return c;
 }

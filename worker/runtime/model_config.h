@@ -15,7 +15,7 @@ class GgufReader;
 namespace schism::model {
 
 // Families the runtime implements. They differ only in the switches of ModelConfig.
-enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kGemma3 };
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kGemma3, kQwen3Moe, kMixtral };
 
 // Llama 3's frequency-dependent RoPE rescaling ("rope_type": "llama3").
 struct Llama3RopeScaling {
@@ -56,8 +56,20 @@ struct ModelConfig {
   double rope_linear_factor = 1.0;    // global layers' positions divided by this ("linear")
   double final_logit_softcap = 0;     // logits = c tanh(logits / c); 0: none
 
+  // Mixture of experts (Qwen3-MoE, Mixtral): a router picks `experts_per_token` of `num_experts`
+  // SwiGLU experts of width `expert_intermediate_size` per token (softmax, top-k, renormalized
+  // when `norm_topk_prob`); layers not in `moe_layers` keep a dense MLP of intermediate_size.
+  int num_experts = 0;
+  int experts_per_token = 0;
+  int expert_intermediate_size = 0;
+  bool norm_topk_prob = true;
+  std::vector<bool> moe_layers;  // per layer
+
   bool IsSliding(int layer) const {
     return layer < static_cast<int>(sliding_layers.size()) && sliding_layers[layer];
+  }
+  bool IsMoe(int layer) const {
+    return layer < static_cast<int>(moe_layers.size()) && moe_layers[layer];
   }
 };
 

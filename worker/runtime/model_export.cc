@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -41,6 +42,17 @@ std::optional<AdaptedWeight> ParseAdaptedWeight(const std::string& name) {
   const std::string rest = name.substr(dot + 1);
   if (rest == "self_attn.o_proj.weight") return AdaptedWeight{layer, common::kAttentionComponent};
   if (rest == "mlp.down_proj.weight") return AdaptedWeight{layer, common::kMlpComponent};
+  // Every expert's down projection: Qwen3-MoE's mlp.experts.E.down_proj, Mixtral's
+  // block_sparse_moe.experts.E.w2 (DESIGN §2: they count as mlp.down_proj).
+  for (const auto& [prefix, suffix] : {std::pair{"mlp.experts.", ".down_proj.weight"},
+                                       {"block_sparse_moe.experts.", ".w2.weight"}}) {
+    int expert = 0;
+    if (absl::StartsWith(rest, prefix) && absl::EndsWith(rest, suffix) &&
+        absl::SimpleAtoi(rest.substr(strlen(prefix), rest.size() - strlen(prefix) - strlen(suffix)),
+                         &expert)) {
+      return AdaptedWeight{layer, common::kMlpComponent};
+    }
+  }
   return std::nullopt;
 }
 

@@ -72,15 +72,46 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
   };
   // A decoder linear layer: packed NF4 codes on the device for 4-bit workers (bitsandbytes'
   // Linear4bit with double quantization), else the weight in the compute dtype.
+  auto pack_linear = [&](LinearWeights* linear, const at::Tensor& t) {
+    if (!t.defined()) return;
+    if (options.quantization != Quantization::kNf4 || t.numel() % kNf4BlockSize != 0) {
+      linear->weight = t.to(options.device, dtype);
+    } else {
+      linear->nf4 = Nf4ToDevice(QuantizeNf4(t, /*double_quant=*/true), options.device);
+    }
+  };
   auto load_linear = [&](LinearWeights* linear, const std::string& name,
                          const std::vector<int64_t>& shape) {
-    if (options.quantization != Quantization::kNf4 || (shape[0] * shape[1]) % kNf4BlockSize != 0) {
-      linear->weight = load(name, shape);
+    pack_linear(linear, read(name, shape));
+  };
+  // A mixture-of-experts MLP: the router and every expert, stored per expert (Hugging Face;
+  // Mixtral names them w1/w3/w2) or as fused 3-D tensors (GGUF), (E, out, in).
+  auto load_experts = [&](LayerWeights* layer, const std::string& p) {
+    const int64_t E = c.num_experts, I = c.expert_intermediate_size, H = c.hidden_size;
+    const bool mixtral = c.architecture == Architecture::kMixtral;
+    const std::string moe =
+        mixtral && !source.Has(p + "mlp.gate.weight") ? "block_sparse_moe." : "mlp.";
+    layer->router = load(p + moe + "gate.weight", {E, H});
+    layer->experts.resize(E);
+    if (source.Has(p + "mlp.experts.gate_proj.weight")) {
+      const at::Tensor gate = read(p + "mlp.experts.gate_proj.weight", {E, I, H});
+      const at::Tensor up = read(p + "mlp.experts.up_proj.weight", {E, I, H});
+      const at::Tensor down = read(p + "mlp.experts.down_proj.weight", {E, H, I});
+      if (!status.ok()) return;
+      for (int64_t e = 0; e < E; ++e) {
+        pack_linear(&layer->experts[e].gate_proj, gate[e].contiguous());
+        pack_linear(&layer->experts[e].up_proj, up[e].contiguous());
+        pack_linear(&layer->experts[e].down_proj, down[e].contiguous());
+      }
       return;
     }
-    const at::Tensor t = read(name, shape);
-    if (t.defined())
-      linear->nf4 = Nf4ToDevice(QuantizeNf4(t, /*double_quant=*/true), options.device);
+    for (int64_t e = 0; e < E && status.ok(); ++e) {
+      const std::string x = absl::StrCat(p, moe, "experts.", e, ".");
+      ExpertWeights& expert = layer->experts[e];
+      load_linear(&expert.gate_proj, x + (mixtral ? "w1" : "gate_proj") + ".weight", {I, H});
+      load_linear(&expert.up_proj, x + (mixtral ? "w3" : "up_proj") + ".weight", {I, H});
+      load_linear(&expert.down_proj, x + (mixtral ? "w2" : "down_proj") + ".weight", {H, I});
+    }
   };
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
   const int64_t q_rows = c.num_heads * hd, kv_rows = c.num_kv_heads * hd;
@@ -118,9 +149,13 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     } else {
       layer.mlp_norm = load(p + "post_attention_layernorm.weight", {H});
     }
-    load_linear(&layer.gate_proj, p + "mlp.gate_proj.weight", {I, H});
-    load_linear(&layer.up_proj, p + "mlp.up_proj.weight", {I, H});
-    load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I});
+    if (c.IsMoe(i)) {
+      load_experts(&layer, p);
+    } else {
+      load_linear(&layer.gate_proj, p + "mlp.gate_proj.weight", {I, H});
+      load_linear(&layer.up_proj, p + "mlp.up_proj.weight", {I, H});
+      load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I});
+    }
     w.layers.push_back(std::move(layer));
   }
   if (!status.ok()) return status;

@@ -44,11 +44,22 @@ const std::map<std::string, std::string>& WholeTensorNames() {  // HF -> GGUF
 // GGUFs ("ffn_norm" is Llama's post_attention_layernorm but Gemma's pre_feedforward_layernorm).
 const std::vector<std::pair<std::string, std::string>>& LayerTensorNames(Architecture arch) {
   static const auto* common = new std::vector<std::pair<std::string, std::string>>{
-      {"input_layernorm", "attn_norm"},    {"self_attn.q_proj", "attn_q"},
-      {"self_attn.k_proj", "attn_k"},      {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"}, {"self_attn.q_norm", "attn_q_norm"},
-      {"self_attn.k_norm", "attn_k_norm"}, {"mlp.gate_proj", "ffn_gate"},
-      {"mlp.up_proj", "ffn_up"},           {"mlp.down_proj", "ffn_down"},
+      {"input_layernorm", "attn_norm"},
+      {"self_attn.q_proj", "attn_q"},
+      {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},
+      {"self_attn.o_proj", "attn_output"},
+      {"self_attn.q_norm", "attn_q_norm"},
+      {"self_attn.k_norm", "attn_k_norm"},
+      {"mlp.gate_proj", "ffn_gate"},
+      {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"},
+      // Experts: the router, and GGUF's fused 3-D expert tensors (E, out, in), which take these
+      // names here (Hugging Face checkpoints store one tensor per expert instead).
+      {"mlp.gate", "ffn_gate_inp"},
+      {"mlp.experts.gate_proj", "ffn_gate_exps"},
+      {"mlp.experts.up_proj", "ffn_up_exps"},
+      {"mlp.experts.down_proj", "ffn_down_exps"},
   };
   static const auto* llama = [] {
     auto* names = new std::vector<std::pair<std::string, std::string>>(*common);
@@ -138,7 +149,8 @@ class GgufSource : public TensorSource {
     auto tensor = at::empty(shape, at::kFloat);
     if (auto s = gguf_.ReadTensorAsFloat(*info, tensor.data_ptr<float>()); !s.ok()) return s;
     const bool permuted = config_.architecture == Architecture::kLlama ||
-                          config_.architecture == Architecture::kMistral;
+                          config_.architecture == Architecture::kMistral ||
+                          config_.architecture == Architecture::kMixtral;
     if (permuted && absl::EndsWith(hf_name, "q_proj.weight")) {
       tensor = UndoRopePermutation(tensor, config_.num_heads);
     } else if (permuted && absl::EndsWith(hf_name, "k_proj.weight")) {

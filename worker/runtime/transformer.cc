@@ -79,6 +79,50 @@ at::Tensor ApplyAdapter(at::Tensor y, const at::Tensor& x, const ComponentAdapte
   return y;
 }
 
+// A mixture-of-experts MLP on m (B, T, H): softmax router in float32, top-k experts per token
+// (renormalized when the config says so), each expert's SwiGLU output scaled by its weight and
+// summed; each token's trial (row_trial of its row) adapts every expert's down projection.
+at::Tensor MoeMlp(const at::Tensor& m, const LayerWeights& layer, const ModelConfig& c,
+                  const std::vector<ComponentAdapters>* adapters, const at::Tensor& row_trial) {
+  const int64_t B = m.size(0), T = m.size(1), H = m.size(2), N = B * T;
+  const at::Tensor x = m.reshape({N, H});
+  const at::Tensor probs = at::softmax(at::linear(x, layer.router).to(at::kFloat), -1);
+  auto [top_weight, top_expert] = at::topk(probs, c.experts_per_token, -1);
+  if (c.norm_topk_prob) top_weight = top_weight / top_weight.sum(-1, /*keepdim=*/true);
+  top_weight = top_weight.to(x.scalar_type());
+  // Group the (token, choice) pairs by expert on the host: one gather per expert that is used.
+  const at::Tensor experts_cpu = top_expert.to(at::kCPU).contiguous();
+  const auto acc = experts_cpu.accessor<int64_t, 2>();
+  std::vector<std::vector<int64_t>> tokens(c.num_experts), choices(c.num_experts);
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t j = 0; j < c.experts_per_token; ++j) {
+      tokens[acc[n][j]].push_back(n);
+      choices[acc[n][j]].push_back(n * c.experts_per_token + j);
+    }
+  }
+  const at::Tensor token_trial =
+      row_trial.defined() ? row_trial.repeat_interleave(T) : at::Tensor();
+  const auto index_options = at::TensorOptions().dtype(at::kLong).device(x.device());
+  at::Tensor out = at::zeros_like(x);
+  for (int64_t e = 0; e < c.num_experts; ++e) {
+    if (tokens[e].empty()) continue;
+    const ExpertWeights& expert = layer.experts[e];
+    const at::Tensor token_index = at::tensor(tokens[e], at::kLong).to(index_options.device());
+    const at::Tensor xe = x.index_select(0, token_index);
+    const at::Tensor act = at::silu(Linear(xe, expert.gate_proj)) * Linear(xe, expert.up_proj);
+    at::Tensor y = Linear(act, expert.down_proj);
+    if (adapters != nullptr && token_trial.defined()) {
+      y = ApplyAdapter(y.unsqueeze(1), act.unsqueeze(1), &(*adapters)[e],
+                       token_trial.index_select(0, token_index))
+              .squeeze(1);
+    }
+    const at::Tensor weight =
+        top_weight.reshape(-1).index_select(0, at::tensor(choices[e], at::kLong).to(x.device()));
+    out.index_add_(0, token_index, y * weight.unsqueeze(-1));
+  }
+  return out.view({B, T, H});
+}
+
 at::Tensor RotateHalf(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -294,11 +338,20 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     h = h + (layer.post_attn_norm.defined() ? norm(attn_out, layer.post_attn_norm) : attn_out);
     // MLP.
     auto m = norm(h, layer.mlp_norm);
-    auto gate = Linear(m, layer.gate_proj);
-    auto act =
-        (config_.gelu_tanh ? at::gelu(gate, "tanh") : at::silu(gate)) * Linear(m, layer.up_proj);
-    auto mlp_out = ApplyAdapter(Linear(act, layer.down_proj), act,
-                                adapters ? &adapters->down_proj[i] : nullptr, row_trial);
+    at::Tensor mlp_out;
+    if (!layer.experts.empty()) {
+      const bool adapted = adapters != nullptr &&
+                           i < static_cast<int>(adapters->expert_down_proj.size()) &&
+                           !adapters->expert_down_proj[i].empty();
+      mlp_out =
+          MoeMlp(m, layer, config_, adapted ? &adapters->expert_down_proj[i] : nullptr, row_trial);
+    } else {
+      auto gate = Linear(m, layer.gate_proj);
+      auto act =
+          (config_.gelu_tanh ? at::gelu(gate, "tanh") : at::silu(gate)) * Linear(m, layer.up_proj);
+      mlp_out = ApplyAdapter(Linear(act, layer.down_proj), act,
+                             adapters ? &adapters->down_proj[i] : nullptr, row_trial);
+    }
     h = h + (layer.post_mlp_norm.defined() ? norm(mlp_out, layer.post_mlp_norm) : mlp_out);
     if (i + 1 < config_.num_layers) {
       capture(h);

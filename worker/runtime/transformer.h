@@ -28,14 +28,21 @@ struct LinearWeights {
 // The (out, in) weight in `dtype`: the dense tensor, or the packed codes dequantized.
 at::Tensor DenseWeight(const LinearWeights& w, c10::ScalarType dtype);
 
+// One SwiGLU expert of a mixture-of-experts layer.
+struct ExpertWeights {
+  LinearWeights gate_proj, up_proj, down_proj;
+};
+
 struct LayerWeights {
   at::Tensor attn_norm;  // (H)
   LinearWeights q_proj, k_proj, v_proj, o_proj;
   at::Tensor q_norm, k_norm;  // (head_dim), Qwen3 and Gemma 3
   at::Tensor post_attn_norm;  // (H), Gemma 3: on the attention output before the residual add
   at::Tensor mlp_norm;        // (H)
-  LinearWeights gate_proj, up_proj, down_proj;
-  at::Tensor post_mlp_norm;  // (H), Gemma 3: on the MLP output before the residual add
+  LinearWeights gate_proj, up_proj, down_proj;  // dense MLP layers
+  at::Tensor post_mlp_norm;            // (H), Gemma 3: on the MLP output before the residual add
+  at::Tensor router;                   // (num_experts, H), mixture-of-experts layers only
+  std::vector<ExpertWeights> experts;  // mixture-of-experts layers only
 };
 
 struct ModelWeights {
@@ -85,8 +92,11 @@ struct ComponentAdapters {
 
 struct AdapterBatch {
   std::vector<ComponentAdapters> o_proj;     // per layer
-  std::vector<ComponentAdapters> down_proj;  // per layer
-  at::Tensor row_trial;                      // (B) int64: the trial of each batch row
+  std::vector<ComponentAdapters> down_proj;  // per layer (dense MLP layers)
+  // Per layer, per expert: mixture-of-experts layers adapt every expert's down projection, each
+  // with its own A (vᵀW_e) and row norms; empty for dense layers.
+  std::vector<std::vector<ComponentAdapters>> expert_down_proj;
+  at::Tensor row_trial;  // (B) int64: the trial of each batch row
   // Per trial: the first layer it adapts (num_layers when none). Layers below it compute what
   // the unmodified model computes, bit for bit (a zero adapter adds 0 and scales by 1).
   std::vector<int> first_layer;

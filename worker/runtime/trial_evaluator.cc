@@ -64,7 +64,13 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
   e->directions_ = e->directions_.to(model.transformer->options().dtype(at::kFloat));
   for (const LayerWeights& layer : model.transformer->weights().layers) {
     e->o_norms_.push_back(DenseWeight(layer.o_proj, at::kFloat).norm(2, {1}));
-    e->down_norms_.push_back(DenseWeight(layer.down_proj, at::kFloat).norm(2, {1}));
+    e->down_norms_.push_back(layer.experts.empty()
+                                 ? DenseWeight(layer.down_proj, at::kFloat).norm(2, {1})
+                                 : at::Tensor());
+    e->expert_down_norms_.emplace_back();
+    for (const ExpertWeights& expert : layer.experts)
+      e->expert_down_norms_.back().push_back(
+          DenseWeight(expert.down_proj, at::kFloat).norm(2, {1}));
   }
   if (e->options_.freeze_unmodified_layers) {
     const Transformer& t = *model.transformer;
@@ -89,6 +95,7 @@ AdapterBatch TrialEvaluator::BuildAdapters(
   AdapterBatch batch;
   batch.o_proj.resize(c.num_layers);
   batch.down_proj.resize(c.num_layers);
+  batch.expert_down_proj.resize(c.num_layers);
   batch.first_layer.assign(k, c.num_layers);
   const bool full = options_.row_normalization == RowNormalization::kFull;
   for (const char* component : {common::kAttentionComponent, common::kMlpComponent}) {
@@ -101,23 +108,35 @@ AdapterBatch TrialEvaluator::BuildAdapters(
       for (const auto& l : lambdas) any |= l[layer] != 0;
       if (!any) continue;
       const LayerWeights& weights = model_.transformer->weights().layers[layer];
-      const at::Tensor w = DenseWeight(attention ? weights.o_proj : weights.down_proj, at::kFloat);
-      const at::Tensor& norms = attention ? o_norms_[layer] : down_norms_[layer];
-      ComponentAdapters adapters;
-      adapters.a = at::zeros({k, w.size(1)}, w.options());
-      adapters.b = at::zeros({k, w.size(0)}, w.options());
-      if (full) adapters.scale = at::ones({k, w.size(0)}, w.options());
-      for (int64_t t = 0; t < k; ++t) {
-        if (lambdas[t][layer] == 0) continue;
-        batch.first_layer[t] = std::min(batch.first_layer[t], layer);
-        const at::Tensor v = DirectionForLayer(directions_, trials[t], layer);
-        MpoaAdapter adapter =
-            ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
-        adapters.a[t] = adapter.a;
-        adapters.b[t] = adapter.b;
-        if (full) adapters.scale[t] = adapter.scale;
+      // One adapter set for W (k trials), from W's row norms.
+      auto adapt = [&](const LinearWeights& linear, const at::Tensor& norms) {
+        const at::Tensor w = DenseWeight(linear, at::kFloat);
+        ComponentAdapters adapters;
+        adapters.a = at::zeros({k, w.size(1)}, w.options());
+        adapters.b = at::zeros({k, w.size(0)}, w.options());
+        if (full) adapters.scale = at::ones({k, w.size(0)}, w.options());
+        for (int64_t t = 0; t < k; ++t) {
+          if (lambdas[t][layer] == 0) continue;
+          batch.first_layer[t] = std::min(batch.first_layer[t], layer);
+          const at::Tensor v = DirectionForLayer(directions_, trials[t], layer);
+          MpoaAdapter adapter =
+              ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
+          adapters.a[t] = adapter.a;
+          adapters.b[t] = adapter.b;
+          if (full) adapters.scale[t] = adapter.scale;
+        }
+        return adapters;
+      };
+      if (attention) {
+        batch.o_proj[layer] = adapt(weights.o_proj, o_norms_[layer]);
+      } else if (weights.experts.empty()) {
+        batch.down_proj[layer] = adapt(weights.down_proj, down_norms_[layer]);
+      } else {
+        for (size_t e = 0; e < weights.experts.size(); ++e) {
+          batch.expert_down_proj[layer].push_back(
+              adapt(weights.experts[e].down_proj, expert_down_norms_[layer][e]));
+        }
       }
-      (attention ? batch.o_proj : batch.down_proj)[layer] = std::move(adapters);
     }
   }
   return batch;

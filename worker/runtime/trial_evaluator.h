@@ -97,9 +97,10 @@ class TrialEvaluator {
   at::Tensor directions_;
   std::vector<TokenIds> refusal_prompts_, kl_prompts_;
   EvaluatorOptions options_;
-  FrozenPrompts frozen_refusal_, frozen_kl_;      // empty unless freeze_unmodified_layers
-  at::Tensor baseline_log_probs_;                 // (n_kl, vocab) float32
-  std::vector<at::Tensor> o_norms_, down_norms_;  // row norms per layer
+  FrozenPrompts frozen_refusal_, frozen_kl_;                // empty unless freeze_unmodified_layers
+  at::Tensor baseline_log_probs_;                           // (n_kl, vocab) float32
+  std::vector<at::Tensor> o_norms_, down_norms_;            // row norms per layer
+  std::vector<std::vector<at::Tensor>> expert_down_norms_;  // per layer, per expert (MoE layers)
   int32_t pad_id_ = 0;
 };
 
