@@ -279,6 +279,31 @@ TEST(ModelConfig, KeysThatChangeTheForwardPassAreReadOrRefusedByName) {
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->rope_theta, 250000.0);
   EXPECT_TRUE(l->sliding_layers.empty());
+  // Mistral's window applies to every layer; Qwen's windowed layers are refused.
+  nlohmann::json mistral = base;
+  mistral["architectures"] = {"MistralForCausalLM"};
+  mistral["sliding_window"] = 4096;
+  auto m = parse(mistral);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->sliding_window, 4096);
+  EXPECT_EQ(m->sliding_layers, std::vector<bool>(7, true));
+  nlohmann::json qwen = base;
+  qwen["architectures"] = {"Qwen2ForCausalLM"};
+  refused(qwen, {{"use_sliding_window", true}}, "use_sliding_window");
+  // Qwen3-MoE: dense layers by mlp_only_layers and decoder_sparse_step; shared experts refused.
+  nlohmann::json moe = base;
+  moe["architectures"] = {"Qwen3MoeForCausalLM"};
+  moe.update({{"num_experts", 8},
+              {"num_experts_per_tok", 2},
+              {"moe_intermediate_size", 8},
+              {"decoder_sparse_step", 2},
+              {"mlp_only_layers", {3}}});
+  auto q = parse(moe);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->moe_layers, std::vector<bool>({false, true, false, false, false, true, false}));
+  EXPECT_FALSE(q->norm_topk_prob);  // transformers' default for Qwen3-MoE
+  refused(moe, {{"num_experts_per_tok", 9}}, "experts per token");
+  refused(moe, {{"shared_expert_intermediate_size", 16}}, "shared_expert_intermediate_size");
 }
 
 TEST(ModelLoader, ShapeMismatchAndMissingFilesAreSpecific) {
