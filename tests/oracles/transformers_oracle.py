@@ -3,7 +3,8 @@
 
   transformers_oracle.py HF_DIR PROMPTS.json OUT_DIR [N_GREEDY]
 
-Loads HF_DIR in float32 with the eager attention implementation and writes, like
+Loads HF_DIR (a causal LM, or a vision-language model prompted with text only) in float32 with
+the eager attention implementation and writes, like
 llama_cpp_oracle.py, OUT_DIR/logits.f32 (n_prompts x vocab next-token logits, one prompt at a
 time, no padding) and OUT_DIR/greedy.json (N_GREEDY greedy tokens per prompt, no stopping).
 """
@@ -13,15 +14,19 @@ import sys
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 
 def main():
     model_dir, prompts_path, out_dir = sys.argv[1:4]
     n_greedy = int(sys.argv[4]) if len(sys.argv) > 4 else 16
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                 attn_implementation="eager")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
+                                                     attn_implementation="eager")
+    except ValueError:  # a vision-language checkpoint; prompted with text only
+        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32,
+                                                            attn_implementation="eager")
     model.eval()
     with open(prompts_path) as f:
         prompts = json.load(f)

@@ -209,6 +209,15 @@ absl::Status ReadSlidingWindowJson(const nlohmann::json& j, const std::string& p
     return absl::UnimplementedError(
         absl::StrCat(path, ": use_sliding_window is not supported for this architecture"));
   }
+  // transformers 5 lists layer types for every family; only Gemma 3 mixes them here.
+  if (j.contains("layer_types") && j["layer_types"].is_array()) {
+    for (const auto& type : j["layer_types"]) {
+      if (!type.is_string() || type.get<std::string>() != "full_attention") {
+        return absl::UnimplementedError(absl::StrCat(
+            path, ": layer_types other than full_attention are not supported for this family"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -386,15 +395,39 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
       known = true;
     }
   }
+  // Vision-language checkpoints: schism loads and ablates their text decoder, whose keys are in
+  // "text_config" (over the top level, where transformers 4.x kept Qwen2-VL's).
+  bool vision_language = false;
+  for (const auto& [wrapper, decoder] :
+       {std::pair{"Gemma3ForConditionalGeneration", Architecture::kGemma3},
+        {"Qwen2_5_VLForConditionalGeneration", Architecture::kQwen2},
+        {"Qwen2VLForConditionalGeneration", Architecture::kQwen2}}) {
+    if (arch == wrapper) {
+      c.architecture = decoder;
+      known = vision_language = true;
+    }
+  }
   if (!known) return UnknownArchitecture(path, arch);
+  if (vision_language && j.contains("text_config") && j["text_config"].is_object()) {
+    nlohmann::json text = j;
+    text.erase("text_config");
+    text.update(j["text_config"]);
+    j = std::move(text);
+  }
   ApplyArchitectureDefaults(&c);
+  // Gemma 3's published configs leave Gemma3TextConfig's defaults out (its 4B's text_config has
+  // only the sizes that differ); other families write every size.
+  const bool gemma = c.architecture == Architecture::kGemma3;
+  auto size = [&](const char* key, int gemma_default) {
+    return gemma ? j.value(key, gemma_default) : j.at(key).get<int>();
+  };
   try {
-    c.vocab_size = j.at("vocab_size").get<int>();
-    c.hidden_size = j.at("hidden_size").get<int>();
-    c.intermediate_size = j.at("intermediate_size").get<int>();
-    c.num_layers = j.at("num_hidden_layers").get<int>();
-    c.num_heads = j.at("num_attention_heads").get<int>();
-    c.num_kv_heads = j.value("num_key_value_heads", c.num_heads);
+    c.vocab_size = size("vocab_size", 262208);
+    c.hidden_size = size("hidden_size", 2304);
+    c.intermediate_size = size("intermediate_size", 9216);
+    c.num_layers = size("num_hidden_layers", 26);
+    c.num_heads = size("num_attention_heads", 8);
+    c.num_kv_heads = j.value("num_key_value_heads", gemma ? 4 : c.num_heads);
     c.head_dim = j.contains("head_dim") && j["head_dim"].is_number_integer()
                      ? j["head_dim"].get<int>()
                      : (c.architecture == Architecture::kGemma3
@@ -420,8 +453,15 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
                                  ? "rope_parameters"
                                  : "rope_scaling";
       if (j.contains(rope_key) && j[rope_key].is_object()) {
-        c.rope_theta = j[rope_key].value("rope_theta", c.rope_theta);
-        if (auto s = ReadLlamaRopeScaling(j[rope_key], path, &c); !s.ok()) return s;
+        nlohmann::json rope = j[rope_key];
+        c.rope_theta = rope.value("rope_theta", c.rope_theta);
+        // Qwen2-VL's multimodal RoPE rotates text-only prompts as plain RoPE: its three position
+        // streams (time, height, width) are all the token position then.
+        if (vision_language && rope.value("rope_type", rope.value("type", "")) == "mrope") {
+          rope["rope_type"] = "default";
+          rope.erase("type");
+        }
+        if (auto s = ReadLlamaRopeScaling(rope, path, &c); !s.ok()) return s;
       }
       if (auto s = ReadSlidingWindowJson(j, path, &c); !s.ok()) return s;
       if (c.architecture == Architecture::kQwen3Moe || c.architecture == Architecture::kMixtral) {

@@ -242,11 +242,13 @@ absl::StatusOr<MergeStats> WriteTrialExport(const ModelSource& source, const at:
   MergeStats stats;
   for (const SourceTensor& t : source.tensors->List()) {
     if (t.name == "rope_freqs") continue;  // llama.cpp's copy of config.json's rope_scaling
-    if (!absl::StartsWith(t.name, "model.") && t.name != "lm_head.weight") {
+    // A GGUF tensor must have a Hugging Face name; a folder's other tensors (a vision tower, a
+    // projector) are copied as they are.
+    if (t.decoder_name.empty() && source.kind == ModelSource::Kind::kGguf) {
       return absl::UnimplementedError(
           absl::StrCat(source.path, ": tensor ", t.name, " has no Hugging Face name schism knows"));
     }
-    const std::optional<AdaptedWeight> adapted = ParseAdaptedWeight(t.name);
+    const std::optional<AdaptedWeight> adapted = ParseAdaptedWeight(t.decoder_name);
     const double lambda =
         adapted && adapted->layer < num_layers
             ? AdapterStrength(params, num_layers, adapted->layer, adapted->component)

@@ -238,6 +238,15 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
   } else if (fs::exists(fs::path(folder) / "chat_template.jinja")) {
     std::ifstream in(fs::path(folder) / "chat_template.jinja");
     model.chat_template.assign(std::istreambuf_iterator<char>(in), {});
+  } else if (fs::exists(fs::path(folder) / "chat_template.json")) {
+    // Vision-language checkpoints keep it beside the processor: {"chat_template": "..."}.
+    auto tmpl = ReadJson(fs::path(folder) / "chat_template.json", true);
+    if (!tmpl.ok()) return tmpl.status();
+    if (!tmpl->contains("chat_template") || !(*tmpl)["chat_template"].is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(folder, "/chat_template.json: chat_template must be a string"));
+    }
+    model.chat_template = (*tmpl)["chat_template"].get<std::string>();
   }
   if (tc.contains("add_bos_token") && !tc["add_bos_token"].is_boolean() &&
       !tc["add_bos_token"].is_null()) {

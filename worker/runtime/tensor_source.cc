@@ -117,7 +117,8 @@ class GgufSource : public TensorSource {
     std::vector<SourceTensor> out;
     for (const formats::GgufTensorInfo& info : gguf_.tensors()) {
       SourceTensor t;
-      t.name = HfName(info.name, config_.architecture).value_or(info.name);
+      t.decoder_name = HfName(info.name, config_.architecture).value_or("");
+      t.name = t.decoder_name.empty() ? info.name : t.decoder_name;
       t.shape = Shape(info, 0);
       switch (static_cast<formats::GgmlType>(info.type)) {
         case formats::GgmlType::kF32:
@@ -183,42 +184,79 @@ class GgufSource : public TensorSource {
   const ModelConfig& config_;
 };
 
+// Where a checkpoint keeps its text decoder: "model." for causal LMs; vision-language wrappers
+// nest it ("language_model.model." as transformers 4.x saved Gemma 3, "model.language_model."
+// as later versions do), with lm_head beside it or nowhere (tied).
+struct DecoderLayout {
+  std::string prefix = "model.";
+  std::string lm_head = "lm_head.weight";
+};
+
+DecoderLayout FindDecoderLayout(const formats::SafetensorsModel& model) {
+  for (const auto& [prefix, lm_head] : {std::pair{"model.", "lm_head.weight"},
+                                        {"language_model.model.", "language_model.lm_head.weight"},
+                                        {"model.language_model.", "lm_head.weight"}}) {
+    if (model.Find(std::string(prefix) + "embed_tokens.weight") != nullptr) {
+      return DecoderLayout{prefix, lm_head};
+    }
+  }
+  return {};
+}
+
 class SafetensorsSource : public TensorSource {
  public:
-  explicit SafetensorsSource(const formats::SafetensorsModel& model) : model_(model) {}
-  bool Has(const std::string& hf_name) const override { return model_.Find(hf_name) != nullptr; }
+  explicit SafetensorsSource(const formats::SafetensorsModel& model)
+      : model_(model), layout_(FindDecoderLayout(model)) {}
+  bool Has(const std::string& name) const override { return Find(name) != nullptr; }
 
   std::vector<SourceTensor> List() const override {
     std::vector<SourceTensor> out;
     for (const auto& shard : model_.shards()) {
       for (const formats::SafetensorsTensor& t : shard->tensors())
-        out.push_back({t.name, t.shape, t.dtype});
+        out.push_back({t.name, DecoderName(t.name), t.shape, t.dtype});
     }
     return out;
   }
 
-  absl::StatusOr<at::Tensor> Read(const std::string& hf_name,
+  absl::StatusOr<at::Tensor> Read(const std::string& name,
                                   const std::vector<int64_t>& expected) const override {
-    const formats::SafetensorsTensor* t = model_.Find(hf_name);
+    const formats::SafetensorsTensor* t = Find(name);
     if (t == nullptr)
-      return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", hf_name));
-    if (t->shape != expected) return ShapeMismatch("safetensors", hf_name, t->shape, expected);
+      return absl::NotFoundError(absl::StrCat("safetensors: missing tensor ", name));
+    if (t->shape != expected) return ShapeMismatch("safetensors", t->name, t->shape, expected);
     auto tensor = at::empty(t->shape, at::kFloat);
     if (auto s = formats::ReadSafetensorAsFloat(*t, tensor.data_ptr<float>()); !s.ok()) return s;
     return tensor;
   }
 
-  const formats::SafetensorsTensor* Stored(const std::string& hf_name) const override {
-    return model_.Find(hf_name);
+  const formats::SafetensorsTensor* Stored(const std::string& name) const override {
+    return Find(name);
   }
 
-  void Release(const std::string& hf_name) const override {
-    if (const formats::SafetensorsTensor* t = model_.Find(hf_name))
+  void Release(const std::string& name) const override {
+    if (const formats::SafetensorsTensor* t = Find(name))
       formats::DropMappedPages(t->data, t->n_bytes);
   }
 
  private:
+  // A stored name, or a decoder name translated to the stored one.
+  const formats::SafetensorsTensor* Find(const std::string& name) const {
+    if (const formats::SafetensorsTensor* t = model_.Find(name)) return t;
+    if (name == "lm_head.weight") return model_.Find(layout_.lm_head);
+    if (absl::StartsWith(name, "model.") && layout_.prefix != "model.")
+      return model_.Find(layout_.prefix + name.substr(6));
+    return nullptr;
+  }
+
+  std::string DecoderName(const std::string& stored) const {
+    if (stored == layout_.lm_head) return "lm_head.weight";
+    if (absl::StartsWith(stored, layout_.prefix))
+      return "model." + stored.substr(layout_.prefix.size());
+    return "";
+  }
+
   const formats::SafetensorsModel& model_;
+  DecoderLayout layout_;
 };
 
 }  // namespace

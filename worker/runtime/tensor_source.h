@@ -19,7 +19,13 @@
 namespace schism::model {
 
 struct SourceTensor {
-  std::string name;            // Hugging Face name, e.g. "model.layers.0.mlp.down_proj.weight"
+  // The name as stored (Hugging Face's, e.g. "model.layers.0.mlp.down_proj.weight"; in a
+  // vision-language checkpoint "language_model.model.layers.0..." or "vision_tower.*").
+  std::string name;
+  // The text decoder's name for it ("model.layers.0.mlp.down_proj.weight", "lm_head.weight"),
+  // which Has/Read/Stored/Release also accept; empty for tensors outside the decoder (a vision
+  // tower, a projector), which an export copies unchanged.
+  std::string decoder_name;
   std::vector<int64_t> shape;  // PyTorch order
   // Storage dtype; nullopt for GGUF quantized types, which safetensors cannot hold.
   std::optional<formats::SafetensorsDtype> dtype;
