@@ -12,7 +12,8 @@
       (1 + w) norms stored as 1 + w in the GGUF as convert_hf_to_gguf.py does, GeGLU, scaled
       embeddings, linear RoPE scaling on the global layer), qwen3moe and mixtral (4 experts of
       width 48, 2 per token; Hugging Face stores one tensor per expert, the GGUF the fused 3-D
-      blk.N.ffn_{gate,up,down}_exps tensors; Mixtral's GGUF is "llama" with experts).
+      blk.N.ffn_{gate,up,down}_exps tensors; Mixtral's GGUF is "llama" with experts), phi3 (fused
+      qkv_proj and gate_up_proj, RoPE on half of each head).
   model_fixtures.py large OUT_DIR SOURCE.gguf
       A random Llama-layout Hugging Face folder of 1.35 GiB in bfloat16 (hidden 2048, 16 layers,
       GQA 16/4, MLP 5632) with a 2048-entry vocabulary, so that linear layers are 99.4% of it; the
@@ -118,6 +119,8 @@ VARIANTS = {
     "mixtral": dict(arch="llama", hf="MixtralForCausalLM", heads=4, kv=2, head_dim=16, tied=False,
                     bias=False, qk_norm=False, theta=1000000.0, rope_scaling=None,
                     moe=dict(experts=4, used=2, width=48, mixtral=True)),
+    "phi3": dict(arch="phi3", hf="Phi3ForCausalLM", heads=4, kv=2, head_dim=16, tied=False,
+                 bias=False, qk_norm=False, theta=10000.0, rope_scaling=None, partial_rotary=0.5),
     "gemma3": dict(arch="gemma3", hf="Gemma3ForCausalLM", heads=4, kv=2, head_dim=16, tied=True,
                    bias=False, qk_norm=True, theta=1000000.0, rope_scaling=None, layers=6,
                    gemma=dict(window=8, local_theta=10000.0, query_pre_attn_scalar=16,
@@ -127,7 +130,10 @@ VARIANTS = {
 MODEL_TYPES = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral",
                "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3",
                "Qwen3MoeForCausalLM": "qwen3_moe", "MixtralForCausalLM": "mixtral",
-               "Gemma3ForCausalLM": "gemma3_text"}
+               "Gemma3ForCausalLM": "gemma3_text", "Phi3ForCausalLM": "phi3"}
+
+# Phi-3's fused projections, GGUF -> HF (its ffn_up holds gate and up).
+PHI3_LAYER_NAMES = dict(LAYER_NAMES, attn_qkv="self_attn.qkv_proj", ffn_up="mlp.gate_up_proj")
 
 # Gemma 3's per-layer norms, GGUF -> HF (Llama's ffn_norm is its post_attention_layernorm).
 GEMMA_LAYER_NAMES = dict(LAYER_NAMES, post_attention_norm="post_attention_layernorm",
@@ -204,6 +210,13 @@ def tiny(variant, out, source):
         hf[p + "mlp.up_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.down_proj.weight"] = normal(hidden, inter)
 
+    if v.get("partial_rotary"):  # Phi-3 stores q/k/v and gate/up each as one tensor
+        for i in range(layers):
+            p = f"model.layers.{i}."
+            hf[p + "self_attn.qkv_proj.weight"] = np.concatenate(
+                [hf.pop(p + f"self_attn.{x}_proj.weight") for x in "qkv"])
+            hf[p + "mlp.gate_up_proj.weight"] = np.concatenate(
+                [hf.pop(p + "mlp.gate_proj.weight"), hf.pop(p + "mlp.up_proj.weight")])
     hf_dir = os.path.join(out, "hf")
     os.makedirs(hf_dir, exist_ok=True)
     save_file(hf, os.path.join(hf_dir, "model.safetensors"), metadata={"format": "pt"})
@@ -228,6 +241,9 @@ def tiny(variant, out, source):
                       attn_logit_softcapping=None, final_logit_softcapping=None,
                       bos_token_id=1, eos_token_id=2, pad_token_id=2)
         del config["rope_theta"]
+    if v.get("partial_rotary"):
+        config.update(partial_rotary_factor=v["partial_rotary"], sliding_window=None,
+                      hidden_act="silu")
     if moe and moe["mixtral"]:
         config.update(num_local_experts=moe["experts"], num_experts_per_tok=moe["used"],
                       intermediate_size=moe["width"], sliding_window=None)
@@ -255,7 +271,7 @@ def tiny(variant, out, source):
     w.add_uint32(f"{arch}.attention.head_count_kv", kv)
     w.add_uint32(f"{arch}.attention.key_length", hd)
     w.add_uint32(f"{arch}.attention.value_length", hd)
-    w.add_uint32(f"{arch}.rope.dimension_count", hd)
+    w.add_uint32(f"{arch}.rope.dimension_count", int(hd * v.get("partial_rotary", 1.0)))
     w.add_float32(f"{arch}.rope.freq_base", v["theta"])
     w.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)
     w.add_uint32(f"{arch}.vocab_size", vocab)
@@ -269,7 +285,8 @@ def tiny(variant, out, source):
             sub = field.types[1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
             w.add_key_value(name, field.contents(), field.types[0], sub_type=sub)
     inv = {v2: k for k, v2 in HF_NAMES.items()}
-    inv_layer = {v2: k for k, v2 in (GEMMA_LAYER_NAMES if gemma else LAYER_NAMES).items()}
+    layer_names = GEMMA_LAYER_NAMES if gemma else PHI3_LAYER_NAMES if arch == "phi3" else LAYER_NAMES
+    inv_layer = {v2: k for k, v2 in layer_names.items()}
     for name, t in hf.items():
         if ".experts." in name:
             continue  # written below as fused 3-D tensors

@@ -179,12 +179,13 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
 
 INSTANTIATE_TEST_SUITE_P(RowNormalization, TinyExport, ::testing::Values("none", "pre", "full"));
 
-// Mixture of experts: every expert's down projection is adapted (each with its own A = vᵀW_e and
-// row norms), the export keeps the source's one-tensor-per-expert layout, reloads as the adapted
-// model, and PEFT's formulas on the adapter give the merged experts.
-class MoeExport : public ::testing::TestWithParam<std::string> {};
+// Layouts other than Llama's: mixtures of experts, where every expert's down projection is
+// adapted (each with its own A = vᵀW_e and row norms) and the export keeps the source's
+// one-tensor-per-expert layout, and Phi-3, whose fused qkv_proj and gate_up_proj are copied. The
+// export reloads as the adapted model, and PEFT's formulas on the adapter give the merged weights.
+class LayoutExport : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(MoeExport, EveryExpertsDownProjectionIsAdaptedInTheSourceLayout) {
+TEST_P(LayoutExport, AdaptedTensorsKeepTheSourceLayout) {
   const std::string variant = GetParam();
   const std::string dir = MakeTempDir("export_" + variant);
   std::string log;
@@ -194,7 +195,8 @@ TEST_P(MoeExport, EveryExpertsDownProjectionIsAdaptedInTheSourceLayout) {
   auto source = model::LoadModel(source_dir);
   ASSERT_TRUE(source.ok()) << source.status();
   const model::ModelConfig& c = source->transformer->config();
-  ASSERT_EQ(c.num_experts, 4);
+  ASSERT_EQ(c.num_experts, variant == "phi3" ? 0 : 4);
+  const int mlp_tensors_per_layer = std::max(1, c.num_experts);
 
   ExportRequest request;
   request.source_model = source_dir;
@@ -203,11 +205,11 @@ TEST_P(MoeExport, EveryExpertsDownProjectionIsAdaptedInTheSourceLayout) {
   request.params_json = TinyTrialJson();
   request.format = "both";
   request.merge.row_normalization = model::RowNormalization::kFull;
-  request.destination = dir + "/out/moe-abliterated";
+  request.destination = dir + "/out/" + variant + "-abliterated";
   auto result = RunExport(request);
   ASSERT_TRUE(result.ok()) << result.status();
-  // o_proj of every layer, and the down projection of each of the 4 experts of every layer.
-  EXPECT_EQ(result->stats.adapted, c.num_layers * (1 + c.num_experts));
+  // o_proj of every layer, and the down projection (of each expert) of every layer.
+  EXPECT_EQ(result->stats.adapted, c.num_layers * (1 + mlp_tensors_per_layer));
 
   const std::string out = request.destination;
   auto exported = model::LoadModel(out);
@@ -232,12 +234,12 @@ TEST_P(MoeExport, EveryExpertsDownProjectionIsAdaptedInTheSourceLayout) {
   const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
   std::cout << variant << ": PEFT reference " << peft.dump() << "\n";
   EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
-  EXPECT_EQ(peft["modules"].get<int>(), c.num_layers * (1 + c.num_experts));
+  EXPECT_EQ(peft["modules"].get<int>(), c.num_layers * (1 + mlp_tensors_per_layer));
   EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
   EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, MoeExport, ::testing::Values("qwen3moe", "mixtral"));
+INSTANTIATE_TEST_SUITE_P(Families, LayoutExport, ::testing::Values("qwen3moe", "mixtral", "phi3"));
 
 // A mixture-of-experts GGUF (fused 3-D experts) is refused by export with what to do instead.
 TEST(Export, MixtureOfExpertsGgufIsRefusedNamingTheWayOut) {
@@ -359,6 +361,36 @@ TEST_P(VisionLanguage, TextDecoderIsTransformersAndTheExportKeepsTheVisionTower)
 }
 
 INSTANTIATE_TEST_SUITE_P(Checkpoints, VisionLanguage, ::testing::Values("gemma3", "qwen2_5_vl"));
+
+// Phi-3 from a GGUF (fused attn_qkv, gate and up in one ffn_up, partial rotary): the export is a
+// Hugging Face Phi-3 that transformers loads and that computes what schism computes on it.
+TEST(Export, Phi3FromGgufIsAModelTransformersLoads) {
+  const std::string dir = MakeTempDir("export_phi3_gguf");
+  std::string log;
+  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "phi3", dir, RealModelPath()}, &log), 0) << log;
+  auto source = model::LoadModel(dir + "/model.gguf");
+  ASSERT_TRUE(source.ok()) << source.status();
+  const model::ModelConfig& c = source->transformer->config();
+  EXPECT_EQ(c.RotaryDim(), c.head_dim / 2);
+  ExportRequest request;
+  request.source_model = dir + "/model.gguf";
+  request.directions_path =
+      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
+  request.params_json = TinyTrialJson();
+  request.format = "merged";
+  request.destination = dir + "/out/phi3";
+  auto result = RunExport(request);
+  ASSERT_TRUE(result.ok()) << result.status();
+  auto exported = model::LoadModel(request.destination);
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  const auto prompts = RandomPrompts(c.vocab_size, 6);
+  const at::Tensor got = model::PromptForward(*exported->transformer, prompts, 0).last_logits;
+  const at::Tensor hf = TransformersLogits(request.destination, prompts, c.vocab_size, "phi3_hf");
+  ASSERT_TRUE(hf.defined());
+  const float delta = (got - hf).abs().max().item<float>();
+  std::cout << "phi3 export: max |logit(transformers) - logit(schism)| = " << delta << "\n";
+  EXPECT_LT(delta, 1e-4f);
+}
 
 // Gemma 3 from a GGUF (its norms stored as 1 + w, its own tensor names): the exported folder is a
 // Hugging Face Gemma 3 that transformers loads and that computes the adapted model.

@@ -81,6 +81,10 @@ std::string HfConfigJson(const ModelConfig& c, const std::string& torch_dtype,
   } else {
     j["hidden_act"] = "silu";
     j["rope_theta"] = c.rope_theta;
+    if (c.rope_dim > 0 && c.rope_dim != c.head_dim) {
+      j["partial_rotary_factor"] = static_cast<double>(c.rope_dim) / c.head_dim;
+    }
+    if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
   }
   if (c.rope_scaling.enabled) {
     j["rope_scaling"] = {

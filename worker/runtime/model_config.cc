@@ -1,6 +1,7 @@
 #include "worker/runtime/model_config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <optional>
 #include <variant>
@@ -31,6 +32,8 @@ constexpr ArchitectureName kArchitectures[] = {
     {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", Architecture::kQwen3Moe},
     // llama.cpp writes Mixtral as "llama" with experts (see ModelConfigFromGguf).
     {"MixtralForCausalLM", "mixtral", "", Architecture::kMixtral},
+    // Phi-3 and Phi-4: fused qkv and gate_up projections, optional partial rotary.
+    {"Phi3ForCausalLM", "phi3", "phi3", Architecture::kPhi3},
 };
 
 // Gemma 3's fixed choices (Gemma3TextConfig's defaults; llama.cpp hard-codes the same).
@@ -196,11 +199,12 @@ absl::Status ReadGemma3Json(const nlohmann::json& j, const std::string& path, Mo
   return absl::OkStatus();
 }
 
-// Mistral and Mixtral attend within "sliding_window" positions on every layer when it is a
+// Mistral, Mixtral and Phi-3 attend within "sliding_window" positions on every layer when it is a
 // number; Qwen's use_sliding_window (window on layers from max_window_layers on) is refused.
 absl::Status ReadSlidingWindowJson(const nlohmann::json& j, const std::string& path,
                                    ModelConfig* c) {
-  if (c->architecture == Architecture::kMistral || c->architecture == Architecture::kMixtral) {
+  if (c->architecture == Architecture::kMistral || c->architecture == Architecture::kMixtral ||
+      c->architecture == Architecture::kPhi3) {
     if (auto window = OptionalNumber(j, "sliding_window")) {
       c->sliding_window = static_cast<int>(*window);
       c->sliding_layers.assign(c->num_layers, true);
@@ -464,6 +468,14 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
         if (auto s = ReadLlamaRopeScaling(rope, path, &c); !s.ok()) return s;
       }
       if (auto s = ReadSlidingWindowJson(j, path, &c); !s.ok()) return s;
+      if (auto factor = OptionalNumber(j, "partial_rotary_factor")) {
+        c.rope_dim = static_cast<int>(std::lround(*factor * c.head_dim));
+        if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              path, ": partial_rotary_factor ", *factor, " gives ", c.rope_dim, " rotated dims of ",
+              c.head_dim, "; an even number in 2..head_dim is needed"));
+        }
+      }
       if (c.architecture == Architecture::kQwen3Moe || c.architecture == Architecture::kMixtral) {
         if (auto s = ReadMoeJson(j, path, &c); !s.ok()) return s;
       }
@@ -527,6 +539,27 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
     if (auto s = ReadGemma3Gguf(gguf, p, &c); !s.ok()) return s;
   }
   if (auto s = ReadMoeGguf(gguf, p, &c); !s.ok()) return s;
+  if (auto dims = gguf.GetInt(p + "rope.dimension_count"); dims.ok() && *dims != c.head_dim) {
+    c.rope_dim = static_cast<int>(*dims);
+    if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", p, "rope.dimension_count ",
+                                                     c.rope_dim, " does not fit head_dim ",
+                                                     c.head_dim));
+    }
+  }
+  if (c.architecture == Architecture::kPhi3) {
+    // Phi-3's window covers every layer (as transformers applies it; llama.cpp turns it off).
+    if (auto window = gguf.GetInt(p + "attention.sliding_window"); window.ok() && *window > 0) {
+      c.sliding_window = static_cast<int>(*window);
+      c.sliding_layers.assign(c.num_layers, true);
+    }
+  }
+  if (gguf.FindTensor("rope_factors_long.weight") != nullptr) {
+    return absl::UnimplementedError(
+        absl::StrCat(gguf.path(),
+                     ": LongRoPE (rope_factors_long/short, Phi-3 128k and Phi-4-mini) is not "
+                     "supported"));
+  }
   if (auto s = Validate(c, gguf.path()); !s.ok()) return s;
   return c;
 }

@@ -15,7 +15,7 @@ class GgufReader;
 namespace schism::model {
 
 // Families the runtime implements. They differ only in the switches of ModelConfig.
-enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kGemma3, kQwen3Moe, kMixtral };
+enum class Architecture { kLlama, kMistral, kQwen2, kQwen3, kGemma3, kQwen3Moe, kMixtral, kPhi3 };
 
 // Llama 3's frequency-dependent RoPE rescaling ("rope_type": "llama3").
 struct Llama3RopeScaling {
@@ -42,6 +42,7 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v projections carry a bias (Qwen2)
   bool qk_norm = false;         // RMSNorm on each head of q and k before RoPE (Qwen3)
   int max_position_embeddings = 4096;
+  int rope_dim = 0;  // leading dims of each head that RoPE rotates (Phi's partial rotary); 0: all
 
   // Gemma 3. Every switch below is off (Llama semantics) for the other families.
   // RMSNorms scale by (1 + w), computed in float32; the attention output and the MLP output are
@@ -65,6 +66,7 @@ struct ModelConfig {
   bool norm_topk_prob = true;
   std::vector<bool> moe_layers;  // per layer
 
+  int RotaryDim() const { return rope_dim > 0 ? rope_dim : head_dim; }
   bool IsSliding(int layer) const {
     return layer < static_cast<int>(sliding_layers.size()) && sliding_layers[layer];
   }

@@ -121,7 +121,7 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
                   ? w.embed_tokens
                   : load("lm_head.weight", {V, H});
   if (source.Has("rope_freqs")) {
-    w.rope_freq_factors = load("rope_freqs", {hd / 2}).to(at::kFloat);
+    w.rope_freq_factors = load("rope_freqs", {c.RotaryDim() / 2}).to(at::kFloat);
   } else if (c.rope_scaling.enabled) {
     w.rope_freq_factors = Llama3RopeFactors(c);
   }
@@ -129,9 +129,18 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     const std::string p = absl::StrCat("model.layers.", i, ".");
     LayerWeights layer;
     layer.attn_norm = load(p + "input_layernorm.weight", {H});
-    load_linear(&layer.q_proj, p + "self_attn.q_proj.weight", {q_rows, H});
-    load_linear(&layer.k_proj, p + "self_attn.k_proj.weight", {kv_rows, H});
-    load_linear(&layer.v_proj, p + "self_attn.v_proj.weight", {kv_rows, H});
+    if (source.Has(p + "self_attn.qkv_proj.weight")) {  // Phi-3: q, k, v rows in one tensor
+      const at::Tensor qkv = read(p + "self_attn.qkv_proj.weight", {q_rows + 2 * kv_rows, H});
+      if (qkv.defined()) {
+        pack_linear(&layer.q_proj, qkv.narrow(0, 0, q_rows).contiguous());
+        pack_linear(&layer.k_proj, qkv.narrow(0, q_rows, kv_rows).contiguous());
+        pack_linear(&layer.v_proj, qkv.narrow(0, q_rows + kv_rows, kv_rows).contiguous());
+      }
+    } else {
+      load_linear(&layer.q_proj, p + "self_attn.q_proj.weight", {q_rows, H});
+      load_linear(&layer.k_proj, p + "self_attn.k_proj.weight", {kv_rows, H});
+      load_linear(&layer.v_proj, p + "self_attn.v_proj.weight", {kv_rows, H});
+    }
     load_linear(&layer.o_proj, p + "self_attn.o_proj.weight", {H, q_rows});
     if (c.attention_bias) {
       layer.q_proj.bias = load(p + "self_attn.q_proj.bias", {q_rows});
@@ -151,6 +160,13 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     }
     if (c.IsMoe(i)) {
       load_experts(&layer, p);
+    } else if (source.Has(p + "mlp.gate_up_proj.weight")) {  // Phi-3: gate rows, then up rows
+      const at::Tensor gate_up = read(p + "mlp.gate_up_proj.weight", {2 * I, H});
+      if (gate_up.defined()) {
+        pack_linear(&layer.gate_proj, gate_up.narrow(0, 0, I).contiguous());
+        pack_linear(&layer.up_proj, gate_up.narrow(0, I, I).contiguous());
+      }
+      load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I});
     } else {
       load_linear(&layer.gate_proj, p + "mlp.gate_proj.weight", {I, H});
       load_linear(&layer.up_proj, p + "mlp.up_proj.weight", {I, H});

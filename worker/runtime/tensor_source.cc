@@ -73,6 +73,14 @@ const std::vector<std::pair<std::string, std::string>>& LayerTensorNames(Archite
     names->emplace_back("post_feedforward_layernorm", "post_ffw_norm");
     return names;
   }();
+  // Phi-3's fused projections come first: its ffn_up is gate_up (2I rows), not up.
+  static const auto* phi3 = [] {
+    auto* names = new std::vector<std::pair<std::string, std::string>>{
+        {"self_attn.qkv_proj", "attn_qkv"}, {"mlp.gate_up_proj", "ffn_up"}};
+    names->insert(names->end(), llama->begin(), llama->end());
+    return names;
+  }();
+  if (arch == Architecture::kPhi3) return *phi3;
   return arch == Architecture::kGemma3 ? *gemma : *llama;
 }
 

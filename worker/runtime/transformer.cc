@@ -128,6 +128,14 @@ at::Tensor RotateHalf(const at::Tensor& x) {
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
+// RoPE on the leading cos.size(-1) dims of each head (all of them unless partial rotary).
+at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t rotary = cos.size(-1), hd = x.size(-1);
+  if (rotary == hd) return x * cos + RotateHalf(x) * sin;
+  const at::Tensor r = x.narrow(-1, 0, rotary);
+  return at::cat({r * cos + RotateHalf(r) * sin, x.narrow(-1, rotary, hd - rotary)}, -1);
+}
+
 // The rows of `t` (dim 0) that belong to `slots`: a view when the slots are consecutive (the
 // decode step's common case), a gather otherwise.
 at::Tensor SlotRows(const at::Tensor& t, const std::vector<int64_t>& slots,
@@ -176,9 +184,9 @@ void KvCache::CopySlotFrom(const KvCache& source, int64_t from, int64_t to) {
 
 Transformer::Transformer(ModelConfig config, ModelWeights weights)
     : config_(std::move(config)), weights_(std::move(weights)) {
-  const int64_t half = config_.head_dim / 2;
+  const int64_t rotary = config_.RotaryDim(), half = rotary / 2;
   const auto device = weights_.embed_tokens.device();
-  auto exponents = at::arange(0, half, at::kDouble) * 2.0 / config_.head_dim;
+  auto exponents = at::arange(0, half, at::kDouble) * 2.0 / rotary;
   auto inv_freq = 1.0 / at::pow(config_.rope_theta, exponents) / config_.rope_linear_factor;
   if (weights_.rope_freq_factors.defined()) {
     inv_freq = inv_freq / weights_.rope_freq_factors.to(at::kCPU, at::kDouble);
@@ -317,9 +325,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
       q = norm(q, layer.q_norm);
       k = norm(k, layer.k_norm);
     }
-    q = q * cos + RotateHalf(q) * sin;
-    k = k.transpose(1, 2);
-    k = (k * cos + RotateHalf(k) * sin).transpose(1, 2);
+    q = ApplyRope(q, cos, sin);
+    k = ApplyRope(k.transpose(1, 2), cos, sin).transpose(1, 2);
     cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, k.reshape({B * T, nkv * hd}));
     cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, v.reshape({B * T, nkv * hd}));
     const auto keys =

@@ -82,7 +82,7 @@ TEST_P(TinyArchitecture, HfFolderAndGgufMatchLlamaCppAndTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Variants, TinyArchitecture,
                          ::testing::Values("llama3", "llama-tied", "mistral", "qwen2", "qwen3",
-                                           "qwen3moe", "mixtral"),
+                                           "qwen3moe", "mixtral", "phi3"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
