@@ -205,6 +205,41 @@ void DequantizeMxfp4Block(const uint8_t* block, float* y) {
     y[m] = d * static_cast<float>(kE2m1Doubled[(block[1 + m % 16] >> (4 * (m / 16))) & 0xF]);
 }
 
+// TQ2_0 (ternary, 2 bits each): element 128c + 32s + l is bits 2s..2s+1 of qs[32c + l].
+void DequantizeTq2_0Block(const uint8_t* block, float* y) {
+  const float d = LoadHalf(block + 64);
+  for (int c = 0; c < 2; ++c) {
+    for (int s = 0; s < 4; ++s) {
+      for (int l = 0; l < 32; ++l) {
+        y[128 * c + 32 * s + l] =
+            d * static_cast<float>(static_cast<int>((block[32 * c + l] >> (2 * s)) & 3) - 1);
+      }
+    }
+  }
+}
+
+// TQ1_0 (ternary, 1.6 bits each): a byte b holds base-3 digits as a fixed-point fraction, digit k
+// being the top "trit" of (b·3^k mod 256), i.e. ((b·3^k mod 256)·3) >> 8. Elements 0-159 come
+// from qs[0..31] (digit k of byte l is element 32k + l), 160-239 from qs[32..47] (160 + 16k + l),
+// 240-255 from qh[0..3] (240 + 4k + l, four digits each).
+void DequantizeTq1_0Block(const uint8_t* block, float* y) {
+  const uint8_t* qs = block;
+  const uint8_t* qh = block + 48;
+  const float d = LoadHalf(block + 52);
+  auto trit = [](uint8_t b, int k) {
+    static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+    const uint8_t shifted = static_cast<uint8_t>(b * kPow3[k]);  // mod 256
+    return static_cast<int>((static_cast<uint16_t>(shifted) * 3) >> 8) - 1;
+  };
+  for (int k = 0; k < 5; ++k) {
+    for (int l = 0; l < 32; ++l) y[32 * k + l] = d * static_cast<float>(trit(qs[l], k));
+    for (int l = 0; l < 16; ++l) y[160 + 16 * k + l] = d * static_cast<float>(trit(qs[32 + l], k));
+  }
+  for (int k = 0; k < 4; ++k) {
+    for (int l = 0; l < 4; ++l) y[240 + 4 * k + l] = d * static_cast<float>(trit(qh[l], k));
+  }
+}
+
 }  // namespace
 
 float HalfToFloat(uint16_t h) {
@@ -278,6 +313,8 @@ constexpr TypeEntry kTypes[] = {
     {GgmlType::kIQ4_NL, {"IQ4_NL", 32, 18}, DequantizeIq4NlBlock},
     {GgmlType::kIQ4_XS, {"IQ4_XS", 256, 136}, DequantizeIq4XsBlock},
     {GgmlType::kMXFP4, {"MXFP4", 32, 17}, DequantizeMxfp4Block},
+    {GgmlType::kTQ1_0, {"TQ1_0", 256, 54}, DequantizeTq1_0Block},
+    {GgmlType::kTQ2_0, {"TQ2_0", 256, 66}, DequantizeTq2_0Block},
 };
 
 const TypeEntry* FindType(uint32_t type_id) {
@@ -298,9 +335,9 @@ std::string GgmlTypeName(uint32_t type_id) {
   if (auto info = LookupGgmlType(type_id)) return info->name;
   // ggml's other ids (ggml.h's enum ggml_type), named so that errors say what a file holds.
   static constexpr std::pair<uint32_t, const char*> kOthers[] = {
-      {15, "Q8_K"},  {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"}, {21, "IQ3_S"},
-      {22, "IQ2_S"}, {24, "I8"},      {25, "I16"},    {26, "I32"},     {27, "I64"},   {28, "F64"},
-      {29, "IQ1_M"}, {34, "TQ1_0"},   {35, "TQ2_0"},  {40, "NVFP4"}};
+      {15, "Q8_K"},  {16, "IQ2_XXS"}, {17, "IQ2_XS"}, {18, "IQ3_XXS"}, {19, "IQ1_S"},
+      {21, "IQ3_S"}, {22, "IQ2_S"},   {24, "I8"},     {25, "I16"},     {26, "I32"},
+      {27, "I64"},   {28, "F64"},     {29, "IQ1_M"},  {40, "NVFP4"}};
   for (const auto& [id, name] : kOthers) {
     if (id == type_id) return name;
   }

@@ -30,6 +30,8 @@ enum class GgmlType : uint32_t {
   kIQ4_NL = 20,
   kIQ4_XS = 23,
   kBF16 = 30,
+  kTQ1_0 = 34,
+  kTQ2_0 = 35,
   kMXFP4 = 39,
 };
 
@@ -48,6 +50,8 @@ enum class GgmlType : uint32_t {
 //   IQ4_NL 32: f16 d, u8 qs[16] (4-bit indices into a fixed non-linear grid)
 //   IQ4_XS 256: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL-like sub-blocks)
 //   MXFP4 32: u8 e8m0 scale, u8 qs[16] (e2m1 values)
+//   TQ1_0 256: u8 qs[48] (5 base-3 digits per byte), u8 qh[4] (4 per byte), f16 d; x = (t−1)·d
+//   TQ2_0 256: u8 qs[64] (4 two-bit values per byte), f16 d; x = (q−1)·d
 // In the 32-element formats byte j of qs holds element j (low nibble) and element j+16 (high).
 struct GgmlTypeInfo {
   const char* name;

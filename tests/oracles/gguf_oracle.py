@@ -44,6 +44,8 @@ def random_blocks(rng, qtype, n_blocks):
         put_half(type_size - 2)
     elif qtype in (T.IQ4_NL, T.IQ4_XS):
         put_half(0)
+    elif qtype in (T.TQ1_0, T.TQ2_0):
+        put_half(type_size - 2)
     elif qtype == T.MXFP4:
         raw[:, 0] = rng.integers(100, 150, n_blocks, dtype=np.uint8)  # e8m0 exponents near 2^0
     return raw
@@ -58,7 +60,7 @@ def synth(out_gguf, out_dir):
     writer.add_float32("test.pi", 3.25)
     rows = 3
     for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL,
-                  T.IQ4_XS, T.MXFP4):
+                  T.IQ4_XS, T.MXFP4, T.TQ1_0, T.TQ2_0):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
         cols = block_size * 2
         raw = random_blocks(rng, qtype, rows * 2).reshape(rows, 2 * type_size)

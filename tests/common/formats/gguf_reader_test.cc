@@ -76,8 +76,9 @@ TEST(GgufReader, DequantizesEveryTypeBitIdenticalToGgufPackage) {
   EXPECT_EQ(*(*reader)->GetString("test.greeting"), "héllo");
   EXPECT_EQ(*(*reader)->GetIntArray("test.list"), (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(*(*reader)->GetFloat("test.pi"), 3.25);
-  for (const char* type : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-                           "Q6_K", "IQ4_NL", "IQ4_XS", "MXFP4", "F32", "F16", "BF16"}) {
+  for (const char* type :
+       {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL",
+        "IQ4_XS", "MXFP4", "TQ1_0", "TQ2_0", "F32", "F16", "BF16"}) {
     ExpectBitIdentical(Dequantize(**reader, type), ReadFloats(dir + "/" + type + ".f32"), type);
   }
 }
