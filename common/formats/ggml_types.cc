@@ -1,5 +1,6 @@
 #include "common/formats/ggml_types.h"
 
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -205,6 +206,27 @@ void DequantizeMxfp4Block(const uint8_t* block, float* y) {
     y[m] = d * static_cast<float>(kE2m1Doubled[(block[1 + m % 16] >> (4 * (m / 16))) & 0xF]);
 }
 
+// NVFP4: four sub-blocks of 16, each with an unsigned E4M3 scale (bias 7; 0 and 0x7F mean 0)
+// halved as MXFP4's is, and e2m1 values: element 16s + j is the low nibble of qs[8s + j] for
+// j < 8, the high nibble of qs[8s + j − 8] after.
+void DequantizeNvfp4Block(const uint8_t* block, float* y) {
+  static constexpr int8_t kE2m1Doubled[16] = {0, 1,  2,  3,  4,  6,  8,  12,
+                                              0, -1, -2, -3, -4, -6, -8, -12};
+  for (int s = 0; s < 4; ++s) {
+    const uint8_t x = block[s];
+    const int exponent = (x >> 3) & 0xF;
+    const float mantissa = static_cast<float>(x & 0x7);
+    float d = exponent == 0 ? mantissa * 0x1p-9f
+                            : (1.0f + mantissa / 8.0f) * std::ldexp(1.0f, exponent - 7);
+    d = (x == 0 || x == 0x7F) ? 0.0f : d * 0.5f;
+    const uint8_t* qs = block + 4 + 8 * s;
+    for (int j = 0; j < 16; ++j) {
+      const int nibble = j < 8 ? (qs[j] & 0xF) : (qs[j - 8] >> 4);
+      y[16 * s + j] = d * static_cast<float>(kE2m1Doubled[nibble]);
+    }
+  }
+}
+
 // TQ2_0 (ternary, 2 bits each): element 128c + 32s + l is bits 2s..2s+1 of qs[32c + l].
 void DequantizeTq2_0Block(const uint8_t* block, float* y) {
   const float d = LoadHalf(block + 64);
@@ -313,6 +335,7 @@ constexpr TypeEntry kTypes[] = {
     {GgmlType::kIQ4_NL, {"IQ4_NL", 32, 18}, DequantizeIq4NlBlock},
     {GgmlType::kIQ4_XS, {"IQ4_XS", 256, 136}, DequantizeIq4XsBlock},
     {GgmlType::kMXFP4, {"MXFP4", 32, 17}, DequantizeMxfp4Block},
+    {GgmlType::kNVFP4, {"NVFP4", 64, 36}, DequantizeNvfp4Block},
     {GgmlType::kTQ1_0, {"TQ1_0", 256, 54}, DequantizeTq1_0Block},
     {GgmlType::kTQ2_0, {"TQ2_0", 256, 66}, DequantizeTq2_0Block},
 };

@@ -33,6 +33,7 @@ enum class GgmlType : uint32_t {
   kTQ1_0 = 34,
   kTQ2_0 = 35,
   kMXFP4 = 39,
+  kNVFP4 = 40,
 };
 
 // Elements per block and bytes per block of a type. Block layouts (all little-endian):
@@ -51,6 +52,7 @@ enum class GgmlType : uint32_t {
 //   IQ4_XS 256: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL-like sub-blocks)
 //   MXFP4 32: u8 e8m0 scale, u8 qs[16] (e2m1 values)
 //   TQ1_0 256: u8 qs[48] (5 base-3 digits per byte), u8 qh[4] (4 per byte), f16 d; x = (t−1)·d
+//   NVFP4 64: u8 ue4m3 scales[4] (one per 16 elements), u8 qs[32] (e2m1 nibbles)
 //   TQ2_0 256: u8 qs[64] (4 two-bit values per byte), f16 d; x = (q−1)·d
 // In the 32-element formats byte j of qs holds element j (low nibble) and element j+16 (high).
 struct GgmlTypeInfo {

@@ -48,6 +48,10 @@ def random_blocks(rng, qtype, n_blocks):
         put_half(type_size - 2)
     elif qtype == T.MXFP4:
         raw[:, 0] = rng.integers(100, 150, n_blocks, dtype=np.uint8)  # e8m0 exponents near 2^0
+    elif qtype == T.NVFP4:  # ue4m3 scales: zero, 0x7F (zero too), subnormals, normals, top bit set
+        special = [0x00, 0x7F, 0x01, 0x07, 0x08, 0x38, 0x3F, 0x40, 0x7E, 0x80, 0xFF, 0xB8]
+        scales = np.resize(np.array(special, dtype=np.uint8), n_blocks * 4)
+        raw[:, :4] = scales.reshape(n_blocks, 4)
     return raw
 
 
@@ -60,7 +64,7 @@ def synth(out_gguf, out_dir):
     writer.add_float32("test.pi", 3.25)
     rows = 3
     for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL,
-                  T.IQ4_XS, T.MXFP4, T.TQ1_0, T.TQ2_0):
+                  T.IQ4_XS, T.MXFP4, T.NVFP4, T.TQ1_0, T.TQ2_0):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
         cols = block_size * 2
         raw = random_blocks(rng, qtype, rows * 2).reshape(rows, 2 * type_size)

@@ -78,7 +78,7 @@ TEST(GgufReader, DequantizesEveryTypeBitIdenticalToGgufPackage) {
   EXPECT_EQ(*(*reader)->GetFloat("test.pi"), 3.25);
   for (const char* type :
        {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL",
-        "IQ4_XS", "MXFP4", "TQ1_0", "TQ2_0", "F32", "F16", "BF16"}) {
+        "IQ4_XS", "MXFP4", "NVFP4", "TQ1_0", "TQ2_0", "F32", "F16", "BF16"}) {
     ExpectBitIdentical(Dequantize(**reader, type), ReadFloats(dir + "/" + type + ".f32"), type);
   }
 }
