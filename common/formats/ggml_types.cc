@@ -1,5 +1,7 @@
 #include "common/formats/ggml_types.h"
 
+#include "common/formats/iq_types.h"
+
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -332,6 +334,13 @@ constexpr TypeEntry kTypes[] = {
     {GgmlType::kQ4_K, {"Q4_K", 256, 144}, DequantizeQ4KBlock},
     {GgmlType::kQ5_K, {"Q5_K", 256, 176}, DequantizeQ5KBlock},
     {GgmlType::kQ6_K, {"Q6_K", 256, 210}, DequantizeQ6KBlock},
+    {GgmlType::kIQ1_S, {"IQ1_S", 256, 50}, DequantizeIq1SBlock},
+    {GgmlType::kIQ1_M, {"IQ1_M", 256, 56}, DequantizeIq1MBlock},
+    {GgmlType::kIQ2_XXS, {"IQ2_XXS", 256, 66}, DequantizeIq2XxsBlock},
+    {GgmlType::kIQ2_XS, {"IQ2_XS", 256, 74}, DequantizeIq2XsBlock},
+    {GgmlType::kIQ2_S, {"IQ2_S", 256, 82}, DequantizeIq2SBlock},
+    {GgmlType::kIQ3_XXS, {"IQ3_XXS", 256, 98}, DequantizeIq3XxsBlock},
+    {GgmlType::kIQ3_S, {"IQ3_S", 256, 110}, DequantizeIq3SBlock},
     {GgmlType::kIQ4_NL, {"IQ4_NL", 32, 18}, DequantizeIq4NlBlock},
     {GgmlType::kIQ4_XS, {"IQ4_XS", 256, 136}, DequantizeIq4XsBlock},
     {GgmlType::kMXFP4, {"MXFP4", 32, 17}, DequantizeMxfp4Block},

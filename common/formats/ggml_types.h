@@ -27,8 +27,15 @@ enum class GgmlType : uint32_t {
   kQ4_K = 12,
   kQ5_K = 13,
   kQ6_K = 14,
+  kIQ2_XXS = 16,
+  kIQ2_XS = 17,
+  kIQ3_XXS = 18,
+  kIQ1_S = 19,
   kIQ4_NL = 20,
+  kIQ3_S = 21,
+  kIQ2_S = 22,
   kIQ4_XS = 23,
+  kIQ1_M = 29,
   kBF16 = 30,
   kTQ1_0 = 34,
   kTQ2_0 = 35,
@@ -48,6 +55,7 @@ enum class GgmlType : uint32_t {
 //   Q6_K 256: u8 ql[128], u8 qh[64], i8 scales[16], f16 d
 //   Q2_K 256: u8 scales[16] (4-bit scale | 4-bit min), u8 qs[64] (2-bit), f16 d, f16 dmin
 //   Q3_K 256: u8 hmask[32], u8 qs[64] (2-bit), u8 scales[12] (16 six-bit), f16 d
+//   IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S 256: codebooks (common/formats/iq_types.h)
 //   IQ4_NL 32: f16 d, u8 qs[16] (4-bit indices into a fixed non-linear grid)
 //   IQ4_XS 256: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128] (8 IQ4_NL-like sub-blocks)
 //   MXFP4 32: u8 e8m0 scale, u8 qs[16] (e2m1 values)

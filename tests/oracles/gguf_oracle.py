@@ -44,6 +44,14 @@ def random_blocks(rng, qtype, n_blocks):
         put_half(type_size - 2)
     elif qtype in (T.IQ4_NL, T.IQ4_XS):
         put_half(0)
+    elif qtype in (T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S):
+        put_half(0)
+    elif qtype == T.IQ1_M:  # the f16 scale is the top nibbles of the four u16 scale words
+        h = rng.uniform(-2.0, 2.0, n_blocks).astype(np.float16).view(np.uint16)
+        words = raw[:, 48:56].copy().view(np.uint16)
+        for i in range(4):
+            words[:, i] = (words[:, i] & 0x0FFF) | (((h >> (4 * i)) & 0xF) << 12)
+        raw[:, 48:56] = words.view(np.uint8)
     elif qtype in (T.TQ1_0, T.TQ2_0):
         put_half(type_size - 2)
     elif qtype == T.MXFP4:
@@ -64,7 +72,8 @@ def synth(out_gguf, out_dir):
     writer.add_float32("test.pi", 3.25)
     rows = 3
     for qtype in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL,
-                  T.IQ4_XS, T.MXFP4, T.NVFP4, T.TQ1_0, T.TQ2_0):
+                  T.IQ4_XS, T.MXFP4, T.NVFP4, T.TQ1_0, T.TQ2_0, T.IQ1_S, T.IQ1_M, T.IQ2_XXS, T.IQ2_XS,
+                  T.IQ2_S, T.IQ3_XXS, T.IQ3_S):
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
         cols = block_size * 2
         raw = random_blocks(rng, qtype, rows * 2).reshape(rows, 2 * type_size)
