@@ -34,6 +34,13 @@ float BitSign(uint8_t byte, int k) { return (byte >> k) & 1 ? -1.0f : 1.0f; }
 
 constexpr float kIq1Delta = 0.125f;
 
+// IQ2_XS and IQ2_S: the scale of 8-weight group i, from 4-bit scales (two per byte, low first)
+// that each cover 16 weights.
+float Iq2GroupScale(const uint8_t* scales, int i, float d) {
+  const int s = (scales[i / 4] >> (4 * ((i / 2) % 2))) & 0xF;
+  return d * (0.5f + static_cast<float>(s)) * 0.25f;
+}
+
 }  // namespace
 
 void DequantizeIq2XxsBlock(const uint8_t* block, float* y) {
@@ -44,8 +51,7 @@ void DequantizeIq2XxsBlock(const uint8_t* block, float* y) {
     const float db = d * (0.5f + static_cast<float>(aux >> 28)) * 0.25f;
     for (int j = 0; j < 4; ++j) {
       const uint32_t code = (aux >> (7 * j)) & 0x7F;
-      for (int k = 0; k < 8; ++k)
-        y[32 * g + 8 * j + k] = db * Iq2Xxs(q[j], k) * CodedSign(code, k);
+      for (int k = 0; k < 8; ++k) y[32 * g + 8 * j + k] = db * Iq2Xxs(q[j], k) * CodedSign(code, k);
     }
   }
 }
@@ -55,8 +61,7 @@ void DequantizeIq2XsBlock(const uint8_t* block, float* y) {
   const uint8_t* scales = block + 2 + 64;
   for (int i = 0; i < 32; ++i) {  // 8 weights each; scales per 16
     const uint16_t q = U16(block + 2 + 2 * i);
-    const int s = (scales[i / 4] >> (4 * ((i / 2) % 2))) & 0xF;
-    const float db = d * (0.5f + static_cast<float>(s)) * 0.25f;
+    const float db = Iq2GroupScale(scales, i, d);
     for (int k = 0; k < 8; ++k) y[8 * i + k] = db * Iq2Xs(q & 511, k) * CodedSign(q >> 9, k);
   }
 }
@@ -69,8 +74,7 @@ void DequantizeIq2SBlock(const uint8_t* block, float* y) {
   const uint8_t* scales = qh + 8;
   for (int i = 0; i < 32; ++i) {
     const int row = qs[i] | (((qh[i / 4] >> (2 * (i % 4))) & 3) << 8);
-    const int s = (scales[i / 4] >> (4 * ((i / 2) % 2))) & 0xF;
-    const float db = d * (0.5f + static_cast<float>(s)) * 0.25f;
+    const float db = Iq2GroupScale(scales, i, d);
     for (int k = 0; k < 8; ++k) y[8 * i + k] = db * Iq2S(row, k) * BitSign(signs[i], k);
   }
 }
@@ -123,9 +127,9 @@ void DequantizeIq1MBlock(const uint8_t* block, float* y) {
   const uint8_t* sc = block + 48;
   uint16_t scales[4];
   for (int i = 0; i < 4; ++i) scales[i] = U16(sc + 2 * i);
-  const uint16_t d_bits = static_cast<uint16_t>(((scales[0] & 0xF000) >> 12) |
-                                                ((scales[1] & 0xF000) >> 8) |
-                                                ((scales[2] & 0xF000) >> 4) | (scales[3] & 0xF000));
+  const uint16_t d_bits =
+      static_cast<uint16_t>(((scales[0] & 0xF000) >> 12) | ((scales[1] & 0xF000) >> 8) |
+                            ((scales[2] & 0xF000) >> 4) | (scales[3] & 0xF000));
   const float d = HalfToFloat(d_bits);
   for (int m = 0; m < 32; ++m) {  // 8 weights each; scales per 16
     const int nibble = (qh[m / 2] >> (4 * (m % 2))) & 0xF;

@@ -354,17 +354,6 @@ def large(out, source):
         hf[p + "self_attn.k_proj.weight"] = normal(kv * hd, hidden)
         hf[p + "self_attn.v_proj.weight"] = normal(kv * hd, hidden)
         hf[p + "self_attn.o_proj.weight"] = normal(hidden, heads * hd)
-        if moe:
-            block = "block_sparse_moe." if moe["mixtral"] else "mlp."
-            names = ("w1", "w3", "w2") if moe["mixtral"] else ("gate_proj", "up_proj", "down_proj")
-            width = moe["width"]
-            hf[p + block + "gate.weight"] = normal(moe["experts"], hidden, s=1.0)
-            for e in range(moe["experts"]):
-                x = f"{p}{block}experts.{e}."
-                hf[x + names[0] + ".weight"] = normal(width, hidden)
-                hf[x + names[1] + ".weight"] = normal(width, hidden)
-                hf[x + names[2] + ".weight"] = normal(hidden, width)
-            continue
         hf[p + "mlp.gate_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.up_proj.weight"] = normal(inter, hidden)
         hf[p + "mlp.down_proj.weight"] = normal(hidden, inter)

@@ -89,6 +89,18 @@ at::Tensor AdaptedLogits(const model::LoadedModel& source, const at::Tensor& dir
   return model::PromptForward(*source.transformer, prompts, pad, false, &adapters).last_logits;
 }
 
+// An export of TinyTrialJson()'s trial of `source` (of config `c`) with random directions.
+ExportRequest TinyTrialRequest(const std::string& source, const model::ModelConfig& c,
+                               const std::string& dir, const std::string& format) {
+  ExportRequest request;
+  request.source_model = source;
+  request.directions_path =
+      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
+  request.params_json = TinyTrialJson();
+  request.format = format;
+  return request;
+}
+
 class TinyExport : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
@@ -102,12 +114,7 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
   ASSERT_TRUE(source.ok()) << source.status();
   const model::ModelConfig& c = source->transformer->config();
 
-  ExportRequest request;
-  request.source_model = source_dir;
-  request.directions_path =
-      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
-  request.params_json = TinyTrialJson();
-  request.format = "both";
+  ExportRequest request = TinyTrialRequest(source_dir, c, dir, "both");
   request.merge.row_normalization = *model::ParseRowNormalization(mode_name);
   request.merge.max_shard_bytes = 4 << 20;  // several shards for a ~28 MB model
   request.destination = dir + "/out/tiny-abliterated";
@@ -198,12 +205,7 @@ TEST_P(LayoutExport, AdaptedTensorsKeepTheSourceLayout) {
   ASSERT_EQ(c.num_experts, variant == "phi3" ? 0 : 4);
   const int mlp_tensors_per_layer = std::max(1, c.num_experts);
 
-  ExportRequest request;
-  request.source_model = source_dir;
-  request.directions_path =
-      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
-  request.params_json = TinyTrialJson();
-  request.format = "both";
+  ExportRequest request = TinyTrialRequest(source_dir, c, dir, "both");
   request.merge.row_normalization = model::RowNormalization::kFull;
   request.destination = dir + "/out/" + variant + "-abliterated";
   auto result = RunExport(request);
@@ -305,12 +307,7 @@ TEST_P(VisionLanguage, TextDecoderIsTransformersAndTheExportKeepsTheVisionTower)
   ASSERT_TRUE(hf.defined());
   const float vs_hf = (logits - hf).abs().max().item<float>();
 
-  ExportRequest request;
-  request.source_model = source_dir;
-  request.directions_path =
-      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
-  request.params_json = TinyTrialJson();
-  request.format = "merged";
+  ExportRequest request = TinyTrialRequest(source_dir, c, dir, "merged");
   request.destination = dir + "/out/vlm-abliterated";
   auto result = RunExport(request);
   ASSERT_TRUE(result.ok()) << result.status();
@@ -372,12 +369,7 @@ TEST(Export, Phi3FromGgufIsAModelTransformersLoads) {
   ASSERT_TRUE(source.ok()) << source.status();
   const model::ModelConfig& c = source->transformer->config();
   EXPECT_EQ(c.RotaryDim(), c.head_dim / 2);
-  ExportRequest request;
-  request.source_model = dir + "/model.gguf";
-  request.directions_path =
-      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
-  request.params_json = TinyTrialJson();
-  request.format = "merged";
+  ExportRequest request = TinyTrialRequest(dir + "/model.gguf", c, dir, "merged");
   request.destination = dir + "/out/phi3";
   auto result = RunExport(request);
   ASSERT_TRUE(result.ok()) << result.status();
@@ -404,12 +396,7 @@ TEST(Export, Gemma3FromGgufIsTheAdaptedModelInTransformers) {
   ASSERT_TRUE(source.ok()) << source.status();
   const model::ModelConfig& c = source->transformer->config();
 
-  ExportRequest request;
-  request.source_model = source_path;
-  request.directions_path =
-      RandomDirections(c.num_layers + 1, c.hidden_size, dir + "/directions.bin");
-  request.params_json = TinyTrialJson();
-  request.format = "merged";
+  ExportRequest request = TinyTrialRequest(source_path, c, dir, "merged");
   request.merge.row_normalization = model::RowNormalization::kFull;
   request.destination = dir + "/out/gemma3-abliterated";
   auto result = RunExport(request);

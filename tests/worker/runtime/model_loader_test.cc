@@ -37,18 +37,30 @@ std::vector<TokenIds> RandomPrompts(int64_t vocab, int count, uint32_t seed) {
   return prompts;
 }
 
+// The tiny `variant` that model_fixtures.py writes into `dir`, loaded from its Hugging Face folder
+// (first) and from its GGUF (second).
+absl::StatusOr<std::pair<LoadedModel, LoadedModel>> LoadTinyFixture(const std::string& variant,
+                                                                    const std::string& dir) {
+  std::string log;
+  if (RunOracle("model_fixtures.py", {"tiny", variant, dir, RealModelPath()}, &log) != 0) {
+    return absl::InternalError("model_fixtures.py tiny " + variant + ": " + log);
+  }
+  auto from_hf = LoadModel(dir + "/hf");
+  if (!from_hf.ok()) return from_hf.status();
+  auto from_gguf = LoadModel(dir + "/model.gguf");
+  if (!from_gguf.ok()) return from_gguf.status();
+  return std::pair{std::move(*from_hf), std::move(*from_gguf)};
+}
+
 class TinyArchitecture : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TinyArchitecture, HfFolderAndGgufMatchLlamaCppAndTransformers) {
   const std::string variant = GetParam();
   const std::string dir = MakeTempDir("tiny_" + variant);
-  std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", variant, dir, RealModelPath()}, &log), 0)
-      << log;
-  auto from_hf = LoadModel(dir + "/hf");
-  ASSERT_TRUE(from_hf.ok()) << from_hf.status();
-  auto from_gguf = LoadModel(dir + "/model.gguf");
-  ASSERT_TRUE(from_gguf.ok()) << from_gguf.status();
+  auto tiny = LoadTinyFixture(variant, dir);
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  LoadedModel* from_hf = &tiny->first;
+  LoadedModel* from_gguf = &tiny->second;
   const ModelConfig& c = from_hf->transformer->config();
   EXPECT_EQ(c.num_layers, 3);
 
@@ -94,13 +106,10 @@ INSTANTIATE_TEST_SUITE_P(Variants, TinyArchitecture,
 // transformers on the HF folder and llama.cpp on the GGUF with its 1 + w norms.
 TEST(Gemma3, TinyModelMatchesTransformersAndLlamaCpp) {
   const std::string dir = MakeTempDir("tiny_gemma3");
-  std::string log;
-  ASSERT_EQ(RunOracle("model_fixtures.py", {"tiny", "gemma3", dir, RealModelPath()}, &log), 0)
-      << log;
-  auto from_hf = LoadModel(dir + "/hf");
-  ASSERT_TRUE(from_hf.ok()) << from_hf.status();
-  auto from_gguf = LoadModel(dir + "/model.gguf");
-  ASSERT_TRUE(from_gguf.ok()) << from_gguf.status();
+  auto tiny = LoadTinyFixture("gemma3", dir);
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  LoadedModel* from_hf = &tiny->first;
+  LoadedModel* from_gguf = &tiny->second;
   const ModelConfig& c = from_hf->transformer->config();
   ASSERT_EQ(c.architecture, Architecture::kGemma3);
   EXPECT_EQ(c.sliding_layers, std::vector<bool>({true, true, true, true, true, false}));
