@@ -171,6 +171,18 @@ absl::Status ReadGemma3Json(const nlohmann::json& j, const std::string& path, Mo
   c->rope_theta = 1000000.0;
   if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
     const auto& rp = j["rope_parameters"];
+    if (!rp.contains("full_attention") && !rp.contains("sliding_attention")) {
+      // One parameter set for the global layers (the local ones keep rope_local_base_freq).
+      c->rope_local_theta = j.value("rope_local_base_freq", kGemma3LocalRopeTheta);
+      return ReadGemmaRope(rp, path, &c->rope_theta, &c->rope_linear_factor);
+    }
+    for (auto it = rp.begin(); it != rp.end(); ++it) {
+      if (it.key() != "full_attention" && it.key() != "sliding_attention") {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": rope_parameters entry \"", it.key(),
+                         "\" (full_attention and sliding_attention are Gemma 3's layer types)"));
+      }
+    }
     if (rp.contains("full_attention")) {
       if (auto s =
               ReadGemmaRope(rp["full_attention"], path, &c->rope_theta, &c->rope_linear_factor);
@@ -329,6 +341,15 @@ absl::Status ReadGemma3Gguf(const formats::GgufReader& gguf, const std::string& 
 // fused 3-D tensors blk.N.ffn_{gate,up,down}_exps of current converters.
 absl::Status ReadMoeGguf(const formats::GgufReader& gguf, const std::string& p, ModelConfig* c) {
   const int64_t experts = gguf.GetInt(p + "expert_count").value_or(0);
+  const int64_t used = gguf.GetInt(p + "expert_used_count").value_or(0);
+  const int64_t width =
+      gguf.GetInt(p + "expert_feed_forward_length").value_or(c->intermediate_size);
+  constexpr int64_t kMaxExperts = 1 << 16;  // more than any model has; keeps the casts exact
+  if (experts > kMaxExperts || used < 0 || used > kMaxExperts || width <= 0 || width > (1 << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": expert_count ", experts,
+                                                   ", expert_used_count ", used, ", expert width ",
+                                                   width, " are out of range"));
+  }
   if (experts <= 0) {
     if (c->architecture == Architecture::kQwen3Moe) {
       return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", p, "expert_count missing"));
@@ -346,12 +367,13 @@ absl::Status ReadMoeGguf(const formats::GgufReader& gguf, const std::string& p, 
                      ": experts stored one tensor each (blk.N.ffn_gate.E.weight, an old "
                      "converter's layout) are not supported; reconvert with a current llama.cpp"));
   }
-  auto used = gguf.GetInt(p + "expert_used_count");
-  if (!used.ok()) return used.status();
+  if (!gguf.Has(p + "expert_used_count")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(gguf.path(), ": ", p, "expert_used_count missing"));
+  }
   c->num_experts = static_cast<int>(experts);
-  c->experts_per_token = static_cast<int>(*used);
-  c->expert_intermediate_size = static_cast<int>(
-      gguf.GetInt(p + "expert_feed_forward_length").value_or(c->intermediate_size));
+  c->experts_per_token = static_cast<int>(used);
+  c->expert_intermediate_size = static_cast<int>(width);
   c->norm_topk_prob = true;
   c->moe_layers.assign(c->num_layers, true);
   return absl::OkStatus();

@@ -48,14 +48,14 @@ struct ModelConfig {
   // RMSNorms scale by (1 + w), computed in float32; the attention output and the MLP output are
   // normed again before they join the residual ("sandwich" norms).
   bool gemma_norms = false;
-  bool scale_embeddings = false;      // embeddings times sqrt(hidden_size)
-  bool gelu_tanh = false;             // GeGLU with tanh-approximated GELU instead of SwiGLU
-  double query_pre_attn_scalar = 0;   // attention scale 1/sqrt(this); 0: 1/sqrt(head_dim)
-  int sliding_window = 0;             // a query sees keys less than this many positions back
-  std::vector<bool> sliding_layers;   // per layer: local (sliding-window) attention
-  double rope_local_theta = 10000.0;  // RoPE base of the sliding-window layers
-  double rope_linear_factor = 1.0;    // global layers' positions divided by this ("linear")
-  double final_logit_softcap = 0;     // logits = c tanh(logits / c); 0: none
+  bool scale_embeddings = false;     // embeddings times sqrt(hidden_size)
+  bool gelu_tanh = false;            // GeGLU with tanh-approximated GELU instead of SwiGLU
+  double query_pre_attn_scalar = 0;  // attention scale 1/sqrt(this); 0: 1/sqrt(head_dim)
+  int sliding_window = 0;            // a query sees keys less than this many positions back
+  std::vector<bool> sliding_layers;  // per layer: local (sliding-window) attention
+  double rope_local_theta = 0;  // Gemma 3: RoPE base of its sliding-window layers; 0: rope_theta
+  double rope_linear_factor = 1.0;  // global layers' positions divided by this ("linear")
+  double final_logit_softcap = 0;   // logits = c tanh(logits / c); 0: none
 
   // Mixture of experts (Qwen3-MoE, Mixtral): a router picks `experts_per_token` of `num_experts`
   // SwiGLU experts of width `expert_intermediate_size` per token (softmax, top-k, renormalized

@@ -27,12 +27,12 @@ namespace {
 // rope_freqs.weight): high frequencies kept, low ones divided by `factor`, smooth in between.
 at::Tensor Llama3RopeFactors(const ModelConfig& c) {
   const Llama3RopeScaling& s = c.rope_scaling;
-  const int64_t half = c.head_dim / 2;
+  const int64_t rotary = c.RotaryDim(), half = rotary / 2;
   auto factors = at::empty({half}, at::kFloat);
   const double low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
   const double high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
   for (int64_t i = 0; i < half; ++i) {
-    const double freq = 1.0 / std::pow(c.rope_theta, 2.0 * i / c.head_dim);
+    const double freq = 1.0 / std::pow(c.rope_theta, 2.0 * i / rotary);
     const double wavelen = 2 * M_PI / freq;
     double scaled;
     if (wavelen < high_wavelen) {
@@ -338,6 +338,10 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions
   }
   auto source = OpenModelSource(path);
   if (!source.ok()) return source.status();
+  if ((*source)->config.architecture == Architecture::kGemma3 && options.dtype == c10::kHalf) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": Gemma 3's activations overflow float16; use bfloat16 or float32"));
+  }
   const HeapForLoading heap;
   return (*source)->kind == ModelSource::Kind::kGguf ? LoadGguf(**source, options)
                                                      : LoadHfFolder(**source, options);

@@ -159,6 +159,7 @@ KvCache::KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
     values.push_back(at::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
   }
   valid = at::zeros({slots, capacity}, options.dtype(at::kBool));
+  column_position = at::zeros({slots, capacity}, options.dtype(at::kLong));
   length.assign(slots, 0);
   positions.assign(slots, 0);
 }
@@ -178,6 +179,7 @@ void KvCache::CopySlotFrom(const KvCache& source, int64_t from, int64_t to) {
   }
   valid[to].fill_(false);
   valid[to].narrow(0, 0, n).copy_(source.valid[from].narrow(0, 0, n));
+  column_position[to].narrow(0, 0, n).copy_(source.column_position[from].narrow(0, 0, n));
   length[to] = n;
   positions[to] = source.positions[from];
 }
@@ -192,7 +194,9 @@ Transformer::Transformer(ModelConfig config, ModelWeights weights)
     inv_freq = inv_freq / weights_.rope_freq_factors.to(at::kCPU, at::kDouble);
   }
   inv_freq_ = inv_freq.to(device, at::kFloat);
-  local_inv_freq_ = (1.0 / at::pow(config_.rope_local_theta, exponents)).to(device, at::kFloat);
+  if (config_.rope_local_theta > 0) {
+    local_inv_freq_ = (1.0 / at::pow(config_.rope_local_theta, exponents)).to(device, at::kFloat);
+  }
 }
 
 KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
@@ -243,6 +247,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   const at::Tensor flat_index = to_device(flat_columns, {B * T});
   const at::Tensor slot_index = to_device(slots, {B});
   cache->valid.view(-1).index_put_({flat_index}, mask_cpu.view(-1).to(device).to(at::kBool));
+  const at::Tensor position_index = to_device(positions, {B, T});
+  cache->column_position.view(-1).index_put_({flat_index}, position_index.view(-1));
   for (int64_t b = 0; b < B; ++b) {
     cache->length[slots[b]] += T;
     for (int64_t t = 0; t < T; ++t) cache->positions[slots[b]] += mask_acc[b][t] != 0;
@@ -257,23 +263,28 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
       SlotRows(cache->valid, slots, slot_index, consecutive).narrow(1, 0, S).unsqueeze(1);
   const at::Tensor visible = ((key_col <= query_col) & valid) | (key_col == query_col);
   const at::Tensor attn_mask = visible.unsqueeze(1);
-  // Sliding-window layers also hide keys `sliding_window` or more positions back. Real tokens
-  // of a row sit in consecutive columns (padding only on the left), so columns measure positions.
+  // Sliding-window layers also hide keys `sliding_window` or more positions back, measured in
+  // RoPE positions (a shared prefix leaves padding between a row's prefix and its suffix).
   const bool any_sliding = std::find(config_.sliding_layers.begin(), config_.sliding_layers.end(),
                                      true) != config_.sliding_layers.end();
-  const at::Tensor local_mask =
-      any_sliding ? (visible & (query_col - key_col < config_.sliding_window)).unsqueeze(1)
-                  : at::Tensor();
+  at::Tensor local_mask;
+  if (any_sliding) {
+    const at::Tensor key_position =
+        SlotRows(cache->column_position, slots, slot_index, consecutive).narrow(1, 0, S);
+    const at::Tensor distance = position_index.unsqueeze(-1) - key_position.unsqueeze(1);
+    local_mask = (visible & (distance < config_.sliding_window)).unsqueeze(1);
+  }
 
   // RoPE (cos, sin) tables (B, 1, T, hd) for the global layers and, if any, the local ones.
-  const at::Tensor position_f = to_device(positions, {B, T}).to(at::kFloat).unsqueeze(-1);
+  const at::Tensor position_f = position_index.to(at::kFloat).unsqueeze(-1);
   auto rope_tables = [&](const at::Tensor& inv_freq) {
     auto freqs = position_f * inv_freq.view({1, 1, -1});
     auto emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
     return std::pair{emb.cos().to(dtype), emb.sin().to(dtype)};
   };
   const auto global_rope = rope_tables(inv_freq_);
-  const auto local_rope = any_sliding ? rope_tables(local_inv_freq_) : global_rope;
+  const auto local_rope =
+      any_sliding && local_inv_freq_.defined() ? rope_tables(local_inv_freq_) : global_rope;
   const std::optional<double> attn_scale =
       config_.query_pre_attn_scalar > 0
           ? std::optional<double>(1.0 / std::sqrt(config_.query_pre_attn_scalar))

@@ -76,6 +76,7 @@ class KvCache {
   std::vector<at::Tensor> keys;  // per layer (slots, capacity, kv_heads, head_dim)
   std::vector<at::Tensor> values;
   at::Tensor valid;                // (slots, capacity) bool: a real token at that column
+  at::Tensor column_position;      // (slots, capacity) int64: that column's RoPE position
   std::vector<int64_t> length;     // per slot: columns in use
   std::vector<int64_t> positions;  // per slot: real tokens so far (the next RoPE position)
 };
@@ -153,8 +154,9 @@ class Transformer {
  private:
   ModelConfig config_;
   ModelWeights weights_;
-  at::Tensor inv_freq_;        // (head_dim/2) float32, on the model's device
-  at::Tensor local_inv_freq_;  // the same for sliding-window layers (their own RoPE base)
+  at::Tensor inv_freq_;  // (head_dim/2) float32, on the model's device
+  at::Tensor
+      local_inv_freq_;  // Gemma 3's sliding-window layers (their own RoPE base), or undefined
 };
 
 }  // namespace schism::model
