@@ -24,6 +24,7 @@
 #include "common/sha256.h"
 #include "common/staged_folder.h"
 #include "tests/test_support.h"
+#include "tests/worker/runtime/llama_cpp_oracle.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/model_loader.h"
 #include "worker/runtime/trial_evaluator.h"
@@ -87,6 +88,23 @@ at::Tensor AdaptedLogits(const model::LoadedModel& source, const at::Tensor& dir
   model::AdapterBatch adapters = (*evaluator)->BuildAdapters({trial});
   adapters.row_trial = at::zeros({static_cast<int64_t>(prompts.size())}, at::kLong);
   return model::PromptForward(*source.transformer, prompts, pad, false, &adapters).last_logits;
+}
+
+// PEFT's formulas (export_reference.py) applied to `source_dir` with `out`/adapter give `out`'s
+// merged weights: `modules` adapted modules, every other tensor equal, the same tensor names.
+void ExpectPeftReferenceMatches(const std::string& source_dir, const std::string& out, int modules,
+                                const std::string& label) {
+  std::string report;
+  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report),
+            0)
+      << report;
+  const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
+  std::cout << label << ": PEFT reference " << peft.dump() << "\n";
+  EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
+  EXPECT_EQ(peft["modules"].get<int>(), modules);
+  EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
+  EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
+  EXPECT_EQ(peft["stray_adapter_keys"].get<int>(), 0);
 }
 
 // An export of TinyTrialJson()'s trial of `source` (of config `c`) with random directions.
@@ -154,17 +172,7 @@ TEST_P(TinyExport, MergedReloadsAsTheAdaptedModelAndAdapterMatchesPeft) {
   EXPECT_TRUE(at::equal(got.argmax(-1), expected.argmax(-1)));
 
   // PEFT's formulas applied to the source give the merged weights.
-  std::string report;
-  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report),
-            0)
-      << report;
-  const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
-  std::cout << mode_name << ": PEFT reference " << peft.dump() << "\n";
-  EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
-  EXPECT_EQ(peft["modules"].get<int>(), 2 * c.num_layers);
-  EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
-  EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
-  EXPECT_EQ(peft["stray_adapter_keys"].get<int>(), 0);
+  ExpectPeftReferenceMatches(source_dir, out, 2 * c.num_layers, mode_name);
   EXPECT_EQ(ReadJson(out + "/adapter/adapter_config.json")["use_dora"].get<bool>(),
             mode_name == "full");
 
@@ -229,16 +237,7 @@ TEST_P(LayoutExport, AdaptedTensorsKeepTheSourceLayout) {
   EXPECT_LT(delta, 1e-4f);
   EXPECT_GT((got - unmodified).abs().max().item<float>(), 1e-2f);
 
-  std::string report;
-  ASSERT_EQ(RunOracle("export_reference.py", {"peft", source_dir, out + "/adapter", out}, &report),
-            0)
-      << report;
-  const auto peft = nlohmann::json::parse(report.substr(report.find('{')));
-  std::cout << variant << ": PEFT reference " << peft.dump() << "\n";
-  EXPECT_LT(peft["max_rel_err"].get<double>(), 1e-5) << report;
-  EXPECT_EQ(peft["modules"].get<int>(), c.num_layers * (1 + mlp_tensors_per_layer));
-  EXPECT_TRUE(peft["others_equal"].get<bool>()) << report;
-  EXPECT_TRUE(peft["same_tensor_names"].get<bool>()) << report;
+  ExpectPeftReferenceMatches(source_dir, out, c.num_layers * (1 + mlp_tensors_per_layer), variant);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, LayoutExport, ::testing::Values("qwen3moe", "mixtral", "phi3"));
@@ -259,23 +258,6 @@ TEST(Export, MixtureOfExpertsGgufIsRefusedNamingTheWayOut) {
   EXPECT_NE(result.status().message().find("Hugging Face folder"), std::string::npos)
       << result.status();
   EXPECT_FALSE(fs::exists(request.destination));
-}
-
-// Runs transformers on a folder; its next-token logits of `prompts`.
-at::Tensor TransformersLogits(const std::string& folder,
-                              const std::vector<model::TokenIds>& prompts, int64_t vocab,
-                              const std::string& scratch) {
-  const std::string dir = MakeTempDir(scratch);
-  std::ofstream(dir + "/prompts.json") << nlohmann::json(prompts).dump();
-  std::string log;
-  EXPECT_EQ(testing_support::RunTorchOracle("transformers_oracle.py",
-                                            {folder, dir + "/prompts.json", dir, "1"}, &log),
-            0)
-      << log;
-  std::vector<float> flat = testing_support::ReadFloats(dir + "/logits.f32");
-  if (flat.size() != prompts.size() * vocab) return {};
-  return at::from_blob(flat.data(), {static_cast<int64_t>(prompts.size()), vocab}, at::kFloat)
-      .clone();
 }
 
 // Vision-language checkpoints as transformers saves them (Gemma 3: the decoder under
@@ -303,9 +285,13 @@ TEST_P(VisionLanguage, TextDecoderIsTransformersAndTheExportKeepsTheVisionTower)
   EXPECT_EQ(c.num_layers, 6);
   const auto prompts = RandomPrompts(c.vocab_size - 8, 6);  // clear of the image tokens
   const at::Tensor logits = model::PromptForward(*source->transformer, prompts, 0).last_logits;
-  const at::Tensor hf = TransformersLogits(source_dir, prompts, c.vocab_size, "vlm_hf_" + kind);
-  ASSERT_TRUE(hf.defined());
-  const float vs_hf = (logits - hf).abs().max().item<float>();
+  const model::LlamaCppResult hf =
+      model::RunTransformers(source_dir, prompts, c.vocab_size, 16, "vlm_hf_" + kind);
+  ASSERT_TRUE(hf.logits.defined());
+  const float vs_hf = (logits - hf.logits).abs().max().item<float>();
+  model::GreedyOptions greedy_options;
+  greedy_options.max_new_tokens = 16;
+  EXPECT_EQ(model::GreedyGenerate(*source->transformer, prompts, greedy_options), hf.greedy);
 
   ExportRequest request = TinyTrialRequest(source_dir, c, dir, "merged");
   request.destination = dir + "/out/vlm-abliterated";
@@ -343,7 +329,7 @@ TEST_P(VisionLanguage, TextDecoderIsTransformersAndTheExportKeepsTheVisionTower)
       AdaptedLogits(*source, *directions, *trial, request.merge.row_normalization, prompts, 0);
   const at::Tensor got = model::PromptForward(*exported->transformer, prompts, 0).last_logits;
   const at::Tensor hf_export =
-      TransformersLogits(out, prompts, c.vocab_size, "vlm_hf_export_" + kind);
+      model::RunTransformers(out, prompts, c.vocab_size, 1, "vlm_hf_export_" + kind).logits;
   ASSERT_TRUE(hf_export.defined());
   const float vs_adapted = (got - expected).abs().max().item<float>();
   const float export_vs_hf = (got - hf_export).abs().max().item<float>();
@@ -377,7 +363,8 @@ TEST(Export, Phi3FromGgufIsAModelTransformersLoads) {
   ASSERT_TRUE(exported.ok()) << exported.status();
   const auto prompts = RandomPrompts(c.vocab_size, 6);
   const at::Tensor got = model::PromptForward(*exported->transformer, prompts, 0).last_logits;
-  const at::Tensor hf = TransformersLogits(request.destination, prompts, c.vocab_size, "phi3_hf");
+  const at::Tensor hf =
+      model::RunTransformers(request.destination, prompts, c.vocab_size, 1, "phi3_hf").logits;
   ASSERT_TRUE(hf.defined());
   const float delta = (got - hf).abs().max().item<float>();
   std::cout << "phi3 export: max |logit(transformers) - logit(schism)| = " << delta << "\n";
@@ -421,14 +408,9 @@ TEST(Export, Gemma3FromGgufIsTheAdaptedModelInTransformers) {
   const float vs_adapted = (got - expected).abs().max().item<float>();
 
   // transformers on the exported folder, one prompt at a time.
-  std::ofstream(dir + "/prompts.json") << nlohmann::json(prompts).dump();
-  ASSERT_EQ(testing_support::RunTorchOracle("transformers_oracle.py",
-                                            {out, dir + "/prompts.json", dir, "1"}, &log),
-            0)
-      << log;
-  std::vector<float> flat = testing_support::ReadFloats(dir + "/logits.f32");
   const at::Tensor hf =
-      at::from_blob(flat.data(), {static_cast<int64_t>(prompts.size()), c.vocab_size}, at::kFloat);
+      model::RunTransformers(out, prompts, c.vocab_size, 1, "gemma3_export_hf").logits;
+  ASSERT_TRUE(hf.defined());
   const float vs_transformers = (hf - got).abs().max().item<float>();
   std::cout << "gemma3 export: max |logit(export) - logit(adapted)| = " << vs_adapted
             << ", |logit(transformers on the export) - logit(schism on it)| = " << vs_transformers

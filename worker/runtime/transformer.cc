@@ -101,7 +101,7 @@ at::Tensor MoeMlp(const at::Tensor& m, const LayerWeights& layer, const ModelCon
     }
   }
   const at::Tensor token_trial =
-      row_trial.defined() ? row_trial.repeat_interleave(T) : at::Tensor();
+      adapters != nullptr && row_trial.defined() ? row_trial.repeat_interleave(T) : at::Tensor();
   const auto index_options = at::TensorOptions().dtype(at::kLong).device(x.device());
   at::Tensor out = at::zeros_like(x);
   for (int64_t e = 0; e < c.num_experts; ++e) {
@@ -111,7 +111,7 @@ at::Tensor MoeMlp(const at::Tensor& m, const LayerWeights& layer, const ModelCon
     const at::Tensor xe = x.index_select(0, token_index);
     const at::Tensor act = at::silu(Linear(xe, expert.gate_proj)) * Linear(xe, expert.up_proj);
     at::Tensor y = Linear(act, expert.down_proj);
-    if (adapters != nullptr && token_trial.defined()) {
+    if (token_trial.defined()) {
       y = ApplyAdapter(y.unsqueeze(1), act.unsqueeze(1), &(*adapters)[e],
                        token_trial.index_select(0, token_index))
               .squeeze(1);

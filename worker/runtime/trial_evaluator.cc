@@ -108,6 +108,12 @@ AdapterBatch TrialEvaluator::BuildAdapters(
       for (const auto& l : lambdas) any |= l[layer] != 0;
       if (!any) continue;
       const LayerWeights& weights = model_.transformer->weights().layers[layer];
+      // Each trial's direction at this layer, once for all the weights it adapts (every expert).
+      std::vector<at::Tensor> directions(k);
+      for (int64_t t = 0; t < k; ++t) {
+        if (lambdas[t][layer] != 0)
+          directions[t] = DirectionForLayer(directions_, trials[t], layer);
+      }
       // One adapter set for W (k trials), from W's row norms.
       auto adapt = [&](const LinearWeights& linear, const at::Tensor& norms) {
         const at::Tensor w = DenseWeight(linear, at::kFloat);
@@ -118,9 +124,8 @@ AdapterBatch TrialEvaluator::BuildAdapters(
         for (int64_t t = 0; t < k; ++t) {
           if (lambdas[t][layer] == 0) continue;
           batch.first_layer[t] = std::min(batch.first_layer[t], layer);
-          const at::Tensor v = DirectionForLayer(directions_, trials[t], layer);
-          MpoaAdapter adapter =
-              ComputeMpoaAdapter(w, norms, v, lambdas[t][layer], options_.row_normalization);
+          MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, directions[t], lambdas[t][layer],
+                                                   options_.row_normalization);
           adapters.a[t] = adapter.a;
           adapters.b[t] = adapter.b;
           if (full) adapters.scale[t] = adapter.scale;
