@@ -114,6 +114,7 @@ std::string HelpText(const Command& command) {
 
 absl::StatusOr<Args> Args::Parse(const std::vector<std::string>& argv, const Command& command) {
   Args args(&command);
+  args.argv_ = argv;
   for (size_t i = 0; i < argv.size(); ++i) {
     const std::string& arg = argv[i];
     if (arg.size() < 3 || arg.rfind("--", 0) != 0) {

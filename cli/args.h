@@ -67,6 +67,8 @@ class Args {
   // Parses an integer flag; a non-integer value is an error naming the flag.
   absl::StatusOr<std::optional<long>> GetInt(const std::string& flag) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
+  // The arguments as given (after the command name), to start another process with the same.
+  const std::vector<std::string>& argv() const { return argv_; }
 
  private:
   explicit Args(const Command* command) : command_(command) {}
@@ -74,6 +76,7 @@ class Args {
   const Command* command_;
   std::map<std::string, std::string> values_;
   std::vector<std::string> positionals_;
+  std::vector<std::string> argv_;
 };
 
 }  // namespace schism::cli

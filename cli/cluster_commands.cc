@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -17,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cli/args.h"
+#include "cli/tensor_parallel_launch.h"
 #include "common/byte_size.h"
 #include "common/env.h"
 #include "common/prompt_set.h"
@@ -195,17 +197,43 @@ int RunWorker(const Args& args) {
   auto credentials = Credentials(args);
   if (!credentials.ok())
     return Fail("worker", kExitUsageError, std::string(credentials.status().message()));
+  auto launch = PlanTensorParallel(args);
+  if (!launch.ok()) return Fail("worker", kExitUsageError, std::string(launch.status().message()));
   worker::WorkerOptions options;
   options.link.coordinator = *address;
   options.link.token = *token;
   options.link.credentials = *credentials;
   options.trials_per_batch = static_cast<int>(k->value_or(1));
   options.threads = static_cast<int>(threads->value_or(0));
-  options.device = *device;
+  options.device = RankDevice(*device, *launch);
   if (args.Get("dtype")) options.dtype = *dtype;
   options.link.stop = &g_stop;
+  std::vector<pid_t> local_ranks;
+  if (launch->spawn_local_ranks) {
+    // CPU ranks on one host share its cores.
+    const int cores = static_cast<int>(std::thread::hardware_concurrency());
+    const int per_rank = device->is_cpu() ? std::max(1, cores / launch->options.world_size) : 0;
+    if (device->is_cpu() && options.threads == 0) options.threads = per_rank;
+    auto started = StartLocalRanks(args, &*launch, per_rank);
+    if (!started.ok())
+      return Fail("worker", kExitRuntimeError, std::string(started.status().message()));
+    local_ranks = std::move(*started);
+  }
+  if (launch->options.world_size > 1) {
+    auto group = model::TensorParallel::Connect(launch->options, options.device);
+    if (!group.ok()) {
+      ReapLocalRanks(local_ranks, 0);
+      return Fail("worker", kExitRuntimeError, std::string(group.status().message()));
+    }
+    options.tensor_parallel = std::move(*group);
+    std::fprintf(stderr, "schism worker: tensor-parallel rank %d of %d (%s, %s)\n",
+                 launch->options.rank, launch->options.world_size,
+                 options.tensor_parallel->backend_name(), options.device.str().c_str());
+  }
   worker::TrialWorker w(options);
-  if (auto s = w.Run(); !s.ok()) return Fail("worker", kExitRuntimeError, std::string(s.message()));
+  const absl::Status status = w.Run();
+  ReapLocalRanks(local_ranks, 30);
+  if (!status.ok()) return Fail("worker", kExitRuntimeError, std::string(status.message()));
   return kExitOk;
 }
 

@@ -185,7 +185,12 @@ const std::vector<Command>& Commands() {
        .flags = JoinFlags(
            {ClientFlags(),
             {{"trials-per-batch", "K", "trials to lease and evaluate in one batch (default 1)"}},
-            DeviceFlags()}),
+            DeviceFlags(),
+            {{"tensor-parallel", "N",
+              "split the model over N ranks, one process each (default 1); without --tp-rank "
+              "(and outside srun) this process starts the other N-1 on this host, one GPU each"},
+             {"tp-rank", "R", "this process is rank R of --tensor-parallel N (needs --tp-master)"},
+             {"tp-master", "HOST:PORT", "where rank 0 serves the ranks' rendezvous"}}}),
        .run = RunWorker},
       {.name = "export-worker",
        .summary = "full-precision merges for a coordinator",

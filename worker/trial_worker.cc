@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -34,9 +35,11 @@ std::string ModelKey(const v1::StudySpec& spec) {
 // A prompt set as Heretic's load_prompts returns it: the split's rows, each as "prefix prompt
 // suffix" (space-joined) when the set has them, at most `limit` of them, chat-encoded with the
 // set's own system prompt over the study's.
-absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(
-    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
-    const std::string& response_prefix, size_t limit = std::numeric_limits<size_t>::max()) {
+absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSetHere(const model::LoadedModel& model,
+                                                                 const v1::StudySpec& spec,
+                                                                 const v1::PromptSet& set,
+                                                                 const std::string& response_prefix,
+                                                                 size_t limit) {
   auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
   if (!lines.ok()) return lines.status();
   if (lines->size() > limit) lines->resize(limit);
@@ -46,6 +49,39 @@ absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(
   }
   const std::string& system = set.has_system_prompt() ? set.system_prompt() : spec.system_prompt();
   return model::EncodeChatPrompts(model, *lines, system, response_prefix);
+}
+
+// The same; with tensor parallelism, every rank reads the files itself and all of them go on
+// only if all could (a file missing on one host fails the step everywhere, at once).
+absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(
+    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
+    const std::string& response_prefix, size_t limit = std::numeric_limits<size_t>::max()) {
+  auto encoded = EncodePromptSetHere(model, spec, set, response_prefix, limit);
+  if (const model::TensorParallel* tp = model.transformer->tensor_parallel()) {
+    if (auto agreed = tp->Agree(encoded.status()); !agreed.ok()) return agreed;
+  }
+  return encoded;
+}
+
+// Rank 0's messages to the other ranks of a tensor-parallel worker: a step and its work item,
+// an artifact the step fetched, or the end.
+constexpr char kReadyStep = 'R', kServeStep = 'S', kArtifact = 'A', kQuit = 'Q';
+
+std::string ArtifactMessage(const absl::StatusOr<std::string>& artifact) {
+  if (artifact.ok()) return std::string(1, kArtifact) + "1" + *artifact;
+  return absl::StrCat(std::string(1, kArtifact), "0", static_cast<int>(artifact.status().code()),
+                      ":", artifact.status().message());
+}
+
+absl::StatusOr<std::string> ParseArtifactMessage(const std::string& message) {
+  if (message.size() < 2 || message[0] != kArtifact)
+    return absl::InternalError("tensor parallel: out of step with rank 0 (expected an artifact)");
+  if (message[1] == '1') return message.substr(2);
+  const size_t colon = message.find(':');
+  int code = static_cast<int>(absl::StatusCode::kUnknown);
+  if (colon != std::string::npos) code = std::atoi(message.substr(2, colon - 2).c_str());
+  return absl::Status(static_cast<absl::StatusCode>(code),
+                      colon == std::string::npos ? "" : message.substr(colon + 1));
 }
 
 absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(
@@ -121,11 +157,30 @@ TrialWorker::~TrialWorker() = default;
 const std::string& TrialWorker::loaded_model_key() const { return state_->model_key; }
 
 absl::Status TrialWorker::Run() {
+  model::TensorParallel* tp = options_.tensor_parallel.get();
+  model::SetComputeThreads(options_.threads);
+  if (tp != nullptr && tp->rank() != 0) return Follow();
   options_.link.role = v1::WORKER_ROLE_TRIALS;
   CoordinatorLink link(options_.link);
-  model::SetComputeThreads(options_.threads);
+  // The other ranks hear of each step before it starts, and of its artifacts as they come.
+  auto announce = [&](char step, const v1::WorkItem& item) {
+    if (tp != nullptr) tp->Publish(std::string(1, step) + item.SerializeAsString());
+  };
+  struct QuitOnReturn {
+    model::TensorParallel* tp;
+    ~QuitOnReturn() {
+      if (tp != nullptr) tp->Publish(std::string(1, kQuit));
+    }
+  } quit_on_return{tp};
+  // Each step ends with all ranks meeting: one that cannot (died, or threw out of a collective the
+  // others finished) has broken the group, and the worker ends rather than serve out of step.
+  auto group_intact = [&]() -> absl::Status {
+    return tp != nullptr ? tp->Agree(absl::OkStatus()) : absl::OkStatus();
+  };
   const ArtifactSource artifacts = [&](const std::string& study_id) {
-    return link.FetchArtifact(study_id);
+    auto artifact = link.FetchArtifact(study_id);
+    if (tp != nullptr) tp->Publish(ArtifactMessage(artifact));
+    return artifact;
   };
   auto loaded_model = [&] { return state_->model_key.substr(0, state_->model_key.find('|')); };
   while (true) {
@@ -134,23 +189,59 @@ absl::Status TrialWorker::Run() {
                             options_.exit_after_idle_polls, /*peek=*/true);
     if (!peeked.ok()) return peeked.status();
     if (!peeked->has_value()) return absl::OkStatus();
+    announce(kReadyStep, **peeked);
     if (auto ready = Ready(**peeked, artifacts); !ready.ok()) {
       std::fprintf(stderr, "schism worker: getting ready for study %s: %s\n",
                    (*peeked)->study_id().c_str(), std::string(ready.message()).c_str());
     }
+    if (auto intact = group_intact(); !intact.ok()) return intact;
     auto next =
         link.Next(options_.trials_per_batch, loaded_model(), options_.exit_after_idle_polls);
     if (!next.ok()) return next.status();
     if (!next->has_value()) return absl::OkStatus();
     const v1::WorkItem item = std::move(**next);
     auto heartbeat = link.StartHeartbeat(item);
+    announce(kServeStep, item);
     auto report = Serve(item, artifacts);
+    if (auto intact = group_intact(); !intact.ok()) {
+      link.Fail(item, std::string(intact.message()));
+      return intact;
+    }
     if (!report.ok()) {
       link.Fail(item, std::string(report.status().message()));
     } else if (!heartbeat
                     ->lost()) {  // a lost lease went to someone else; the report would be stale
       (void)link.Report(item, std::move(*report));
     }
+  }
+}
+
+absl::Status TrialWorker::Follow() {
+  model::TensorParallel& tp = *options_.tensor_parallel;
+  const ArtifactSource artifacts = [&](const std::string&) -> absl::StatusOr<std::string> {
+    auto message = tp.NextMessage();
+    if (!message.ok()) return message.status();
+    return ParseArtifactMessage(*message);
+  };
+  while (true) {
+    auto message = tp.NextMessage();
+    if (!message.ok()) return message.status();
+    if (message->empty() || (*message)[0] == kQuit) return absl::OkStatus();
+    v1::WorkItem item;
+    const char step = (*message)[0];
+    if ((step != kReadyStep && step != kServeStep) ||
+        !item.ParseFromArray(message->data() + 1, static_cast<int>(message->size() - 1))) {
+      return absl::InternalError(absl::StrCat("tensor parallel: rank ", tp.rank(),
+                                              " got a message it cannot read from rank 0"));
+    }
+    // Rank 0 reports (or fails) the item; a follower's own error is only logged.
+    const absl::Status status =
+        step == kReadyStep ? Ready(item, artifacts) : Serve(item, artifacts).status();
+    if (!status.ok()) {
+      std::fprintf(stderr, "schism worker (tensor-parallel rank %d): study %s: %s\n", tp.rank(),
+                   item.study_id().c_str(), std::string(status.message()).c_str());
+    }
+    if (auto intact = tp.Agree(absl::OkStatus()); !intact.ok()) return intact;
   }
 }
 
@@ -199,6 +290,7 @@ absl::Status TrialWorker::LoadModel(const v1::StudySpec& spec) {
   st.model_key.clear();
   model::LoadOptions load;
   load.device = options_.device;
+  load.tensor_parallel = options_.tensor_parallel;
   if (spec.quantization() == "nf4") load.quantization = model::Quantization::kNf4;
   std::vector<c10::ScalarType> dtypes;
   if (options_.dtype) {
@@ -214,6 +306,11 @@ absl::Status TrialWorker::LoadModel(const v1::StudySpec& spec) {
   for (c10::ScalarType dtype : dtypes) {
     load.dtype = dtype;
     loaded = model::LoadModel(spec.model(), load);
+    // Every rank loads in the same dtype, or none goes on (a file one host lacks).
+    if (options_.tensor_parallel) {
+      if (auto agreed = options_.tensor_parallel->Agree(loaded.status()); !agreed.ok())
+        loaded = agreed;
+    }
     if (loaded.ok()) break;
   }
   if (!loaded.ok()) return loaded.status();

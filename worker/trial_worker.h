@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "worker/coordinator_link.h"
+#include "worker/runtime/tensor_parallel.h"
 
 namespace schism::worker {
 
@@ -35,6 +36,11 @@ struct WorkerOptions {
   // Exit after this many consecutive empty polls (0 = never); `schism run` uses it to end
   // workers once the study is done.
   int exit_after_idle_polls = 0;
+  // This worker is one rank of a tensor-parallel group (already connected), each rank holding
+  // its shard of the model on its own device. Rank 0 talks to the coordinator and hands every
+  // step to the other ranks, which run it beside it (Run follows rank 0 there); only rank 0
+  // reports. Null: the whole model in this process.
+  std::shared_ptr<model::TensorParallel> tensor_parallel;
 };
 
 class TrialWorker {
@@ -48,6 +54,7 @@ class TrialWorker {
   TrialWorker& operator=(const TrialWorker&) = delete;
 
   // Serves the coordinator until stopped, idle past exit_after_idle_polls, or refused for good.
+  // A tensor-parallel rank other than 0 follows rank 0 instead, until rank 0 ends (or is lost).
   absl::Status Run();
 
   // Step 0 (a peek's answer, before anything is leased): what the study's next work needs,
@@ -74,6 +81,9 @@ class TrialWorker {
   const std::string& loaded_model_key() const;
 
  private:
+  // Ranks > 0 of a tensor-parallel group: every step rank 0 announces, with its artifacts.
+  absl::Status Follow();
+
   // The study's evaluator, built from its artifact unless already held.
   absl::Status EnsureEvaluator(const std::string& study_id, const v1::StudySpec& spec,
                                const ArtifactSource& artifacts);

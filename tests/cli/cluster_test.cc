@@ -11,6 +11,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -93,8 +95,8 @@ struct Cluster {
   std::string dir, store, config, address, token_file, log;
 };
 
-// A 12-trial study on a tiny random llama model, with short leases.
-Cluster MakeCluster(const std::string& name, int lease_seconds) {
+// A study of `trials` trials (12 unless said) on a tiny random llama model, with short leases.
+Cluster MakeCluster(const std::string& name, int lease_seconds, int trials = 12) {
   Cluster c;
   c.dir = MakeTempDir(name);
   std::string out;
@@ -105,11 +107,12 @@ Cluster MakeCluster(const std::string& name, int lease_seconds) {
       0)
       << out;
   c.config = c.dir + "/study.toml";
-  std::ofstream(c.config)
-      << "model = \"" << c.dir << "/tiny/model.gguf\"\n"
-      << "n_trials = 12\nn_startup_trials = 4\nmax_response_length = 24\nseed = 11\n"
-      << PromptSetsToml(8, 12, 6) << "[cluster]\nlease_seconds = " << lease_seconds
-      << "\nmax_attempts = 10\n";
+  std::ofstream(c.config) << "model = \"" << c.dir << "/tiny/model.gguf\"\n"
+                          << "n_trials = " << trials
+                          << "\nn_startup_trials = 4\nmax_response_length = 24\nseed = 11\n"
+                          << PromptSetsToml(8, 12, 6)
+                          << "[cluster]\nlease_seconds = " << lease_seconds
+                          << "\nmax_attempts = 10\n";
   c.store = c.dir + "/store";
   c.address = "127.0.0.1:" + std::to_string(schism::testing_support::FreeLoopbackPort());
   c.token_file = c.dir + "/token";
@@ -219,6 +222,59 @@ TEST(Cluster, CoordinatorAndTwoWorkerProcessesCompleteA12TrialStudy) {
   // Idle workers shut down cleanly on SIGTERM (a busy one finishes its lease first).
   EXPECT_EQ(w1.Terminate(15), 0);
   EXPECT_EQ(w2.Terminate(15), 0);
+}
+
+// The study's trials by number, as `schism trials --json` prints them.
+std::map<int64_t, nlohmann::json> TrialsByNumber(const Cluster& c, const std::string& study) {
+  const std::string out = RunCli("trials " + study + " --json --coordinator " + c.address +
+                                 " --token-file " + c.token_file);
+  std::map<int64_t, nlohmann::json> trials;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto t = nlohmann::json::parse(line, nullptr, false);
+    if (t.is_discarded()) continue;
+    trials[t.contains("number") ? std::stoll(t["number"].get<std::string>()) : 0] = t;
+  }
+  return trials;
+}
+
+// One worker split over two processes (Gloo on 127.0.0.1, the second rank started by the first)
+// serves a study through the coordinator, and scores its trials as a one-process worker scores
+// the same trials of the same study submitted again (4 startup trials: the same draws).
+TEST(Cluster, TensorParallelWorkerScoresTrialsAsAOneProcessWorkerDoes) {
+  Cluster c = MakeCluster("cluster_tp", 60, /*trials=*/4);
+  Process coordinator(CoordinatorArgs(c), c.log);
+  const std::string parallel_study = Submit(c);
+  std::vector<std::string> tp_args = WorkerArgs(c);
+  tp_args.insert(tp_args.end(), {"--tensor-parallel", "2"});
+  Process tp_worker(tp_args, c.log);
+  ASSERT_TRUE(WaitFor([&] { return Finished(c, parallel_study); }, 300))
+      << schism::testing_support::ReadFile(c.log);
+  EXPECT_EQ(tp_worker.Terminate(30), 0);  // rank 0 ends rank 1 too
+  const std::string log = schism::testing_support::ReadFile(c.log);
+  EXPECT_NE(log.find("tensor-parallel rank 1 of 2 (gloo, cpu)"), std::string::npos) << log;
+
+  const std::string single_study = Submit(c);
+  Process worker(WorkerArgs(c), c.log);
+  ASSERT_TRUE(WaitFor([&] { return Finished(c, single_study); }, 300))
+      << schism::testing_support::ReadFile(c.log);
+  const auto parallel = TrialsByNumber(c, parallel_study);
+  const auto single = TrialsByNumber(c, single_study);
+  ASSERT_EQ(parallel.size(), 4u);
+  ASSERT_EQ(single.size(), 4u);
+  for (const auto& [number, trial] : single) {
+    const nlohmann::json& other = parallel.at(number);
+    EXPECT_EQ(other["params"], trial["params"]) << number;
+    EXPECT_EQ(other["scores"].value("refusals", 0), trial["scores"].value("refusals", 0)) << number;
+    const double kl = trial["scores"].value("kl_divergence", 0.0);
+    const double tp_kl = other["scores"].value("kl_divergence", 0.0);
+    std::cout << "trial " << number << ": KL " << tp_kl << " (2 ranks) vs " << kl << ", refusals "
+              << other["scores"].value("refusals", 0) << " vs "
+              << trial["scores"].value("refusals", 0) << "\n";
+    EXPECT_GT(kl, 0.0) << trial;
+    EXPECT_NEAR(tp_kl, kl, 1e-5) << number;  // as the runtime's parity test measured
+  }
 }
 
 nlohmann::json ExportJson(const std::string& out) {

@@ -14,7 +14,7 @@ FrozenPrompts FrozenPrompts::Build(const Transformer& model, const std::vector<T
   FrozenPrompts frozen;
   if (prompts.empty()) return frozen;
   const ModelConfig& c = model.config();
-  const int64_t H = c.hidden_size, kvd = c.num_kv_heads * c.head_dim;
+  const int64_t H = c.hidden_size, kvd = model.local_kv_heads() * c.head_dim;
   const int64_t element = model.options().dtype().itemsize();
   int64_t tokens = 0;
   for (const TokenIds& p : prompts) tokens += static_cast<int64_t>(p.size() - skip);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -49,6 +50,9 @@ at::Tensor Llama3RopeFactors(const ModelConfig& c) {
   return factors;
 }
 
+// How a tensor-parallel rank takes its share of a weight: whole, or 1/N of dim 0 or dim 1.
+constexpr std::optional<int> kReplicated, kRows = 0, kColumns = 1;
+
 absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const ModelConfig& c,
                                          const LoadOptions& options) {
   const c10::ScalarType dtype = options.dtype;
@@ -66,13 +70,25 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     }
     return *t;
   };
-  auto load = [&](const std::string& name, const std::vector<int64_t>& shape) -> at::Tensor {
-    const at::Tensor t = read(name, shape);
+  // A tensor-parallel rank's share of `t`: its 1/N of dim 0 (column-parallel q/k/v, gate/up
+  // rows) or of dim 1 (row-parallel o_proj, down_proj input columns).
+  const int rank = options.tensor_parallel ? options.tensor_parallel->rank() : 0;
+  const int world = options.tensor_parallel ? options.tensor_parallel->world_size() : 1;
+  auto shard = [&](const at::Tensor& t, std::optional<int> dim) -> at::Tensor {
+    if (!t.defined() || !dim) return t;
+    if (world == 1) return t.contiguous();
+    const int64_t size = t.size(*dim) / world;
+    return t.narrow(*dim, rank * size, size).contiguous();
+  };
+  auto load = [&](const std::string& name, const std::vector<int64_t>& shape,
+                  std::optional<int> split = kReplicated) -> at::Tensor {
+    const at::Tensor t = shard(read(name, shape), split);
     return t.defined() ? t.to(options.device, dtype) : t;
   };
   // A decoder linear layer: packed NF4 codes on the device for 4-bit workers (bitsandbytes'
   // Linear4bit with double quantization), else the weight in the compute dtype.
-  auto pack_linear = [&](LinearWeights* linear, const at::Tensor& t) {
+  auto pack_linear = [&](LinearWeights* linear, const at::Tensor& full, std::optional<int> split) {
+    const at::Tensor t = shard(full, split);
     if (!t.defined()) return;
     if (options.quantization != Quantization::kNf4 || t.numel() % kNf4BlockSize != 0) {
       linear->weight = t.to(options.device, dtype);
@@ -81,8 +97,8 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     }
   };
   auto load_linear = [&](LinearWeights* linear, const std::string& name,
-                         const std::vector<int64_t>& shape) {
-    pack_linear(linear, read(name, shape));
+                         const std::vector<int64_t>& shape, std::optional<int> split) {
+    pack_linear(linear, read(name, shape), split);
   };
   // A mixture-of-experts MLP: the router and every expert, stored per expert (Hugging Face;
   // Mixtral names them w1/w3/w2) or as fused 3-D tensors (GGUF), (E, out, in).
@@ -99,18 +115,19 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
       const at::Tensor down = read(p + "mlp.experts.down_proj.weight", {E, H, I});
       if (!status.ok()) return;
       for (int64_t e = 0; e < E; ++e) {
-        pack_linear(&layer->experts[e].gate_proj, gate[e].contiguous());
-        pack_linear(&layer->experts[e].up_proj, up[e].contiguous());
-        pack_linear(&layer->experts[e].down_proj, down[e].contiguous());
+        pack_linear(&layer->experts[e].gate_proj, gate[e].contiguous(), kRows);
+        pack_linear(&layer->experts[e].up_proj, up[e].contiguous(), kRows);
+        pack_linear(&layer->experts[e].down_proj, down[e].contiguous(), kColumns);
       }
       return;
     }
     for (int64_t e = 0; e < E && status.ok(); ++e) {
       const std::string x = absl::StrCat(p, moe, "experts.", e, ".");
       ExpertWeights& expert = layer->experts[e];
-      load_linear(&expert.gate_proj, x + (mixtral ? "w1" : "gate_proj") + ".weight", {I, H});
-      load_linear(&expert.up_proj, x + (mixtral ? "w3" : "up_proj") + ".weight", {I, H});
-      load_linear(&expert.down_proj, x + (mixtral ? "w2" : "down_proj") + ".weight", {H, I});
+      load_linear(&expert.gate_proj, x + (mixtral ? "w1" : "gate_proj") + ".weight", {I, H}, kRows);
+      load_linear(&expert.up_proj, x + (mixtral ? "w3" : "up_proj") + ".weight", {I, H}, kRows);
+      load_linear(&expert.down_proj, x + (mixtral ? "w2" : "down_proj") + ".weight", {H, I},
+                  kColumns);
     }
   };
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, hd = c.head_dim;
@@ -132,20 +149,21 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     if (source.Has(p + "self_attn.qkv_proj.weight")) {  // Phi-3: q, k, v rows in one tensor
       const at::Tensor qkv = read(p + "self_attn.qkv_proj.weight", {q_rows + 2 * kv_rows, H});
       if (qkv.defined()) {
-        pack_linear(&layer.q_proj, qkv.narrow(0, 0, q_rows).contiguous());
-        pack_linear(&layer.k_proj, qkv.narrow(0, q_rows, kv_rows).contiguous());
-        pack_linear(&layer.v_proj, qkv.narrow(0, q_rows + kv_rows, kv_rows).contiguous());
+        pack_linear(&layer.q_proj, qkv.narrow(0, 0, q_rows), kRows);
+        pack_linear(&layer.k_proj, qkv.narrow(0, q_rows, kv_rows), kRows);
+        pack_linear(&layer.v_proj, qkv.narrow(0, q_rows + kv_rows, kv_rows), kRows);
       }
     } else {
-      load_linear(&layer.q_proj, p + "self_attn.q_proj.weight", {q_rows, H});
-      load_linear(&layer.k_proj, p + "self_attn.k_proj.weight", {kv_rows, H});
-      load_linear(&layer.v_proj, p + "self_attn.v_proj.weight", {kv_rows, H});
+      load_linear(&layer.q_proj, p + "self_attn.q_proj.weight", {q_rows, H}, kRows);
+      load_linear(&layer.k_proj, p + "self_attn.k_proj.weight", {kv_rows, H}, kRows);
+      load_linear(&layer.v_proj, p + "self_attn.v_proj.weight", {kv_rows, H}, kRows);
     }
-    load_linear(&layer.o_proj, p + "self_attn.o_proj.weight", {H, q_rows});
+    // o_proj and down_proj carry no bias in these architectures; one would belong to rank 0 only.
+    load_linear(&layer.o_proj, p + "self_attn.o_proj.weight", {H, q_rows}, kColumns);
     if (c.attention_bias) {
-      layer.q_proj.bias = load(p + "self_attn.q_proj.bias", {q_rows});
-      layer.k_proj.bias = load(p + "self_attn.k_proj.bias", {kv_rows});
-      layer.v_proj.bias = load(p + "self_attn.v_proj.bias", {kv_rows});
+      layer.q_proj.bias = load(p + "self_attn.q_proj.bias", {q_rows}, kRows);
+      layer.k_proj.bias = load(p + "self_attn.k_proj.bias", {kv_rows}, kRows);
+      layer.v_proj.bias = load(p + "self_attn.v_proj.bias", {kv_rows}, kRows);
     }
     if (c.qk_norm) {
       layer.q_norm = load(p + "self_attn.q_norm.weight", {hd});
@@ -163,14 +181,14 @@ absl::StatusOr<ModelWeights> LoadWeights(const TensorSource& source, const Model
     } else if (source.Has(p + "mlp.gate_up_proj.weight")) {  // Phi-3: gate rows, then up rows
       const at::Tensor gate_up = read(p + "mlp.gate_up_proj.weight", {2 * I, H});
       if (gate_up.defined()) {
-        pack_linear(&layer.gate_proj, gate_up.narrow(0, 0, I).contiguous());
-        pack_linear(&layer.up_proj, gate_up.narrow(0, I, I).contiguous());
+        pack_linear(&layer.gate_proj, gate_up.narrow(0, 0, I), kRows);
+        pack_linear(&layer.up_proj, gate_up.narrow(0, I, I), kRows);
       }
-      load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I});
+      load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I}, kColumns);
     } else {
-      load_linear(&layer.gate_proj, p + "mlp.gate_proj.weight", {I, H});
-      load_linear(&layer.up_proj, p + "mlp.up_proj.weight", {I, H});
-      load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I});
+      load_linear(&layer.gate_proj, p + "mlp.gate_proj.weight", {I, H}, kRows);
+      load_linear(&layer.up_proj, p + "mlp.up_proj.weight", {I, H}, kRows);
+      load_linear(&layer.down_proj, p + "mlp.down_proj.weight", {H, I}, kColumns);
     }
     w.layers.push_back(std::move(layer));
   }
@@ -202,7 +220,8 @@ absl::StatusOr<LoadedModel> LoadGguf(const ModelSource& source, const LoadOption
   if (!tok.ok()) return tok.status();
 
   LoadedModel model;
-  model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
+  model.transformer =
+      std::make_unique<Transformer>(source.config, std::move(*weights), options.tensor_parallel);
   model.tokenizer = std::move(*tok);
   if (auto tmpl = gguf->GetString("tokenizer.chat_template"); tmpl.ok())
     model.chat_template = *tmpl;
@@ -309,7 +328,8 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
   }
   if (eos_id) eos_ids.push_back(*eos_id);
   AddStopIds(&model, eos_ids);
-  model.transformer = std::make_unique<Transformer>(source.config, std::move(*weights));
+  model.transformer =
+      std::make_unique<Transformer>(source.config, std::move(*weights), options.tensor_parallel);
   return model;
 }
 
@@ -331,6 +351,24 @@ class HeapForLoading {
 
 }  // namespace
 
+absl::Status CheckTensorParallel(const ModelConfig& c, int world_size) {
+  if (world_size < 1) return absl::InvalidArgumentError("tensor parallel needs at least 1 rank");
+  std::vector<std::string> uneven;
+  auto check = [&](const char* what, int64_t count) {
+    if (count % world_size != 0) uneven.push_back(absl::StrCat(what, " ", count));
+  };
+  check("attention heads", c.num_heads);
+  check("key/value heads", c.num_kv_heads);
+  bool dense = false, moe = false;
+  for (int i = 0; i < c.num_layers; ++i) (c.IsMoe(i) ? moe : dense) = true;
+  if (dense) check("MLP rows (intermediate_size)", c.intermediate_size);
+  if (moe) check("expert MLP rows", c.expert_intermediate_size);
+  if (uneven.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "cannot split over ", world_size, " tensor-parallel ranks: ", absl::StrJoin(uneven, ", "),
+      " (each must be a multiple of ", world_size, ")"));
+}
+
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
   if (options.dtype != c10::kFloat && options.dtype != c10::kBFloat16 &&
       options.dtype != c10::kHalf) {
@@ -341,6 +379,12 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions
   if ((*source)->config.architecture == Architecture::kGemma3 && options.dtype == c10::kHalf) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": Gemma 3's activations overflow float16; use bfloat16 or float32"));
+  }
+  if (options.tensor_parallel) {
+    if (auto s = CheckTensorParallel((*source)->config, options.tensor_parallel->world_size());
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": ", s.message()));
+    }
   }
   const HeapForLoading heap;
   return (*source)->kind == ModelSource::Kind::kGguf ? LoadGguf(**source, options)

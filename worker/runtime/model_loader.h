@@ -28,6 +28,9 @@ struct LoadOptions {
   c10::ScalarType dtype = c10::kFloat;  // compute dtype: float32, bfloat16 or float16
   Quantization quantization = Quantization::kNone;
   c10::Device device = c10::Device(c10::kCPU);  // where the weights (and every activation) live
+  // This process is one rank of a tensor-parallel group: it keeps only its shard of every decoder
+  // linear layer (tensor_parallel.h says which) and its forward passes meet the other ranks'.
+  std::shared_ptr<TensorParallel> tensor_parallel;
 };
 
 struct LoadedModel {
@@ -38,6 +41,10 @@ struct LoadedModel {
   std::string eos_token;
   std::vector<int32_t> stop_ids;  // generation ends at any of these
 };
+
+// Why `config` cannot be split over `world_size` ranks (heads, key/value heads and MLP rows must
+// divide evenly), or OK.
+absl::Status CheckTensorParallel(const ModelConfig& config, int world_size);
 
 // `path` is a .gguf file. Errors name the file and, for weights, the tensor.
 absl::StatusOr<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});

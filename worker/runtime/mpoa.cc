@@ -16,8 +16,17 @@ absl::StatusOr<RowNormalization> ParseRowNormalization(const std::string& name) 
       absl::StrCat("row_normalization \"", name, "\": expected none, pre or full"));
 }
 
+at::Tensor RowNorms(const at::Tensor& w, const TensorParallel* tensor_parallel) {
+  c10::NoGradGuard no_grad;
+  if (tensor_parallel == nullptr) return w.to(at::kFloat).norm(2, {1});
+  at::Tensor squares = w.to(at::kDouble).pow(2).sum(1);
+  tensor_parallel->AllReduceSum(squares);
+  return squares.sqrt().to(at::kFloat);
+}
+
 MpoaAdapter ComputeMpoaAdapter(const at::Tensor& w, const at::Tensor& row_norms,
-                               const at::Tensor& v, double lambda, RowNormalization mode) {
+                               const at::Tensor& v, double lambda, RowNormalization mode,
+                               const TensorParallel* tensor_parallel) {
   c10::NoGradGuard no_grad;
   const auto W = w.to(at::kDouble);
   const auto V = v.to(at::kDouble);
@@ -34,9 +43,15 @@ MpoaAdapter ComputeMpoaAdapter(const at::Tensor& w, const at::Tensor& row_norms,
   }
   if (mode == RowNormalization::kFull) {
     // ‖W_i + B_i A‖² = n_i² + 2 B_i (W·A)_i + B_i² ‖A‖²
-    const auto wa = at::mv(W, adapter.a);
-    const auto norm_sq =
-        n * n + 2 * adapter.b * wa + adapter.b * adapter.b * adapter.a.dot(adapter.a);
+    auto wa = at::mv(W, adapter.a);
+    auto aa = adapter.a.dot(adapter.a);
+    if (tensor_parallel != nullptr) {  // both sum over the input columns: one all-reduce
+      at::Tensor sums = at::cat({wa, aa.view({1})});
+      tensor_parallel->AllReduceSum(sums);
+      wa = sums.narrow(0, 0, wa.size(0));
+      aa = sums[wa.size(0)];
+    }
+    const auto norm_sq = n * n + 2 * adapter.b * wa + adapter.b * adapter.b * aa;
     const auto new_norm = at::sqrt(at::clamp_min(norm_sq, 0.0));
     adapter.scale =
         at::where((n > 0) & (new_norm > 0), n / new_norm, at::ones_like(n)).to(at::kFloat);

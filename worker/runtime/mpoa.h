@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "worker/runtime/tensor_parallel.h"
 
 namespace schism::model {
 
@@ -27,8 +28,18 @@ struct MpoaAdapter {
 
 // `w` float32 (out, in), `v` (out) unit norm, `row_norms` (out) = ‖W_i‖ (pass W's; they are
 // reused across trials). Computed in float64, returned as float32.
+//
+// With `tensor_parallel`, `w` is this rank's block of input columns (a row-parallel o_proj or
+// down_proj) and `row_norms` are the whole rows' norms (RowNorms): A comes out as this rank's
+// block of the whole A, and B and s as the whole ones (the full mode's sums over the input
+// columns are summed over the ranks).
 MpoaAdapter ComputeMpoaAdapter(const at::Tensor& w, const at::Tensor& row_norms,
-                               const at::Tensor& v, double lambda, RowNormalization mode);
+                               const at::Tensor& v, double lambda, RowNormalization mode,
+                               const TensorParallel* tensor_parallel = nullptr);
+
+// ‖W_i‖ of `w` (out, in) in float32; with `tensor_parallel`, of the whole rows whose column
+// blocks the ranks hold.
+at::Tensor RowNorms(const at::Tensor& w, const TensorParallel* tensor_parallel = nullptr);
 
 // The dense matrix the adapter stands for: diag(s)(W + b aᵀ).
 at::Tensor EffectiveWeight(const at::Tensor& w, const MpoaAdapter& adapter);

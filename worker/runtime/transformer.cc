@@ -152,11 +152,11 @@ at::Tensor DenseWeight(const LinearWeights& w, c10::ScalarType dtype) {
   return DequantizeNf4(w.nf4, dtype);
 }
 
-KvCache::KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
+KvCache::KvCache(const ModelConfig& config, int64_t kv_heads, int64_t slots, int64_t capacity,
                  const at::TensorOptions& options) {
   for (int i = 0; i < config.num_layers; ++i) {
-    keys.push_back(at::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
-    values.push_back(at::zeros({slots, capacity, config.num_kv_heads, config.head_dim}, options));
+    keys.push_back(at::zeros({slots, capacity, kv_heads, config.head_dim}, options));
+    values.push_back(at::zeros({slots, capacity, kv_heads, config.head_dim}, options));
   }
   valid = at::zeros({slots, capacity}, options.dtype(at::kBool));
   column_position = at::zeros({slots, capacity}, options.dtype(at::kLong));
@@ -184,8 +184,11 @@ void KvCache::CopySlotFrom(const KvCache& source, int64_t from, int64_t to) {
   positions[to] = source.positions[from];
 }
 
-Transformer::Transformer(ModelConfig config, ModelWeights weights)
-    : config_(std::move(config)), weights_(std::move(weights)) {
+Transformer::Transformer(ModelConfig config, ModelWeights weights,
+                         std::shared_ptr<TensorParallel> tensor_parallel)
+    : config_(std::move(config)),
+      weights_(std::move(weights)),
+      tensor_parallel_(std::move(tensor_parallel)) {
   const int64_t rotary = config_.RotaryDim(), half = rotary / 2;
   const auto device = weights_.embed_tokens.device();
   auto exponents = at::arange(0, half, at::kDouble) * 2.0 / rotary;
@@ -200,7 +203,7 @@ Transformer::Transformer(ModelConfig config, ModelWeights weights)
 }
 
 KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
-  return KvCache(config_, slots, capacity, options());
+  return KvCache(config_, local_kv_heads(), slots, capacity, options());
 }
 
 ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask,
@@ -216,7 +219,7 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
   TORCH_CHECK(first_layer >= 0 && first_layer <= config_.num_layers, "Forward: bad first layer ",
               first_layer);
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
-  const int64_t nh = config_.num_heads, nkv = config_.num_kv_heads, hd = config_.head_dim;
+  const int64_t nh = local_heads(), nkv = local_kv_heads(), hd = config_.head_dim;
   const int64_t capacity = cache->capacity();
   TORCH_CHECK(static_cast<int64_t>(slots.size()) == B, "Forward: one slot per row");
   const auto device = weights_.embed_tokens.device();
@@ -322,6 +325,12 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     if (options.capture_layer_inputs) out.layer_inputs.push_back(states);
   };
   capture(h);
+  // A rank's o_proj and down_proj outputs are partial sums over its input columns (adapters,
+  // row scales and bias included: they are linear in them, and only rank 0 holds the bias).
+  auto sum_over_ranks = [&](at::Tensor partial) {
+    if (tensor_parallel_ != nullptr) tensor_parallel_->AllReduceSum(partial);
+    return partial;
+  };
   const at::Tensor row_trial = adapters ? adapters->row_trial.to(device) : at::Tensor();
   for (int i = first_layer; i < config_.num_layers; ++i) {
     const LayerWeights& layer = weights_.layers[i];
@@ -351,8 +360,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
                     .reshape({B, T, nh * hd});
     // The adapters act on the projections' outputs, before Gemma's post norms (as a LoRA on
     // o_proj and down_proj does in Hugging Face's Gemma 3).
-    auto attn_out = ApplyAdapter(Linear(attn, layer.o_proj), attn,
-                                 adapters ? &adapters->o_proj[i] : nullptr, row_trial);
+    auto attn_out = sum_over_ranks(ApplyAdapter(
+        Linear(attn, layer.o_proj), attn, adapters ? &adapters->o_proj[i] : nullptr, row_trial));
     h = h + (layer.post_attn_norm.defined() ? norm(attn_out, layer.post_attn_norm) : attn_out);
     // MLP.
     auto m = norm(h, layer.mlp_norm);
@@ -370,6 +379,7 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
       mlp_out = ApplyAdapter(Linear(act, layer.down_proj), act,
                              adapters ? &adapters->down_proj[i] : nullptr, row_trial);
     }
+    mlp_out = sum_over_ranks(mlp_out);
     h = h + (layer.post_mlp_norm.defined() ? norm(mlp_out, layer.post_mlp_norm) : mlp_out);
     if (i + 1 < config_.num_layers) {
       capture(h);
@@ -378,6 +388,12 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     }
   }
   auto last = norm(h.select(1, T - 1), weights_.final_norm);
+  // Rank 0's last states for every rank: the same logits everywhere, so the same tokens (even on
+  // ranks whose replicated kernels would round differently).
+  if (tensor_parallel_ != nullptr) {
+    last = last.contiguous();
+    tensor_parallel_->Broadcast(last);
+  }
   if (capture_hidden_states) out.hidden_states.push_back(last.to(at::kFloat));
   out.last_logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(at::kFloat);
   if (config_.final_logit_softcap > 0) {

@@ -14,6 +14,7 @@
 
 #include "worker/runtime/model_config.h"
 #include "worker/runtime/nf4.h"
+#include "worker/runtime/tensor_parallel.h"
 
 namespace schism::model {
 
@@ -60,8 +61,9 @@ struct ModelWeights {
 class KvCache {
  public:
   KvCache() = default;
-  // Allocates on the device and in the dtype of `options`.
-  KvCache(const ModelConfig& config, int64_t slots, int64_t capacity,
+  // Allocates `kv_heads` heads a layer (a tensor-parallel rank's share), on the device and in
+  // the dtype of `options`.
+  KvCache(const ModelConfig& config, int64_t kv_heads, int64_t slots, int64_t capacity,
           const at::TensorOptions& options);
 
   int64_t slots() const { return static_cast<int64_t>(length.size()); }
@@ -133,10 +135,17 @@ struct ForwardOutput {
 
 class Transformer {
  public:
-  Transformer(ModelConfig config, ModelWeights weights);
+  // With `tensor_parallel`, `weights` are this rank's shard (ShardForTensorParallel's layout).
+  Transformer(ModelConfig config, ModelWeights weights,
+              std::shared_ptr<TensorParallel> tensor_parallel = nullptr);
 
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
+  // The process group this rank computes in, or null for a whole model in one process.
+  TensorParallel* tensor_parallel() const { return tensor_parallel_.get(); }
+  // This rank's attention heads and key/value heads (all of them without tensor parallelism).
+  int64_t local_heads() const { return config_.num_heads / world_size(); }
+  int64_t local_kv_heads() const { return config_.num_kv_heads / world_size(); }
 
   // The device and dtype every weight (and every activation) lives in.
   at::TensorOptions options() const { return weights_.embed_tokens.options(); }
@@ -152,8 +161,11 @@ class Transformer {
                         const ForwardOptions& options = {}) const;
 
  private:
+  int world_size() const { return tensor_parallel_ ? tensor_parallel_->world_size() : 1; }
+
   ModelConfig config_;
   ModelWeights weights_;
+  std::shared_ptr<TensorParallel> tensor_parallel_;
   at::Tensor inv_freq_;  // (head_dim/2) float32, on the model's device
   at::Tensor
       local_inv_freq_;  // Gemma 3's sliding-window layers (their own RoPE base), or undefined

@@ -62,15 +62,16 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
                                                        std::move(kl_prompts), std::move(options)));
   c10::NoGradGuard no_grad;
   e->directions_ = e->directions_.to(model.transformer->options().dtype(at::kFloat));
+  const TensorParallel* tp = model.transformer->tensor_parallel();
   for (const LayerWeights& layer : model.transformer->weights().layers) {
-    e->o_norms_.push_back(DenseWeight(layer.o_proj, at::kFloat).norm(2, {1}));
+    e->o_norms_.push_back(RowNorms(DenseWeight(layer.o_proj, at::kFloat), tp));
     e->down_norms_.push_back(layer.experts.empty()
-                                 ? DenseWeight(layer.down_proj, at::kFloat).norm(2, {1})
+                                 ? RowNorms(DenseWeight(layer.down_proj, at::kFloat), tp)
                                  : at::Tensor());
     e->expert_down_norms_.emplace_back();
     for (const ExpertWeights& expert : layer.experts)
       e->expert_down_norms_.back().push_back(
-          DenseWeight(expert.down_proj, at::kFloat).norm(2, {1}));
+          RowNorms(DenseWeight(expert.down_proj, at::kFloat), tp));
   }
   if (e->options_.freeze_unmodified_layers) {
     const Transformer& t = *model.transformer;
@@ -124,8 +125,9 @@ AdapterBatch TrialEvaluator::BuildAdapters(
         for (int64_t t = 0; t < k; ++t) {
           if (lambdas[t][layer] == 0) continue;
           batch.first_layer[t] = std::min(batch.first_layer[t], layer);
-          MpoaAdapter adapter = ComputeMpoaAdapter(w, norms, directions[t], lambdas[t][layer],
-                                                   options_.row_normalization);
+          MpoaAdapter adapter =
+              ComputeMpoaAdapter(w, norms, directions[t], lambdas[t][layer],
+                                 options_.row_normalization, model_.transformer->tensor_parallel());
           adapters.a[t] = adapter.a;
           adapters.b[t] = adapter.b;
           if (full) adapters.scale[t] = adapter.scale;
