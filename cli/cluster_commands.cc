@@ -214,7 +214,7 @@ int RunWorker(const Args& args) {
     const int cores = static_cast<int>(std::thread::hardware_concurrency());
     const int per_rank = device->is_cpu() ? std::max(1, cores / launch->options.world_size) : 0;
     if (device->is_cpu() && options.threads == 0) options.threads = per_rank;
-    auto started = StartLocalRanks(args, &*launch, per_rank);
+    auto started = StartLocalRanks(args, &*launch, *device, per_rank);
     if (!started.ok())
       return Fail("worker", kExitRuntimeError, std::string(started.status().message()));
     local_ranks = std::move(*started);

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
@@ -85,22 +86,27 @@ absl::StatusOr<TensorParallelLaunch> PlanTensorParallel(const Args& args) {
           absl::StrCat("--tp-rank ", **rank, " is outside [0, ", n, ")"));
     }
     if (!master) return absl::InvalidArgumentError("--tp-rank needs --tp-master HOST:PORT");
-    launch.options.rank = static_cast<int>(**rank);
-    launch.local_rank = EnvInt("SLURM_LOCALID").value_or(launch.options.rank);
+    launch.options.rank = static_cast<int>(**rank);  // on exactly --device
     return launch;
   }
-  if (const auto tasks = EnvInt("SLURM_NTASKS"); tasks && *tasks == n && EnvInt("SLURM_PROCID")) {
-    if (!master) {
+  if (master) {  // one srun task per rank: the rank is the task's
+    const auto task = EnvInt("SLURM_PROCID"), tasks = EnvInt("SLURM_NTASKS");
+    if (!task || !tasks) {
       return absl::InvalidArgumentError(
-          "--tensor-parallel under srun needs --tp-master HOST:PORT (the first node of the step)");
+          "--tp-master without --tp-rank takes the rank from srun (SLURM_PROCID); outside srun, "
+          "pass --tp-rank");
     }
-    launch.options.rank = *EnvInt("SLURM_PROCID");
-    launch.local_rank = EnvInt("SLURM_LOCALID").value_or(0);
+    if (*tasks != n) {
+      return absl::InvalidArgumentError(absl::StrCat("--tensor-parallel ", n, " under srun needs ",
+                                                     n, " tasks in the step, not ", *tasks));
+    }
+    launch.options.rank = *task;
+    // The task's GPU: the one it sees when srun binds one per task (--gpus-per-task=1), else
+    // the SLURM_LOCALID-th of the node's.
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    const bool one_visible = visible != nullptr && *visible && std::strchr(visible, ',') == nullptr;
+    launch.local_rank = one_visible ? 0 : EnvInt("SLURM_LOCALID").value_or(0);
     return launch;
-  }
-  if (master) {
-    return absl::InvalidArgumentError(
-        "--tp-master without --tp-rank: a local launch picks its own loopback port");
   }
   launch.spawn_local_ranks = true;
   return launch;
@@ -113,6 +119,7 @@ c10::Device RankDevice(const c10::Device& device, const TensorParallelLaunch& la
 }
 
 absl::StatusOr<std::vector<pid_t>> StartLocalRanks(const Args& args, TensorParallelLaunch* launch,
+                                                   const c10::Device& device,
                                                    int threads_per_rank) {
   auto port = FreeLoopbackPort();
   if (!port.ok()) return port.status();
@@ -124,6 +131,10 @@ absl::StatusOr<std::vector<pid_t>> StartLocalRanks(const Args& args, TensorParal
     argv.insert(argv.end(), args.argv().begin(), args.argv().end());
     argv.insert(argv.end(), {"--tp-rank", std::to_string(r), "--tp-master",
                              absl::StrCat("127.0.0.1:", *port)});
+    if (device.is_cuda()) {  // the flag given last wins: rank r on the r-th GPU from --device
+      const int base = device.has_index() ? device.index() : 0;
+      argv.insert(argv.end(), {"--device", absl::StrCat("cuda:", base + r)});
+    }
     if (threads_per_rank > 0 && !args.Has("threads"))
       argv.insert(argv.end(), {"--threads", std::to_string(threads_per_rank)});
     std::vector<char*> c_argv;

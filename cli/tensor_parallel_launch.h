@@ -1,6 +1,7 @@
 // How `schism worker --tensor-parallel N` becomes N ranks (worker/runtime/tensor_parallel.h):
 //   --tp-rank R --tp-master HOST:PORT   this process is rank R (any launcher, any host);
-//   under srun with N tasks             rank = SLURM_PROCID, device = SLURM_LOCALID-th GPU;
+//   --tp-master HOST:PORT under srun    one task per rank: rank = SLURM_PROCID, device = the
+//                                       SLURM_LOCALID-th GPU (a group across nodes);
 //   neither                             this process is rank 0 and starts ranks 1..N-1 itself,
 //                                       on this host, meeting on 127.0.0.1 (one GPU each).
 #ifndef SCHISM_CLI_TENSOR_PARALLEL_LAUNCH_H_
@@ -21,7 +22,7 @@ namespace schism::cli {
 
 struct TensorParallelLaunch {
   model::TensorParallelOptions options;  // world_size 1: no tensor parallelism
-  int local_rank = 0;                    // which of this host's GPUs the rank uses
+  int local_rank = 0;                    // this rank's GPU: cuda:K+local_rank for --device cuda:K
   bool spawn_local_ranks = false;        // rank 0 starts ranks 1..N-1 on this host
 };
 
@@ -34,8 +35,10 @@ c10::Device RankDevice(const c10::Device& device, const TensorParallelLaunch& la
 
 // Rank 0 of a local launch: picks a free loopback port for the rendezvous (into
 // launch->options) and starts ranks 1..N-1 as `schism worker <same flags> --tp-rank r
-// --tp-master 127.0.0.1:PORT [--threads T]`; each ends when this process does (PDEATHSIG).
+// --tp-master 127.0.0.1:PORT [--device cuda:K+r] [--threads T]` (`device` = cuda:K or the CPU);
+// each ends when this process does (PDEATHSIG).
 absl::StatusOr<std::vector<pid_t>> StartLocalRanks(const Args& args, TensorParallelLaunch* launch,
+                                                   const c10::Device& device,
                                                    int threads_per_rank);
 
 // Waits up to `grace_seconds` for the started ranks to end, then kills what is left.

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/test_support.h"
 
@@ -191,6 +193,31 @@ TEST(SchismBinary, ExportCommandsRejectMissingOrBadFlagsAsUsageErrors) {
   EXPECT_EQ(remote.exit_code, 2);
   EXPECT_NE(remote.output.find("usage: schism export STUDY TRIAL"), std::string::npos)
       << remote.output;
+}
+
+// Each way --tensor-parallel's flags can disagree is a usage error that says which, before the
+// worker connects to anything.
+TEST(SchismBinary, WorkerRejectsTensorParallelFlagsThatDoNotFit) {
+  const std::string worker = "env -u SLURM_PROCID -u SLURM_NTASKS " + std::string(SCHISM_BINARY) +
+                             " worker --coordinator localhost:1 ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--tp-rank 1", "--tp-rank and --tp-master need --tensor-parallel N > 1"},
+      {"--tensor-parallel 0", "--tensor-parallel must be in [1, 64], got 0"},
+      {"--tensor-parallel 2 --tp-rank 2 --tp-master 127.0.0.1:1", "--tp-rank 2 is outside [0, 2)"},
+      {"--tensor-parallel 2 --tp-rank 1", "--tp-rank needs --tp-master HOST:PORT"},
+      {"--tensor-parallel 2 --tp-rank 1 --tp-master nohost", "expected HOST:PORT, got \"nohost\""},
+      {"--tensor-parallel 2 --tp-master 127.0.0.1:1", "takes the rank from srun (SLURM_PROCID)"},
+  };
+  for (const auto& [flags, message] : cases) {
+    Outcome outcome = schism::testing_support::RunCommand(worker + flags + " 2>&1");
+    EXPECT_EQ(outcome.exit_code, 2) << flags;
+    EXPECT_NE(outcome.output.find(message), std::string::npos) << flags << ": " << outcome.output;
+  }
+  Outcome srun = schism::testing_support::RunCommand(
+      "SLURM_PROCID=0 SLURM_NTASKS=3 " + std::string(SCHISM_BINARY) +
+      " worker --coordinator localhost:1 --tensor-parallel 2 --tp-master 127.0.0.1:1 2>&1");
+  EXPECT_EQ(srun.exit_code, 2);
+  EXPECT_NE(srun.output.find("needs 2 tasks in the step, not 3"), std::string::npos) << srun.output;
 }
 
 }  // namespace

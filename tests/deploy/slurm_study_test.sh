@@ -1,7 +1,8 @@
 #!/bin/bash
 # deploy/slurm/schism-study.sbatch on a real single-node Slurm: munged, slurmctld and slurmd from
 # Debian's packages, started privately in a temporary folder (own munge socket and key, own
-# ports), running a 4-trial study on a tiny random model with 2 worker tasks, then the export step.
+# ports), running a 4-trial study on a tiny random model with 2 worker tasks (each a 2-rank
+# tensor-parallel worker), then the export step.
 #   slurm_study_test.sh SCHISM_BINARY SOURCE_DIR
 # Exit 77 (skipped) without root (slurmd needs it) or without the Slurm/munge packages.
 set -euo pipefail
@@ -107,7 +108,9 @@ split = "[:4]"
 TOML
 
 status=0
+# Each worker task is a 2-rank tensor-parallel worker (Gloo on the CPU): 4 worker processes.
 SCHISM=$SCHISM SCHISM_PORT=$((BASE + 2)) SCHISM_EXPORT_SOURCE="$T/tiny/hf" SCHISM_WORKER_ARGS="--threads 1" \
+  SCHISM_TENSOR_PARALLEL=2 \
   timeout 600 sbatch --wait --ntasks=2 --chdir="$T" --output="$T/job.out" \
   "$SOURCE/deploy/slurm/schism-study.sbatch" "$T/study.toml" || status=$?
 cat "$T/job.out"
@@ -117,6 +120,8 @@ STUDY=$(cat "$T/schism-store/slurm-study-id")
 grep -q "schism: study $STUDY done" "$T/job.out" || fail "no completion line"
 grep -q "^\[Trial .*Refusals:" "$T/job.out" || fail "no Pareto front printed"
 grep -q "schism: workers exited with 0" "$T/job.out" || fail "worker tasks did not drain and exit 0"
+[ "$(grep -c 'tensor-parallel rank 1 of 2 (gloo, cpu)' "$T/job.out" || true)" = 2 ] ||
+  fail "not two tensor-parallel workers of 2 ranks"
 [ "$(grep -c '"type":"completed"' "$T/schism-store/$STUDY/journal.log" || true)" = 4 ] || fail "not 4 completed trials"
 OUT="$T/schism-exports/$STUDY"
 for f in reproduce.json README.md config.json model.safetensors adapter/adapter_config.json; do
@@ -124,4 +129,4 @@ for f in reproduce.json README.md config.json model.safetensors adapter/adapter_
 done
 grep -q "\"id\": \"$STUDY\"" "$OUT/reproduce.json" || fail "reproduce.json does not name the study"
 squeue -h | grep -q . && fail "jobs left in the queue"
-echo "PASSED: study $STUDY ran under Slurm with 2 worker tasks and was exported to $OUT"
+echo "PASSED: study $STUDY ran under Slurm with 2 tensor-parallel worker tasks (2 ranks each) and was exported to $OUT"
