@@ -33,8 +33,8 @@ std::optional<int> EnvInt(const char* name) {
 absl::Status ParseMaster(const std::string& text, model::TensorParallelOptions* options) {
   const size_t colon = text.rfind(':');
   int port = 0;
-  if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(text.substr(colon + 1), &port) ||
-      port <= 0 || port > 65535) {
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(text.substr(colon + 1), &port) || port <= 0 || port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("--tp-master: expected HOST:PORT, got \"", text, "\""));
   }
@@ -129,8 +129,8 @@ absl::StatusOr<std::vector<pid_t>> StartLocalRanks(const Args& args, TensorParal
   for (int r = 1; r < launch->options.world_size; ++r) {
     std::vector<std::string> argv = {"schism", args.command().name};
     argv.insert(argv.end(), args.argv().begin(), args.argv().end());
-    argv.insert(argv.end(), {"--tp-rank", std::to_string(r), "--tp-master",
-                             absl::StrCat("127.0.0.1:", *port)});
+    argv.insert(argv.end(),
+                {"--tp-rank", std::to_string(r), "--tp-master", absl::StrCat("127.0.0.1:", *port)});
     if (device.is_cuda()) {  // the flag given last wins: rank r on the r-th GPU from --device
       const int base = device.has_index() ? device.index() : 0;
       argv.insert(argv.end(), {"--device", absl::StrCat("cuda:", base + r)});

@@ -38,8 +38,7 @@ c10::Device RankDevice(const c10::Device& device, const TensorParallelLaunch& la
 // --tp-master 127.0.0.1:PORT [--device cuda:K+r] [--threads T]` (`device` = cuda:K or the CPU);
 // each ends when this process does (PDEATHSIG).
 absl::StatusOr<std::vector<pid_t>> StartLocalRanks(const Args& args, TensorParallelLaunch* launch,
-                                                   const c10::Device& device,
-                                                   int threads_per_rank);
+                                                   const c10::Device& device, int threads_per_rank);
 
 // Waits up to `grace_seconds` for the started ranks to end, then kills what is left.
 void ReapLocalRanks(const std::vector<pid_t>& ranks, int grace_seconds);

@@ -411,6 +411,8 @@ absl::Status StudyManager::ReportFailure(const v1::ReportFailureRequest& request
   if (const auto* work = std::get_if<ExportLease>(&lease.work)) {
     expired_leases_.insert(lease.id);
     RequeueExport(lease, work->export_id, request.reason(), request.permanent());
+  } else if (request.worker_lost()) {
+    RequeueLease(lease, LeaseCause::kExpired, "worker lost: " + request.reason());
   } else {
     RequeueLease(lease, LeaseCause::kWorkerFailed, "worker reported: " + request.reason());
   }

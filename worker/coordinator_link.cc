@@ -182,16 +182,28 @@ absl::Status CoordinatorLink::Report(const v1::WorkItem& item, v1::ReportResultR
 }
 
 void CoordinatorLink::Fail(const v1::WorkItem& item, const std::string& reason, bool permanent) {
+  SendFailure(item, reason, permanent, /*worker_lost=*/false);
+  std::fprintf(stderr, "schism worker: lease %s failed: %s\n", item.lease_id().c_str(),
+               reason.c_str());
+}
+
+void CoordinatorLink::ReturnLost(const v1::WorkItem& item, const std::string& reason) {
+  SendFailure(item, reason, /*permanent=*/false, /*worker_lost=*/true);
+  std::fprintf(stderr, "schism worker: lease %s returned (this worker broke): %s\n",
+               item.lease_id().c_str(), reason.c_str());
+}
+
+void CoordinatorLink::SendFailure(const v1::WorkItem& item, const std::string& reason,
+                                  bool permanent, bool worker_lost) {
   v1::ReportFailureRequest req;
   req.set_worker_id(worker_id_);
   req.set_lease_id(item.lease_id());
   req.set_reason(reason);
   req.set_permanent(permanent);
+  req.set_worker_lost(worker_lost);
   v1::ReportResultResponse resp;
   auto fc = Context(10);
   stub_->ReportFailure(fc.get(), req, &resp);
-  std::fprintf(stderr, "schism worker: lease %s failed: %s\n", item.lease_id().c_str(),
-               reason.c_str());
 }
 
 absl::StatusOr<std::string> CoordinatorLink::FetchArtifact(const std::string& study_id) {

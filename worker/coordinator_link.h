@@ -64,10 +64,14 @@ class CoordinatorLink {
   absl::Status Report(const v1::WorkItem& item, v1::ReportResultRequest report);
   // The work cannot be done here; `permanent`: nor anywhere (no retry).
   void Fail(const v1::WorkItem& item, const std::string& reason, bool permanent = false);
+  // This worker broke while holding `item` (not the item's fault): it goes back to the queue now.
+  void ReturnLost(const v1::WorkItem& item, const std::string& reason);
   // The study's artifact (its refusal directions), all chunks.
   absl::StatusOr<std::string> FetchArtifact(const std::string& study_id);
 
  private:
+  void SendFailure(const v1::WorkItem& item, const std::string& reason, bool permanent,
+                   bool worker_lost);
   std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
   void Pause();
 

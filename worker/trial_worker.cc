@@ -204,7 +204,7 @@ absl::Status TrialWorker::Run() {
     announce(kServeStep, item);
     auto report = Serve(item, artifacts);
     if (auto intact = group_intact(); !intact.ok()) {
-      link.Fail(item, std::string(intact.message()));
+      link.ReturnLost(item, std::string(intact.message()));
       return intact;
     }
     if (!report.ok()) {

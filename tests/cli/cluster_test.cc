@@ -72,6 +72,26 @@ class Process {
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  // The exit code once the process ends within `seconds`; -2 while it still runs.
+  int WaitFor(int seconds) {
+    for (int i = 0; i < seconds * 20; ++i) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return -2;
+  }
+  // The processes it started (from /proc).
+  std::vector<pid_t> Children() const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
+                     "/children");
+    std::vector<pid_t> children;
+    for (pid_t child; in >> child;) children.push_back(child);
+    return children;
+  }
 
  private:
   pid_t pid_ = -1;
@@ -275,6 +295,38 @@ TEST(Cluster, TensorParallelWorkerScoresTrialsAsAOneProcessWorkerDoes) {
     EXPECT_GT(kl, 0.0) << trial;
     EXPECT_NEAR(tp_kl, kl, 1e-5) << number;  // as the runtime's parity test measured
   }
+}
+
+// A tensor-parallel worker whose second rank is SIGKILLed mid-study has lost half the model: it
+// fails its lease and exits with the reason, and a plain worker completes the study with every
+// trial once.
+TEST(Cluster, TensorParallelWorkerThatLosesARankExitsAndLosesNothing) {
+  Cluster c = MakeCluster("cluster_tp_kill", 10, /*trials=*/4);
+  Process coordinator(CoordinatorArgs(c), c.log);
+  const std::string study = Submit(c);
+  std::vector<std::string> tp_args = WorkerArgs(c);
+  tp_args.insert(tp_args.end(), {"--tensor-parallel", "2"});
+  Process tp_worker(tp_args, c.log);
+  ASSERT_TRUE(WaitFor([&] { return Count(Records(c, study), "completed") >= 1; }, 120))
+      << schism::testing_support::ReadFile(c.log);
+  const std::vector<pid_t> ranks = tp_worker.Children();
+  ASSERT_EQ(ranks.size(), 1u);
+  ::kill(ranks[0], SIGKILL);
+  EXPECT_EQ(tp_worker.WaitFor(60), 1) << schism::testing_support::ReadFile(c.log);
+  const std::string log = schism::testing_support::ReadFile(c.log);
+  EXPECT_NE(log.find("tensor parallel: rank 0 lost the other ranks"), std::string::npos) << log;
+  // Its lease went back as a lost worker's, not as the trials' failure.
+  EXPECT_EQ(log.find("failed: tensor parallel"), std::string::npos) << log;
+
+  Process worker(WorkerArgs(c), c.log);
+  ASSERT_TRUE(WaitFor([&] { return Finished(c, study); }, 240))
+      << schism::testing_support::ReadFile(c.log);
+  std::multiset<int64_t> completed;
+  for (const auto& r : Records(c, study)) {
+    if (r["type"] == "completed") completed.insert(r["number"].get<int64_t>());
+  }
+  EXPECT_EQ(completed, (std::multiset<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(TrialsByNumber(c, study).size(), 4u);
 }
 
 nlohmann::json ExportJson(const std::string& out) {

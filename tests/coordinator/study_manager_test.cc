@@ -303,6 +303,44 @@ TEST(StudyManager, AWorkerThatVanishesIsNotTheTrialsFaultButAPoisonTrialFailsAnd
   EXPECT_EQ(recovered->trials(0).error(), detail->trials(0).error());
 }
 
+// A worker that reports itself broken (a tensor-parallel rank died) returns its lease at once,
+// counted as a lost worker: the same worker saying so twice leaves the trial waiting, where two
+// reported failures would have failed it (max_attempts = 2).
+TEST(StudyManager, AWorkerThatReportsItselfLostReturnsItsLeaseAsAnExpiryWould) {
+  const std::string dir = testing_support::MakeTempDir("manager_lost");
+  JournalStore store(dir);
+  TestClock clock;
+  StudyManager m(&store, clock.fn());
+  auto id = m.Submit(SmallSpec(1));  // max_attempts = 2
+  ASSERT_TRUE(id.ok());
+  const std::string w1 = m.RegisterWorker({}), w2 = m.RegisterWorker({});
+  Prepare(m, w1);
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    auto item = m.Acquire(Acquire(w1, 1));
+    ASSERT_EQ(item->evaluate().trials(0).number(), 0);
+    v1::ReportFailureRequest lost = FailureFor(*item, w1);
+    lost.set_reason("tensor parallel: rank 0 lost the other ranks");
+    lost.set_worker_lost(true);
+    ASSERT_TRUE(m.ReportFailure(lost).ok());
+    // No deadline passed: the lease came back at once.
+    EXPECT_EQ(m.Get(*id)->trials(0).state(), v1::TRIAL_STATE_WAITING);
+  }
+  auto item = m.Acquire(Acquire(w2, 1));
+  ASSERT_EQ(item->evaluate().trials(0).number(), 0);
+  ASSERT_TRUE(m.Report(ScoresFor(*item, w2)).ok());
+  EXPECT_EQ(m.Get(*id)->summary().state(), v1::STUDY_STATE_FINISHED);
+  int expired = 0;
+  size_t valid = 0;
+  auto records = JournalStore::ReadJournal(dir + "/" + *id + "/journal.log", &valid);
+  ASSERT_TRUE(records.ok());
+  for (const std::string& r : *records) {
+    expired += r.find("\"requeued\"") != std::string::npos &&
+               r.find("\"cause\":\"expired\"") != std::string::npos &&
+               r.find("worker lost: tensor parallel") != std::string::npos;
+  }
+  EXPECT_EQ(expired, 2);
+}
+
 TEST(StudyManager, ATrialLeasedThreeTimesMaxAttemptsWithoutAResultFails) {
   JournalStore store(testing_support::MakeTempDir("manager_cap"));
   TestClock clock;

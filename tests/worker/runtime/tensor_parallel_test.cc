@@ -76,10 +76,12 @@ Outcome RunWorkload(const LoadedModel& model, bool evaluate) {
     options.max_response_length = 12;
     options.batch_size = 4;
     options.row_normalization = mode;
-    auto evaluator = TrialEvaluator::Create(model, directions, DatasetPrompts(model, "harmful_test.txt", 6),
-                                            DatasetPrompts(model, "harmless_test.txt", 4), options);
+    auto evaluator =
+        TrialEvaluator::Create(model, directions, DatasetPrompts(model, "harmful_test.txt", 6),
+                               DatasetPrompts(model, "harmless_test.txt", 4), options);
     EXPECT_TRUE(evaluator.ok()) << evaluator.status();
-    for (const TrialScores& s : (*evaluator)->Evaluate({Trial(1.2, 0.8, 1.0), Trial(0.6, 1.4, 2.0)}))
+    for (const TrialScores& s :
+         (*evaluator)->Evaluate({Trial(1.2, 0.8, 1.0), Trial(0.6, 1.4, 2.0)}))
       out.scores.push_back(s);
   }
   return out;
@@ -122,8 +124,8 @@ class RankOne {
  public:
   RankOne(int port, const std::string& dir) {
     const std::string self = "/proc/self/exe";
-    std::vector<std::string> args = {"runtime_tests",
-                                     "--gtest_filter=TensorParallel.TwoGlooProcessesMatchOneProcess"};
+    std::vector<std::string> args = {
+        "runtime_tests", "--gtest_filter=TensorParallel.TwoGlooProcessesMatchOneProcess"};
     std::vector<std::string> env = {std::string(kRankVariable) + "=1",
                                     std::string(kPortVariable) + "=" + std::to_string(port),
                                     std::string(kDirVariable) + "=" + dir};
@@ -168,10 +170,9 @@ TEST(TensorParallel, TwoGlooProcessesMatchOneProcess) {
   const std::string dir = testing_support::MakeTempDir("tensor_parallel");
   for (const std::string& variant : kVariants) {
     std::string log;
-    ASSERT_EQ(testing_support::RunOracle("model_fixtures.py",
-                                         {"tiny", variant, dir + "/" + variant,
-                                          testing_support::RealModelPath()},
-                                         &log),
+    ASSERT_EQ(testing_support::RunOracle(
+                  "model_fixtures.py",
+                  {"tiny", variant, dir + "/" + variant, testing_support::RealModelPath()}, &log),
               0)
         << log;
   }
@@ -194,7 +195,8 @@ TEST(TensorParallel, TwoGlooProcessesMatchOneProcess) {
     const Outcome single = RunWorkload(*whole, Evaluated(variant));
     // Each rank holds half of every head-split and row-split weight.
     const auto& layer = shard->transformer->weights().layers[0];
-    EXPECT_EQ(layer.o_proj.weight.size(1) * 2, whole->transformer->weights().layers[0].o_proj.weight.size(1));
+    EXPECT_EQ(layer.o_proj.weight.size(1) * 2,
+              whole->transformer->weights().layers[0].o_proj.weight.size(1));
     // float32 sums over the halves of each row, then over the ranks, instead of over whole rows:
     // the logits agree to float32 rounding of the largest logit (measured: at most 1.6e-6 of it).
     const float delta = (parallel.logits - single.logits).abs().max().item<float>();
