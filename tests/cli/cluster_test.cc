@@ -55,14 +55,8 @@ class Process {
   // SIGTERM, then the exit code if the process ends within `seconds` (else -1, and SIGKILL).
   int Terminate(int seconds) {
     ::kill(pid_, SIGTERM);
-    for (int i = 0; i < seconds * 20; ++i) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    const int code = WaitFor(seconds);
+    if (code != -2) return code;
     Kill(SIGKILL);
     return -1;
   }
