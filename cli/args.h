@@ -37,7 +37,9 @@ struct Command {
   std::string summary = {};  // one line in `schism --help`
   std::vector<Flag> flags = {};
   std::function<int(const Args&)> run = {};  // the parsed arguments; returns the exit code
-  std::string notes = {};                    // what --help prints after the flags
+  // The command runs a model (libtorch): absent from the schism-coordinator binary.
+  bool needs_runtime = false;
+  std::string notes = {};  // what --help prints after the flags
   // Set for the second form of a command with two (export through a coordinator): argv holding
   // --<form_flag> selects this form over the one that leaves it empty.
   std::string form_flag = {};

@@ -88,11 +88,15 @@ TOLD.jsonl: one event per line:
             {"tell": 1, "state": "PRUNED"}      {"tell": 2, "state": "FAIL"}
 )";
 
-// The forms of command `name`: none for an unknown command, two for export, else one.
+// Whether this binary can run `command` (schism-coordinator has no model runtime).
+bool Available(const Command& command) { return !command.needs_runtime || ModelRuntimeLinked(); }
+
+// The forms of command `name` this binary has: none for an unknown command, two for export, else
+// one.
 std::vector<const Command*> Forms(const std::string& name) {
   std::vector<const Command*> forms;
   for (const Command& command : Commands()) {
-    if (command.name == name) forms.push_back(&command);
+    if (command.name == name && Available(command)) forms.push_back(&command);
   }
   return forms;
 }
@@ -124,9 +128,23 @@ void PrintHelp(std::FILE* out) {
       out,
       "schism: automatic abliteration as a distributed job system\n\n"
       "usage: schism <command> [args]    (schism <command> --help lists its flags)\n\ncommands:\n");
+  std::string left_out;  // the commands with no form this binary has
   for (const Command& command : Commands()) {
+    if (!Available(command)) {
+      if (Forms(command.name).empty() &&
+          left_out.find(" " + command.name + ",") == std::string::npos)
+        left_out += " " + command.name + ",";
+      continue;
+    }
     std::fprintf(out, "  %-14s %s\n  %-14s   %s\n", command.name.c_str(), command.summary.c_str(),
                  "", Synopsis(command).c_str());
+  }
+  if (!left_out.empty()) {
+    left_out.pop_back();
+    std::fprintf(out,
+                 "\nThis is schism-coordinator: it has no model runtime (libtorch); the commands "
+                 "that run\na model (%s) are in the schism binary.\n",
+                 left_out.c_str() + 1);
   }
   std::fprintf(out, "\nexit codes: 0 success, 1 runtime failure, 2 usage or config error\n");
 }
@@ -137,7 +155,16 @@ int PrintUsageError(const Command& command, const std::string& message) {
   return kExitUsageError;
 }
 
-int UnknownCommand(const std::string& name) {
+// An unknown name, or, in schism-coordinator, a command that runs a model.
+int NotACommand(const std::string& name) {
+  for (const Command& command : Commands()) {
+    if (command.name != name) continue;
+    std::fprintf(stderr,
+                 "schism-coordinator: \"%s\" runs a model, and this binary has no model runtime "
+                 "(libtorch); use the schism binary (the schism-worker image)\n",
+                 name.c_str());
+    return kExitUsageError;
+  }
   std::fprintf(stderr, "schism: unknown command \"%s\" (see schism --help)\n", name.c_str());
   return kExitUsageError;
 }
@@ -162,6 +189,7 @@ const std::vector<Command>& Commands() {
                         "schism-study)"}},
                       DeviceFlags()}),
        .run = RunEmbedded,
+       .needs_runtime = true,
        .notes = "CONFIG.toml takes Heretic's config keys; without it, a quick study of "
                 "SmolLM2-135M on the\n"
                 "bundled prompts. Run the same command again to resume the store's newest "
@@ -191,7 +219,8 @@ const std::vector<Command>& Commands() {
               "(and outside srun) this process starts the other N-1 on this host, one GPU each"},
              {"tp-rank", "R", "this process is rank R of --tensor-parallel N (needs --tp-master)"},
              {"tp-master", "HOST:PORT", "where rank 0 serves the ranks' rendezvous"}}}),
-       .run = RunWorker},
+       .run = RunWorker,
+       .needs_runtime = true},
       {.name = "export-worker",
        .summary = "full-precision merges for a coordinator",
        .flags = JoinFlags({ClientFlags(),
@@ -200,7 +229,8 @@ const std::vector<Command>& Commands() {
                              "relative to it)",
                              /*required=*/true},
                             ThreadsFlag()}}),
-       .run = RunExportWorker},
+       .run = RunExportWorker,
+       .needs_runtime = true},
       {.name = "submit",
        .operands = {"CONFIG.toml"},
        .summary = "queue a study; prints its id",
@@ -244,6 +274,7 @@ const std::vector<Command>& Commands() {
              {"overwrite", "", "replace what is at --dest"},
              {"json", "", "print the files written as JSON"}}}),
        .run = RunExport,
+       .needs_runtime = true,
        .notes =
            "Give --study DIR --trial N, --model M --params TRIAL.json --directions FILE, or\n"
            "--reproduce FILE (a Heretic reproduce.json). Writes one tensor at a time. Pass the\n"
@@ -292,6 +323,7 @@ const std::vector<Command>& Commands() {
                  ThreadsFlag(),
                  SystemFlag()},
        .run = RunEvaluate,
+       .needs_runtime = true,
        .notes = "Evaluate reads no config file. Prompts come from $SCHISM_DATA (default "
                 "../shared/datasets):\n"
                 "refusal = harmful_test, KL = harmless_test, directions = harmless_train / "
@@ -301,12 +333,14 @@ const std::vector<Command>& Commands() {
        .flags = JoinFlags({{{"model", "M", "the model, a .gguf file", /*required=*/true},
                             {"prompt", "TEXT", "the user's message", /*required=*/true}},
                            SessionFlags()}),
-       .run = RunGenerate},
+       .run = RunGenerate,
+       .needs_runtime = true},
       {.name = "chat",
        .summary = "interactive chat",
        .flags = JoinFlags(
            {{{"model", "M", "the model, a .gguf file", /*required=*/true}}, SessionFlags()}),
        .run = RunChat,
+       .needs_runtime = true,
        .notes = "Reads one message a line from stdin; /reset starts over, /exit or Ctrl-D ends.\n"},
       {.name = "tpe-replay",
        .operands = {"SPACE.json", "TOLD.jsonl"},
@@ -341,12 +375,12 @@ int RunSchism(const std::vector<std::string>& argv) {
       return kExitOk;
     }
     const std::vector<const Command*> forms = Forms(argv[1]);  // `schism help COMMAND`
-    if (forms.empty()) return UnknownCommand(argv[1]);
+    if (forms.empty()) return NotACommand(argv[1]);
     PrintCommandHelp(forms);
     return kExitOk;
   }
   const std::vector<const Command*> forms = Forms(name);
-  if (forms.empty()) return UnknownCommand(name);
+  if (forms.empty()) return NotACommand(name);
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   const Command& command = SelectForm(forms, rest);
   auto args = Args::Parse(rest, command);

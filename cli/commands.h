@@ -19,12 +19,18 @@ inline constexpr int kExitUsageError = 2;
 
 inline constexpr char kDefaultSystemPrompt[] = "You are a helpful assistant.";
 
-// The handlers of the commands that are or talk to a coordinator (cluster_commands.cc), each
-// given the arguments its table entry parsed; each returns the exit code.
+// Whether this binary has the model runtime: true in `schism` (worker_commands.cc), false in
+// `schism-coordinator` (runtime_commands_absent.cc), which links no libtorch and leaves out the
+// commands marked needs_runtime.
+bool ModelRuntimeLinked();
+
+// The handlers of the commands that are or talk to a coordinator, each given the arguments its
+// table entry parsed; each returns the exit code. worker_commands.cc:
 int RunEmbedded(const Args& args);  // `schism run`
-int RunCoordinator(const Args& args);
 int RunWorker(const Args& args);
 int RunExportWorker(const Args& args);
+// cluster_commands.cc (torch-free):
+int RunCoordinator(const Args& args);
 int RunSubmit(const Args& args);
 int RunStatus(const Args& args);
 int RunTrials(const Args& args);

@@ -3,10 +3,13 @@
 Kubernetes 1.30 OpenAPI schemas (`kubernetes-validate` from PyPI), and checked for the wiring that
 schemas cannot see: selectors match their pods, every Service, Secret and PVC a pod names
 exists, probes hit the coordinator's side port, and every schism command line only uses
-subcommands and flags the real binary lists in `schism <command> --help`.
+subcommands and flags the real binary lists in `schism <command> --help`: the binary of each
+container's image (deploy/docker): schism-coordinator (no model runtime) for the
+schism-coordinator image, schism for schism-worker and schism-export-worker.
 
   k8s_manifests_test.py SCHISM_BINARY SOURCE_DIR      (exit 77: kubectl or kubernetes-validate missing)
 """
+import os
 import re
 import shutil
 import subprocess
@@ -43,15 +46,18 @@ for kind in ("Deployment", "StatefulSet", "Service", "Secret", "PersistentVolume
     if kind not in by_kind:
         failures.append(f"no {kind}")
 
-flags_of = {}  # subcommand -> the flags its --help lists (None: no such subcommand)
+# The binary each image runs (its ENTRYPOINT); the coordinator's lacks the model commands.
+binary_of = {"schism-coordinator": os.path.join(os.path.dirname(schism), "schism-coordinator"),
+             "schism-worker": schism, "schism-export-worker": schism}
+flags_of = {}  # (binary, subcommand) -> the flags its --help lists (None: no such subcommand)
 
 
-def listed_flags(sub):
-    if sub not in flags_of:
-        help_run = subprocess.run([schism, sub, "--help"], capture_output=True, text=True)
-        flags_of[sub] = set(re.findall(r"^  (--[a-z0-9-]+)", help_run.stdout, re.M)) \
+def listed_flags(binary, sub):
+    if (binary, sub) not in flags_of:
+        help_run = subprocess.run([binary, sub, "--help"], capture_output=True, text=True)
+        flags_of[(binary, sub)] = set(re.findall(r"^  (--[a-z0-9-]+)", help_run.stdout, re.M)) \
             if help_run.returncode == 0 else None
-    return flags_of[sub]
+    return flags_of[(binary, sub)]
 
 
 services = {name: svc for name, svc in by_kind.get("Service", {}).items()}
@@ -69,12 +75,16 @@ for kind in ("Deployment", "StatefulSet", "Job"):
                     vol["persistentVolumeClaim"]["claimName"] not in by_kind.get("PersistentVolumeClaim", {}):
                 failures.append(f"{kind}/{name}: no PVC {vol['persistentVolumeClaim']['claimName']}")
         for c in pod["spec"]["containers"]:
-            if c["image"].split(":")[0] != "schism":
+            image = c["image"].split(":")[0].split("/")[-1]
+            if not image.startswith("schism"):
+                continue
+            if image not in binary_of:
+                failures.append(f"{kind}/{name}: image {c['image']} is none of deploy/docker's")
                 continue
             args = c["args"]
-            flags = listed_flags(args[0])
+            flags = listed_flags(binary_of[image], args[0])
             if flags is None:
-                failures.append(f"{kind}/{name}: `schism {args[0]}` is not a subcommand")
+                failures.append(f"{kind}/{name}: `{args[0]}` is not a subcommand of the {image} image")
                 continue
             for a in args[1:]:
                 if a.startswith("--") and a not in flags:

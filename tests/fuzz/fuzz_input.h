@@ -1,0 +1,36 @@
+// What the fuzz targets share: the readers under test open files, so each input is written to a
+// file first (in $TMPDIR, one per process: libFuzzer runs one input at a time).
+#ifndef SCHISM_TESTS_FUZZ_FUZZ_INPUT_H_
+#define SCHISM_TESTS_FUZZ_FUZZ_INPUT_H_
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace schism::fuzz {
+
+// Writes the input to a per-process file named `name` (in a folder of its own) and returns its
+// path.
+inline std::string WriteInput(const uint8_t* data, size_t size, const std::string& name) {
+  static const std::string dir = [] {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string d =
+        std::string(tmp && *tmp ? tmp : "/tmp") + "/schism_fuzz_" + std::to_string(getpid());
+    std::string cmd = "mkdir -p '" + d + "'";
+    if (std::system(cmd.c_str()) != 0) std::abort();
+    return d;
+  }();
+  const std::string path = dir + "/" + name;
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) std::abort();
+  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
+  std::fclose(f);
+  return path;
+}
+
+}  // namespace schism::fuzz
+
+#endif  // SCHISM_TESTS_FUZZ_FUZZ_INPUT_H_
