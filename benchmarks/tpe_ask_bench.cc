@@ -65,7 +65,7 @@ void BM_TpeAsk(benchmark::State& state) {
   const int64_t next = static_cast<int64_t>(trials.size());
   for (auto _ : state) benchmark::DoNotOptimize(sampler.SampleTrial(trials, next, space));
 }
-BENCHMARK(BM_TpeAsk)->Arg(100)->Arg(1000)->Arg(5000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TpeAsk)->Arg(100)->Arg(1000)->Arg(5000)->Arg(10000)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

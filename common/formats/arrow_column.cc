@@ -11,6 +11,9 @@
 #include "absl/strings/str_join.h"
 
 namespace schism::formats {
+
+bool ArrowColumnsSupported() { return true; }
+
 namespace {
 
 template <typename Array>

@@ -20,6 +20,10 @@ namespace schism::formats {
 absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string& path,
                                                                const std::string& column);
 
+// False in a build without libarrow (arrow_column_absent.cc: a runtime-only build where pyarrow
+// is missing, and the torch-free -DSCHISM_COORDINATOR_ONLY build), where the above always fails.
+bool ArrowColumnsSupported();
+
 }  // namespace schism::formats
 
 #endif  // SCHISM_COMMON_FORMATS_ARROW_COLUMN_H_

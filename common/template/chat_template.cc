@@ -20,9 +20,17 @@ absl::StatusOr<ChatTemplate> ChatTemplate::Create(const std::string& source, std
 
 absl::StatusOr<std::string> ChatTemplate::Render(const std::vector<ChatMessage>& messages,
                                                  bool add_generation_prompt) const {
-  nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const ChatMessage& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
-  return RenderJson(list.dump(), add_generation_prompt);
+  // Straight into the template's values, not through JSON text: a message is bytes from a prompt
+  // file, and JSON serialization would throw on bytes that are not UTF-8.
+  ValueList list;
+  for (const ChatMessage& m : messages) {
+    ValueDict message;
+    message.Set("role", Value(m.role));
+    message.Set("content", Value(m.content));
+    list.push_back(Value(std::move(message)));
+  }
+  return RenderContext(Value(std::move(list)), add_generation_prompt,
+                       nlohmann::ordered_json::object());
 }
 
 absl::StatusOr<std::string> ChatTemplate::RenderJson(const std::string& messages_json,
@@ -36,9 +44,14 @@ absl::StatusOr<std::string> ChatTemplate::RenderJson(const std::string& messages
   if (extra.is_discarded() || !extra.is_object()) {
     return absl::InvalidArgumentError("extra chat-template context must be a JSON object");
   }
+  return RenderContext(Value::FromJson(messages), add_generation_prompt, extra);
+}
+
+absl::StatusOr<std::string> ChatTemplate::RenderContext(Value messages, bool add_generation_prompt,
+                                                        const nlohmann::ordered_json& extra) const {
   // What apply_chat_template passes: tools/documents default to None, plus the special tokens.
   ValueDict context;
-  context.Set("messages", Value::FromJson(messages));
+  context.Set("messages", std::move(messages));
   context.Set("add_generation_prompt", Value(add_generation_prompt));
   context.Set("tools", Value(None{}));
   context.Set("documents", Value(None{}));

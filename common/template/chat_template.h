@@ -33,6 +33,9 @@ class ChatTemplate {
                                          const std::string& extra_context_json = "{}") const;
 
  private:
+  absl::StatusOr<std::string> RenderContext(Value messages, bool add_generation_prompt,
+                                            const nlohmann::ordered_json& extra) const;
+
   std::shared_ptr<const Template> template_;
   std::string bos_token_;
   std::string eos_token_;

@@ -216,10 +216,10 @@ std::map<std::string, double> TpeSampler::SampleTrial(const std::vector<TrialRec
       out[name] = d.kind == DistributionKind::kCategorical ? 0.0 : d.low;
       continue;
     }
-    if (!relative_done) {  // lazily, at the first non-single suggest (spec §1)
+    if (!relative_done && !startup) {  // lazily, at the first non-single suggest (spec §1)
       relative_done = true;
       const SearchSpace space = IntersectionSearchSpace(trials);
-      if (!space.empty() && !startup) relative = SampleRelative(trials, number, space);
+      if (!space.empty()) relative = SampleRelative(trials, number, space);
     }
     auto it = relative.find(name);
     if (it != relative.end() && d.Contains(it->second)) {

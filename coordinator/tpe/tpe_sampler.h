@@ -47,9 +47,14 @@ class TpeSampler {
 
   // Chooses every parameter of trial `number` in `suggest_order` (the order the objective calls
   // suggest_*), given all trials of the study (any states; the trial being sampled may be
-  // among them and is ignored). Returns internal values by name.
+  // among them and is ignored). Returns internal values by name. While fewer than
+  // n_startup_trials() trials are finished (COMPLETE or PRUNED) every parameter is drawn at
+  // random and nothing else of `trials` is read, so a caller that knows it is in that phase may
+  // pass no trials at all: the draws are the same.
   std::map<std::string, double> SampleTrial(const std::vector<TrialRecord>& trials, int64_t number,
                                             const SearchSpace& suggest_order);
+
+  int n_startup_trials() const { return options_.n_startup_trials; }
 
   // Below-set size: min(ceil(0.1 n), 25).
   static int Gamma(int n);

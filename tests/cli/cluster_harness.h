@@ -226,7 +226,8 @@ inline std::vector<std::string> WorkerArgs(const Cluster& c) {
   return {"worker", "--coordinator", c.address, "--token-file", c.token_file, "--threads", "1"};
 }
 
-inline std::map<int64_t, nlohmann::json> TrialsByNumber(const Cluster& c, const std::string& study) {
+inline std::map<int64_t, nlohmann::json> TrialsByNumber(const Cluster& c,
+                                                        const std::string& study) {
   const std::string out = RunCli("trials " + study + " --json --coordinator " + c.address +
                                  " --token-file " + c.token_file);
   std::map<int64_t, nlohmann::json> trials;

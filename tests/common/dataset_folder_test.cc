@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/formats/arrow_column.h"
 #include "common/prompt_set.h"
 #include "tests/test_support.h"
 
@@ -30,6 +31,10 @@ class DatasetFolder : public ::testing::Test {
   static void TearDownTestSuite() {
     delete cases_;
     delete dir_;
+  }
+  void SetUp() override {
+    if (!formats::ArrowColumnsSupported())
+      GTEST_SKIP() << "this build has no Apache Arrow (-DSCHISM_COORDINATOR_ONLY, or no pyarrow)";
   }
   static std::string Bad(const std::string& name) { return *dir_ + "/bad/" + name; }
   static std::string Error(const absl::StatusOr<std::vector<std::string>>& result) {

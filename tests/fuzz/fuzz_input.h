@@ -1,5 +1,6 @@
 // What the fuzz targets share: the readers under test open files, so each input is written to a
-// file first (in $TMPDIR, one per process: libFuzzer runs one input at a time).
+// file first (in $TMPDIR, one per process: libFuzzer runs one input at a time); tokenizers read
+// from an input are run on some text.
 #ifndef SCHISM_TESTS_FUZZ_FUZZ_INPUT_H_
 #define SCHISM_TESTS_FUZZ_FUZZ_INPUT_H_
 
@@ -9,6 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
+
+#include "common/tokenizer/bpe_tokenizer.h"
+#include "common/tokenizer/tokenizer_spec.h"
 
 namespace schism::fuzz {
 
@@ -29,6 +34,16 @@ inline std::string WriteInput(const uint8_t* data, size_t size, const std::strin
   if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
   std::fclose(f);
   return path;
+}
+
+// Builds the tokenizer a reader described and runs text with special tokens, spaces and a
+// multi-byte character through it, both ways.
+inline void ExerciseTokenizer(tokenizer::TokenizerSpec spec) {
+  auto tokenizer = tokenizer::BpeTokenizer::Create(std::move(spec));
+  if (!tokenizer.ok()) return;
+  const std::vector<int32_t> ids =
+      (*tokenizer)->Encode("Hello <|im_start|> world\n\xe2\x96\x81x", /*add_bos=*/true);
+  (void)(*tokenizer)->Decode(ids);
 }
 
 }  // namespace schism::fuzz

@@ -45,6 +45,17 @@ TEST(ChatTemplate, RendersExactlyAsJinja2ForRealAndFamilyTemplates) {
   }
 }
 
+// Found by chat_template_fuzz: a prompt whose bytes are not UTF-8 (a prompt file is bytes) made
+// Render throw from JSON serialization. It renders, byte for byte; the tokenizer is byte-level.
+TEST(ChatTemplate, AMessageThatIsNotUtf8RendersItsBytes) {
+  auto tmpl = ChatTemplate::Create(
+      "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}", "<s>", "</s>");
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  auto text = tmpl->Render({{"user", "Hi \xff\xfe there \xe2\x96"}}, false);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "<|user|>Hi \xff\xfe there \xe2\x96\n");
+}
+
 TEST(ChatTemplate, SyntaxErrorsNameTheLine) {
   auto bad = ChatTemplate::Create("line one\n{% for x in %}\n{% endfor %}", "", "");
   ASSERT_FALSE(bad.ok());

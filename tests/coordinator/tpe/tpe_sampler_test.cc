@@ -52,8 +52,10 @@ void Tell(TrialRecord* t, const RecordedTrial& recorded) {
 }
 
 // Asks and tells one trial at a time, as study.optimize does; returns the largest float gap.
+// `no_history_in_startup`: hand the sampler no trials while fewer than n_startup are finished,
+// as the coordinator does (StudyManager::AskTrial).
 double ReplaySequential(const std::vector<RecordedTrial>& recorded, uint32_t seed, int n_startup,
-                        const SearchSpace& space) {
+                        const SearchSpace& space, bool no_history_in_startup = false) {
   TpeOptions options;
   options.seed = seed;
   options.n_startup_trials = n_startup;
@@ -62,13 +64,26 @@ double ReplaySequential(const std::vector<RecordedTrial>& recorded, uint32_t see
   TpeSampler sampler(options);
   std::vector<TrialRecord> trials;
   double max_diff = 0;
+  int finished = 0;
   for (const RecordedTrial& r : recorded) {
-    auto params = sampler.SampleTrial(trials, r.number, space);
+    const bool startup = finished < n_startup;
+    auto params = sampler.SampleTrial(
+        no_history_in_startup && startup ? std::vector<TrialRecord>() : trials, r.number, space);
     max_diff = std::max(max_diff, ExpectSameParams(space, params, r));
     trials.push_back(Asked(r.number, space, params));
     Tell(&trials.back(), r);
+    finished += r.state == TrialState::kComplete || r.state == TrialState::kPruned;
   }
   return max_diff;
+}
+
+// The coordinator builds no history for asks in the random startup phase (a 10,000-trial study's
+// asks were O(trials) under its lock): the draws, and everything after, must stay Optuna's.
+TEST(TpeSamplerReplay, RunA_WithoutHistoryDuringStartupStillMatchesOptuna) {
+  const auto recorded = ReadRun("A");
+  ASSERT_EQ(recorded.size(), 40u);
+  EXPECT_LT(ReplaySequential(recorded, 42, 10, HereticSpace(), /*no_history_in_startup=*/true),
+            1e-9);
 }
 
 TEST(TpeSamplerReplay, RunA_Seed42Sequential40Trials) {
