@@ -7,11 +7,11 @@
 //   coordinator_load_bench [WORKERS=1000] [TRIALS=10000] [CHANNELS=32]
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -98,16 +98,22 @@ int main(int argc, char** argv) {
   const int workers = argc > 1 ? std::atoi(argv[1]) : 1000;
   const int trials = argc > 2 ? std::atoi(argv[2]) : 10000;
   const int channels = argc > 3 ? std::atoi(argv[3]) : 32;
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          ("schism_load_bench_" + std::to_string(::getpid()));
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("schism_load_bench_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/token") << kToken << "\n";
   const int port = FreePort(), http_port = FreePort();
   const std::string address = "127.0.0.1:" + std::to_string(port);
 
-  std::vector<std::string> args = {SCHISM_COORDINATOR_BINARY, "coordinator", "--store",
-                                   dir + "/store", "--listen", address, "--http",
-                                   "127.0.0.1:" + std::to_string(http_port), "--token-file",
+  std::vector<std::string> args = {SCHISM_COORDINATOR_BINARY,
+                                   "coordinator",
+                                   "--store",
+                                   dir + "/store",
+                                   "--listen",
+                                   address,
+                                   "--http",
+                                   "127.0.0.1:" + std::to_string(http_port),
+                                   "--token-file",
                                    dir + "/token"};
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
@@ -178,9 +184,9 @@ int main(int argc, char** argv) {
         acquire.set_capacity(1);
         acquire.set_wait_seconds(1);
         v1::WorkItem item;
-        if (!Timed(&samples, "AcquireWork", [&] {
-               return stub.AcquireWork(Context().get(), acquire, &item);
-             }).ok() ||
+        if (!Timed(&samples, "AcquireWork",
+                   [&] { return stub.AcquireWork(Context().get(), acquire, &item); })
+                 .ok() ||
             item.lease_id().empty())
           continue;
         v1::ReportResultRequest report;
@@ -206,9 +212,9 @@ int main(int argc, char** argv) {
           }
         }
         v1::ReportResultResponse ack;
-        if (Timed(&samples, "ReportResult", [&] {
-              return stub.ReportResult(Context().get(), report, &ack);
-            }).ok() &&
+        if (Timed(&samples, "ReportResult",
+                  [&] { return stub.ReportResult(Context().get(), report, &ack); })
+                .ok() &&
             item.has_evaluate())
           reported += item.evaluate().trials_size();
       }
@@ -267,9 +273,10 @@ int main(int argc, char** argv) {
       http_bytes = res->body.size();
     }
   }
-  std::printf("  GetStudy at %d trials: p50 %.1f ms (%zu bytes); /api/studies/<id>: p50 %.1f ms "
-              "(%zu bytes)\n",
-              trials, Percentile(get_ms, 0.5), detail_bytes, Percentile(http_ms, 0.5), http_bytes);
+  std::printf(
+      "  GetStudy at %d trials: p50 %.1f ms (%zu bytes); /api/studies/<id>: p50 %.1f ms "
+      "(%zu bytes)\n",
+      trials, Percentile(get_ms, 0.5), detail_bytes, Percentile(http_ms, 0.5), http_bytes);
   std::printf("  coordinator memory: %.1f MB idle, %.1f MB at the end, %.1f MB peak\n",
               idle_kb / 1024.0, rss_kb / 1024.0, peak_kb / 1024.0);
   ::kill(coordinator, SIGTERM);
