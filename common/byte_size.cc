@@ -35,7 +35,17 @@ absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
     return absl::InvalidArgumentError(absl::StrCat(
         "size \"", text, "\": expected a positive number with B, KB, MB, GB, KiB, MiB or GiB"));
   }
-  return static_cast<uint64_t>(number * it->second);
+  // Found by study_config_fuzz: a size past 2^64 bytes was converted to uint64_t, which is
+  // undefined (UBSan), and one under a byte became 0.
+  const double bytes = number * it->second;
+  if (bytes >= 18446744073709551616.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("size \"", text, "\": too large (at most 2^64 - 1 bytes)"));
+  }
+  if (bytes < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("size \"", text, "\": less than one byte"));
+  }
+  return static_cast<uint64_t>(bytes);
 }
 
 }  // namespace schism::common
