@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -201,18 +202,64 @@ inline void ExpectTheCoordinatorListsEachTrialOnce(const Cluster& c, const std::
   for (int64_t n = 0; n < 12; ++n) EXPECT_EQ(numbers.count(n), 1u) << n;
 }
 
+// What a study's records say happened to its trials.
+struct Accounting {
+  int asked = 0;
+  int completed = 0;  // "completed" records
+  int unique = 0;     // distinct trial numbers among them
+  int duplicates = 0;
+  int requeued = 0;
+  int failed = 0;
+  int finished = 0;
+  std::set<int64_t> numbers;  // the completed trials' numbers
+};
+
+inline Accounting Account(const std::vector<nlohmann::json>& records) {
+  Accounting a;
+  std::map<int64_t, int> completions;
+  for (const auto& r : records) {
+    const std::string type = r.value("type", "");
+    if (type == "asked") ++a.asked;
+    if (type == "completed") ++completions[r["number"].get<int64_t>()];
+    if (type == "requeued") ++a.requeued;
+    if (type == "failed") ++a.failed;
+    if (type == "finished") ++a.finished;
+  }
+  for (const auto& [number, n] : completions) {
+    a.numbers.insert(number);
+    a.completed += n;
+    ++a.unique;
+    a.duplicates += n - 1;
+  }
+  return a;
+}
+
+inline void Print(const std::string& what, const Accounting& a) {
+  std::cout << what << ": asked " << a.asked << " / completed " << a.completed << " / unique "
+            << a.unique << " / duplicates " << a.duplicates << " / requeued " << a.requeued
+            << " / failed " << a.failed << "\n";
+}
+
+// A study of n trials ran to its end exactly once each.
+inline void ExpectExactly(const Accounting& a, int n) {
+  EXPECT_EQ(a.asked, n);
+  EXPECT_EQ(a.completed, n);
+  EXPECT_EQ(a.unique, n);
+  EXPECT_EQ(a.duplicates, 0);
+  EXPECT_EQ(a.failed, 0);
+  EXPECT_EQ(a.finished, 1);
+}
+
 // ... and according to the journal store's records too.
 inline void ExpectEachTrialOnce(const Cluster& c, const std::string& study) {
   ExpectTheCoordinatorListsEachTrialOnce(c, study);
-  const auto records = Records(c, study);
-  std::multiset<int64_t> completed;
-  for (const auto& r : records) {
-    if (r["type"] == "completed") completed.insert(r["number"].get<int64_t>());
-  }
-  EXPECT_EQ(completed.size(), 12u);
-  for (int64_t n = 0; n < 12; ++n) EXPECT_EQ(completed.count(n), 1u) << n;
-  EXPECT_EQ(Count(records, "asked"), 12);
-  EXPECT_EQ(Count(records, "finished"), 1);
+  const Accounting a = Account(Records(c, study));
+  EXPECT_EQ(a.completed, 12);
+  EXPECT_EQ(a.unique, 12);
+  EXPECT_EQ(a.duplicates, 0);
+  EXPECT_EQ(a.numbers, (std::set<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}));
+  EXPECT_EQ(a.asked, 12);
+  EXPECT_EQ(a.finished, 1);
 }
 
 inline bool Finished(const Cluster& c, const std::string& study) {

@@ -25,52 +25,6 @@ namespace {
 
 using namespace schism::cluster_test;  // NOLINT: the harness is this file's vocabulary
 
-// What a study's records say happened to its trials.
-struct Accounting {
-  int asked = 0;
-  int completed = 0;  // "completed" records
-  int unique = 0;     // distinct trial numbers among them
-  int duplicates = 0;
-  int requeued = 0;
-  int failed = 0;
-  int finished = 0;
-};
-
-Accounting Account(const std::vector<nlohmann::json>& records) {
-  Accounting a;
-  std::map<int64_t, int> completions;
-  for (const auto& r : records) {
-    const std::string type = r.value("type", "");
-    if (type == "asked") ++a.asked;
-    if (type == "completed") ++completions[r["number"].get<int64_t>()];
-    if (type == "requeued") ++a.requeued;
-    if (type == "failed") ++a.failed;
-    if (type == "finished") ++a.finished;
-  }
-  for (const auto& [number, n] : completions) {
-    a.completed += n;
-    ++a.unique;
-    a.duplicates += n - 1;
-  }
-  return a;
-}
-
-void Print(const std::string& what, const Accounting& a) {
-  std::cout << what << ": asked " << a.asked << " / completed " << a.completed << " / unique "
-            << a.unique << " / duplicates " << a.duplicates << " / requeued " << a.requeued
-            << " / failed " << a.failed << "\n";
-}
-
-// A study of n trials ran to its end exactly once each.
-void ExpectExactly(const Accounting& a, int n) {
-  EXPECT_EQ(a.asked, n);
-  EXPECT_EQ(a.completed, n);
-  EXPECT_EQ(a.unique, n);
-  EXPECT_EQ(a.duplicates, 0);
-  EXPECT_EQ(a.failed, 0);
-  EXPECT_EQ(a.finished, 1);
-}
-
 // The records of a study as Redis itself holds them.
 std::vector<nlohmann::json> RedisRecords(const std::string& url, const std::string& study) {
   std::vector<nlohmann::json> out;

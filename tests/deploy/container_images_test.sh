@@ -96,22 +96,7 @@ buildah run "$coord" -- schism-coordinator worker --coordinator x >"$T/worker-in
 grep -q "no model runtime" "$T/worker-in-coordinator.txt" || fail "schism-coordinator worker: $(cat "$T/worker-in-coordinator.txt")"
 
 # Two free ports below the ephemeral range (gRPC, HTTP side port).
-PORT=$(python3 - <<'PY'
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(200):
-    base = random.randrange(20000, low - 2)
-    try:
-        held = []
-        for port in (base, base + 1):
-            s = socket.socket(); s.bind(("127.0.0.1", port)); held.append(s)
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in held: s.close()
-PY
-)
+PORT=$(python3 "$SOURCE/tests/deploy/free_ports.py" 2) || fail "no two consecutive free ports"
 HTTP=$((PORT + 1))
 mkdir -p "$T/store" "$T/models" "$T/data" "$T/exports"
 chown 10001:10001 "$T/store" "$T/exports"

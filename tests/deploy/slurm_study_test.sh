@@ -16,26 +16,7 @@ done
 T=$(mktemp -d /tmp/schism_slurm.XXXXXX)
 # Four consecutive free ports (slurmctld, slurmd, coordinator gRPC, coordinator HTTP) below the
 # kernel's ephemeral range, so no outgoing connection of another test can be holding one.
-BASE=$(python3 - <<'PY'
-import random, socket
-low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(200):
-    base = random.randrange(20000, low - 4)
-    try:
-        held = []
-        for port in range(base, base + 4):
-            s = socket.socket()
-            s.bind(("127.0.0.1", port))
-            held.append(s)
-        print(base)
-        break
-    except OSError:
-        pass
-    finally:
-        for s in held:
-            s.close()
-PY
-)
+BASE=$(python3 "$SOURCE/tests/deploy/free_ports.py" 4 || true)
 [ -n "$BASE" ] || { echo "no four consecutive free ports found"; exit 1; }
 export SLURM_CONF=$T/slurm.conf
 teardown() {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -21,12 +22,10 @@ namespace schism::fuzz {
 // path.
 inline std::string WriteInput(const uint8_t* data, size_t size, const std::string& name) {
   static const std::string dir = [] {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string d =
-        std::string(tmp && *tmp ? tmp : "/tmp") + "/schism_fuzz_" + std::to_string(getpid());
-    std::string cmd = "mkdir -p '" + d + "'";
-    if (std::system(cmd.c_str()) != 0) std::abort();
-    return d;
+    const std::filesystem::path d =
+        std::filesystem::temp_directory_path() / ("schism_fuzz_" + std::to_string(getpid()));
+    std::filesystem::create_directories(d);
+    return d.string();
   }();
   const std::string path = dir + "/" + name;
   std::FILE* f = std::fopen(path.c_str(), "wb");
