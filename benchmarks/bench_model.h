@@ -12,7 +12,6 @@
 namespace schism::bench {
 
 inline int RunModelBenchmarks(int argc, char** argv, std::string* model_path) {
-  common::ConfigureProcessEnvironment();
   // assign + append: GCC 12 warns falsely (-Warray-bounds) on string + a long literal here.
   model_path->assign(SCHISM_SOURCE_DIR);
   model_path->append("/models/SmolLM2-135M-Instruct.Q4_1.gguf");

@@ -82,6 +82,30 @@ void BM_Decode(benchmark::State& state) {
   ReportRss(state);
 }
 
+// The decode step's last product: the greedy token of R final-normed states, through
+// Transformer::GreedyTokens (a bfloat16 screen of lm_head settled in float32, where the CPU has
+// bfloat16 products) against the full float32 logits' argmax. args: rows, screened (0/1).
+void BM_GreedyTokens(benchmark::State& state) {
+  const auto& t = *Model().transformer;
+  const auto prompts = Prompts(static_cast<int>(state.range(0)));
+  const at::Tensor last =
+      schism::model::PromptForward(t, prompts, 2, /*capture_hidden_states=*/true)
+          .hidden_states.back();
+  const at::Tensor w = t.weights().lm_head;
+  for (auto _ : state) {
+    if (state.range(1) != 0) {
+      benchmark::DoNotOptimize(t.GreedyTokens(last));
+    } else {
+      benchmark::DoNotOptimize(at::mm(w, last.t()).argmax(0));
+    }
+  }
+  state.counters["screened"] = state.range(1) != 0 && t.screens_lm_head();
+}
+
+BENCHMARK(BM_GreedyTokens)
+    ->ArgNames({"rows", "screened"})
+    ->ArgsProduct({{1, 32}, {0, 1}})
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Prefill)->Arg(1)->Arg(16)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Decode)
     ->Arg(1)

@@ -15,7 +15,6 @@
 
 #include <ATen/ATen.h>
 
-#include "common/env.h"
 #include "worker/runtime/generator.h"
 #include "worker/runtime/model_loader.h"
 
@@ -58,7 +57,6 @@ double PeakRssOfChild(const char* self, const std::string& model, const std::str
 }  // namespace
 
 int main(int argc, char** argv) {
-  schism::common::ConfigureProcessEnvironment();
   if (argc == 4 && std::string(argv[1]) == "--child") return Child(argv[2], argv[3]);
   std::string model;
   if (argc == 3 && std::string(argv[1]) == "--model") model = argv[2];

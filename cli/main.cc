@@ -5,10 +5,8 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "common/env.h"
 
 int main(int argc, char** argv) {
-  schism::common::ConfigureProcessEnvironment();
   // Inputs are validated where they are read; this is the net under that: an exception that
   // still escapes (a library on an input it rejects) ends the command with its message and
   // exit code 1, never an abort.

@@ -8,10 +8,6 @@
 
 namespace schism::common {
 
-void ConfigureProcessEnvironment() {
-  setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_BF16", /*overwrite=*/0);
-}
-
 std::string DefaultDataDir() {
   if (const char* dir = std::getenv("SCHISM_DATA"); dir != nullptr && *dir != '\0') return dir;
   return std::string(SCHISM_SOURCE_DIR) + "/../shared/datasets";

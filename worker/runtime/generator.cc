@@ -166,12 +166,13 @@ std::vector<TokenIds> GreedyGenerate(const Transformer& model, const std::vector
       forward_options.adapters = &*adapters;
     }
     forward_options.start = start;
-    return model.Forward(ids, mask, &cache, rows, forward_options).last_logits;
+    forward_options.greedy_tokens_only = true;
+    return model.Forward(ids, mask, &cache, rows, forward_options).next_tokens;
   };
   // Greedy choice for each row; a row that emits a stop token, trips the early stop or reaches
   // the length limit frees its slot.
-  auto pick = [&](const at::Tensor& logits, const std::vector<int64_t>& rows) {
-    const at::Tensor next = logits.argmax(-1).to(at::kCPU, at::kLong).contiguous();
+  auto pick = [&](const at::Tensor& next_tokens, const std::vector<int64_t>& rows) {
+    const at::Tensor next = next_tokens.contiguous();
     const int64_t* tokens = next.data_ptr<int64_t>();
     for (size_t i = 0; i < rows.size(); ++i) {
       const int64_t s = rows[i], p = slot_prompt[s];

@@ -1,11 +1,15 @@
 #include "worker/runtime/transformer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/Utils.h>
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
+#include <vector>
 
 #ifdef SCHISM_WITH_CUDA_KERNELS
 #include "worker/runtime/cuda/nf4_kernels.h"
@@ -123,6 +127,16 @@ at::Tensor MoeMlp(const at::Tensor& m, const LayerWeights& layer, const ModelCon
   return out.view({B, T, H});
 }
 
+// bfloat16 products in hardware (AVX512-BF16 or AMX), not emulated: only then does a bfloat16
+// screen of the vocabulary pay.
+bool CpuHasBfloat16Products() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+#else
+  return false;
+#endif
+}
+
 at::Tensor RotateHalf(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -200,6 +214,124 @@ Transformer::Transformer(ModelConfig config, ModelWeights weights,
   if (config_.rope_local_theta > 0) {
     local_inv_freq_ = (1.0 / at::pow(config_.rope_local_theta, exponents)).to(device, at::kFloat);
   }
+  const at::Tensor& lm_head = weights_.lm_head;
+  if (lm_head.defined() && lm_head.device().is_cpu() && lm_head.scalar_type() == at::kFloat &&
+      lm_head.dim() == 2 && CpuHasBfloat16Products()) {
+    c10::NoGradGuard no_grad;
+    // Linux hands AMX tiles to a process only on request; oneDNN's bfloat16 products use
+    // them once granted (else AVX512-BF16, about half as fast here).
+    at::cpu::init_amx();
+    lm_head_screen_ = lm_head.to(at::kBFloat16).contiguous();
+    lm_head_row_norms_ = lm_head.norm(2, {1}).contiguous();
+  }
+}
+
+at::Tensor Transformer::LastLogits(const at::Tensor& last) const {
+  at::Tensor logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(at::kFloat);
+  if (config_.final_logit_softcap > 0) {
+    logits = at::tanh(logits / config_.final_logit_softcap) * config_.final_logit_softcap;
+  }
+  return logits;
+}
+
+at::Tensor Transformer::GreedyTokens(const at::Tensor& last) const {
+  c10::NoGradGuard no_grad;
+  auto full_argmax = [&] { return LastLogits(last).argmax(-1).to(at::kCPU, at::kLong); };
+  if (!screens_lm_head() || last.scalar_type() != at::kFloat || last.dim() != 2)
+    return full_argmax();
+  const int64_t rows = last.size(0), hidden = last.size(1), vocab = lm_head_screen_.size(0);
+  // screen = bf16(W)·bf16(x) summed in float32, rounded to bfloat16; (vocab, rows), as the
+  // product streams W. Against the float32 product a screened logit s is off by at most
+  // C + u·|s|, C = (2u + u² + 2nγ)·|w|·|x| (both operands rounded, both products' float32 sums),
+  // u = 2^-9 the bfloat16 unit roundoff (2^-8 here, to spare), γ = 2^-24.
+  const at::Tensor screen =
+      at::mm(lm_head_screen_, last.to(at::kBFloat16).t()).to(at::kFloat).contiguous();
+  constexpr double u = 1.0 / 256, gamma = 1.0 / (1 << 24);
+  const double c = 2 * u + u * u + 2.0 * static_cast<double>(hidden) * gamma * (1 + 2 * u);
+  const at::Tensor x_norms = last.norm(2, {1}).to(at::kCPU, at::kDouble).contiguous();
+  const float* s = screen.data_ptr<float>();
+  const float* norm = lm_head_row_norms_.data_ptr<float>();
+  // Each screened logit's bound E = (C + u|s|)/(1-u), C = c·|w_v|·|x| (Cauchy-Schwarz): the
+  // float32 logit lies in [s - E, s + E]. The argmax's upper end reaches the highest lower end.
+  // Single precision suffices for the bounds themselves: 1e-3 of slack covers their rounding.
+  const double slack = (1 + 1e-3) / (1 - u);
+  const float relative = static_cast<float>(u * slack);
+  std::vector<float> per_norm(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    per_norm[r] = static_cast<float>(c * x_norms.data_ptr<double>()[r] * slack);
+    if (!std::isfinite(per_norm[r])) return full_argmax();  // NaN or infinite states
+  }
+  // Two passes over the (vocab, rows) screen, each split over the intra-op threads by token
+  // ranges: the highest lower end per row, then the tokens whose upper end reaches it.
+  auto bound = [&](const float* sv, int64_t r, float nv) {
+    return per_norm[r] * nv + relative * std::abs(sv[r]);
+  };
+  constexpr int64_t kGrain = 4096;
+  const int64_t chunks = (vocab + kGrain - 1) / kGrain;
+  std::vector<std::vector<float>> chunk_best(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      std::vector<float> best(rows, -std::numeric_limits<float>::infinity());
+      for (int64_t v = chunk * kGrain; v < std::min(vocab, (chunk + 1) * kGrain); ++v) {
+        const float* sv = s + v * rows;
+        for (int64_t r = 0; r < rows; ++r) {
+          const float low = sv[r] - bound(sv, r, norm[v]);
+          best[r] = low > best[r] ? low : best[r];
+        }
+      }
+      chunk_best[chunk] = std::move(best);
+    }
+  });
+  std::vector<float> lowest_best(rows, -std::numeric_limits<float>::infinity());
+  for (const auto& best : chunk_best) {
+    for (int64_t r = 0; r < rows; ++r) lowest_best[r] = std::max(lowest_best[r], best[r]);
+  }
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> chunk_candidates(chunks);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      for (int64_t v = chunk * kGrain; v < std::min(vocab, (chunk + 1) * kGrain); ++v) {
+        const float* sv = s + v * rows;
+        for (int64_t r = 0; r < rows; ++r) {
+          if (sv[r] + bound(sv, r, norm[v]) >= lowest_best[r])
+            chunk_candidates[chunk].push_back({r, v});
+        }
+      }
+    }
+  });
+  std::vector<int64_t> candidate_row, candidate_token;  // token-major: ids ascend in each row
+  for (const auto& found : chunk_candidates) {
+    for (const auto& [r, v] : found) {
+      candidate_row.push_back(r);
+      candidate_token.push_back(v);
+    }
+  }
+  // A flat screen (states near zero): nothing to gain over the full product.
+  if (candidate_row.size() > static_cast<size_t>(64 * rows + 1024)) return full_argmax();
+  const auto index = [&](const std::vector<int64_t>& ids) {
+    return at::tensor(ids, at::kLong).to(last.device());
+  };
+  at::Tensor exact = (weights_.lm_head.index_select(0, index(candidate_token)) *
+                      last.index_select(0, index(candidate_row)))
+                         .sum(-1);
+  if (config_.final_logit_softcap > 0) {
+    exact = at::tanh(exact / config_.final_logit_softcap) * config_.final_logit_softcap;
+  }
+  const at::Tensor values = exact.to(at::kCPU).contiguous();
+  const float* value = values.data_ptr<float>();
+  at::Tensor tokens = at::full({rows}, -1, at::kLong);
+  int64_t* out = tokens.data_ptr<int64_t>();
+  std::vector<float> top(rows, 0.0f);
+  for (size_t i = 0; i < candidate_row.size(); ++i) {  // ties go to the lowest id
+    const int64_t r = candidate_row[i];
+    if (out[r] < 0 || value[i] > top[r]) {
+      out[r] = candidate_token[i];
+      top[r] = value[i];
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    if (out[r] < 0 || std::isnan(top[r])) return full_argmax();
+  }
+  return tokens;
 }
 
 KvCache Transformer::NewCache(int64_t slots, int64_t capacity) const {
@@ -395,10 +527,10 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     tensor_parallel_->Broadcast(last);
   }
   if (capture_hidden_states) out.hidden_states.push_back(last.to(at::kFloat));
-  out.last_logits = MatmulWeightT(last, weights_.lm_head, at::Tensor()).to(at::kFloat);
-  if (config_.final_logit_softcap > 0) {
-    out.last_logits =
-        at::tanh(out.last_logits / config_.final_logit_softcap) * config_.final_logit_softcap;
+  if (options.greedy_tokens_only) {
+    out.next_tokens = GreedyTokens(last);
+  } else {
+    out.last_logits = LastLogits(last);
   }
   return out;
 }

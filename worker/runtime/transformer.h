@@ -121,10 +121,14 @@ struct ForwardOptions {
   bool capture_layer_inputs = false;
   const AdapterBatch* adapters = nullptr;  // k trials' rank-1 adapters, or none
   const ForwardStart* start = nullptr;     // start above the embeddings (capture not allowed)
+  // Only the greedy choice at the last position (ForwardOutput::next_tokens), not the logits:
+  // what a decode step needs, and cheaper (GreedyTokens).
+  bool greedy_tokens_only = false;
 };
 
 struct ForwardOutput {
   at::Tensor last_logits;  // (B, vocab) float32, at the last position, on the model's device
+  at::Tensor next_tokens;  // with greedy_tokens_only (then no last_logits): (B) int64 on the CPU
   // With capture: N+1 tensors (B, H) float32 at the last position: the embedding output, then
   // each layer's output, the last one after the final norm (as Hugging Face returns them).
   std::vector<at::Tensor> hidden_states;
@@ -160,8 +164,19 @@ class Transformer {
                         KvCache* cache, const std::vector<int64_t>& slots,
                         const ForwardOptions& options = {}) const;
 
+  // The argmax of the float32 logits of `last` (R, H), the final-normed states: (R) int64 on
+  // the CPU. On a CPU with bfloat16 instructions a float32 model screens the vocabulary with a
+  // bfloat16 copy of lm_head (half the bytes, AMX), then computes in float32 only the tokens
+  // whose screened logit lies within the screen's proven error bound of the row's best; the
+  // answer is the float32 argmax (ties to the lowest id), up to float32 summation order.
+  at::Tensor GreedyTokens(const at::Tensor& last) const;
+  // Whether GreedyTokens screens in bfloat16 (else: full float32 logits, then argmax).
+  bool screens_lm_head() const { return lm_head_screen_.defined(); }
+
  private:
   int world_size() const { return tensor_parallel_ ? tensor_parallel_->world_size() : 1; }
+  // (R, vocab) float32 logits of the final-normed states `last` (R, H), softcapped if Gemma's.
+  at::Tensor LastLogits(const at::Tensor& last) const;
 
   ModelConfig config_;
   ModelWeights weights_;
@@ -169,6 +184,8 @@ class Transformer {
   at::Tensor inv_freq_;  // (head_dim/2) float32, on the model's device
   at::Tensor
       local_inv_freq_;  // Gemma 3's sliding-window layers (their own RoPE base), or undefined
+  at::Tensor lm_head_screen_;     // (vocab, H) bfloat16 copy of lm_head, or undefined
+  at::Tensor lm_head_row_norms_;  // (vocab) float32 L2 norms of lm_head's rows, with the screen
 };
 
 }  // namespace schism::model

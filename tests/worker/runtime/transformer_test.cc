@@ -58,6 +58,56 @@ TEST(Transformer, RealModelMatchesLlamaCppLogitsAndGreedyContinuations) {
   }
 }
 
+// GreedyTokens screens the vocabulary in bfloat16 and settles it in float32: on the real model's
+// states, and on states moved so that their two best tokens are 0.01 apart (well inside the
+// bfloat16 screen's error, well outside float32 summation order), it must give the float32
+// argmax of every row. On a CPU without bfloat16 products it is that argmax by construction.
+TEST(Transformer, GreedyTokensAreTheFloat32ArgmaxEvenForNearTies) {
+  auto model = LoadModel(testing_support::RealModelPath());
+  ASSERT_TRUE(model.ok()) << model.status();
+  const Transformer& t = *model->transformer;
+  std::vector<TokenIds> prompts;
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/harmless_test.txt", "[:24]");
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  for (const std::string& line : *lines) prompts.push_back(model->tokenizer->Encode(ChatMl(line)));
+  const int32_t pad = *model->tokenizer->spec().pad_id;
+  const at::Tensor states =
+      PromptForward(t, prompts, pad, /*capture_hidden_states=*/true).hidden_states.back();
+  const at::Tensor w = t.weights().lm_head;
+  auto float32_argmax = [&](const at::Tensor& x) { return at::mm(x, w.t()).argmax(-1); };
+  // Move each row along w_b - w_a (a, b its two best tokens) until logit_a - logit_b = ±0.01.
+  std::vector<at::Tensor> rows = {states};
+  for (double gap : {0.01, -0.01}) {
+    const auto [top, ids] = at::mm(states, w.t()).topk(2, -1);
+    const at::Tensor diff =
+        w.index_select(0, ids.select(1, 1)) - w.index_select(0, ids.select(1, 0));
+    const at::Tensor g = (top.select(1, 0) - top.select(1, 1)).unsqueeze(1);
+    rows.push_back(states + (g - gap) / diff.pow(2).sum(-1, true) * diff);
+  }
+  const at::Tensor x = at::cat(rows, 0).contiguous();
+  const at::Tensor expected = float32_argmax(x);
+  int64_t screen_wrong = 0;
+  for (int64_t start = 0; start < x.size(0); start += 32) {  // decode-sized chunks
+    const at::Tensor chunk = x.narrow(0, start, std::min<int64_t>(32, x.size(0) - start));
+    const at::Tensor got = t.GreedyTokens(chunk);
+    EXPECT_TRUE(at::equal(got, expected.narrow(0, start, chunk.size(0))))
+        << "rows " << start << "..: " << got << " vs " << expected.narrow(0, start, chunk.size(0));
+    if (t.screens_lm_head()) {
+      const at::Tensor screen_only =
+          at::mm(chunk.to(at::kBFloat16), w.to(at::kBFloat16).t()).argmax(-1);
+      screen_wrong +=
+          (screen_only != expected.narrow(0, start, chunk.size(0))).sum().item<int64_t>();
+    }
+  }
+  std::cout << "screened: " << t.screens_lm_head()
+            << "; rows the bfloat16 screen alone gets wrong: " << screen_wrong << " of "
+            << x.size(0) << "\n";
+  // The near ties are there to be settled in float32: the screen alone misses some of them.
+  if (t.screens_lm_head()) {
+    EXPECT_GT(screen_wrong, 0);
+  }
+}
+
 TEST(Transformer, Bfloat16ComputeStaysCloseToFloat32) {
   auto fp32 = LoadModel(testing_support::RealModelPath());
   auto bf16 = LoadModel(testing_support::RealModelPath(), {c10::kBFloat16});
