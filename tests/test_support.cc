@@ -1,8 +1,10 @@
 #include "tests/test_support.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -14,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "common/checksum.h"
 
 namespace schism::testing_support {
 
@@ -90,6 +94,35 @@ int RunPythonOracle(const std::string& python, const std::string& script,
 int RunOracle(const std::string& script, const std::vector<std::string>& args,
               std::string* output) {
   return RunPythonOracle("python3", script, args, output);
+}
+
+int RunOracleOnce(const std::string& script, const std::vector<std::string>& args,
+                  std::string* out_dir, std::string* output) {
+  const std::string oracles = std::string(SCHISM_SOURCE_DIR) + "/tests/oracles/";
+  std::string key = ReadFile(oracles + script) + ReadFile(oracles + "heretic_support.py");
+  for (const std::string& arg : args) key += '\0' + arg;
+  char hash[17];
+  std::snprintf(hash, sizeof(hash), "%016llx",
+                static_cast<unsigned long long>(common::Fnv1a64(key.data(), key.size())));
+  const std::string dir =
+      ::testing::TempDir() + "/schism_oracle_" + script.substr(0, script.rfind('.')) + "_" + hash;
+  *out_dir = dir;
+  const int lock = ::open((dir + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+  if (lock >= 0) ::flock(lock, LOCK_EX);
+  int rc = 0;
+  if (std::filesystem::exists(dir + "/.done")) {
+    if (output != nullptr) *output = "reused the oracle's output in " + dir;
+  } else {
+    std::filesystem::remove_all(dir);
+    std::vector<std::string> with_out = args;
+    for (std::string& arg : with_out) {
+      if (arg == "{OUT}") arg = dir;
+    }
+    rc = RunOracle(script, with_out, output);
+    if (rc == 0) std::ofstream(dir + "/.done") << "ok\n";
+  }
+  if (lock >= 0) ::close(lock);  // releases the flock
+  return rc;
 }
 
 int RunTorchOracle(const std::string& script, const std::vector<std::string>& args,

@@ -35,6 +35,15 @@ int RunOracle(const std::string& script, const std::vector<std::string>& args,
 int RunTorchOracle(const std::string& script, const std::vector<std::string>& args,
                    std::string* output = nullptr);
 
+// Runs `python3 tests/oracles/<script> <args...>` once for every test process that asks with the
+// same script (its text and that of the helper module beside it) and arguments, where the
+// argument "{OUT}" stands for a folder under the test temp dir named by them, kept once the
+// oracle succeeded. Concurrent callers
+// (ctest -j) wait for the first one (flock). Returns the exit code and fills `out_dir` (and
+// `output`: the oracle's output, or a line saying the result was reused).
+int RunOracleOnce(const std::string& script, const std::vector<std::string>& args,
+                  std::string* out_dir, std::string* output = nullptr);
+
 // Reads a whole file of raw float32 values.
 std::vector<float> ReadFloats(const std::string& path);
 

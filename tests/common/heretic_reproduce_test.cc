@@ -16,9 +16,8 @@ namespace schism::common {
 namespace {
 
 using nlohmann::json;
-using testing_support::MakeTempDir;
 using testing_support::ReadFile;
-using testing_support::RunOracle;
+using testing_support::RunOracleOnce;
 
 constexpr int kOracleSkipped = 77;  // tests/oracles/heretic_reproduce.py: heretic not importable
 constexpr int kOracleLayers = 28;   // the layers its .weights.json files cover
@@ -66,9 +65,9 @@ const std::vector<std::string>& kHereticDefaultMarkers14 = DefaultRefusalMarkers
 class HereticReproduceOracle : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(MakeTempDir("heretic_reproduce"));
+    dir_ = new std::string;
     log_ = new std::string;
-    rc_ = RunOracle("heretic_reproduce.py", {*dir_}, log_);
+    rc_ = RunOracleOnce("heretic_reproduce.py", {"{OUT}"}, dir_, log_);
   }
   void SetUp() override {
     if (rc_ == kOracleSkipped) GTEST_SKIP() << *log_;

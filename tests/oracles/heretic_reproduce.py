@@ -22,91 +22,18 @@ is not installed, so v1.json is 1.4.0's output with exactly those differences ap
 as the Heretic version; the other package versions stay this environment's). Checked once against
 heretic-llm 1.3.0's wheel: the same inputs give the same file outside `environment`.
 
-Heretic must be importable. If this interpreter cannot import it, the first of
-$SCHISM_HERETIC_PYTHON, <source>/build-vs-heretic/venv/bin/python and <source>/.venv/bin/python
-that can takes over; if none can, the script exits with 77 (the test skips).
+Heretic must be importable (heretic_support.ensure_heretic: else the script exits with 77 and the
+test skips).
 """
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from heretic_support import ensure_heretic, make_settings, make_trial  # noqa: E402
+
 NUM_LAYERS = 28
-SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def heretic_importable(python):
-    probe = "import heretic.utils, heretic.model, heretic.config"
-    try:
-        run = subprocess.run([python, "-c", probe], capture_output=True, timeout=300)
-        return run.returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def ensure_heretic():
-    try:
-        import heretic.utils  # noqa: F401
-        return
-    except ImportError:
-        pass
-    candidates = [os.environ.get("SCHISM_HERETIC_PYTHON", ""),
-                  os.path.join(SOURCE_DIR, "build-vs-heretic", "venv", "bin", "python"),
-                  os.path.join(SOURCE_DIR, ".venv", "bin", "python")]
-    if not os.environ.get("SCHISM_HERETIC_ORACLE_REEXEC"):
-        for python in candidates:
-            if python and os.path.exists(python) and heretic_importable(python):
-                os.environ["SCHISM_HERETIC_ORACLE_REEXEC"] = "1"
-                os.execv(python, [python, os.path.abspath(__file__)] + sys.argv[1:])
-    print("heretic (heretic-llm 1.4.0) is not importable from " + sys.executable +
-          " nor from $SCHISM_HERETIC_PYTHON, build-vs-heretic/venv or .venv")
-    sys.exit(SKIP)
-
-
-def commit_sha(name):
-    # create_reproduce_folder asks the Hub for these; fixed stand-ins keep the oracle offline.
-    return hashlib.sha1(name.encode()).hexdigest()
-
-
-def make_settings(**overrides):
-    from heretic.config import Settings
-    # Settings() also reads the command line, HERETIC_* variables and ./config.toml: none of them.
-    sys.argv = ["heretic"]
-    for name in [n for n in os.environ if n.upper().startswith("HERETIC_")]:
-        del os.environ[name]
-    settings = Settings(**overrides)
-    # As create_reproduce_folder does before writing reproduce.json.
-    settings.model_commit = commit_sha(settings.model)
-    for spec in [settings.good_prompts, settings.bad_prompts,
-                 settings.good_evaluation_prompts, settings.bad_evaluation_prompts]:
-        spec.commit = commit_sha(spec.dataset)
-    return settings
-
-
-def make_trial(direction_index, sampled, metrics):
-    """As main.py's objective: `sampled` holds the values TPE suggests per component, min_weight
-    as the fraction of max_weight that main.py multiplies out."""
-    from dataclasses import asdict
-
-    from heretic.model import AbliterationParameters
-    from optuna.trial import create_trial
-
-    parameters = {}
-    for component, values in sampled.items():
-        max_weight, max_weight_position, min_weight, min_weight_distance = values
-        parameters[component] = AbliterationParameters(
-            max_weight=max_weight,
-            max_weight_position=max_weight_position,
-            min_weight=(min_weight * max_weight),
-            min_weight_distance=min_weight_distance,
-        )
-    user_attrs = {"direction_index": direction_index,
-                  "parameters": {k: asdict(v) for k, v in parameters.items()}}
-    user_attrs.update(metrics)
-    return create_trial(values=[], user_attrs=user_attrs)
 
 
 def layer_weights(reproduction):
@@ -156,7 +83,7 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out_dir = os.path.abspath(sys.argv[1])
-    ensure_heretic()
+    ensure_heretic(__file__)
     os.makedirs(out_dir, exist_ok=True)
     os.chdir(tempfile.mkdtemp())  # no config.toml here
 
@@ -190,7 +117,7 @@ def main():
                                           column="text", prefix="Q: ", suffix=" A:",
                                           system_prompt="Answer plainly."),
     )
-    trial = make_trial(
+    trial, _ = make_trial(
         14.37,
         {"attn.o_proj": (1.2, 20.5, 0.35, 9.2), "mlp.down_proj": (0.93, 17.0, 0.8, 6.4)},
         {"kl_divergence": 0.1234, "refusals": 7, "base_refusals": 93, "n_bad_prompts": 100})
@@ -201,7 +128,7 @@ def main():
     # A default run, after main.py fixed the batch size and found no common response prefix.
     settings = make_settings(model="google/gemma-3-270m-it", batch_size=128, response_prefix="",
                              seed=7)
-    trial = make_trial(
+    trial, _ = make_trial(
         None,
         {"attn.o_proj": (1.4379, 25.1, 0.0918, 12.07),
          "mlp.down_proj": (1.0713, 22.6, 0.6012, 3.3)},
@@ -214,7 +141,7 @@ def main():
     settings = make_settings(model="meta-llama/Llama-3.2-3B-Instruct", batch_size=32,
                              response_prefix="", seed=4242)
     settings.refusal_markers = [m for m in settings.refusal_markers if m != "disclaimer"]
-    trial = make_trial(
+    trial, _ = make_trial(
         19.81,
         {"attn.o_proj": (0.8841, 18.3, 0.5, 7.7), "mlp.down_proj": (1.2277, 21.0, 0.25, 11.9)},
         {"kl_divergence": 0.31, "refusals": 12, "base_refusals": 88, "n_bad_prompts": 100})
