@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "common/checksum.h"
@@ -96,32 +97,39 @@ int RunOracle(const std::string& script, const std::vector<std::string>& args,
   return RunPythonOracle("python3", script, args, output);
 }
 
+std::string MakeOnce(const std::string& name, const std::string& key,
+                     const std::function<bool(const std::string& path)>& make) {
+  char hash[17];
+  std::snprintf(hash, sizeof(hash), "%016llx",
+                static_cast<unsigned long long>(common::Fnv1a64(key.data(), key.size())));
+  const std::string path = ::testing::TempDir() + "/schism_once_" + name + "_" + hash;
+  const int lock = ::open((path + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
+  if (lock >= 0) ::flock(lock, LOCK_EX);
+  bool ok = std::filesystem::exists(path + ".done");
+  if (!ok) {
+    std::filesystem::remove_all(path);
+    ok = make(path);
+    if (ok) std::ofstream(path + ".done") << "made\n";
+  }
+  if (lock >= 0) ::close(lock);  // releases the flock
+  return ok ? path : "";
+}
+
 int RunOracleOnce(const std::string& script, const std::vector<std::string>& args,
                   std::string* out_dir, std::string* output) {
   const std::string oracles = std::string(SCHISM_SOURCE_DIR) + "/tests/oracles/";
   std::string key = ReadFile(oracles + script) + ReadFile(oracles + "heretic_support.py");
   for (const std::string& arg : args) key += '\0' + arg;
-  char hash[17];
-  std::snprintf(hash, sizeof(hash), "%016llx",
-                static_cast<unsigned long long>(common::Fnv1a64(key.data(), key.size())));
-  const std::string dir =
-      ::testing::TempDir() + "/schism_oracle_" + script.substr(0, script.rfind('.')) + "_" + hash;
-  *out_dir = dir;
-  const int lock = ::open((dir + ".lock").c_str(), O_CREAT | O_RDWR, 0644);
-  if (lock >= 0) ::flock(lock, LOCK_EX);
   int rc = 0;
-  if (std::filesystem::exists(dir + "/.done")) {
-    if (output != nullptr) *output = "reused the oracle's output in " + dir;
-  } else {
-    std::filesystem::remove_all(dir);
+  if (output != nullptr) *output = "reused the oracle's earlier output";
+  *out_dir = MakeOnce(script.substr(0, script.rfind('.')), key, [&](const std::string& dir) {
     std::vector<std::string> with_out = args;
     for (std::string& arg : with_out) {
       if (arg == "{OUT}") arg = dir;
     }
     rc = RunOracle(script, with_out, output);
-    if (rc == 0) std::ofstream(dir + "/.done") << "ok\n";
-  }
-  if (lock >= 0) ::close(lock);  // releases the flock
+    return rc == 0;
+  });
   return rc;
 }
 

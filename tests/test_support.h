@@ -3,6 +3,7 @@
 #ifndef SCHISM_TESTS_TEST_SUPPORT_H_
 #define SCHISM_TESTS_TEST_SUPPORT_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,12 +36,16 @@ int RunOracle(const std::string& script, const std::vector<std::string>& args,
 int RunTorchOracle(const std::string& script, const std::vector<std::string>& args,
                    std::string* output = nullptr);
 
-// Runs `python3 tests/oracles/<script> <args...>` once for every test process that asks with the
-// same script (its text and that of the helper module beside it) and arguments, where the
-// argument "{OUT}" stands for a folder under the test temp dir named by them, kept once the
-// oracle succeeded. Concurrent callers
-// (ctest -j) wait for the first one (flock). Returns the exit code and fills `out_dir` (and
-// `output`: the oracle's output, or a line saying the result was reused).
+// Calls `make(path)` once for every test process of a test run that asks with the same `name` and
+// `key`: `path` (for make to create as a file or folder) is under the test temp dir, named by
+// them, and kept once make returned true. Concurrent callers (ctest -j) wait for the first one
+// (flock). Returns the path, or "" where make failed.
+std::string MakeOnce(const std::string& name, const std::string& key,
+                     const std::function<bool(const std::string& path)>& make);
+
+// RunOracle through MakeOnce, keyed by the script's text (and its helper module's) and the
+// arguments, of which "{OUT}" stands for the kept folder. Returns the exit code (0 when reused)
+// and fills `out_dir` (and `output`: the oracle's output, or a line saying it was reused).
 int RunOracleOnce(const std::string& script, const std::vector<std::string>& args,
                   std::string* out_dir, std::string* output = nullptr);
 

@@ -85,8 +85,8 @@ class HereticAbliterationOracle : public ::testing::Test {
     }
     std::vector<ModuleGap> gaps;
     for (int layer = 0; layer < kLayers; ++layer) {
-      for (auto [component, module] : {std::pair{"attn.o_proj", "self_attn.o_proj"},
-                                       {"mlp.down_proj", "mlp.down_proj"}}) {
+      for (auto [component, module] :
+           {std::pair{"attn.o_proj", "self_attn.o_proj"}, {"mlp.down_proj", "mlp.down_proj"}}) {
         const std::string key = "model.layers." + std::to_string(layer) + "." + module + ".weight";
         const std::string heretic_key = std::to_string(layer) + "." + component;
         const auto w = Values((*base)->Find(key));
@@ -171,9 +171,10 @@ TEST_F(HereticAbliterationOracle, FullRowNormalizationIsHereticsExactDeltaNotIts
   // Measured here: mean 0.114, worst 0.131 of the change. A rank-3 approximation of a rank-64
   // change cannot be exact; asserting it differs keeps this test able to fail.
   EXPECT_GT(sum / n, 1e-3);
-  std::printf("  Heretic's rank-3 adapter vs the exact full delta: mean %.3g, worst %.3g of the "
-              "change over %d modules\n",
-              sum / n, worst, n);
+  std::printf(
+      "  Heretic's rank-3 adapter vs the exact full delta: mean %.3g, worst %.3g of the "
+      "change over %d modules\n",
+      sum / n, worst, n);
 }
 
 }  // namespace

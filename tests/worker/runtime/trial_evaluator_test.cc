@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "common/env.h"
 #include "common/prompt_set.h"
@@ -37,8 +38,25 @@ Fixture& Shared() {
                                  *common::LoadPromptLines(data + "/harmful_train.txt", "[:64]"),
                                  kSystem, "");
     const Transformer& t = *fixture->model.transformer;
-    fixture->directions =
-        RefusalDirections(ResidualMeans(t, *good, 2, 32), ResidualMeans(t, *bad, 2, 32), true);
+    // Every test process of this file needs them (~20 s of forward passes each): computed once
+    // per test run, keyed by the model file and the prompts.
+    std::string key = testing_support::RealModelPath() + "\n" +
+                      std::to_string(std::filesystem::file_size(testing_support::RealModelPath()));
+    for (const auto* set : {&*good, &*bad}) {
+      for (const TokenIds& ids : *set) {
+        key += "\n";
+        for (int32_t id : ids) key += std::to_string(id) + " ";
+      }
+    }
+    const std::string path =
+        testing_support::MakeOnce("evaluator_directions", key, [&](const std::string& out) {
+          auto directions = RefusalDirections(ResidualMeans(t, *good, 2, 32),
+                                              ResidualMeans(t, *bad, 2, 32), true);
+          return SaveDirections(out, directions).ok();
+        });
+    auto directions = LoadDirections(path);
+    EXPECT_TRUE(directions.ok()) << directions.status();
+    fixture->directions = *directions;
     return fixture;
   }();
   return *f;
