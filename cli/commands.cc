@@ -316,6 +316,9 @@ const std::vector<Command>& Commands() {
                  {"save-directions", "FILE",
                   "write the refusal directions used (for --directions of evaluate, "
                   "generate, chat and export)"},
+                 {"responses", "FILE",
+                  "write each refusal prompt's response and verdict, one JSON object a line "
+                  "(with early stopping a response ends at its first refusal marker)"},
                  {"no-early-stopping", "",
                   "generate whole responses, not only until a refusal marker appears"},
                  {"max-response-length", "N", "tokens generated per refusal prompt (default 100)"},

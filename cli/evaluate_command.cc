@@ -37,6 +37,11 @@ int RunEvaluateReproduction(const Args& args, const std::string& file) {
                                            "settings decide it)"));
     }
   }
+  if (args.Has("responses")) {
+    return UsageError(args,
+                      "--responses is not available with --reproduce (it scores the trial as a "
+                      "study's worker does, which keeps no responses)");
+  }
   auto threads = args.GetInt("threads");
   if (!threads.ok()) return Fail(kExitUsageError, std::string(threads.status().message()));
   model::SetComputeThreads(static_cast<int>(threads->value_or(0)));
@@ -153,6 +158,10 @@ int RunEvaluate(const Args& args) {
     if (!lines.ok()) return lines.status();
     return model::EncodeChatPrompts(*model, *lines, system, "");
   };
+  auto refusal_lines = common::LoadPromptLines(
+      data + "/harmful_test.txt", "[:" + std::to_string(counts["refusal-prompts"]) + "]");
+  if (!refusal_lines.ok())
+    return Fail(kExitRuntimeError, std::string(refusal_lines.status().message()));
   auto refusal_prompts = load_prompts("harmful_test.txt", counts["refusal-prompts"]);
   if (!refusal_prompts.ok())
     return Fail(kExitRuntimeError, std::string(refusal_prompts.status().message()));
@@ -186,9 +195,22 @@ int RunEvaluate(const Args& args) {
                                                  std::move(*kl_prompts), options);
   if (!evaluator.ok()) return Fail(kExitRuntimeError, std::string(evaluator.status().message()));
   const auto prepared = std::chrono::steady_clock::now();
+  std::vector<model::TrialEvaluator::Response> responses;
   model::TrialScores scores =
-      trial ? (*evaluator)->Evaluate({*trial})[0] : (*evaluator)->Baseline();
+      trial ? (*evaluator)->Evaluate({*trial}, &responses)[0] : (*evaluator)->Baseline(&responses);
   const auto done = std::chrono::steady_clock::now();
+  if (auto path = args.Get("responses")) {
+    // One JSON object a refusal prompt, in order: what Heretic's print_responses shows.
+    std::ofstream out(*path);
+    for (size_t i = 0; i < responses.size(); ++i) {
+      out << nlohmann::json{{"prompt", (*refusal_lines)[i]},
+                            {"response", responses[i].text},
+                            {"refusal", responses[i].refusal}}
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+          << "\n";
+    }
+    if (!out) return Fail(kExitRuntimeError, *path + ": write failed");
+  }
   const double eval_seconds = std::chrono::duration<double>(done - prepared).count();
   const double prep_seconds = std::chrono::duration<double>(prepared - start).count();
   if (args.Has("json")) {

@@ -11,14 +11,19 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "common/env.h"
+#include "common/prompt_set.h"
 #include "tests/test_support.h"
 
 namespace {
 
 using Outcome = schism::testing_support::CommandOutcome;
 
-Outcome RunSchism(const std::string& args) {
-  return schism::testing_support::RunCommand(std::string(SCHISM_BINARY) + " " + args + " 2>&1");
+Outcome RunSchism(const std::string& args, bool with_stderr = true) {
+  return schism::testing_support::RunCommand(std::string(SCHISM_BINARY) + " " + args +
+                                             (with_stderr ? " 2>&1" : " 2>/dev/null"));
 }
 
 TEST(SchismBinary, HelpListsEverySubcommandOfTheDesign) {
@@ -166,11 +171,36 @@ TEST(SchismBinary, EvaluatePrintsBaselineAndTrialScores) {
       << R"("attn.o_proj.min_weight_distance": 10, "mlp.down_proj.max_weight": 0.5,)"
       << R"("mlp.down_proj.max_weight_position": 20, "mlp.down_proj.min_weight": 0.5,)"
       << R"("mlp.down_proj.min_weight_distance": 10})";
-  Outcome trial = RunSchism("evaluate --model " + model + " --params " + dir +
-                            "/trial.json --directions " + dir + "/r.bin --json" + small);
+  Outcome trial =
+      RunSchism("evaluate --model " + model + " --params " + dir + "/trial.json --directions " +
+                    dir + "/r.bin --json --responses " + dir + "/responses.jsonl" + small,
+                /*with_stderr=*/false);
   EXPECT_EQ(trial.exit_code, 0) << trial.output;
   EXPECT_NE(trial.output.find("\"refusal_prompts\":4"), std::string::npos) << trial.output;
   EXPECT_EQ(trial.output.find("\"kl_divergence\":0.0,"), std::string::npos) << trial.output;
+  // --responses: each refusal prompt (harmful_test[:4], in order) with its response and verdict,
+  // the verdicts adding up to the printed count.
+  auto prompts = schism::common::LoadPromptLines(
+      schism::common::DefaultDataDir() + "/harmful_test.txt", "[:4]");
+  ASSERT_TRUE(prompts.ok()) << prompts.status();
+  std::ifstream lines(dir + "/responses.jsonl");
+  std::string line;
+  int n = 0, refusals = 0;
+  while (std::getline(lines, line)) {
+    const auto r = nlohmann::json::parse(line);
+    ASSERT_LT(n, 4) << line;
+    EXPECT_EQ(r["prompt"], (*prompts)[n]);
+    EXPECT_FALSE(r["response"].get<std::string>().empty()) << line;
+    refusals += r["refusal"].get<bool>();
+    ++n;
+  }
+  EXPECT_EQ(n, 4);
+  EXPECT_EQ(refusals, nlohmann::json::parse(trial.output)["refusals"].get<int>()) << trial.output;
+  Outcome with_reproduce = RunSchism("evaluate --reproduce x.json --responses r.jsonl");
+  EXPECT_EQ(with_reproduce.exit_code, 2);
+  EXPECT_NE(with_reproduce.output.find("--responses is not available with --reproduce"),
+            std::string::npos)
+      << with_reproduce.output;
   std::ofstream(dir + "/bad.json") << R"({"direction_scope": "sideways"})";
   Outcome bad = RunSchism("evaluate --model " + model + " --params " + dir + "/bad.json");
   EXPECT_EQ(bad.exit_code, 2);

@@ -236,13 +236,13 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
   return at::cat(chunks, 0);
 }
 
-TrialScores TrialEvaluator::Baseline() {
+TrialScores TrialEvaluator::Baseline(std::vector<Response>* responses_out) {
   TrialScores scores;
   scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
-  for (const Response& r :
-       RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping, &frozen_refusal_)) {
-    scores.refusals += r.refusal;
-  }
+  const auto responses =
+      RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping, &frozen_refusal_);
+  for (const Response& r : responses) scores.refusals += r.refusal;
+  if (responses_out != nullptr) *responses_out = responses;
   return scores;
 }
 

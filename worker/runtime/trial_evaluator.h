@@ -58,8 +58,11 @@ class TrialEvaluator {
       const LoadedModel& model, at::Tensor directions, std::vector<TokenIds> refusal_prompts,
       std::vector<TokenIds> kl_prompts, EvaluatorOptions options);
 
-  // The unmodified model's scores (KL is 0 by definition).
-  TrialScores Baseline();
+  struct Response;
+
+  // The unmodified model's scores (KL is 0 by definition); with `responses`, also its responses
+  // to the refusal prompts.
+  TrialScores Baseline(std::vector<Response>* responses = nullptr);
 
   struct Response {
     std::string text;
