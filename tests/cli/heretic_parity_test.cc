@@ -1,17 +1,23 @@
-// Weight-level parity with Heretic's own abliteration (heretic-llm 1.4.0, installed by
-// scripts/setup as an oracle): tests/oracles/heretic_abliteration.py runs Heretic's Model, its
-// residual means, main.py's direction formula and Model.abliterate on a tiny random Qwen2, and
-// writes each trial's reproduce.json beside the weights Heretic's adapted model applies. schism
-// computes its own directions from the same prompt files (`schism export --reproduce`, float32)
-// and must write the same o_proj and down_proj weights. Skipped where heretic is not installed.
+// Parity with Heretic itself. Weight level: Heretic's own abliteration (heretic-llm 1.4.0,
+// installed by scripts/setup as an oracle): tests/oracles/heretic_abliteration.py runs Heretic's
+// Model, its residual means, main.py's direction formula and Model.abliterate on a tiny random
+// Qwen2, and writes each trial's reproduce.json beside the weights Heretic's adapted model applies.
+// schism computes its own directions from the same prompt files (`schism export --reproduce`,
+// float32) and must write the same o_proj and down_proj weights. Skipped where heretic is not
+// installed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "common/env.h"
 #include "common/formats/safetensors.h"
 #include "tests/test_support.h"
 
@@ -175,6 +181,103 @@ TEST_F(HereticAbliterationOracle, FullRowNormalizationIsHereticsExactDeltaNotIts
       "  Heretic's rank-3 adapter vs the exact full delta: mean %.3g, worst %.3g of the "
       "change over %d modules\n",
       sum / n, worst, n);
+}
+
+}  // namespace
+
+namespace {
+
+// The same trial, the same responses: tests/oracles/heretic_responses.py runs Heretic on the real
+// model (SmolLM2, as a float32 Hugging Face folder) for the unmodified model and one trial
+// (row_normalization "none", a global direction), 12-token greedy responses to harmful_test[:100]
+// in left-padded batches of 32; `schism evaluate` with the same settings (its own directions from
+// harmless/harmful_train[:32], its own forward passes and chat template) must give the identical
+// response text and the same verdict for every prompt.
+class HereticResponsesOracle : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    out_ = new std::string;
+    hf_ = new std::string;
+    log_ = new std::string;
+    rc_ = schism::testing_support::RunOracleOnce(
+        "model_fixtures.py", {"hf-from-gguf", schism::testing_support::RealModelPath(), "{OUT}"},
+        hf_, log_);
+    if (rc_ == 0) {
+      rc_ = schism::testing_support::RunOracleOnce(
+          "heretic_responses.py", {*hf_, schism::common::DefaultDataDir(), "{OUT}"}, out_, log_);
+    }
+  }
+  void SetUp() override {
+    if (rc_ == kOracleSkipped) GTEST_SKIP() << *log_;
+    ASSERT_EQ(rc_, 0) << *log_;
+  }
+
+  struct Responses {
+    std::vector<std::string> texts;
+    std::vector<bool> refusals;
+  };
+
+  static Responses Heretic(const std::string& name) {
+    const auto j = nlohmann::json::parse(schism::testing_support::ReadFile(*out_ + "/" + name));
+    return {j["responses"].get<std::vector<std::string>>(), j["refusals"].get<std::vector<bool>>()};
+  }
+
+  static Responses Schism(const std::string& what) {
+    const std::string file = schism::testing_support::MakeTempDir("heretic_responses") + "/r.jsonl";
+    auto out = schism::testing_support::RunCommand(
+        std::string(SCHISM_BINARY) + " evaluate --model " + *hf_ + " " + what +
+        " --refusal-prompts 100 --kl-prompts 4 --direction-prompts 32 --max-response-length 12"
+        " --batch-size 32 --no-early-stopping --row-normalization none --responses " +
+        file + " 2>&1");
+    EXPECT_EQ(out.exit_code, 0) << out.output;
+    Responses r;
+    std::istringstream lines(schism::testing_support::ReadFile(file));
+    for (std::string line; std::getline(lines, line);) {
+      const auto j = nlohmann::json::parse(line);
+      r.texts.push_back(j["response"]);
+      r.refusals.push_back(j["refusal"]);
+    }
+    return r;
+  }
+
+  static void ExpectSame(const Responses& heretic, const Responses& schism) {
+    ASSERT_EQ(heretic.texts.size(), 100u);
+    ASSERT_EQ(schism.texts.size(), 100u);
+    int refusals = 0;
+    for (size_t i = 0; i < 100; ++i) {
+      EXPECT_EQ(schism.texts[i], heretic.texts[i]) << "prompt " << i;
+      EXPECT_EQ(schism.refusals[i], heretic.refusals[i])
+          << "prompt " << i << ": " << heretic.texts[i];
+      refusals += heretic.refusals[i];
+    }
+    std::printf("  Heretic and schism: %d/100 refusals\n", refusals);
+  }
+
+  static std::string* out_;
+  static std::string* hf_;
+  static std::string* log_;
+  static int rc_;
+};
+std::string* HereticResponsesOracle::out_ = nullptr;
+std::string* HereticResponsesOracle::hf_ = nullptr;
+std::string* HereticResponsesOracle::log_ = nullptr;
+int HereticResponsesOracle::rc_ = -1;
+
+TEST_F(HereticResponsesOracle, TheUnmodifiedModelGivesHereticsResponsesAndBaselineRefusals) {
+  const Responses heretic = Heretic("base.json");
+  ExpectSame(heretic, Schism("--baseline"));
+  // The verdicts would agree trivially if nothing refused: this model refuses a few of these.
+  EXPECT_GT(std::count(heretic.refusals.begin(), heretic.refusals.end(), true), 0);
+}
+
+TEST_F(HereticResponsesOracle, AnAbliteratedTrialGivesHereticsResponses) {
+  const Responses heretic = Heretic("trial.json");
+  ExpectSame(heretic, Schism("--params " + *out_ + "/params.json"));
+  const Responses base = Heretic("base.json");
+  int changed = 0;
+  for (size_t i = 0; i < heretic.texts.size() && i < base.texts.size(); ++i)
+    changed += heretic.texts[i] != base.texts[i];
+  EXPECT_GT(changed, 50) << "the trial must change most responses to prove the ablation matches";
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ def hf_from_gguf(model, out):
         tensors[hf_name(t.name)] = np.ascontiguousarray(w)
     save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
     hidden = f("llama.embedding_length")
-    config = {"architectures": ["LlamaForCausalLM"], "hidden_size": hidden,
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
               "intermediate_size": f("llama.feed_forward_length"),
               "num_hidden_layers": f("llama.block_count"), "num_attention_heads": heads,
               "num_key_value_heads": kv_heads, "rms_norm_eps": f("llama.attention.layer_norm_rms_epsilon"),
