@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/byte_size.h"
+#include "common/heretic_defaults.h"
 
 namespace schism::coordinator {
 namespace {
@@ -113,6 +114,38 @@ absl::Status ReadPromptSet(Reader& r, const toml::node& node, const std::string&
     }
   }
   return absl::OkStatus();
+}
+
+// Heretic's default chain_of_thought_skips: [[opener, closed], ...] exactly.
+bool IsDefaultChainOfThoughtSkips(const toml::node& v) {
+  const auto& skips = common::DefaultChainOfThoughtSkips();
+  const toml::array* pairs = v.as_array();
+  if (pairs == nullptr || pairs->size() != skips.size()) return false;
+  for (size_t i = 0; i < skips.size(); ++i) {
+    const toml::array* pair = (*pairs)[i].as_array();
+    if (pair == nullptr || pair->size() != 2) return false;
+    if ((*pair)[0].value<std::string>() != skips[i].first ||
+        (*pair)[1].value<std::string>() != skips[i].second) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Heretic's default benchmarks: its tasks in order, each a table of string task/name/description.
+bool IsDefaultBenchmarks(const toml::node& v) {
+  const auto& tasks = common::HereticDefaultBenchmarkTasks();
+  const toml::array* entries = v.as_array();
+  if (entries == nullptr || entries->size() != tasks.size()) return false;
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const toml::table* entry = (*entries)[i].as_table();
+    if (entry == nullptr || (*entry)["task"].value<std::string>() != tasks[i]) return false;
+    for (const auto& [key, value] : *entry) {
+      if ((key != "task" && key != "name" && key != "description") || !value.is_string())
+        return false;
+    }
+  }
+  return true;
 }
 
 absl::Status ReadScorers(Reader& r, const toml::node& node) {
@@ -334,8 +367,13 @@ const std::map<std::string, KeyReader>& TopLevelKeys() {
          if (*x != 3) return r.Error(k, "schism's full row normalization is exact (rank-1 adapter + row scale); there is no approximation rank to set");
          return absl::OkStatus();
        }},
-      {"chain_of_thought_skips", [](Reader& r, const toml::node&, const std::string& k) {
-         return r.Error(k, "custom pairs are not supported; schism applies Heretic's four built-in pairs");
+      {"chain_of_thought_skips", [](Reader& r, const toml::node& v, const std::string& k) {
+         // schism applies Heretic's four built-in pairs: the default list (every config.default.toml
+         // has it) is what it does, any other list cannot be honoured.
+         if (!IsDefaultChainOfThoughtSkips(v)) {
+           return r.Error(k, "custom pairs are not supported; schism applies Heretic's four built-in pairs (the default list)");
+         }
+         return absl::OkStatus();
        }},
       {"model_commit", [](Reader& r, const toml::node&, const std::string& k) {
          return r.Error(k, "schism loads model files on disk; a Hub commit does not apply");
@@ -349,8 +387,14 @@ const std::map<std::string, KeyReader>& TopLevelKeys() {
       {"collect_reproducibles", [](Reader& r, const toml::node&, const std::string& k) {
          return r.Error(k, "downloads from the Hugging Face Hub; schism has no network side");
        }},
-      {"benchmarks", [](Reader& r, const toml::node&, const std::string& k) {
-         return r.Error(k, "schism offers no benchmark menu after a study");
+      {"benchmarks", [](Reader& r, const toml::node& v, const std::string& k) {
+         // What Heretic's menu offers after a study. Heretic's default list is accepted so that
+         // its config.default.toml runs (it changes nothing in Heretic either until a user picks
+         // an entry from the menu); a list of one's own asks for a menu schism does not have.
+         if (!IsDefaultBenchmarks(v)) {
+           return r.Error(k, "schism offers no benchmark menu after a study (only Heretic's default list is accepted, as it changes nothing)");
+         }
+         return absl::OkStatus();
        }},
       {"study_checkpoint_dir", StringKey([](v1::StudySpec& s, const std::string& x) { s.set_study_checkpoint_dir(x); })},
       {"export_strategy", [](Reader& r, const toml::node& v, const std::string& k) {

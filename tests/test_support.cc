@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <unistd.h>
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -117,9 +118,25 @@ std::string MakeOnce(const std::string& name, const std::string& key,
 
 int RunOracleOnce(const std::string& script, const std::vector<std::string>& args,
                   std::string* out_dir, std::string* output) {
-  const std::string oracles = std::string(SCHISM_SOURCE_DIR) + "/tests/oracles/";
-  std::string key = ReadFile(oracles + script) + ReadFile(oracles + "heretic_support.py");
-  for (const std::string& arg : args) key += '\0' + arg;
+  // Keyed by every oracle's text (they import each other) and by the arguments, with the size
+  // and modification time of those that name files (a model replaced in place).
+  const std::string oracles = std::string(SCHISM_SOURCE_DIR) + "/tests/oracles";
+  std::vector<std::string> scripts;
+  for (const auto& entry : std::filesystem::directory_iterator(oracles)) {
+    if (entry.path().extension() == ".py") scripts.push_back(entry.path().string());
+  }
+  std::sort(scripts.begin(), scripts.end());
+  std::string key = script;
+  for (const std::string& path : scripts) key += '\0' + ReadFile(path);
+  for (const std::string& arg : args) {
+    key += '\0' + arg;
+    std::error_code error;
+    if (std::filesystem::is_regular_file(arg, error)) {
+      key +=
+          ' ' + std::to_string(std::filesystem::file_size(arg, error)) + ' ' +
+          std::to_string(std::filesystem::last_write_time(arg, error).time_since_epoch().count());
+    }
+  }
   int rc = 0;
   if (output != nullptr) *output = "reused the oracle's earlier output";
   *out_dir = MakeOnce(script.substr(0, script.rfind('.')), key, [&](const std::string& dir) {

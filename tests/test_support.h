@@ -43,9 +43,10 @@ int RunTorchOracle(const std::string& script, const std::vector<std::string>& ar
 std::string MakeOnce(const std::string& name, const std::string& key,
                      const std::function<bool(const std::string& path)>& make);
 
-// RunOracle through MakeOnce, keyed by the script's text (and its helper module's) and the
-// arguments, of which "{OUT}" stands for the kept folder. Returns the exit code (0 when reused)
-// and fills `out_dir` (and `output`: the oracle's output, or a line saying it was reused).
+// RunOracle through MakeOnce, keyed by the oracles' text and the arguments (with the size and
+// time of those that are files), of which "{OUT}" stands for the kept folder. Returns the exit code
+// (0 when reused) and fills `out_dir` (and `output`: the oracle's output, or a line saying it was
+// reused).
 int RunOracleOnce(const std::string& script, const std::vector<std::string>& args,
                   std::string* out_dir, std::string* output = nullptr);
 

@@ -6,8 +6,12 @@
 #include <algorithm>
 #include <functional>
 
+#include <nlohmann/json.hpp>
+
+#include "common/env.h"
 #include "coordinator/objectives.h"
 #include "coordinator/study_manager.h"
+#include "tests/test_support.h"
 
 namespace schism::coordinator {
 namespace {
@@ -253,6 +257,63 @@ TEST(StudyConfig, TheObjectiveFollowsHereticOneFourWhenItsKeysAreSet) {
   raw.set_model("m");
   EXPECT_EQ(TrialObjectives(*NormalizeStudySpec(raw), 40, scores),
             (std::vector<double>{6.0, 0.001}));
+}
+
+}  // namespace
+}  // namespace schism::coordinator
+
+namespace schism::coordinator {
+namespace {
+
+// Heretic's own defaults, every setting written out as its repository's config.default.toml has
+// them (tests/oracles/heretic_default_config.py, from heretic.config.Settings of the installed
+// heretic-llm 1.4.0), with the prompt sets pointed at the shared datasets: accepted as they are,
+// and read with Heretic's values. Skipped where heretic is not installed.
+TEST(StudyConfig, HereticsOwnDefaultConfigIsAcceptedWithHereticsValues) {
+  std::string dir, log;
+  const int rc = testing_support::RunOracleOnce(
+      "heretic_default_config.py",
+      {testing_support::RealModelPath(), common::DefaultDataDir(), "{OUT}"}, &dir, &log);
+  if (rc == 77) GTEST_SKIP() << log;
+  ASSERT_EQ(rc, 0) << log;
+  const std::string toml = testing_support::ReadFile(dir + "/config.default.toml");
+  ASSERT_NE(toml.find("[[benchmarks]]"), std::string::npos) << "the oracle wrote every setting";
+  ASSERT_NE(toml.find("chain_of_thought_skips"), std::string::npos);
+  auto spec = StudySpecFromToml(toml, "config.default.toml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const auto defaults = nlohmann::json::parse(testing_support::ReadFile(dir + "/defaults.json"));
+  EXPECT_EQ(spec->model(), testing_support::RealModelPath());
+  EXPECT_EQ(spec->n_trials(), defaults["n_trials"].get<int>());
+  EXPECT_EQ(spec->n_startup_trials(), defaults["n_startup_trials"].get<int>());
+  EXPECT_EQ(spec->max_response_length(), defaults["max_response_length"].get<int>());
+  EXPECT_EQ(spec->system_prompt(), defaults["system_prompt"].get<std::string>());
+  EXPECT_EQ(spec->row_normalization(), defaults["row_normalization"].get<std::string>());
+  EXPECT_EQ(spec->orthogonalize_direction(), defaults["orthogonalize_direction"].get<bool>());
+  EXPECT_EQ(spec->kl_divergence_scale(), defaults["kl_divergence_scale"].get<double>());
+  EXPECT_EQ(spec->kl_divergence_target(), defaults["kl_divergence_target"].get<double>());
+  EXPECT_EQ(spec->winsorization_quantile(), defaults["winsorization_quantile"].get<double>());
+  EXPECT_EQ(
+      std::vector<std::string>(spec->refusal_markers().begin(), spec->refusal_markers().end()),
+      defaults["refusal_markers"].get<std::vector<std::string>>());
+  EXPECT_EQ(spec->good_prompts().path(), defaults["good_prompts"]["dataset"].get<std::string>());
+  EXPECT_EQ(spec->good_prompts().split(), "[:400]");
+  EXPECT_EQ(spec->refusal_prompts().path(),
+            defaults["bad_evaluation_prompts"]["dataset"].get<std::string>());
+  EXPECT_EQ(spec->refusal_prompts().split(), "[:100]");
+  // The two list defaults are accepted only as they are: one entry less is refused by name.
+  std::string fewer_benchmarks = toml;
+  fewer_benchmarks.erase(fewer_benchmarks.rfind("[[benchmarks]]"));
+  auto refused = StudySpecFromToml(fewer_benchmarks, "config.toml");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("benchmarks"), std::string::npos)
+      << refused.status();
+  std::string other_skips = toml;
+  other_skips.replace(other_skips.find("\"<thought></thought>\""), 21, "\"<thought/>\"");
+  refused = StudySpecFromToml(other_skips, "config.toml");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(std::string(refused.status().message()).find("chain_of_thought_skips"),
+            std::string::npos)
+      << refused.status();
 }
 
 }  // namespace

@@ -3,18 +3,9 @@
 #include <algorithm>
 #include <optional>
 
-namespace schism::model {
+#include "common/heretic_defaults.h"
 
-const std::vector<std::pair<std::string, std::string>>& DefaultChainOfThoughtSkips() {
-  static const std::vector<std::pair<std::string, std::string>> kSkips = {
-      {"<think>", "<think></think>"},
-      {"<|channel|>analysis<|message|>",
-       "<|channel|>analysis<|message|><|end|><|start|>assistant<|channel|>final<|message|>"},
-      {"<thought>", "<thought></thought>"},
-      {"[THINK]", "[THINK][/THINK]"},
-  };
-  return kSkips;
-}
+namespace schism::model {
 
 std::string CommonResponsePrefix(const Transformer& model, const tokenizer::BpeTokenizer& tokenizer,
                                  const std::vector<TokenIds>& prompts, const GreedyOptions& base) {
@@ -50,7 +41,7 @@ std::string CommonResponsePrefix(const Transformer& model, const tokenizer::BpeT
 }
 
 std::string ApplyChainOfThoughtSkip(const std::string& prefix) {
-  for (const auto& [opener, closed] : DefaultChainOfThoughtSkips()) {
+  for (const auto& [opener, closed] : common::DefaultChainOfThoughtSkips()) {
     if (prefix.rfind(opener, 0) == 0) return closed;
   }
   return prefix;

@@ -14,16 +14,14 @@
 
 namespace schism::model {
 
-// Opener -> closed block, as Heretic's chain_of_thought_skips.
-const std::vector<std::pair<std::string, std::string>>& DefaultChainOfThoughtSkips();
-
 // Longest common prefix of the greedy responses to `prompts` (at most `max_tokens` each), with
 // trailing spaces stripped. Rows stop as soon as they leave the common prefix seen so far.
 std::string CommonResponsePrefix(const Transformer& model, const tokenizer::BpeTokenizer& tokenizer,
                                  const std::vector<TokenIds>& prompts,
                                  const GreedyOptions& options);
 
-// If `prefix` starts with a chain-of-thought opener, the closed block to use instead; else
+// If `prefix` starts with a chain-of-thought opener (common::DefaultChainOfThoughtSkips), the
+// closed block to use instead; else
 // `prefix` unchanged.
 std::string ApplyChainOfThoughtSkip(const std::string& prefix);
 
