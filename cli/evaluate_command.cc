@@ -158,11 +158,12 @@ int RunEvaluate(const Args& args) {
     if (!lines.ok()) return lines.status();
     return model::EncodeChatPrompts(*model, *lines, system, "");
   };
+  // The lines are kept for --responses; the prompts are those lines in the chat template.
   auto refusal_lines = common::LoadPromptLines(
       data + "/harmful_test.txt", "[:" + std::to_string(counts["refusal-prompts"]) + "]");
   if (!refusal_lines.ok())
     return Fail(kExitRuntimeError, std::string(refusal_lines.status().message()));
-  auto refusal_prompts = load_prompts("harmful_test.txt", counts["refusal-prompts"]);
+  auto refusal_prompts = model::EncodeChatPrompts(*model, *refusal_lines, system, "");
   if (!refusal_prompts.ok())
     return Fail(kExitRuntimeError, std::string(refusal_prompts.status().message()));
   auto kl_prompts = load_prompts("harmless_test.txt", counts["kl-prompts"]);

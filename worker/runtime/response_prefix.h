@@ -21,8 +21,7 @@ std::string CommonResponsePrefix(const Transformer& model, const tokenizer::BpeT
                                  const GreedyOptions& options);
 
 // If `prefix` starts with a chain-of-thought opener (common::DefaultChainOfThoughtSkips), the
-// closed block to use instead; else
-// `prefix` unchanged.
+// closed block to use instead; else `prefix` unchanged.
 std::string ApplyChainOfThoughtSkip(const std::string& prefix);
 
 }  // namespace schism::model

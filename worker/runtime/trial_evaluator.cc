@@ -239,10 +239,10 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
 TrialScores TrialEvaluator::Baseline(std::vector<Response>* responses_out) {
   TrialScores scores;
   scores.refusal_prompts = static_cast<int>(refusal_prompts_.size());
-  const auto responses =
+  auto responses =
       RespondWith(nullptr, 1, refusal_prompts_, options_.early_stopping, &frozen_refusal_);
   for (const Response& r : responses) scores.refusals += r.refusal;
-  if (responses_out != nullptr) *responses_out = responses;
+  if (responses_out != nullptr) *responses_out = std::move(responses);
   return scores;
 }
 
