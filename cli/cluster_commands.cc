@@ -205,9 +205,9 @@ int RunTrials(const Args& args) {
     if (args.Has("json")) {
       std::printf("%s\n", ProtoJson(t).c_str());
     } else if (t.state() == v1::TRIAL_STATE_COMPLETE) {
-      std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n",
+      std::printf("[Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f%s\n",
                   static_cast<long long>(n), t.scores().refusals(), t.scores().refusal_prompts(),
-                  t.scores().kl_divergence());
+                  t.scores().kl_divergence(), OtherScoresText(t.scores()).c_str());
     } else {
       std::printf("[Trial %3lld] %s\n", static_cast<long long>(n),
                   t.state() == v1::TRIAL_STATE_FAILED ? "failed" : "pending");

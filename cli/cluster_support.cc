@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "coordinator/coordinator_server.h"
 
 namespace schism::cli {
@@ -57,13 +59,29 @@ const char* StateName(v1::StudyState s) {
   }
 }
 
+std::string OtherScoresText(const v1::TrialScores& s) {
+  std::string out;
+  if (s.judge_prompts() > 0) {
+    if (!s.judge_error().empty()) {
+      out += ", Judge: no verdict (" + s.judge_error() + ")";
+    } else if (s.has_judge_refusals()) {
+      out += absl::StrCat(", Judge: ", s.judge_refusals(), "/", s.judge_prompts());
+      if (s.judge_unclear() > 0) out += absl::StrCat(" (", s.judge_unclear(), " unclear)");
+    }
+  }
+  if (s.has_perplexity()) out += absl::StrFormat(", Perplexity: %.3f", s.perplexity());
+  return out;
+}
+
 void PrintParetoTable(const v1::StudyDetail& detail) {
   std::printf("\nPareto-optimal trials (refusals, KL divergence):\n");
+  const std::string baseline = OtherScoresText(detail.summary().baseline());
+  if (!baseline.empty()) std::printf("  [Baseline ] %s\n", baseline.substr(2).c_str());
   for (int64_t number : detail.pareto_front()) {
     const v1::Trial& t = detail.trials(static_cast<int>(number));
-    std::printf("  [Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f\n",
+    std::printf("  [Trial %3lld] Refusals: %3d/%d, KL divergence: %.4f%s\n",
                 static_cast<long long>(number), t.scores().refusals(), t.scores().refusal_prompts(),
-                t.scores().kl_divergence());
+                t.scores().kl_divergence(), OtherScoresText(t.scores()).c_str());
   }
 }
 

@@ -28,7 +28,10 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(const Args
 
 // "queued", "running", ... as `schism status` prints them.
 const char* StateName(v1::StudyState state);
-// The Pareto front as `schism run` ends with it.
+// ", Judge: 3/100 (2 unclear), Perplexity: 12.345" for the scores of a study's other scorers
+// (judge, perplexity) that a trial has; "" when it has none.
+std::string OtherScoresText(const v1::TrialScores& scores);
+// The Pareto front as `schism run` ends with it (the baseline's other scores first, if any).
 void PrintParetoTable(const v1::StudyDetail& detail);
 
 // A StudyService client from --coordinator, --token-file and --tls-ca/--tls-cert/--tls-key.

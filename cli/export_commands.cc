@@ -160,6 +160,7 @@ int RunExport(const Args& args) {
     request.scores =
         worker::ExportScores{trial->scores().refusals(), trial->scores().refusal_prompts(),
                              trial->scores().kl_divergence(), study->summary().baseline_refusals()};
+    worker::SetOtherScores(trial->scores(), study->summary().baseline(), &*request.scores);
     const v1::StudySpec& spec = study->summary().spec();
     if (request.source_model.empty()) request.source_model = spec.model();  // the study's own model
     if (row_normalization.empty()) row_normalization = spec.row_normalization();

@@ -100,6 +100,7 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRe
     *work->mutable_job() = job;
     *work->mutable_trial() = TrialProto(study, study.trials.at(job.request().trial()));
     work->set_baseline_refusals(study.baseline_refusals);
+    if (study.baseline.ByteSizeLong() > 0) *work->mutable_baseline() = study.baseline;
     leases_[lease.id] = std::move(lease);
     return item;
   }

@@ -79,6 +79,14 @@ class FieldReader {
     auto v = OptionalString(key);
     return v ? *v : fallback.value_or("");
   }
+  // An optional message field in proto JSON; absent leaves `message` as it is.
+  void OptionalProto(const char* key, google::protobuf::Message* message) {
+    const Json* v = Find(key, true);
+    if (v == nullptr) return;
+    if (!v->is_object() || !google::protobuf::util::JsonStringToMessage(v->dump(), message).ok()) {
+      Fail(key, "is not a valid message");
+    }
+  }
   void Proto(const char* key, google::protobuf::Message* message) {
     const std::string text = String(key);
     if (!status_.ok()) return;
@@ -144,6 +152,7 @@ struct Encoder {
   Json operator()(const Prepared& r) const {
     Json j{{"num_layers", r.num_layers}, {"baseline_refusals", r.baseline_refusals}};
     if (r.response_prefix) j["response_prefix"] = *r.response_prefix;
+    if (r.baseline.ByteSizeLong() > 0) j["baseline"] = OtherScoresJson(r.baseline);
     return j;
   }
   Json operator()(const PrepareFailed& r) const { return {{"reason", r.reason}}; }
@@ -156,10 +165,21 @@ struct Encoder {
     return {{"number", r.number}, {"attempt", r.attempt}, {"worker", r.worker}, {"lease", r.lease}};
   }
   Json operator()(const Completed& r) const {
-    return {{"number", r.number},
-            {"refusals", r.scores.refusals()},
-            {"refusal_prompts", r.scores.refusal_prompts()},
-            {"kl_divergence", r.scores.kl_divergence()}};
+    Json j{{"number", r.number},
+           {"refusals", r.scores.refusals()},
+           {"refusal_prompts", r.scores.refusal_prompts()},
+           {"kl_divergence", r.scores.kl_divergence()}};
+    const Json others = OtherScoresJson(r.scores);
+    if (!others.empty()) j["other_scores"] = others;
+    return j;
+  }
+  // The other scorers' fields of `scores` as proto JSON (empty object: none set).
+  static Json OtherScoresJson(v1::TrialScores scores) {
+    scores.clear_refusals();
+    scores.clear_refusal_prompts();
+    scores.clear_kl_divergence();
+    if (scores.ByteSizeLong() == 0) return Json::object();
+    return Json::parse(ProtoJson(scores, /*proto_names=*/true));
   }
   Json operator()(const Returned& r) const {
     Json j{{"number", r.number}, {"reason", r.reason}, {"cause", CauseName(r.cause)}};
@@ -186,6 +206,7 @@ Record DecodeFields(const std::string& tag, FieldReader& f, bool* known) {
     r.num_layers = f.Int32("num_layers");
     r.baseline_refusals = f.Int32("baseline_refusals");
     r.response_prefix = f.OptionalString("response_prefix");
+    f.OptionalProto("baseline", &r.baseline);
     return r;
   }
   if (tag == "prepare_failed") return PrepareFailed{f.String("reason", "")};
@@ -206,6 +227,9 @@ Record DecodeFields(const std::string& tag, FieldReader& f, bool* known) {
   if (tag == "completed") {
     Completed r;
     r.number = f.TrialNumber();
+    v1::TrialScores others;
+    f.OptionalProto("other_scores", &others);
+    r.scores = others;
     r.scores.set_refusals(f.Int32("refusals"));
     r.scores.set_refusal_prompts(f.Int32("refusal_prompts"));
     r.scores.set_kl_divergence(f.Number("kl_divergence"));

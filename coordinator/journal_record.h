@@ -31,6 +31,8 @@ struct Prepared {
   int num_layers = 0;
   int baseline_refusals = 0;
   std::optional<std::string> response_prefix;  // absent in journals before it was recorded
+  // The unmodified model under the study's other scorers (judge, perplexity); empty without.
+  v1::TrialScores baseline;
 };
 // "prepare_failed": the study failed before its first trial.
 struct PrepareFailed {
@@ -47,7 +49,8 @@ struct Leased {
   int attempt = 0;
   std::string worker, lease;  // empty in journals before leases survived restarts
 };
-// "completed": a trial's accepted scores.
+// "completed": a trial's accepted scores; the other scorers' fields, when any were reported, as
+// proto JSON under "other_scores".
 struct Completed {
   int64_t number = 0;
   v1::TrialScores scores;

@@ -148,12 +148,74 @@ bool IsDefaultBenchmarks(const toml::node& v) {
   return true;
 }
 
+// [scorer.Judge]: an OpenAI-compatible endpoint asked about each response (study.proto).
+absl::Status ReadJudge(Reader& r, const toml::table& table) {
+  v1::JudgeScorer* judge = r.spec.mutable_judge();
+  for (const auto& [pk, pv] : table) {
+    const std::string name(pk.str());
+    const std::string full = "scorer.Judge." + name;
+    if (name == "timeout_seconds") {
+      auto x = r.Integer(pv, full, 1, 3600);
+      if (!x.ok()) return x.status();
+      judge->set_timeout_seconds(static_cast<int32_t>(*x));
+      continue;
+    }
+    if (name == "api_key") {
+      return r.Error(full,
+                     "keys do not go into study specs (they are stored and listed); name "
+                     "the worker's environment variable with api_key_env");
+    }
+    if (name != "url" && name != "model" && name != "api_key_env" && name != "instruction")
+      return r.Error(full, "unknown key (url, model, api_key_env, timeout_seconds, instruction)");
+    auto v = r.String(pv, full);
+    if (!v.ok()) return v.status();
+    if (name == "url") judge->set_url(*v);
+    if (name == "model") judge->set_model(*v);
+    if (name == "api_key_env") judge->set_api_key_env(*v);
+    if (name == "instruction") judge->set_instruction(*v);
+  }
+  if (judge->url().empty()) return r.Error("scorer.Judge.url", "is required");
+  return absl::OkStatus();
+}
+
+// [scorer.Perplexity]: held-out text (a prompt-set table under `texts`) and max_tokens.
+absl::Status ReadPerplexity(Reader& r, const toml::table& table) {
+  v1::PerplexityScorer* perplexity = r.spec.mutable_perplexity();
+  for (const auto& [pk, pv] : table) {
+    const std::string name(pk.str());
+    const std::string full = "scorer.Perplexity." + name;
+    if (name == "texts") {
+      if (auto s = ReadPromptSet(r, pv, full, perplexity->mutable_texts()); !s.ok()) return s;
+    } else if (name == "max_tokens") {
+      auto x = r.Integer(pv, full, 2, 8192);
+      if (!x.ok()) return x.status();
+      perplexity->set_max_tokens(static_cast<int32_t>(*x));
+    } else {
+      return r.Error(full, "unknown key (texts, max_tokens)");
+    }
+  }
+  if (perplexity->texts().path().empty())
+    return r.Error("scorer.Perplexity.texts", "is required (a table with dataset, split, column)");
+  return absl::OkStatus();
+}
+
 absl::Status ReadScorers(Reader& r, const toml::node& node) {
   if (!node.is_table()) return r.Error("scorer", "expected a table");
   for (const auto& [sk, sv] : *node.as_table()) {
     const std::string scorer(sk.str());
-    if ((scorer != "KeywordRate" && scorer != "KLDivergence") || !sv.is_table()) {
-      return r.Error("scorer." + scorer, "unknown scorer (KeywordRate, KLDivergence)");
+    const bool known = scorer == "KeywordRate" || scorer == "KLDivergence" || scorer == "Judge" ||
+                       scorer == "Perplexity";
+    if (!known || !sv.is_table()) {
+      return r.Error("scorer." + scorer,
+                     "unknown scorer (KeywordRate, KLDivergence, Judge, Perplexity)");
+    }
+    if (scorer == "Judge") {
+      if (auto s = ReadJudge(r, *sv.as_table()); !s.ok()) return s;
+      continue;
+    }
+    if (scorer == "Perplexity") {
+      if (auto s = ReadPerplexity(r, *sv.as_table()); !s.ok()) return s;
+      continue;
     }
     const bool keyword = scorer == "KeywordRate";
     for (const auto& [pk, pv] : *sv.as_table()) {

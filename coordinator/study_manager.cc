@@ -96,6 +96,7 @@ v1::StudySummary StudyManager::Summary(const Study& study) const {
   *s.mutable_spec() = study.spec;
   s.set_state(study.state);
   s.set_baseline_refusals(study.baseline_refusals);
+  if (study.baseline.ByteSizeLong() > 0) *s.mutable_baseline() = study.baseline;
   s.set_error(study.error);
   for (const TrialEntry& t : study.trials) {
     if (t.state == v1::TRIAL_STATE_COMPLETE) s.set_completed_trials(s.completed_trials() + 1);
@@ -161,15 +162,20 @@ absl::StatusOr<v1::StudyDetail> StudyManager::Get(const std::string& study_id) {
   const Study& study = *it->second;
   v1::StudyDetail detail;
   *detail.mutable_summary() = Summary(study);
+  for (const TrialEntry& t : study.trials) *detail.add_trials() = TrialProto(study, t);
+  for (const TrialEntry* t : Front(study)) detail.add_pareto_front(t->number);
+  return detail;
+}
+
+std::vector<const StudyManager::TrialEntry*> StudyManager::Front(const Study& study) {
   std::vector<TrialScore> complete;
   for (const TrialEntry& t : study.trials) {
-    *detail.add_trials() = TrialProto(study, t);
-    if (t.state == v1::TRIAL_STATE_COMPLETE) {
+    if (t.state == v1::TRIAL_STATE_COMPLETE)
       complete.push_back({t.number, t.scores.refusals(), t.scores.kl_divergence()});
-    }
   }
-  for (const TrialScore& t : ParetoFront(complete)) detail.add_pareto_front(t.number);
-  return detail;
+  std::vector<const TrialEntry*> front;
+  for (const TrialScore& t : ParetoFront(complete)) front.push_back(&study.trials[t.number]);
+  return front;
 }
 
 absl::StatusOr<v1::StudySummary> StudyManager::Cancel(const std::string& study_id) {

@@ -117,6 +117,7 @@ class StudyManager {
     int64_t order = 0;
     int num_layers = 0;
     int baseline_refusals = -1;
+    v1::TrialScores baseline;  // the unmodified model under the study's other scorers
     int prepare_attempts = 0;
     std::string error;
     std::vector<TrialEntry> trials;
@@ -151,6 +152,8 @@ class StudyManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StartTrials(Study* study, uint32_t seed_offset);
   v1::Trial TrialProto(const Study& study, const TrialEntry& t) const;
+  // The study's Pareto front (Heretic's order) over its COMPLETE trials.
+  static std::vector<const TrialEntry*> Front(const Study& study);
   v1::StudySummary Summary(const Study& study) const;
   int64_t DeadlineUnixMs(Clock::time_point deadline) const;
   // The study of a lease (leases only ever name studies that exist).

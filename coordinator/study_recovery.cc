@@ -64,6 +64,7 @@ absl::Status StudyManager::RecoverStudy(const std::string& id,
                          study->num_layers = r.num_layers;
                          if (r.response_prefix) study->spec.set_response_prefix(*r.response_prefix);
                          study->baseline_refusals = r.baseline_refusals;
+                         study->baseline = r.baseline;
                          study->state = v1::STUDY_STATE_RUNNING;
                          StartTrials(study.get(), 0);
                          return absl::OkStatus();

@@ -95,6 +95,31 @@ absl::StatusOr<v1::StudySpec> NormalizeStudySpec(v1::StudySpec spec) {
       return bad("dtypes", "\"" + d + "\": expected auto, float32, bfloat16 or float16");
     }
   }
+  if (spec.has_judge()) {
+    v1::JudgeScorer& judge = *spec.mutable_judge();
+    const std::string& url = judge.url();
+    if (url.empty()) return bad("judge.url", "is required (the endpoint's base URL)");
+    const bool http = url.rfind("http://", 0) == 0, https = url.rfind("https://", 0) == 0;
+    if ((!http && !https) || url.size() == (http ? 7u : 8u) || url[http ? 7 : 8] == '/') {
+      return bad(
+          "judge.url",
+          "\"" + url + "\": expected http://host[:port][/path] or https://host[:port][/path]");
+    }
+    if (judge.timeout_seconds() == 0) judge.set_timeout_seconds(60);
+    if (judge.timeout_seconds() < 1 || judge.timeout_seconds() > 3600)
+      return bad("judge.timeout_seconds", "must be in [1, 3600]");
+  }
+  if (spec.has_perplexity()) {
+    v1::PerplexityScorer& perplexity = *spec.mutable_perplexity();
+    if (perplexity.texts().path().empty())
+      return bad("perplexity.texts", "is required (a held-out text file or dataset folder)");
+    if (perplexity.texts().has_system_prompt())
+      return bad("perplexity.texts.system_prompt",
+                 "perplexity texts are plain text, without a chat template or system prompt");
+    if (perplexity.max_tokens() == 0) perplexity.set_max_tokens(128);
+    if (perplexity.max_tokens() < 2 || perplexity.max_tokens() > 8192)
+      return bad("perplexity.max_tokens", "must be in [2, 8192]");
+  }
   if (spec.ByteSizeLong() > kMaxStudySpecBytes) {
     return bad("spec",
                absl::StrCat(spec.ByteSizeLong(), " bytes, more than ", kMaxStudySpecBytes,

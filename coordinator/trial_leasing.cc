@@ -157,6 +157,16 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireTrials(const v1::AcquireWorkRe
         *item.mutable_evaluate()->add_trials() = TrialProto(*study, t);
       }
       lease.work = std::move(work);
+      // Workers run the study's other scorers only on trials that would join this front.
+      if (study->spec.has_judge() || study->spec.has_perplexity()) {
+        for (const TrialEntry* t : Front(*study)) {
+          v1::Trial* member = item.mutable_evaluate()->add_pareto_front();
+          member->set_number(t->number);
+          member->mutable_scores()->set_refusals(t->scores.refusals());
+          member->mutable_scores()->set_refusal_prompts(t->scores.refusal_prompts());
+          member->mutable_scores()->set_kl_divergence(t->scores.kl_divergence());
+        }
+      }
     } else {
       continue;
     }
@@ -335,6 +345,25 @@ absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The scores of the study's other scorers, when reported: counts within their prompts, a finite
+// perplexity of at least 1 (exp of a mean negative log-likelihood; float32 rounding aside).
+absl::Status CheckOtherScores(const v1::TrialScores& s) {
+  if (s.judge_prompts() < 0 || s.judge_unclear() < 0 ||
+      (s.has_judge_refusals() &&
+       (s.judge_refusals() < 0 || s.judge_refusals() + s.judge_unclear() > s.judge_prompts()))) {
+    return absl::InvalidArgumentError(absl::StrCat("judge refusals ", s.judge_refusals(), " (",
+                                                   s.judge_unclear(), " unclear) of ",
+                                                   s.judge_prompts()));
+  }
+  if (s.has_perplexity() && !(std::isfinite(s.perplexity()) && s.perplexity() >= 0.999))
+    return absl::InvalidArgumentError(absl::StrCat("perplexity ", s.perplexity()));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status StudyManager::ReportPrepared(const Lease& lease,
                                           const v1::ReportResultRequest& request) {
   Study& study = StudyOf(lease);
@@ -348,14 +377,17 @@ absl::Status StudyManager::ReportPrepared(const Lease& lease,
   if (auto s = store_->PutArtifact(study.id, request.artifact()); !s.ok()) return s;
   const std::string prefix =
       study.spec.has_response_prefix() ? study.spec.response_prefix() : request.response_prefix();
-  if (auto s =
-          Journal(study.id, journal::Prepared{num_layers, request.baseline_refusals(), prefix});
+  if (auto s = CheckOtherScores(request.baseline()); !s.ok())
+    return absl::InvalidArgumentError(absl::StrCat("prepare report: baseline: ", s.message()));
+  if (auto s = Journal(study.id, journal::Prepared{num_layers, request.baseline_refusals(), prefix,
+                                                   request.baseline()});
       !s.ok()) {
     return s;
   }
   study.spec.set_response_prefix(prefix);
   study.num_layers = num_layers;
   study.baseline_refusals = request.baseline_refusals();
+  study.baseline = request.baseline();
   if (study.state == v1::STUDY_STATE_PREPARING) {
     study.state = v1::STUDY_STATE_RUNNING;
     StartTrials(&study, 0);
@@ -378,14 +410,17 @@ absl::Status StudyManager::ReportTrials(const Lease& lease, const TrialsLease& w
           absl::StrCat("trial ", r.number(), " reported twice in one report"));
     }
     const v1::TrialScores& s = r.scores();
+    const absl::Status others = CheckOtherScores(s);
     if (!std::isfinite(s.kl_divergence()) || s.kl_divergence() < 0 || s.refusals() < 0 ||
-        s.refusal_prompts() <= 0 || s.refusals() > s.refusal_prompts()) {
+        s.refusal_prompts() <= 0 || s.refusals() > s.refusal_prompts() || !others.ok()) {
       leases_.erase(lease.id);
       RequeueLease(lease, LeaseCause::kWorkerFailed, "invalid scores reported");
       changed_.SignalAll();
-      return absl::InvalidArgumentError(absl::StrCat(
-          "trial ", r.number(), ": invalid scores (refusals ", s.refusals(), "/",
-          s.refusal_prompts(), ", KL ", s.kl_divergence(), "); the lease's trials were re-queued"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("trial ", r.number(), ": invalid scores (refusals ", s.refusals(), "/",
+                       s.refusal_prompts(), ", KL ", s.kl_divergence(),
+                       others.ok() ? "" : absl::StrCat(", ", others.message()),
+                       "); the lease's trials were re-queued"));
     }
   }
   if (results.size() != work.trials.size()) {

@@ -95,18 +95,38 @@ std::string ModelCard(const ExportRequest& r, const std::string& source_name, co
   absl::StrAppend(&card, ".\n\n");
   if (r.scores) {
     const ExportScores& s = *r.scores;
-    absl::StrAppend(&card, "| | Refusals | KL divergence |\n|---|---|---|\n");
+    const bool judged = s.judge_refusals || s.baseline_judge_refusals;
+    const bool perplexity = s.perplexity || s.baseline_perplexity;
+    auto judge_cell = [&](const std::optional<int>& v) {
+      return v ? absl::StrCat(" | ", *v, "/", s.judge_prompts) : std::string(" | -");
+    };
+    auto perplexity_cell = [](const std::optional<double>& v) {
+      return v ? absl::StrFormat(" | %.3f", *v) : std::string(" | -");
+    };
+    absl::StrAppend(&card, "| | Refusals | KL divergence", judged ? " | Judge refusals" : "",
+                    perplexity ? " | Perplexity" : "", " |\n|---|---|---", judged ? "|---" : "",
+                    perplexity ? "|---" : "", "|\n");
     absl::StrAppend(&card, "| This model | ", s.refusals, "/", s.refusal_prompts, " | ",
-                    absl::StrFormat("%.4f", s.kl_divergence), " |\n");
+                    absl::StrFormat("%.4f", s.kl_divergence),
+                    judged ? judge_cell(s.judge_refusals) : "",
+                    perplexity ? perplexity_cell(s.perplexity) : "", " |\n");
     if (s.baseline_refusals >= 0) {
       absl::StrAppend(&card, "| Original | ", s.baseline_refusals, "/", s.refusal_prompts,
-                      " | 0 (by definition) |\n");
+                      " | 0 (by definition)", judged ? judge_cell(s.baseline_judge_refusals) : "",
+                      perplexity ? perplexity_cell(s.baseline_perplexity) : "", " |\n");
     }
     absl::StrAppend(
         &card,
         "\nRefusals: responses to harmful prompts containing a refusal marker; KL: mean KL "
         "divergence of the first-token distribution from the original model on harmless "
-        "prompts (nats).\n\n");
+        "prompts (nats).",
+        judged ? " Judge refusals: the same prompts' full responses that a judge model called a "
+                 "refusal."
+               : "",
+        perplexity ? " Perplexity: of held-out text, exp(mean next-token negative "
+                     "log-likelihood)."
+                   : "",
+        "\n\n");
   }
   absl::StrAppend(&card, "## Parameters\n\n| Parameter | Value |\n|---|---|\n");
   for (auto it = params.begin(); it != params.end(); ++it) {
@@ -122,6 +142,20 @@ std::string ModelCard(const ExportRequest& r, const std::string& source_name, co
 }
 
 }  // namespace
+
+void SetOtherScores(const v1::TrialScores& trial, const v1::TrialScores& baseline,
+                    ExportScores* scores) {
+  if (trial.has_judge_refusals() && trial.judge_error().empty()) {
+    scores->judge_refusals = trial.judge_refusals();
+    scores->judge_prompts = trial.judge_prompts();
+  }
+  if (baseline.has_judge_refusals() && baseline.judge_error().empty()) {
+    scores->baseline_judge_refusals = baseline.judge_refusals();
+    scores->judge_prompts = baseline.judge_prompts();
+  }
+  if (trial.has_perplexity()) scores->perplexity = trial.perplexity();
+  if (baseline.has_perplexity()) scores->baseline_perplexity = baseline.perplexity();
+}
 
 absl::Status ValidateExportFormat(const std::string& format) {
   if (format == "merged" || format == "adapter" || format == "both") return absl::OkStatus();
@@ -186,6 +220,15 @@ absl::StatusOr<ExportResult> RunExport(const ExportRequest& r) {
                        {"refusal_prompts", r.scores->refusal_prompts},
                        {"kl_divergence", r.scores->kl_divergence}};
     if (r.scores->baseline_refusals >= 0) trial["baseline_refusals"] = r.scores->baseline_refusals;
+    if (r.scores->judge_refusals) {
+      trial["scores"]["judge_refusals"] = *r.scores->judge_refusals;
+      trial["scores"]["judge_prompts"] = r.scores->judge_prompts;
+    }
+    if (r.scores->perplexity) trial["scores"]["perplexity"] = *r.scores->perplexity;
+    if (r.scores->baseline_judge_refusals)
+      trial["baseline_judge_refusals"] = *r.scores->baseline_judge_refusals;
+    if (r.scores->baseline_perplexity)
+      trial["baseline_perplexity"] = *r.scores->baseline_perplexity;
   }
   reproduce["trial"] = trial;
   reproduce["directions"] = {

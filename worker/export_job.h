@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "schism/v1/trial.pb.h"
 #include "worker/runtime/model_export.h"
 
 namespace schism::worker {
@@ -24,7 +25,16 @@ struct ExportScores {
   int refusal_prompts = 0;
   double kl_divergence = 0;
   int baseline_refusals = -1;  // -1: unknown
+  // The study's other scorers (judge, perplexity) on this trial and on the original, when they
+  // ran (only Pareto candidates are judged).
+  std::optional<int> judge_refusals, baseline_judge_refusals;
+  int judge_prompts = 0;
+  std::optional<double> perplexity, baseline_perplexity;
 };
+
+// The other scorers' fields of `trial` and `baseline` (a study's TrialScores) into `scores`.
+void SetOtherScores(const v1::TrialScores& trial, const v1::TrialScores& baseline,
+                    ExportScores* scores);
 
 struct ExportRequest {
   std::string source_model;       // full-precision HF folder or .gguf

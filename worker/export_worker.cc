@@ -66,6 +66,7 @@ absl::StatusOr<ExportRequest> RequestFor(const v1::WorkItem& item, const std::st
   request.scores =
       ExportScores{work.trial().scores().refusals(), work.trial().scores().refusal_prompts(),
                    work.trial().scores().kl_divergence(), work.baseline_refusals()};
+  SetOtherScores(work.trial().scores(), work.baseline(), &*request.scores);
   return request;
 }
 

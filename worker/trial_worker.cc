@@ -13,6 +13,7 @@
 #include "worker/runtime/directions.h"
 #include "worker/runtime/response_prefix.h"
 #include "worker/runtime/trial_evaluator.h"
+#include "worker/study_scorers.h"
 
 namespace schism::worker {
 
@@ -22,6 +23,8 @@ struct TrialWorker::State {
   std::unique_ptr<model::LoadedModel> model;
   std::string evaluator_study;
   std::unique_ptr<model::TrialEvaluator> evaluator;
+  std::unique_ptr<Scorer> objectives = MakeObjectiveScorer();
+  std::vector<std::unique_ptr<Scorer>> other_scorers;  // the study's Judge, Perplexity
 };
 
 namespace {
@@ -35,11 +38,9 @@ std::string ModelKey(const v1::StudySpec& spec) {
 // A prompt set as Heretic's load_prompts returns it: the split's rows, each as "prefix prompt
 // suffix" (space-joined) when the set has them, at most `limit` of them, chat-encoded with the
 // set's own system prompt over the study's.
-absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSetHere(const model::LoadedModel& model,
-                                                                 const v1::StudySpec& spec,
-                                                                 const v1::PromptSet& set,
-                                                                 const std::string& response_prefix,
-                                                                 size_t limit) {
+absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSetHere(
+    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
+    const std::string& response_prefix, size_t limit, std::vector<std::string>* texts) {
   auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
   if (!lines.ok()) return lines.status();
   if (lines->size() > limit) lines->resize(limit);
@@ -48,15 +49,18 @@ absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSetHere(const model::Lo
     if (!set.suffix().empty()) line = line + " " + set.suffix();
   }
   const std::string& system = set.has_system_prompt() ? set.system_prompt() : spec.system_prompt();
-  return model::EncodeChatPrompts(model, *lines, system, response_prefix);
+  auto encoded = model::EncodeChatPrompts(model, *lines, system, response_prefix);
+  if (texts != nullptr) *texts = std::move(*lines);
+  return encoded;
 }
 
 // The same; with tensor parallelism, every rank reads the files itself and all of them go on
 // only if all could (a file missing on one host fails the step everywhere, at once).
 absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(
     const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
-    const std::string& response_prefix, size_t limit = std::numeric_limits<size_t>::max()) {
-  auto encoded = EncodePromptSetHere(model, spec, set, response_prefix, limit);
+    const std::string& response_prefix, size_t limit = std::numeric_limits<size_t>::max(),
+    std::vector<std::string>* texts = nullptr) {
+  auto encoded = EncodePromptSetHere(model, spec, set, response_prefix, limit, texts);
   if (const model::TensorParallel* tp = model.transformer->tensor_parallel()) {
     if (auto agreed = tp->Agree(encoded.status()); !agreed.ok()) return agreed;
   }
@@ -84,9 +88,17 @@ absl::StatusOr<std::string> ParseArtifactMessage(const std::string& message) {
                       colon == std::string::npos ? "" : message.substr(colon + 1));
 }
 
-absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(
-    const model::LoadedModel& model, const v1::StudySpec& spec, at::Tensor directions) {
-  auto refusal = EncodePromptSet(model, spec, spec.refusal_prompts(), spec.response_prefix());
+// The study's evaluator, and its scorers beyond the objectives (study_scorers.h).
+struct StudyEvaluation {
+  std::unique_ptr<model::TrialEvaluator> evaluator;
+  std::vector<std::unique_ptr<Scorer>> other_scorers;
+};
+
+absl::StatusOr<StudyEvaluation> MakeEvaluator(const model::LoadedModel& model,
+                                              const v1::StudySpec& spec, at::Tensor directions) {
+  std::vector<std::string> refusal_texts;
+  auto refusal = EncodePromptSet(model, spec, spec.refusal_prompts(), spec.response_prefix(),
+                                 std::numeric_limits<size_t>::max(), &refusal_texts);
   if (!refusal.ok()) return refusal.status();
   auto kl = EncodePromptSet(model, spec, spec.kl_prompts(), spec.response_prefix());
   if (!kl.ok()) return kl.status();
@@ -97,8 +109,29 @@ absl::StatusOr<std::unique_ptr<model::TrialEvaluator>> MakeEvaluator(
   if (!mode.ok()) return mode.status();
   options.row_normalization = *mode;
   options.markers.assign(spec.refusal_markers().begin(), spec.refusal_markers().end());
-  return model::TrialEvaluator::Create(model, std::move(directions), std::move(*refusal),
-                                       std::move(*kl), options);
+  const model::TensorParallel* tp = model.transformer->tensor_parallel();
+  auto others = MakeOtherScorers(model, spec, std::move(refusal_texts),
+                                 /*contacts_judge=*/tp == nullptr || tp->rank() == 0);
+  if (tp != nullptr) {
+    if (auto agreed = tp->Agree(others.status()); !agreed.ok()) return agreed;
+  }
+  if (!others.ok()) return others.status();
+  auto evaluator = model::TrialEvaluator::Create(model, std::move(directions), std::move(*refusal),
+                                                 std::move(*kl), options);
+  if (!evaluator.ok()) return evaluator.status();
+  return StudyEvaluation{std::move(*evaluator), std::move(*others)};
+}
+
+// Runs the study's other scorers on `trials` (none: the baseline) into `scores`.
+absl::Status ScoreOthers(const std::vector<std::unique_ptr<Scorer>>& scorers,
+                         model::TrialEvaluator& evaluator,
+                         const std::vector<common::TrialParameters>& trials,
+                         std::vector<v1::TrialScores>& scores) {
+  for (const auto& scorer : scorers) {
+    if (auto s = scorer->Score(evaluator, trials, scores); !s.ok())
+      return absl::Status(s.code(), absl::StrCat(scorer->name(), " scorer: ", s.message()));
+  }
+  return absl::OkStatus();
 }
 
 // The common start of the model's greedy responses to the first 100 prompts of the good and of
@@ -268,14 +301,16 @@ absl::Status TrialWorker::EnsureEvaluator(const std::string& study_id, const v1:
     return absl::FailedPreconditionError("evaluate before the study's model was loaded");
   if (st.evaluator && st.evaluator_study == study_id) return absl::OkStatus();
   st.evaluator.reset();
+  st.other_scorers.clear();
   st.evaluator_study.clear();
   auto bytes = artifacts(study_id);
   if (!bytes.ok()) return bytes.status();
   auto directions = model::ParseDirections(*bytes, "study " + study_id + " artifact");
   if (!directions.ok()) return directions.status();
-  auto evaluator = MakeEvaluator(*st.model, spec, *directions);
-  if (!evaluator.ok()) return evaluator.status();
-  st.evaluator = std::move(*evaluator);
+  auto evaluation = MakeEvaluator(*st.model, spec, *directions);
+  if (!evaluation.ok()) return evaluation.status();
+  st.evaluator = std::move(evaluation->evaluator);
+  st.other_scorers = std::move(evaluation->other_scorers);
   st.evaluator_study = study_id;
   return absl::OkStatus();
 }
@@ -285,6 +320,7 @@ absl::Status TrialWorker::LoadModel(const v1::StudySpec& spec) {
   const std::string key = ModelKey(spec);
   if (st.model && st.model_key == key) return absl::OkStatus();
   st.evaluator.reset();
+  st.other_scorers.clear();
   st.evaluator_study.clear();
   st.model.reset();
   st.model_key.clear();
@@ -341,12 +377,23 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem&
   at::Tensor directions = model::RefusalDirections(
       model::ResidualMeans(t, *good, pad, spec.batch_size(), q),
       model::ResidualMeans(t, *bad, pad, spec.batch_size(), q), spec.orthogonalize_direction());
-  auto evaluator = MakeEvaluator(*st.model, spec, directions);
-  if (!evaluator.ok()) return evaluator.status();
+  auto evaluation = MakeEvaluator(*st.model, spec, directions);
+  if (!evaluation.ok()) return evaluation.status();
   report.set_artifact(model::SerializeDirections(directions));
-  report.set_baseline_refusals((*evaluator)->Baseline().refusals);
+  std::vector<v1::TrialScores> baseline(1);
+  if (auto s = st.objectives->Score(*evaluation->evaluator, {}, baseline); !s.ok()) return s;
+  if (auto s = ScoreOthers(evaluation->other_scorers, *evaluation->evaluator, {}, baseline);
+      !s.ok())
+    return s;
+  report.set_baseline_refusals(baseline[0].refusals());
+  if (!evaluation->other_scorers.empty()) {
+    baseline[0].clear_refusals();
+    baseline[0].clear_refusal_prompts();
+    *report.mutable_baseline() = baseline[0];
+  }
   report.set_num_layers(t.config().num_layers);
-  st.evaluator = std::move(*evaluator);
+  st.evaluator = std::move(evaluation->evaluator);
+  st.other_scorers = std::move(evaluation->other_scorers);
   st.evaluator_study = item.study_id();
   return report;
 }
@@ -368,14 +415,34 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Evaluate(const v1::WorkItem
   }
   if (auto ready = EnsureEvaluator(item.study_id(), item.spec(), artifacts); !ready.ok())
     return ready;
-  const auto scores = st.evaluator->Evaluate(trials);
+  std::vector<v1::TrialScores> scores(trials.size());
+  if (auto s = st.objectives->Score(*st.evaluator, trials, scores); !s.ok()) return s;
+  if (!st.other_scorers.empty()) {
+    // Only the trials that would join the front as it stood when leased (every rank decides
+    // alike: the same lease, the same scores).
+    std::vector<size_t> chosen;
+    std::vector<common::TrialParameters> candidates;
+    std::vector<v1::TrialScores> candidate_scores;
+    for (size_t i = 0; i < trials.size(); ++i) {
+      if (!OnParetoFront(item.evaluate().trials(static_cast<int>(i)).number(), scores[i],
+                         item.evaluate().pareto_front()))
+        continue;
+      chosen.push_back(i);
+      candidates.push_back(trials[i]);
+      candidate_scores.push_back(scores[i]);
+    }
+    if (!candidates.empty()) {
+      if (auto s = ScoreOthers(st.other_scorers, *st.evaluator, candidates, candidate_scores);
+          !s.ok())
+        return s;
+      for (size_t c = 0; c < chosen.size(); ++c) scores[chosen[c]] = candidate_scores[c];
+    }
+  }
   v1::ReportResultRequest report;
   for (size_t i = 0; i < scores.size(); ++i) {
     v1::TrialResult* r = report.add_results();
     r->set_number(item.evaluate().trials(static_cast<int>(i)).number());
-    r->mutable_scores()->set_refusals(scores[i].refusals);
-    r->mutable_scores()->set_refusal_prompts(scores[i].refusal_prompts);
-    r->mutable_scores()->set_kl_divergence(scores[i].kl_divergence);
+    *r->mutable_scores() = scores[i];
   }
   return report;
 }

@@ -72,6 +72,42 @@ TEST(JournalRecord, EveryTagRoundTripsToTheSameRecord) {
   EXPECT_EQ(job.state(), v1::EXPORT_STATE_RUNNING);
 }
 
+TEST(JournalRecord, OtherScorersScoresRoundTripBesideTheObjectives) {
+  v1::TrialScores scores;
+  scores.set_refusals(3);
+  scores.set_refusal_prompts(100);
+  scores.set_kl_divergence(0.125);
+  scores.set_judge_refusals(0);  // present although zero: the judge saw no refusal
+  scores.set_judge_prompts(100);
+  scores.set_judge_unclear(2);
+  scores.set_perplexity(12.5);
+  const std::string text = EncodeRecord(Completed{4, scores});
+  auto completed = DecodeRecord(text, 0);
+  ASSERT_TRUE(completed.ok()) << completed.status();
+  const v1::TrialScores& back = std::get<Completed>(*completed).scores;
+  EXPECT_TRUE(back.has_judge_refusals());
+  EXPECT_EQ(back.SerializeAsString(), scores.SerializeAsString()) << text;
+  v1::TrialScores failed_judge;
+  failed_judge.set_judge_prompts(100);
+  failed_judge.set_judge_error("judge http://h/v1: unreachable (Connection)");
+  auto prepared = DecodeRecord(EncodeRecord(Prepared{30, 41, "", failed_judge}), 1);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(std::get<Prepared>(*prepared).baseline.judge_error(), failed_judge.judge_error());
+  EXPECT_FALSE(std::get<Prepared>(*prepared).baseline.has_judge_refusals());
+  // A journal without them (every journal before the other scorers) has none.
+  auto old = DecodeRecord(
+      R"({"type":"completed","number":1,"refusals":2,"refusal_prompts":10,"kl_divergence":0.5})",
+      2);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_FALSE(std::get<Completed>(*old).scores.has_perplexity());
+  auto corrupt = DecodeRecord(
+      R"({"type":"completed","number":1,"refusals":2,"refusal_prompts":10,"kl_divergence":0.5,)"
+      R"("other_scores":{"perplexity":"high"}})",
+      3);
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find("other_scores"), std::string::npos) << corrupt.status();
+}
+
 TEST(JournalRecord, OlderJournalsDecodeWithTheDefaultsTheyImplied) {
   // Before leases survived restarts: no worker or lease; before causes: every return an expiry;
   // before Trial.error: the reason only; before response prefixes: none.

@@ -1,5 +1,6 @@
 // Study config files: Heretic's keys, [cluster], and the export defaults.
 #include "coordinator/study_config.h"
+#include "coordinator/study_spec.h"
 
 #include <gtest/gtest.h>
 
@@ -223,6 +224,65 @@ TEST(StudyConfig, EveryHereticKeyIsHonouredOrRefusedByName) {
       StudySpecFromToml(
           "refusal_markers = [\"a\"]\n[scorer.KeywordRate]\nkeyword_markers = [\"b\"]", "m.toml")
           .ok());
+}
+
+TEST(StudyConfig, JudgeAndPerplexityScorerTablesAreReadOrRefusedByKey) {
+  auto spec = StudySpecFromToml(
+      "[scorer.Judge]\nurl = \"http://127.0.0.1:8080/v1\"\nmodel = \"judge\"\n"
+      "api_key_env = \"JUDGE_KEY\"\ntimeout_seconds = 30\ninstruction = \"Be strict.\"\n"
+      "[scorer.Perplexity]\nmax_tokens = 64\n[scorer.Perplexity.texts]\ndataset = \"t.txt\"\n"
+      "split = \"[:50]\"\n",
+      "s.toml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->judge().url(), "http://127.0.0.1:8080/v1");
+  EXPECT_EQ(spec->judge().model(), "judge");
+  EXPECT_EQ(spec->judge().api_key_env(), "JUDGE_KEY");
+  EXPECT_EQ(spec->judge().timeout_seconds(), 30);
+  EXPECT_EQ(spec->judge().instruction(), "Be strict.");
+  EXPECT_EQ(spec->perplexity().texts().path(), "t.txt");
+  EXPECT_EQ(spec->perplexity().texts().split(), "[:50]");
+  EXPECT_EQ(spec->perplexity().max_tokens(), 64);
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"[scorer.Judge]\nmodel = \"m\"\n", "scorer.Judge.url: is required"},
+      {"[scorer.Judge]\nurl = \"http://h\"\napi_key = \"sk-1\"\n",
+       "scorer.Judge.api_key: keys do not go into study specs"},
+      {"[scorer.Judge]\nurl = \"http://h\"\ntemperature = 0.5\n",
+       "scorer.Judge.temperature: unknown key"},
+      {"[scorer.Judge]\nurl = \"http://h\"\ntimeout_seconds = 0\n",
+       "scorer.Judge.timeout_seconds: must be in [1, 3600]"},
+      {"[scorer.Perplexity]\nmax_tokens = 64\n", "scorer.Perplexity.texts: is required"},
+      {"[scorer.Perplexity]\nmax_tokens = 1\n[scorer.Perplexity.texts]\ndataset = \"t\"\n",
+       "scorer.Perplexity.max_tokens: must be in [2, 8192]"},
+      {"[scorer.Perplexity]\nstride = 4\n", "scorer.Perplexity.stride: unknown key"},
+      {"[scorer.Classifier]\nmodel = \"x\"\n", "scorer.Classifier: unknown scorer"}};
+  for (const auto& [toml, error] : refused) {
+    auto bad = StudySpecFromToml(toml, "s.toml");
+    ASSERT_FALSE(bad.ok()) << toml;
+    EXPECT_NE(bad.status().message().find(error), std::string::npos) << bad.status();
+  }
+}
+
+TEST(StudySpec, JudgeAndPerplexityTakeTheirDefaultsAndRefuseBadValues) {
+  v1::StudySpec spec;
+  spec.set_model("m.gguf");
+  spec.mutable_judge()->set_url("https://judge.internal:8443/v1");
+  spec.mutable_perplexity()->mutable_texts()->set_path("t.txt");
+  auto normalized = NormalizeStudySpec(spec);
+  ASSERT_TRUE(normalized.ok()) << normalized.status();
+  EXPECT_EQ(normalized->judge().timeout_seconds(), 60);
+  EXPECT_EQ(normalized->perplexity().max_tokens(), 128);
+  for (const char* url : {"judge:8080", "http://", "http:///v1", "file:///tmp/x"}) {
+    v1::StudySpec bad = spec;
+    bad.mutable_judge()->set_url(url);
+    auto refused = NormalizeStudySpec(bad);
+    ASSERT_FALSE(refused.ok()) << url;
+    EXPECT_NE(refused.status().message().find("judge.url"), std::string::npos) << refused.status();
+  }
+  v1::StudySpec chat = spec;
+  chat.mutable_perplexity()->mutable_texts()->set_system_prompt("You are...");
+  auto refused = NormalizeStudySpec(chat);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("perplexity.texts.system_prompt"), std::string::npos);
 }
 
 TEST(StudyConfig, TheObjectiveFollowsHereticOneFourWhenItsKeysAreSet) {

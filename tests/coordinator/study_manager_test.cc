@@ -750,6 +750,82 @@ TEST(StudyManager, InvalidReportsAreRefusedSpecifically) {
   EXPECT_NE(rejected.status().message().find("row_normalization"), std::string::npos);
 }
 
+TEST(StudyManager, OtherScorersGetTheFrontInLeasesTheirScoresCheckedKeptAndRecovered) {
+  const std::string dir = testing_support::MakeTempDir("manager_scorers");
+  std::string id;
+  int64_t completed = -1;
+  {
+    JournalStore store(dir);
+    StudyManager m(&store);
+    v1::StudySpec spec = SmallSpec(4);
+    spec.mutable_perplexity()->mutable_texts()->set_path("held_out.txt");
+    id = *m.Submit(spec);
+    const std::string w = m.RegisterWorker({});
+    auto prepare = m.Acquire(Acquire(w, 1));
+    ASSERT_TRUE(prepare.ok() && prepare->has_prepare());
+    v1::ReportResultRequest prepared;
+    prepared.set_worker_id(w);
+    prepared.set_lease_id(prepare->lease_id());
+    prepared.set_artifact("directions");
+    prepared.set_num_layers(4);
+    prepared.set_baseline_refusals(7);
+    prepared.mutable_baseline()->set_perplexity(0.5);  // below 1: impossible
+    EXPECT_EQ(m.Report(prepared).code(), absl::StatusCode::kInvalidArgument);
+    prepared.mutable_baseline()->set_perplexity(11.5);
+    ASSERT_TRUE(m.Report(prepared).ok());
+
+    auto first = m.Acquire(Acquire(w, 1));
+    ASSERT_TRUE(first.ok() && first->has_evaluate());
+    EXPECT_EQ(first->evaluate().pareto_front_size(), 0) << "nothing completed yet";
+    auto report = ScoresFor(*first, w);
+    report.mutable_results(0)->mutable_scores()->set_judge_prompts(10);
+    report.mutable_results(0)->mutable_scores()->set_judge_refusals(11);
+    auto too_many = m.Report(report);
+    EXPECT_EQ(too_many.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(too_many.message().find("judge refusals 11"), std::string::npos) << too_many;
+    // Re-queued; the next worker's report, with a perplexity and a judge error, is kept.
+    const std::string w2 = m.RegisterWorker({});
+    auto retry = m.Acquire(Acquire(w2, 1));
+    ASSERT_TRUE(retry.ok() && retry->has_evaluate());
+    report = ScoresFor(*retry, w2);
+    completed = retry->evaluate().trials(0).number();
+    report.mutable_results(0)->mutable_scores()->set_perplexity(13.25);
+    report.mutable_results(0)->mutable_scores()->set_judge_prompts(10);
+    report.mutable_results(0)->mutable_scores()->set_judge_error("judge http://h/v1: HTTP 500");
+    ASSERT_TRUE(m.Report(report).ok());
+    auto next = m.Acquire(Acquire(w2, 1));
+    ASSERT_TRUE(next.ok() && next->has_evaluate());
+    ASSERT_EQ(next->evaluate().pareto_front_size(), 1) << "the front as it stands";
+    EXPECT_EQ(next->evaluate().pareto_front(0).number(), completed);
+    EXPECT_EQ(next->evaluate().pareto_front(0).scores().kl_divergence(),
+              report.results(0).scores().kl_divergence());
+  }
+  JournalStore store(dir);
+  StudyManager m(&store);
+  ASSERT_TRUE(m.Recover().ok());
+  auto detail = m.Get(id);
+  ASSERT_TRUE(detail.ok()) << detail.status();
+  EXPECT_EQ(detail->summary().baseline().perplexity(), 11.5);
+  const v1::TrialScores& s = detail->trials(static_cast<int>(completed)).scores();
+  EXPECT_EQ(s.perplexity(), 13.25);
+  EXPECT_EQ(s.judge_error(), "judge http://h/v1: HTTP 500");
+  EXPECT_FALSE(s.has_judge_refusals());
+}
+
+TEST(StudyManager, LeasesOfAStudyWithoutOtherScorersCarryNoFront) {
+  JournalStore store(testing_support::MakeTempDir("manager_no_front"));
+  StudyManager m(&store);
+  ASSERT_TRUE(m.Submit(SmallSpec(4)).ok());
+  const std::string w = m.RegisterWorker({});
+  Prepare(m, w);
+  for (int i = 0; i < 2; ++i) {
+    auto item = m.Acquire(Acquire(w, 1));
+    ASSERT_TRUE(item.ok() && item->has_evaluate());
+    EXPECT_EQ(item->evaluate().pareto_front_size(), 0);
+    ASSERT_TRUE(m.Report(ScoresFor(*item, w)).ok());
+  }
+}
+
 TEST(StudyManager, RecoversFromTheJournalIncludingATornTail) {
   const std::string dir = testing_support::MakeTempDir("manager_recover");
   std::string id, old_worker;

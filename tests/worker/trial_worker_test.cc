@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "tests/test_support.h"
 #include "worker/runtime/directions.h"
+#include "worker/study_scorers.h"
 
 namespace schism::worker {
 namespace {
@@ -136,6 +137,85 @@ TEST_F(TrialWorkerSteps, PrepareFindsDirectionsAndBaselineThenEvaluateScoresEver
   EXPECT_EQ(again->results(0).scores().refusals(), report->results(0).scores().refusals());
   EXPECT_NEAR(again->results(0).scores().kl_divergence(),
               report->results(0).scores().kl_divergence(), 1e-6);
+}
+
+TEST(OnParetoFront, AMemberThatIsNoWorseInBothAndComesFirstKeepsATrialOff) {
+  google::protobuf::RepeatedPtrField<v1::Trial> front;
+  auto member = [&](int64_t number, int refusals, double kl) {
+    v1::Trial* t = front.Add();
+    t->set_number(number);
+    t->mutable_scores()->set_refusals(refusals);
+    t->mutable_scores()->set_kl_divergence(kl);
+  };
+  auto scores = [](int refusals, double kl) {
+    v1::TrialScores s;
+    s.set_refusals(refusals);
+    s.set_kl_divergence(kl);
+    return s;
+  };
+  EXPECT_TRUE(OnParetoFront(9, scores(50, 1.0), front)) << "an empty front takes anything";
+  member(1, 10, 0.5);
+  member(2, 20, 0.1);
+  EXPECT_TRUE(OnParetoFront(9, scores(5, 0.9), front)) << "fewer refusals";
+  EXPECT_TRUE(OnParetoFront(9, scores(30, 0.05), front)) << "lower KL";
+  EXPECT_TRUE(OnParetoFront(9, scores(15, 0.3), front)) << "between the two";
+  EXPECT_FALSE(OnParetoFront(9, scores(10, 0.6), front)) << "dominated by trial 1";
+  EXPECT_FALSE(OnParetoFront(9, scores(20, 0.5), front)) << "equal KL, more refusals";
+  EXPECT_FALSE(OnParetoFront(9, scores(10, 0.5), front)) << "a tie goes to the lower number";
+  EXPECT_TRUE(OnParetoFront(0, scores(10, 0.5), front)) << "...which this one has";
+}
+
+TEST_F(TrialWorkerSteps, OtherScorersRunOnTheBaselineAndOnlyOnTrialsTheLeasesFrontLetsIn) {
+  TrialWorker worker(WorkerOptions{});
+  v1::WorkItem prepare = Item("s-scorers");
+  // A judge nobody listens on (the trial keeps its keyword count) and perplexity texts.
+  const std::string judge =
+      "http://127.0.0.1:" + std::to_string(testing_support::FreeLoopbackPort()) + "/v1";
+  prepare.mutable_spec()->mutable_judge()->set_url(judge);
+  prepare.mutable_spec()->mutable_judge()->set_timeout_seconds(5);
+  *prepare.mutable_spec()->mutable_perplexity()->mutable_texts() =
+      Prompts(*dir_, "held_out", {"The cat sat on the mat.", "Rain falls in spring."});
+  prepare.mutable_spec()->mutable_perplexity()->set_max_tokens(16);
+  prepare.mutable_prepare();
+  ASSERT_TRUE(worker.LoadModel(prepare.spec()).ok());
+  auto prepared = worker.Prepare(prepare);
+  ASSERT_TRUE(prepared.ok()) << prepared.status();
+  EXPECT_EQ(prepared->baseline().refusal_prompts(), 0)
+      << "the baseline's keyword count travels in baseline_refusals";
+  EXPECT_EQ(prepared->baseline().judge_prompts(), 3);
+  EXPECT_NE(prepared->baseline().judge_error().find("judge " + judge + ": unreachable"),
+            std::string::npos)
+      << prepared->baseline().judge_error();
+  ASSERT_TRUE(prepared->baseline().has_perplexity());
+  EXPECT_GT(prepared->baseline().perplexity(), 1.0);
+
+  const std::string artifact = prepared->artifact();
+  const TrialWorker::ArtifactSource artifacts = [&](const std::string&) { return artifact; };
+  v1::WorkItem evaluate = prepare;
+  evaluate.mutable_evaluate()->add_trials()->CopyFrom(Trial(5, 1.4, 1.0, 1.0));
+  evaluate.mutable_evaluate()->add_trials()->CopyFrom(Trial(6, 1.0, 0.8, 1.0));
+  evaluate.mutable_spec()->set_response_prefix(prepared->response_prefix());
+  // No front yet: both are candidates.
+  auto open = worker.Evaluate(evaluate, artifacts);
+  ASSERT_TRUE(open.ok()) << open.status();
+  for (const v1::TrialResult& r : open->results()) {
+    EXPECT_TRUE(r.scores().has_perplexity()) << r.number();
+    EXPECT_FALSE(r.scores().judge_error().empty()) << r.number();
+  }
+  // A front member that beats both in refusals and KL: neither is scored further.
+  v1::Trial* best = evaluate.mutable_evaluate()->add_pareto_front();
+  best->set_number(0);
+  best->mutable_scores()->set_refusals(0);
+  best->mutable_scores()->set_kl_divergence(0.0);
+  auto closed = worker.Evaluate(evaluate, artifacts);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  for (int i = 0; i < 2; ++i) {
+    const v1::TrialScores& s = closed->results(i).scores();
+    EXPECT_FALSE(s.has_perplexity());
+    EXPECT_EQ(s.judge_prompts(), 0);
+    EXPECT_EQ(s.refusals(), open->results(i).scores().refusals()) << "the objectives alike";
+    EXPECT_EQ(s.kl_divergence(), open->results(i).scores().kl_divergence());
+  }
 }
 
 // Step 0: a worker told which study comes next (a peek) builds the model and the evaluator then,

@@ -234,6 +234,14 @@ at::Tensor Transformer::LastLogits(const at::Tensor& last) const {
   return logits;
 }
 
+at::Tensor Transformer::LogitsOfResidual(const at::Tensor& residual) const {
+  c10::NoGradGuard no_grad;
+  const at::Tensor normed = config_.gemma_norms
+                                ? GemmaRmsNorm(residual, weights_.final_norm, config_.rms_norm_eps)
+                                : RmsNorm(residual, weights_.final_norm, config_.rms_norm_eps);
+  return LastLogits(normed);
+}
+
 at::Tensor Transformer::GreedyTokens(const at::Tensor& last) const {
   c10::NoGradGuard no_grad;
   auto full_argmax = [&] { return LastLogits(last).argmax(-1).to(at::kCPU, at::kLong); };

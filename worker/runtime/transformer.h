@@ -170,6 +170,10 @@ class Transformer {
   // whose screened logit lies within the screen's proven error bound of the row's best; the
   // answer is the float32 argmax (ties to the lowest id), up to float32 summation order.
   at::Tensor GreedyTokens(const at::Tensor& last) const;
+  // (R, vocab) float32 logits of residual-stream states (R, H) taken before the final norm (the
+  // last of ForwardOutput::layer_inputs): the final norm, lm_head and any softcap, as Forward
+  // applies them at the last position.
+  at::Tensor LogitsOfResidual(const at::Tensor& residual) const;
   // Whether GreedyTokens screens in bfloat16 (else: full float32 logits, then argmax).
   bool screens_lm_head() const { return lm_head_screen_.defined(); }
 

@@ -10,6 +10,7 @@
 #include "common/refusal_markers.h"
 #include "common/template/chat_template.h"
 #include "worker/runtime/directions.h"
+#include "worker/runtime/perplexity.h"
 
 namespace schism::model {
 
@@ -234,6 +235,17 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
         -1));
   }
   return at::cat(chunks, 0);
+}
+
+std::vector<double> TrialEvaluator::Perplexities(const std::vector<common::TrialParameters>& trials,
+                                                 const std::vector<TokenIds>& texts) {
+  c10::NoGradGuard no_grad;
+  if (trials.empty())
+    return model::Perplexities(*model_.transformer, texts, pad_id_, nullptr, 1,
+                               options_.batch_size);
+  AdapterBatch adapters = BuildAdapters(trials);
+  return model::Perplexities(*model_.transformer, texts, pad_id_, &adapters, trials.size(),
+                             options_.batch_size);
 }
 
 TrialScores TrialEvaluator::Baseline(std::vector<Response>* responses_out) {

@@ -79,6 +79,14 @@ class TrialEvaluator {
   std::vector<Response> Respond(const std::vector<common::TrialParameters>& trials,
                                 const std::vector<TokenIds>& prompts, bool early_stopping);
 
+  // Perplexity of `texts` (plain-text token ids) under each trial (perplexity.h); no trials means
+  // the unmodified model (one value).
+  std::vector<double> Perplexities(const std::vector<common::TrialParameters>& trials,
+                                   const std::vector<TokenIds>& texts);
+
+  // The refusal prompts, encoded (Respond with these reuses their stored states).
+  const std::vector<TokenIds>& refusal_prompts() const { return refusal_prompts_; }
+
   // Bytes held by the stored states of the refusal and KL prompts (frozen_prompts.h).
   int64_t frozen_bytes() const { return frozen_refusal_.bytes() + frozen_kl_.bytes(); }
 

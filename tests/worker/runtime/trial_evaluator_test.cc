@@ -7,6 +7,10 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iomanip>
+
+#include <nlohmann/json.hpp>
 
 #include "common/env.h"
 #include "common/prompt_set.h"
@@ -14,6 +18,9 @@
 #include "tests/test_support.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/frozen_prompts.h"
+#include "worker/runtime/model_export.h"
+#include "worker/runtime/perplexity.h"
+#include "worker/runtime/tensor_source.h"
 
 namespace schism::model {
 namespace {
@@ -369,6 +376,66 @@ TEST(TrialEvaluator, AblationLowersRefusalProbabilityAndKeepsKlSmall) {
   std::cout << "KL(baseline || ablated) on 20 harmless prompts: " << scores.kl_divergence << "\n";
   EXPECT_GT(scores.kl_divergence, 0.0);
   EXPECT_LT(scores.kl_divergence, 1.0);
+}
+
+// transformers' perplexity of a model folder on `texts` (token ids), from perplexity_oracle.py.
+double OraclePerplexity(const std::string& hf_dir, const std::vector<TokenIds>& texts) {
+  const std::string path = testing_support::MakeTempDir("perplexity_texts") + "/texts.json";
+  std::ofstream(path) << nlohmann::json(texts).dump();
+  std::string out;
+  const int rc = testing_support::RunTorchOracle("perplexity_oracle.py", {hf_dir, path}, &out);
+  EXPECT_EQ(rc, 0) << out;
+  const auto j = nlohmann::json::parse(out.substr(out.rfind('{')), nullptr, false);
+  EXPECT_TRUE(j.is_object()) << out;
+  return j.is_object() ? j["perplexity"].get<double>() : 0;
+}
+
+TEST(Perplexity, EqualsTransformersOnTheUnmodifiedAndOnTheMergedTrialModel) {
+  // Held-out harmless text as plain text (no chat template), cut at 48 tokens.
+  auto lines = common::LoadPromptLines(common::DefaultDataDir() + "/harmless_test.txt", "[:8]");
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  const auto& tokenizer = *Shared().model.tokenizer;
+  std::vector<TokenIds> texts;
+  for (const std::string& line : *lines) {
+    TokenIds ids = tokenizer.Encode(line, tokenizer.spec().add_bos);
+    if (ids.size() > 48) ids.resize(48);
+    texts.push_back(ids);
+  }
+  auto evaluator =
+      MakeEvaluator(Prompts("harmful_test.txt", "[:2]"), Prompts("harmless_test.txt", "[:2]"), 4);
+  const common::TrialParameters trial = Trial(1.5, 1.0, 18);
+  const double base = evaluator->Perplexities({}, texts)[0];
+  // Two trials in one batch, the second the unmodified model's twin (zero weights): each row
+  // takes its own trial's adapters.
+  const std::vector<double> both = evaluator->Perplexities({trial, Trial(0, 0, 18)}, texts);
+
+  std::string hf, log;
+  ASSERT_EQ(testing_support::RunOracleOnce(
+                "model_fixtures.py", {"hf-from-gguf", testing_support::RealModelPath(), "{OUT}"},
+                &hf, &log),
+            0)
+      << log;
+  auto source = OpenModelSource(testing_support::RealModelPath());
+  ASSERT_TRUE(source.ok()) << source.status();
+  MergeOptions merge;
+  merge.dtype = formats::SafetensorsDtype::kF32;
+  ExportTargets targets;
+  targets.merged_folder = testing_support::MakeTempDir("perplexity_merged");
+  auto written = WriteTrialExport(**source, Shared().directions, trial, merge, targets);
+  ASSERT_TRUE(written.ok()) << written.status();
+
+  const double oracle_base = OraclePerplexity(hf, texts);
+  const double oracle_trial = OraclePerplexity(targets.merged_folder, texts);
+  std::cout << std::setprecision(10) << "perplexity on 8 harmless_test texts: unmodified schism "
+            << base << " transformers " << oracle_base << "; trial schism " << both[0]
+            << " transformers " << oracle_trial << "; zero-weight twin " << both[1] << "\n";
+  // Measured here (float32, CPU): 5.7e-7 and 9.7e-8 from transformers, 8.4e-7 between the twin
+  // and the unmodified model (other batch rows, other summation order).
+  EXPECT_NEAR(base / oracle_base, 1.0, 5e-6);
+  EXPECT_NEAR(both[0] / oracle_trial, 1.0, 5e-6);
+  EXPECT_NEAR(both[1] / base, 1.0, 5e-6);
+  // The trial changes what the model predicts, by far more than the tolerance.
+  EXPECT_GT(std::abs(both[0] / base - 1.0), 1e-2);
 }
 
 }  // namespace
