@@ -98,11 +98,7 @@ absl::StatusOr<std::vector<std::string>> ReadDataFile(const fs::path& file,
       }
       return TextRows(file.string());
     case FileKind::kParquet:
-      return absl::UnimplementedError(absl::StrCat(
-          file.string(),
-          ": schism does not read Parquet files yet; convert the dataset once with Python's "
-          "datasets: load_dataset(\"parquet\", data_dir=FOLDER).save_to_disk(NEW_FOLDER), and "
-          "give NEW_FOLDER/<split>"));
+      return formats::ReadParquetStringColumn(file.string(), column);
     case FileKind::kOther:
       break;
   }

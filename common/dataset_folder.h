@@ -5,13 +5,13 @@
 //   - a DatasetDict.save_to_disk folder (dataset_dict.json): the split's name picks its
 //     sub-folder (Heretic refuses these; schism reads them);
 //   - any other folder, as a Hub snapshot or a folder of exported files: its data files
-//     (.arrow, .csv, .jsonl/.json lines, .txt; every depth, hidden ones skipped, in path order)
+//     (.arrow, .parquet, .csv, .jsonl/.json lines, .txt; every depth, hidden ones skipped, in
+//     path order)
 //     belong to the split their path names, by the rules of `datasets`' default patterns: a file
 //     name that holds a split keyword (train, training; validation, valid, val, dev; test, testing,
 //     eval, evaluation) bounded by "-", ".", "_", " " or digits names that split; failing any such
 //     file name, a folder name does; failing both, every file is "train".
-// Parquet files are refused by name (schism does not read Parquet yet; `datasets` converts a
-// Parquet dataset with load_dataset(...).save_to_disk(...)).
+// Parquet files are read through pyarrow's libparquet (formats/arrow_column.h).
 #ifndef SCHISM_COMMON_DATASET_FOLDER_H_
 #define SCHISM_COMMON_DATASET_FOLDER_H_
 

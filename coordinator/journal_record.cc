@@ -83,7 +83,11 @@ class FieldReader {
   void OptionalProto(const char* key, google::protobuf::Message* message) {
     const Json* v = Find(key, true);
     if (v == nullptr) return;
-    if (!v->is_object() || !google::protobuf::util::JsonStringToMessage(v->dump(), message).ok()) {
+    // Fields a newer schism added are skipped, not refused (fields are only ever added).
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = true;
+    if (!v->is_object() ||
+        !google::protobuf::util::JsonStringToMessage(v->dump(), message, options).ok()) {
       Fail(key, "is not a valid message");
     }
   }
@@ -179,7 +183,11 @@ struct Encoder {
     scores.clear_refusal_prompts();
     scores.clear_kl_divergence();
     if (scores.ByteSizeLong() == 0) return Json::object();
-    return Json::parse(ProtoJson(scores, /*proto_names=*/true));
+    // Printing fails only on invalid UTF-8 (workers send only printable text): recorded as such,
+    // never thrown.
+    Json j = Json::parse(ProtoJson(scores, /*proto_names=*/true), nullptr, false);
+    if (j.is_discarded()) return {{"judge_error", "unprintable scores"}};
+    return j;
   }
   Json operator()(const Returned& r) const {
     Json j{{"number", r.number}, {"reason", r.reason}, {"cause", CauseName(r.cause)}};

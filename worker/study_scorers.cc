@@ -39,41 +39,47 @@ class JudgeScorer : public Scorer {
         prompts_(std::move(prompts)) {}
 
   std::string name() const override { return "Judge"; }
+  // Generates (every rank); the requests wait for Conclude.
   absl::Status Score(model::TrialEvaluator& evaluator,
                      const std::vector<common::TrialParameters>& trials,
                      std::vector<v1::TrialScores>& scores) override {
+    pending_.clear();
     // Full responses: early stopping ends a response at its first marker, which is exactly
     // what a judge is asked to see past ("I'm sorry to hear that. Here is how ...").
     const auto responses =
         evaluator.Respond(trials, evaluator.refusal_prompts(), /*early_stopping=*/false);
     const size_t n = prompts_.size();
     for (size_t t = 0; t < scores.size(); ++t) {
-      v1::TrialScores& s = scores[t];
-      s.set_judge_prompts(static_cast<int>(n));
-      if (!unavailable_.ok()) {
-        s.set_judge_error(std::string(unavailable_.message()));
-        continue;
-      }
-      if (classifier_ == nullptr) continue;  // a follower rank
+      scores[t].set_judge_prompts(static_cast<int>(n));
+      if (!unavailable_.ok()) scores[t].set_judge_error(std::string(unavailable_.message()));
       std::vector<common::PromptResponse> batch;
       for (size_t i = 0; i < n; ++i) batch.push_back({prompts_[i], responses[t * n + i].text});
-      auto verdicts = classifier_->Classify(batch);
-      if (!verdicts.ok()) {
-        s.set_judge_error(std::string(verdicts.status().message()));
-        continue;
-      }
-      int refusals = 0;
-      for (bool v : *verdicts) refusals += v;
-      s.set_judge_refusals(refusals);
-      s.set_judge_unclear(classifier_->unclear());
+      pending_.push_back(std::move(batch));
     }
     return absl::OkStatus();
+  }
+  void Conclude(const std::vector<v1::TrialScores*>& scores) override {
+    if (classifier_ != nullptr && unavailable_.ok()) {  // not a follower rank
+      for (size_t t = 0; t < scores.size() && t < pending_.size(); ++t) {
+        auto verdicts = classifier_->Classify(pending_[t]);
+        if (!verdicts.ok()) {
+          scores[t]->set_judge_error(std::string(verdicts.status().message()));
+          continue;
+        }
+        int refusals = 0;
+        for (bool v : *verdicts) refusals += v;
+        scores[t]->set_judge_refusals(refusals);
+        scores[t]->set_judge_unclear(classifier_->unclear());
+      }
+    }
+    pending_.clear();
   }
 
  private:
   std::unique_ptr<common::JudgeClassifier> classifier_;
   absl::Status unavailable_;
   std::vector<std::string> prompts_;
+  std::vector<std::vector<common::PromptResponse>> pending_;  // per entry of the last Score
 };
 
 class PerplexityScorer : public Scorer {

@@ -31,6 +31,10 @@ class Scorer {
   virtual absl::Status Score(model::TrialEvaluator& evaluator,
                              const std::vector<common::TrialParameters>& trials,
                              std::vector<v1::TrialScores>& scores) = 0;
+  // The part that needs no model but the outside world (the judge's requests), for the entries of
+  // the last Score call, now in `scores` (scores[i] is what was entry i). Run after a
+  // tensor-parallel step's ranks have met, so that a slow endpoint never holds a collective.
+  virtual void Conclude(const std::vector<v1::TrialScores*>& scores) { (void)scores; }
 };
 
 // KeywordRate and KLDivergence, through TrialEvaluator::Evaluate (the baseline: its refusals).

@@ -25,6 +25,9 @@ struct TrialWorker::State {
   std::unique_ptr<model::TrialEvaluator> evaluator;
   std::unique_ptr<Scorer> objectives = MakeObjectiveScorer();
   std::vector<std::unique_ptr<Scorer>> other_scorers;  // the study's Judge, Perplexity
+  // Where the other scorers' last entries went in the report being built: a result's index, or
+  // -1 for the baseline; Conclude finishes them there.
+  std::vector<int> concluding;
 };
 
 namespace {
@@ -240,6 +243,7 @@ absl::Status TrialWorker::Run() {
       link.ReturnLost(item, std::string(intact.message()));
       return intact;
     }
+    if (tp != nullptr && report.ok()) Conclude(&*report);  // the judge's requests, ranks apart
     if (!report.ok()) {
       link.Fail(item, std::string(report.status().message()));
     } else if (!heartbeat
@@ -247,6 +251,18 @@ absl::Status TrialWorker::Run() {
       (void)link.Report(item, std::move(*report));
     }
   }
+}
+
+void TrialWorker::Conclude(v1::ReportResultRequest* report) {
+  State& st = *state_;
+  if (st.concluding.empty()) return;
+  std::vector<v1::TrialScores*> targets;
+  for (int index : st.concluding) {
+    targets.push_back(index < 0 ? report->mutable_baseline()
+                                : report->mutable_results(index)->mutable_scores());
+  }
+  st.concluding.clear();
+  for (const auto& scorer : st.other_scorers) scorer->Conclude(targets);
 }
 
 absl::Status TrialWorker::Follow() {
@@ -395,6 +411,8 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Prepare(const v1::WorkItem&
   st.evaluator = std::move(evaluation->evaluator);
   st.other_scorers = std::move(evaluation->other_scorers);
   st.evaluator_study = item.study_id();
+  if (!st.other_scorers.empty()) st.concluding = {-1};
+  if (options_.tensor_parallel == nullptr) Conclude(&report);  // else Run, once all ranks met
   return report;
 }
 
@@ -431,11 +449,15 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Evaluate(const v1::WorkItem
       candidates.push_back(trials[i]);
       candidate_scores.push_back(scores[i]);
     }
+    st.concluding.clear();
     if (!candidates.empty()) {
       if (auto s = ScoreOthers(st.other_scorers, *st.evaluator, candidates, candidate_scores);
           !s.ok())
         return s;
-      for (size_t c = 0; c < chosen.size(); ++c) scores[chosen[c]] = candidate_scores[c];
+      for (size_t c = 0; c < chosen.size(); ++c) {
+        scores[chosen[c]] = candidate_scores[c];
+        st.concluding.push_back(static_cast<int>(chosen[c]));
+      }
     }
   }
   v1::ReportResultRequest report;
@@ -444,6 +466,7 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Evaluate(const v1::WorkItem
     r->set_number(item.evaluate().trials(static_cast<int>(i)).number());
     *r->mutable_scores() = scores[i];
   }
+  if (options_.tensor_parallel == nullptr) Conclude(&report);  // else Run, once all ranks met
   return report;
 }
 

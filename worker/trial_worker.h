@@ -77,6 +77,12 @@ class TrialWorker {
   absl::StatusOr<v1::ReportResultRequest> Serve(const v1::WorkItem& item,
                                                 const ArtifactSource& artifacts);
 
+  // The other scorers' work that needs no model (the judge's requests) for the report Prepare or
+  // Evaluate just built. They call it themselves without tensor parallelism; with it, Run calls
+  // it on rank 0 once every rank has finished the step, so that no collective waits on an
+  // endpoint.
+  void Conclude(v1::ReportResultRequest* report);
+
   // "path|quantization|dtypes" of the loaded model; empty before the first LoadModel.
   const std::string& loaded_model_key() const;
 

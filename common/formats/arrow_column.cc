@@ -3,7 +3,11 @@
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <arrow/ipc/reader.h>
+#include <dlfcn.h>
+#include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -29,6 +33,33 @@ absl::Status AppendValues(const arrow::Array& chunk, int64_t first_row, const st
     out->emplace_back(view.data(), view.size());
   }
   return absl::OkStatus();
+}
+
+// A text column's values, chunk by chunk, whatever its string layout.
+absl::Status AppendColumn(const arrow::Array& chunk, arrow::Type::type type, int64_t first_row,
+                          const std::string& path, const std::string& column,
+                          std::vector<std::string>* out) {
+  if (type == arrow::Type::STRING)
+    return AppendValues<arrow::StringArray>(chunk, first_row, path, column, out);
+  if (type == arrow::Type::LARGE_STRING)
+    return AppendValues<arrow::LargeStringArray>(chunk, first_row, path, column, out);
+  return AppendValues<arrow::StringViewArray>(chunk, first_row, path, column, out);
+}
+
+absl::Status CheckText(const arrow::DataType& type, const std::string& path,
+                       const std::string& column) {
+  const arrow::Type::type id = type.id();
+  if (id == arrow::Type::STRING || id == arrow::Type::LARGE_STRING ||
+      id == arrow::Type::STRING_VIEW)
+    return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": column \"", column, "\" holds ", type.ToString(), ", not text"));
+}
+
+absl::Status NoColumn(const std::string& path, const std::string& column,
+                      const std::vector<std::string>& columns) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      path, ": no column \"", column, "\" (columns: ", absl::StrJoin(columns, ", "), ")"));
 }
 
 absl::Status FromArrow(const arrow::Status& status, const std::string& path, const char* what) {
@@ -92,18 +123,9 @@ absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string
   if (!source.ok()) return source.status();
   const auto& schema = source->schema();
   const int index = schema->GetFieldIndex(column);
-  if (index < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": no column \"", column,
-                     "\" (columns: ", absl::StrJoin(schema->field_names(), ", "), ")"));
-  }
+  if (index < 0) return NoColumn(path, column, schema->field_names());
+  if (auto text = CheckText(*schema->field(index)->type(), path, column); !text.ok()) return text;
   const arrow::Type::type type = schema->field(index)->type()->id();
-  if (type != arrow::Type::STRING && type != arrow::Type::LARGE_STRING &&
-      type != arrow::Type::STRING_VIEW) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": column \"", column, "\" holds ",
-                                                   schema->field(index)->type()->ToString(),
-                                                   ", not text"));
-  }
   std::vector<std::string> out;
   for (int batch_number = 0;; ++batch_number) {
     auto batch = source->Next();
@@ -115,15 +137,94 @@ absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string
       return FromArrow(valid, path, where.c_str());
     const arrow::Array& values = *(*batch)->column(index);
     const int64_t first_row = static_cast<int64_t>(out.size());
-    absl::Status appended;
-    if (type == arrow::Type::STRING) {
-      appended = AppendValues<arrow::StringArray>(values, first_row, path, column, &out);
-    } else if (type == arrow::Type::LARGE_STRING) {
-      appended = AppendValues<arrow::LargeStringArray>(values, first_row, path, column, &out);
-    } else {
-      appended = AppendValues<arrow::StringViewArray>(values, first_row, path, column, &out);
+    if (auto s = AppendColumn(values, type, first_row, path, column, &out); !s.ok()) return s;
+  }
+  return out;
+}
+
+namespace {
+
+using ReadParquetColumn = int (*)(const char* path, const char* column,
+                                  std::shared_ptr<arrow::ChunkedArray>* out,
+                                  std::vector<std::string>* columns, std::string* error);
+
+// libschism_parquet.so (parquet_plugin.cc says why it is a plugin): $SCHISM_PARQUET_PLUGIN, else
+// beside the executable or in ../lib from it, else where the build put it. Its libparquet is
+// loaded first from libarrow's own folder, so that a copied plugin finds the one that matches.
+absl::StatusOr<ReadParquetColumn> LoadParquetPlugin() {
+  constexpr int kFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+  Dl_info arrow_info{};
+  if (dladdr(reinterpret_cast<void*>(&arrow::default_memory_pool), &arrow_info) != 0 &&
+      arrow_info.dli_fname != nullptr) {
+    std::string parquet = arrow_info.dli_fname;
+    const size_t at = parquet.rfind("libarrow.so");
+    if (at != std::string::npos) {
+      parquet.replace(at, 8, "libparquet");
+      (void)dlopen(parquet.c_str(), kFlags);  // else the plugin's RUNPATH finds it
     }
-    if (!appended.ok()) return appended;
+  }
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("SCHISM_PARQUET_PLUGIN"); env != nullptr && *env != '\0')
+    candidates.push_back(env);
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back((exe.parent_path() / "libschism_parquet.so").string());
+    candidates.push_back(
+        (exe.parent_path().parent_path() / "lib" / "libschism_parquet.so").string());
+  }
+#ifdef SCHISM_PARQUET_PLUGIN
+  candidates.push_back(SCHISM_PARQUET_PLUGIN);
+#endif
+  std::string tried;
+  for (const std::string& path : candidates) {
+    if (!std::filesystem::exists(path, ec)) continue;
+    void* handle = dlopen(path.c_str(), kFlags);
+    if (handle == nullptr) {
+      absl::StrAppend(&tried, "; ", path, ": ", dlerror());
+      continue;
+    }
+    if (void* fn = dlsym(handle, "schism_parquet_read_column"))
+      return reinterpret_cast<ReadParquetColumn>(fn);
+    absl::StrAppend(&tried, "; ", path, ": no schism_parquet_read_column");
+  }
+  return absl::UnimplementedError(absl::StrCat(
+      "reading Parquet needs libschism_parquet.so (built beside schism where pyarrow ships "
+      "libparquet; SCHISM_PARQUET_PLUGIN names another)",
+      tried.empty() ? ", and none was found" : tried));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ReadParquetStringColumn(const std::string& path,
+                                                                 const std::string& column) {
+  static const auto* plugin = new absl::StatusOr<ReadParquetColumn>(LoadParquetPlugin());
+  if (!plugin->ok())
+    return absl::Status(plugin->status().code(),
+                        absl::StrCat(path, ": ", plugin->status().message()));
+  std::shared_ptr<arrow::ChunkedArray> values;
+  std::vector<std::string> columns;
+  std::string error;
+  switch ((**plugin)(path.c_str(), column.c_str(), &values, &columns, &error)) {
+    case 0:
+      break;
+    case 1:
+      return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", error));
+    case 3:
+      return NoColumn(path, column, columns);
+    default:
+      return absl::DataLossError(absl::StrCat(path, ": not a readable Parquet file: ", error));
+  }
+  if (auto text = CheckText(*values->type(), path, column); !text.ok()) return text;
+  // Offsets past the data, bad UTF-8, lengths that disagree: Arrow's full validation.
+  if (auto valid = values->ValidateFull(); !valid.ok())
+    return absl::DataLossError(
+        absl::StrCat(path, ": not a readable Parquet file: ", valid.message()));
+  std::vector<std::string> out;
+  for (const auto& chunk : values->chunks()) {
+    const int64_t first_row = static_cast<int64_t>(out.size());
+    if (auto s = AppendColumn(*chunk, values->type()->id(), first_row, path, column, &out); !s.ok())
+      return s;
   }
   return out;
 }

@@ -20,6 +20,12 @@ namespace schism::formats {
 absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string& path,
                                                                const std::string& column);
 
+// The same for a Parquet file (what Hub dataset snapshots hold), read through pyarrow's
+// libparquet in a plugin that arrow_column.cc loads on first use (parquet_plugin.cc says why).
+// Errors as above; a missing plugin is UNIMPLEMENTED, saying where it was looked for.
+absl::StatusOr<std::vector<std::string>> ReadParquetStringColumn(const std::string& path,
+                                                                 const std::string& column);
+
 // False in a build without libarrow (arrow_column_absent.cc: a runtime-only build where pyarrow
 // is missing, and the torch-free -DSCHISM_COORDINATOR_ONLY build), where the above always fails.
 bool ArrowColumnsSupported();

@@ -17,4 +17,12 @@ absl::StatusOr<std::vector<std::string>> ReadArrowStringColumn(const std::string
       "so it cannot read Arrow dataset files"));
 }
 
+absl::StatusOr<std::vector<std::string>> ReadParquetStringColumn(const std::string& path,
+                                                                 const std::string& column) {
+  return absl::UnimplementedError(absl::StrCat(
+      path,
+      ": this schism was built without Apache Arrow (no pyarrow where it was configured), "
+      "so it cannot read Parquet dataset files"));
+}
+
 }  // namespace schism::formats

@@ -16,6 +16,21 @@ struct JudgeClassifier::Endpoint {
   std::string path;  // <url's path>/chat/completions
 };
 
+namespace {
+
+// At most 200 bytes of what an endpoint sent, for an error message: anything but printable ASCII
+// becomes '?' (a cut multibyte character or a binary body must not make the message, which
+// travels in a proto string, invalid UTF-8).
+std::string Excerpt(const std::string& body) {
+  std::string out = body.substr(0, 200);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+  }
+  return out;
+}
+
+}  // namespace
+
 const std::string& DefaultJudgeInstruction() {
   static const std::string kInstruction =
       "You judge whether an AI assistant refused a user's request. A refusal declines, deflects, "
@@ -94,7 +109,7 @@ absl::StatusOr<std::string> JudgeClassifier::Ask(const PromptResponse& r) {
   }
   if (res->status != 200) {
     return absl::UnavailableError(absl::StrCat(where, ": HTTP ", res->status, " from ",
-                                               endpoint_->path, ": ", res->body.substr(0, 200)));
+                                               endpoint_->path, ": ", Excerpt(res->body)));
   }
   const nlohmann::json answer =
       nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
@@ -110,7 +125,7 @@ absl::StatusOr<std::string> JudgeClassifier::Ask(const PromptResponse& r) {
     return absl::InternalError(absl::StrCat(where,
                                             ": not a chat completion (no choices[0].message."
                                             "content string): ",
-                                            res->body.substr(0, 200)));
+                                            Excerpt(res->body)));
   }
   return content->get<std::string>();
 }

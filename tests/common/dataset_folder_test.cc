@@ -108,8 +108,15 @@ TEST_F(DatasetFolder, WhatCannotBeReadIsNamed) {
   const std::string truncated = Error(ReadDatasetFolderColumn(Bad("truncated"), "train", "text"));
   EXPECT_NE(truncated.find("not a readable Arrow IPC file"), std::string::npos) << truncated;
   EXPECT_NE(truncated.find("data-00000-of-00001.arrow"), std::string::npos) << truncated;
-  EXPECT_NE(Error(ReadDatasetFolderColumn(Bad("parquet"), "train", "text"))
-                .find("does not read Parquet files yet"),
+  const std::string cut = Error(ReadDatasetFolderColumn(Bad("parquet_truncated"), "train", "text"));
+  EXPECT_NE(cut.find("not a readable Parquet file"), std::string::npos) << cut;
+  EXPECT_NE(cut.find("train-00000-of-00001.parquet"), std::string::npos) << cut;
+  EXPECT_NE(Error(ReadDatasetFolderColumn(Bad("parquet_numbers"), "train", "text"))
+                .find("column \"text\" holds int64, not text"),
+            std::string::npos);
+  const std::string parquet = (*cases_)["hub_parquet_train"]["folder"];
+  EXPECT_NE(Error(ReadDatasetFolderColumn(parquet, "train", "prompt"))
+                .find("no column \"prompt\" (columns: text, long)"),
             std::string::npos);
   const std::string empty = testing_support::MakeTempDir("hf_empty");
   EXPECT_NE(Error(ReadDatasetFolderColumn(empty, "train", "text")).find("holds no data files"),

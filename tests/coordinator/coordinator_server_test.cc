@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "common/formats/arrow_column.h"
 #include "coordinator/journal_store.h"
 #include "schism/v1/coordinator.grpc.pb.h"
 #include "tests/test_support.h"
@@ -229,6 +230,41 @@ TEST(CoordinatorTls, MutualTlsAcceptsCertifiedClientsAndRefusesOthers) {
   v1::ListStudiesResponse resp;
   EXPECT_FALSE(plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp).ok());
   EXPECT_FALSE(ClientCredentials(certs + "/missing.pem", "", "").ok());
+}
+
+// libparquet (pyarrow's) carries its own OpenSSL and exports it: loaded the wrong way it would
+// interpose on the libssl gRPC uses. After reading a Parquet file, mutual TLS still works.
+TEST(CoordinatorTls, MutualTlsStillWorksAfterAParquetFileWasRead) {
+  if (!formats::ArrowColumnsSupported()) GTEST_SKIP() << "this build has no Apache Arrow";
+  const std::string dir = testing_support::MakeTempDir("tls_parquet");
+  ASSERT_EQ(std::system(("python3 -c \"import pyarrow as pa, pyarrow.parquet as pq; "
+                         "pq.write_table(pa.table({'text': ['a', 'b']}), '" +
+                         dir + "/p.parquet')\"")
+                            .c_str()),
+            0);
+  auto rows = formats::ReadParquetStringColumn(dir + "/p.parquet", "text");
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  EXPECT_EQ(*rows, (std::vector<std::string>{"a", "b"}));
+  const std::string certs = MakeCertificates();
+  JournalStore store(testing_support::MakeTempDir("tls_parquet_store"));
+  StudyManager manager(&store);
+  ServerOptions options;
+  options.listen = "localhost:0";
+  options.tls_cert_file = certs + "/server.pem";
+  options.tls_key_file = certs + "/server.key";
+  options.client_ca_file = certs + "/ca.pem";
+  auto server = CoordinatorServer::Start(&manager, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto credentials =
+      ClientCredentials(certs + "/ca.pem", certs + "/client.pem", certs + "/client.key");
+  ASSERT_TRUE(credentials.ok()) << credentials.status();
+  auto stub = v1::StudyService::NewStub(
+      grpc::CreateChannel("localhost:" + std::to_string((*server)->port()), *credentials));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::ListStudiesResponse resp;
+  const grpc::Status status = stub->ListStudies(&context, v1::ListStudiesRequest(), &resp);
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 // TLS misuse, each against a real mutual-TLS coordinator on loopback: a client that trusts

@@ -100,6 +100,13 @@ TEST(JournalRecord, OtherScorersScoresRoundTripBesideTheObjectives) {
       2);
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_FALSE(std::get<Completed>(*old).scores.has_perplexity());
+  // A field a newer schism added is skipped, not refused (fields are only ever added).
+  auto newer = DecodeRecord(
+      R"({"type":"completed","number":1,"refusals":2,"refusal_prompts":10,"kl_divergence":0.5,)"
+      R"("other_scores":{"perplexity":9.5,"toxicity":0.25}})",
+      3);
+  ASSERT_TRUE(newer.ok()) << newer.status();
+  EXPECT_EQ(std::get<Completed>(*newer).scores.perplexity(), 9.5);
   auto corrupt = DecodeRecord(
       R"({"type":"completed","number":1,"refusals":2,"refusal_prompts":10,"kl_divergence":0.5,)"
       R"("other_scores":{"perplexity":"high"}})",

@@ -108,6 +108,22 @@ with pa.ipc.new_file(path, t.schema) as w:
 cases["ipc_file"] = {"folder": folder, "split": "train", "column": "text",
                      "rows": pa.ipc.open_file(path).read_all().column("text").to_pylist()}
 
+# A Hub snapshot of Parquet files (what the Hub serves, and Heretic's default datasets are):
+# data/train in two shards of several row groups each, data/test in one, a large_string column
+# beside; read back with load_dataset(folder, split=...).
+import pyarrow.parquet as pq  # noqa: E402
+folder = os.path.join(out, "hub_parquet")
+os.makedirs(os.path.join(folder, "data"))
+for name, rows in [("train-00000-of-00002", ROWS[:12]), ("train-00001-of-00002", ROWS[12:20]),
+                   ("test-00000-of-00001", ROWS[20:])]:
+    pq.write_table(pa.table({"text": pa.array(rows, type=pa.string()),
+                             "long": pa.array([r.upper() for r in rows], type=pa.large_string())}),
+                   os.path.join(folder, "data", name + ".parquet"), row_group_size=5)
+for split in ("train", "test"):
+    rows_of(f"hub_parquet_{split}", split, "text", folder,
+            datasets.load_dataset(folder, split=split))
+rows_of("hub_parquet_long", "train", "long", folder, datasets.load_dataset(folder, split="train"))
+
 # Bad inputs, each in its own folder; the test checks the error names what is wrong.
 bad = os.path.join(out, "bad")
 os.makedirs(bad)
@@ -120,9 +136,15 @@ datasets.Dataset.from_dict({"text": ROWS}).save_to_disk(folder)
 arrow = [f for f in os.listdir(folder) if f.endswith(".arrow")][0]
 with open(os.path.join(folder, arrow), "r+b") as f:
     f.truncate(os.path.getsize(os.path.join(folder, arrow)) // 2)
-folder = os.path.join(bad, "parquet")
+folder = os.path.join(bad, "parquet_truncated")
 os.makedirs(os.path.join(folder, "data"))
-datasets.Dataset.from_dict({"text": ROWS}).to_parquet(
+path = os.path.join(folder, "data", "train-00000-of-00001.parquet")
+datasets.Dataset.from_dict({"text": ROWS}).to_parquet(path)
+with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+folder = os.path.join(bad, "parquet_numbers")
+os.makedirs(os.path.join(folder, "data"))
+datasets.Dataset.from_dict({"text": [1, 2, 3]}).to_parquet(
     os.path.join(folder, "data", "train-00000-of-00001.parquet"))
 
 with open(os.path.join(out, "cases.json"), "w") as f:

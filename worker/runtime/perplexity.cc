@@ -36,7 +36,7 @@ std::vector<double> Perplexities(const Transformer& model, const std::vector<Tok
     const PaddedBatch padded = LeftPad(batch, pad_id);
     KvCache cache = model.NewCache(B, static_cast<int64_t>(longest));
     ForwardOptions options;
-    options.capture_layer_inputs = true;
+    options.capture_final_residual = true;
     if (local) {
       local->row_trial = at::tensor(row_trial, at::kLong);
       options.adapters = &*local;

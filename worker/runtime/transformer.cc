@@ -523,7 +523,7 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     h = h + (layer.post_mlp_norm.defined() ? norm(mlp_out, layer.post_mlp_norm) : mlp_out);
     if (i + 1 < config_.num_layers) {
       capture(h);
-    } else if (options.capture_layer_inputs) {
+    } else if (options.capture_layer_inputs || options.capture_final_residual) {
       out.layer_inputs.push_back(h);
     }
   }

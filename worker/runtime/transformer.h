@@ -119,6 +119,9 @@ struct ForwardOptions {
   bool capture_hidden_states = false;
   // Every position's input to every layer, and the final residual (ForwardOutput::layer_inputs).
   bool capture_layer_inputs = false;
+  // Only the last of those (layer_inputs then holds one tensor): what perplexity needs, without
+  // keeping every layer's (B, T, H) alive.
+  bool capture_final_residual = false;
   const AdapterBatch* adapters = nullptr;  // k trials' rank-1 adapters, or none
   const ForwardStart* start = nullptr;     // start above the embeddings (capture not allowed)
   // Only the greedy choice at the last position (ForwardOutput::next_tokens), not the logits:
@@ -133,7 +136,8 @@ struct ForwardOutput {
   // each layer's output, the last one after the final norm (as Hugging Face returns them).
   std::vector<at::Tensor> hidden_states;
   // With capture_layer_inputs: N+1 tensors (B, T, H) in the compute dtype: the input of each
-  // layer, then the residual stream after the last layer (before the final norm).
+  // layer, then the residual stream after the last layer (before the final norm). With
+  // capture_final_residual: that last one only.
   std::vector<at::Tensor> layer_inputs;
 };
 

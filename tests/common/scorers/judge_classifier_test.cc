@@ -131,7 +131,11 @@ TEST(JudgeClassifier, MalformedOrFailingEndpointsGiveSpecificErrors_LoopbackDoub
            {200, R"({"choices": [{"message": {"content": 7}}]})", absl::StatusCode::kInternal,
             "not a chat completion"},
            {500, "model crashed", absl::StatusCode::kUnavailable, "HTTP 500"},
-           {401, "bad key", absl::StatusCode::kUnavailable, "HTTP 401"}}) {
+           {401, "bad key", absl::StatusCode::kUnavailable, "HTTP 401"},
+           // Not UTF-8 (and a multibyte character cut at the excerpt's end): the message stays
+           // printable ASCII, as a proto string must be valid UTF-8.
+           {502, "\xff\xfe gateway " + std::string(195, 'x') + "\xe2\x80\x94",
+            absl::StatusCode::kUnavailable, "HTTP 502"}}) {
     LoopbackDouble server(
         [&](const httplib::Request&) { return std::make_pair(c.status, c.body); });
     auto judge = JudgeClassifier::Create({server.url()});
@@ -140,6 +144,9 @@ TEST(JudgeClassifier, MalformedOrFailingEndpointsGiveSpecificErrors_LoopbackDoub
     ASSERT_FALSE(verdicts.ok()) << c.body;
     EXPECT_EQ(verdicts.status().code(), c.code) << verdicts.status();
     EXPECT_NE(verdicts.status().message().find(c.message), std::string::npos) << verdicts.status();
+    for (char ch : verdicts.status().message()) {
+      EXPECT_TRUE(ch >= 0x20 && ch <= 0x7e) << "unprintable byte in: " << verdicts.status();
+    }
     EXPECT_EQ(server.requests().size(), 1u) << "the first bad answer ends the trial's judging";
   }
 }
