@@ -141,6 +141,17 @@ inline Cluster MakeCluster(const std::string& name, int lease_seconds, int trial
   return c;
 }
 
+// The `export --study ... --trial N` command (without "schism ") that a run's output ends with,
+// its "--dest DIR" replaced by `dest_args`; empty when the output has none.
+inline std::string ExportHintCommand(const std::string& out, const std::string& dest_args) {
+  const size_t hint = out.find("schism export --study ");
+  if (hint == std::string::npos) return "";
+  std::string command = out.substr(hint + 7, out.find('\n', hint) - hint - 7);
+  const size_t dest = command.find("--dest DIR");
+  if (dest == std::string::npos) return "";
+  return command.replace(dest, 10, dest_args);
+}
+
 inline std::string RunCli(const std::string& args) {
   return schism::testing_support::RunCommand(std::string(SCHISM_BINARY) + " " + args + " 2>&1")
       .output;

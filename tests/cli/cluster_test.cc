@@ -279,10 +279,8 @@ TEST(Cluster, EmbeddedRunOnTheRealModelResumesAfterCtrlCAndPrintsAParetoFront) {
   EXPECT_NE(out.find("Pareto-optimal trials"), std::string::npos) << out;
   EXPECT_NE(out.find("Refusals:"), std::string::npos) << out;
   // The hint it ends with is a working command: the best trial, exported from the study folder.
-  const size_t hint = out.find("schism export --study ");
-  ASSERT_NE(hint, std::string::npos) << out;
-  std::string command = out.substr(hint + 7, out.find('\n', hint) - hint - 7);
-  command.replace(command.find("--dest DIR"), 10, "--dest " + dir + "/exported --json");
+  const std::string command = ExportHintCommand(out, "--dest " + dir + "/exported --json");
+  ASSERT_FALSE(command.empty()) << out;
   const std::string exported = RunCli(command);
   EXPECT_NE(exported.find("\"adapted_tensors\""), std::string::npos) << command << "\n" << exported;
   std::ifstream in(dir + "/exported/reproduce.json");
@@ -306,10 +304,8 @@ TEST(Cluster, EmbeddedRunOnAMixtureOfExpertsModelExportsALoadableModel) {
       << PromptSetsToml(16, 16, 8);
   const std::string out = RunCli("run " + dir + "/run.toml --store " + dir + "/store");
   EXPECT_NE(out.find("trial 4/4"), std::string::npos) << out;
-  const size_t hint = out.find("schism export --study ");
-  ASSERT_NE(hint, std::string::npos) << out;
-  std::string command = out.substr(hint + 7, out.find('\n', hint) - hint - 7);
-  command.replace(command.find("--dest DIR"), 10, "--dest " + dir + "/exported --json");
+  const std::string command = ExportHintCommand(out, "--dest " + dir + "/exported --json");
+  ASSERT_FALSE(command.empty()) << out;
   const std::string exported = RunCli(command);
   const auto stats = nlohmann::json::parse(exported.substr(exported.find('{')));
   // Whatever the best trial adapts, an MoE layer's MLP is its 4 experts' down projections.

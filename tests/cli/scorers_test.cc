@@ -61,10 +61,9 @@ TEST(Scorers, JudgeAndPerplexityAreReportedForTheBaselineAndTheParetoFrontAndExp
     EXPECT_NE(line.find(", Perplexity: "), std::string::npos) << line;
   }
   // The best trial's model card and reproduce.json carry them.
-  const size_t hint = out.find("schism export --study ");
-  ASSERT_NE(hint, std::string::npos) << out;
-  std::string command = out.substr(hint + 7, out.find('\n', hint) - hint - 7);
-  command.replace(command.find("--dest DIR"), 10, "--dest " + dir + "/exported --format adapter");
+  const std::string command =
+      ExportHintCommand(out, "--dest " + dir + "/exported --format adapter");
+  ASSERT_FALSE(command.empty()) << out;
   const std::string exported = RunCli(command);
   const std::string card = schism::testing_support::ReadFile(dir + "/exported/README.md");
   EXPECT_NE(card.find("| Judge refusals | Perplexity |"), std::string::npos) << exported << card;
