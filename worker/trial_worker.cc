@@ -436,15 +436,26 @@ absl::StatusOr<v1::ReportResultRequest> TrialWorker::Evaluate(const v1::WorkItem
   std::vector<v1::TrialScores> scores(trials.size());
   if (auto s = st.objectives->Score(*st.evaluator, trials, scores); !s.ok()) return s;
   if (!st.other_scorers.empty()) {
-    // Only the trials that would join the front as it stood when leased (every rank decides
-    // alike: the same lease, the same scores).
+    // Only the trials that would join the front as it stood when leased. With tensor
+    // parallelism rank 0's choice goes to every rank: a near tie decided differently on another
+    // rank's rounding would send the ranks into different collectives.
+    std::vector<int64_t> joins(trials.size());
+    for (size_t i = 0; i < trials.size(); ++i) {
+      joins[i] = OnParetoFront(item.evaluate().trials(static_cast<int>(i)).number(), scores[i],
+                               item.evaluate().pareto_front());
+    }
+    if (const model::TensorParallel* tp = options_.tensor_parallel.get(); tp != nullptr) {
+      at::Tensor flags = at::tensor(joins, at::kLong).to(st.model->transformer->options().device());
+      tp->Broadcast(flags);
+      flags = flags.to(at::kCPU);
+      for (size_t i = 0; i < joins.size(); ++i)
+        joins[i] = flags[static_cast<int64_t>(i)].item<int64_t>();
+    }
     std::vector<size_t> chosen;
     std::vector<common::TrialParameters> candidates;
     std::vector<v1::TrialScores> candidate_scores;
     for (size_t i = 0; i < trials.size(); ++i) {
-      if (!OnParetoFront(item.evaluate().trials(static_cast<int>(i)).number(), scores[i],
-                         item.evaluate().pareto_front()))
-        continue;
+      if (joins[i] == 0) continue;
       chosen.push_back(i);
       candidates.push_back(trials[i]);
       candidate_scores.push_back(scores[i]);

@@ -46,6 +46,13 @@ TEST(Cluster, CoordinatorAndTwoWorkerProcessesCompleteA12TrialStudy) {
 // the same trials of the same study submitted again (4 startup trials: the same draws).
 TEST(Cluster, TensorParallelWorkerScoresTrialsAsAOneProcessWorkerDoes) {
   Cluster c = MakeCluster("cluster_tp", 60, /*trials=*/4);
+  // The other scorers too: perplexity is a collective pass on both ranks, and the judge (nobody
+  // listens on its port) is asked by rank 0 alone once both ranks have finished the lease.
+  std::ofstream(c.config, std::ios::app)
+      << "[scorer.Judge]\nurl = \"http://127.0.0.1:" << schism::testing_support::FreeLoopbackPort()
+      << "/v1\"\n"
+      << "[scorer.Perplexity]\nmax_tokens = 16\n[scorer.Perplexity.texts]\ndataset = \""
+      << SCHISM_SOURCE_DIR << "/../shared/datasets/harmless_test.txt\"\nsplit = \"[:3]\"\n";
   Process coordinator(CoordinatorArgs(c), c.log);
   const std::string parallel_study = Submit(c);
   std::vector<std::string> tp_args = WorkerArgs(c);
@@ -65,6 +72,7 @@ TEST(Cluster, TensorParallelWorkerScoresTrialsAsAOneProcessWorkerDoes) {
   const auto single = TrialsByNumber(c, single_study);
   ASSERT_EQ(parallel.size(), 4u);
   ASSERT_EQ(single.size(), 4u);
+  int scored = 0;
   for (const auto& [number, trial] : single) {
     const nlohmann::json& other = parallel.at(number);
     EXPECT_EQ(other["params"], trial["params"]) << number;
@@ -76,7 +84,24 @@ TEST(Cluster, TensorParallelWorkerScoresTrialsAsAOneProcessWorkerDoes) {
               << trial["scores"].value("refusals", 0) << "\n";
     EXPECT_GT(kl, 0.0) << trial;
     EXPECT_NEAR(tp_kl, kl, 1e-5) << number;  // as the runtime's parity test measured
+    // The same trials joined the front and got the other scores, alike.
+    EXPECT_EQ(other["scores"].contains("perplexity"), trial["scores"].contains("perplexity"))
+        << number;
+    EXPECT_EQ(other["scores"].contains("judge_error"), trial["scores"].contains("judge_error"))
+        << number;
+    if (trial["scores"].contains("perplexity")) {
+      scored += 1;
+      std::cout << "trial " << number << ": perplexity " << other["scores"]["perplexity"]
+                << " (2 ranks) vs " << trial["scores"]["perplexity"] << "\n";
+      EXPECT_NEAR(
+          other["scores"]["perplexity"].get<double>() / trial["scores"]["perplexity"].get<double>(),
+          1.0, 1e-5)
+          << number;
+      EXPECT_NE(other["scores"].value("judge_error", "").find("unreachable"), std::string::npos)
+          << other;
+    }
   }
+  EXPECT_GE(scored, 1) << "trial 0 always joins the empty front";
 }
 
 // A tensor-parallel worker whose second rank is SIGKILLed mid-study has lost half the model: it
