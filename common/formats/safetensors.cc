@@ -1,5 +1,6 @@
 #include "common/formats/safetensors.h"
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -285,8 +286,8 @@ absl::Status SafetensorsWriter::Add(const std::string& name, SafetensorsDtype dt
   }
   Shard& shard = shards_.back();
   if (n_bytes > 0 && std::fwrite(data, 1, n_bytes, data_) != n_bytes) {
-    return absl::DataLossError(
-        absl::StrCat(shard.data_path, ": write of tensor ", name, " failed"));
+    return absl::DataLossError(absl::StrCat(shard.data_path, ": write of tensor ", name,
+                                            " failed: ", std::strerror(errno)));
   }
   shard.entries.push_back({name, dtype, shape, shard.bytes, shard.bytes + n_bytes});
   shard.bytes += n_bytes;

@@ -84,15 +84,19 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
       {"vocab_size", V},
       {"tie_word_embeddings", false},
       {"torch_dtype", "bfloat16"}}.dump();
+  // The source and the export are 1.1 GiB each on disk.
+  const uint64_t free_bytes = fs::space(dir).available;
+  ASSERT_GE(free_bytes, 3ull << 30)
+      << dir << " has " << (free_bytes >> 20) << " MiB free; this test writes 2.3 GiB there";
   uint64_t model_bytes = 0, largest_elements = 0;
   {
     formats::SafetensorsWriter writer(source, 400ull << 20);  // sharded source too
     at::manual_seed(1);
     auto add = [&](const std::string& name, std::vector<int64_t> shape) {
       const at::Tensor t = (at::randn(shape) * 0.02).to(at::kBFloat16).contiguous();
-      ASSERT_TRUE(
-          writer.Add(name, formats::SafetensorsDtype::kBF16, shape, t.data_ptr(), t.numel() * 2)
-              .ok());
+      const absl::Status added =
+          writer.Add(name, formats::SafetensorsDtype::kBF16, shape, t.data_ptr(), t.numel() * 2);
+      ASSERT_TRUE(added.ok()) << added << " (" << (fs::space(dir).available >> 20) << " MiB free)";
       model_bytes += t.numel() * 2;
       largest_elements = std::max<uint64_t>(largest_elements, t.numel());
     };
@@ -109,6 +113,7 @@ TEST(ExportCommand, StreamingAGigabyteModelKeepsPeakMemoryNearTheLargestTensor) 
     }
     add("model.norm.weight", {H});
     add("lm_head.weight", {V, H});
+    ASSERT_FALSE(HasFatalFailure());
     ASSERT_TRUE(writer.Finish().ok());
   }
   ASSERT_GE(model_bytes, 1ull << 30);

@@ -5,6 +5,11 @@
 #include <torch/cuda.h>
 
 #include <charconv>
+#include <mutex>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -50,6 +55,16 @@ absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text,
 
 void SetComputeThreads(int threads) {
   if (threads > 0) at::set_num_threads(threads);
+}
+
+void KeepLargeBuffersOnTheHeap() {
+#ifdef __GLIBC__
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);  // also freezes glibc's sliding threshold
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);  // and keeps freed heap top instead of trimming it
+  });
+#endif
 }
 
 }  // namespace schism::model

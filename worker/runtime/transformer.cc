@@ -38,6 +38,14 @@ at::Tensor MatmulWeightT(const at::Tensor& x, const at::Tensor& weight, const at
 }
 
 at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
+  if (w.mkl_packed != nullptr && x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+    const int64_t in = x.size(-1), rows = x.numel() / in;
+    if (rows > kWeightMajorRows) {
+      auto sizes = x.sizes().vec();
+      sizes.back() = w.mkl_packed->out();
+      return w.mkl_packed->Multiply(x.reshape({rows, in}), w.bias).view(sizes);
+    }
+  }
 #ifdef SCHISM_WITH_CUDA_KERNELS
   // A decode step on a 4-bit CUDA worker reads the codes once, without a dense copy.
   if (!w.weight.defined() && x.is_cuda()) {
@@ -223,6 +231,26 @@ Transformer::Transformer(ModelConfig config, ModelWeights weights,
     at::cpu::init_amx();
     lm_head_screen_ = lm_head.to(at::kBFloat16).contiguous();
     lm_head_row_norms_ = lm_head.norm(2, {1}).contiguous();
+  }
+  // The decoder's dense float32 CPU weights in MKL's layout, MLP first (three quarters of the
+  // products), within kMaxPackedBytes.
+  if (device.is_cpu() && weights_.embed_tokens.scalar_type() == at::kFloat &&
+      PackedWeight::Available()) {
+    auto pack = [&](LinearWeights& w) {
+      if (!w.weight.defined() || w.weight.scalar_type() != at::kFloat || w.weight.dim() != 2)
+        return;
+      const int64_t bytes = PackedWeight::PackedBytes(w.weight.size(0), w.weight.size(1));
+      if (bytes <= 0 || mkl_packed_bytes_ + bytes > kMaxPackedBytes) return;
+      w.mkl_packed = PackedWeight::Pack(w.weight);
+      if (w.mkl_packed != nullptr) mkl_packed_bytes_ += w.mkl_packed->bytes();
+    };
+    for (LayerWeights& layer : weights_.layers) {
+      for (LinearWeights* w : {&layer.gate_proj, &layer.up_proj, &layer.down_proj}) pack(*w);
+    }
+    for (LayerWeights& layer : weights_.layers) {
+      for (LinearWeights* w : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj})
+        pack(*w);
+    }
   }
 }
 

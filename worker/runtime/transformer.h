@@ -9,11 +9,13 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/TensorOptions.h>
 
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "worker/runtime/model_config.h"
 #include "worker/runtime/nf4.h"
+#include "worker/runtime/packed_gemm.h"
 #include "worker/runtime/tensor_parallel.h"
 
 namespace schism::model {
@@ -24,6 +26,8 @@ struct LinearWeights {
   at::Tensor weight;  // undefined when packed
   Nf4Tensor nf4;      // nf4.packed defined when packed
   at::Tensor bias;    // undefined when absent
+  // float32 CPU models: `weight` also in MKL's GEMM layout, for products of many rows.
+  std::shared_ptr<const PackedWeight> mkl_packed;
 };
 
 // The (out, in) weight in `dtype`: the dense tensor, or the packed codes dequantized.
@@ -180,6 +184,10 @@ class Transformer {
   at::Tensor LogitsOfResidual(const at::Tensor& residual) const;
   // Whether GreedyTokens screens in bfloat16 (else: full float32 logits, then argmax).
   bool screens_lm_head() const { return lm_head_screen_.defined(); }
+  // Bytes of the decoder weights also held in MKL's GEMM layout (float32 CPU models, up to
+  // kMaxPackedBytes; 0 where libtorch has no MKL).
+  int64_t mkl_packed_bytes() const { return mkl_packed_bytes_; }
+  static constexpr int64_t kMaxPackedBytes = int64_t{4} << 30;
 
  private:
   int world_size() const { return tensor_parallel_ ? tensor_parallel_->world_size() : 1; }
@@ -194,6 +202,7 @@ class Transformer {
       local_inv_freq_;  // Gemma 3's sliding-window layers (their own RoPE base), or undefined
   at::Tensor lm_head_screen_;     // (vocab, H) bfloat16 copy of lm_head, or undefined
   at::Tensor lm_head_row_norms_;  // (vocab) float32 L2 norms of lm_head's rows, with the screen
+  int64_t mkl_packed_bytes_ = 0;
 };
 
 }  // namespace schism::model

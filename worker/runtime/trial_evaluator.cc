@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "common/refusal_markers.h"
 #include "common/template/chat_template.h"
+#include "worker/runtime/device.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/perplexity.h"
 
@@ -62,6 +63,7 @@ absl::StatusOr<std::unique_ptr<TrialEvaluator>> TrialEvaluator::Create(
                                                        std::move(refusal_prompts),
                                                        std::move(kl_prompts), std::move(options)));
   c10::NoGradGuard no_grad;
+  if (model.transformer->options().device().is_cpu()) KeepLargeBuffersOnTheHeap();
   e->directions_ = e->directions_.to(model.transformer->options().dtype(at::kFloat));
   const TensorParallel* tp = model.transformer->tensor_parallel();
   for (const LayerWeights& layer : model.transformer->weights().layers) {
@@ -163,7 +165,8 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::Respond(
 std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(
     const AdapterBatch* adapters, size_t k, const std::vector<TokenIds>& prompts,
     bool early_stopping, const FrozenPrompts* frozen) {
-  // Every (trial, prompt) row, trial-major, decoded batch_size rows at a time.
+  // Every (trial, prompt) row, trial-major, decoded k * batch_size rows at a time (batch_size
+  // prompts of each trial, as Heretic's batch of batch_size prompts for its one trial).
   std::vector<TokenIds> rows;
   GreedyOptions options;
   for (size_t t = 0; t < k; ++t) {
@@ -177,7 +180,7 @@ std::vector<TrialEvaluator::Response> TrialEvaluator::RespondWith(
   options.stop_ids = model_.stop_ids;
   options.pad_id = pad_id_;
   options.adapters = adapters;
-  options.batch_size = options_.batch_size;
+  options.batch_size = options_.batch_size * static_cast<int>(k);
   options.continuous = options_.continuous_batching;
   SharedPrefix prefix;
   if (options_.share_prefix && !prompts.empty()) {
@@ -216,8 +219,9 @@ at::Tensor TrialEvaluator::KlLogProbs(const AdapterBatch* adapters, size_t k) {
   std::optional<AdapterBatch> local;
   if (adapters != nullptr) local = *adapters;
   std::vector<at::Tensor> chunks;
-  for (size_t start = 0; start < k * n; start += options_.batch_size) {
-    const size_t end = std::min(k * n, start + static_cast<size_t>(options_.batch_size));
+  const size_t rows_per_pass = k * static_cast<size_t>(options_.batch_size);
+  for (size_t start = 0; start < k * n; start += rows_per_pass) {
+    const size_t end = std::min(k * n, start + rows_per_pass);
     std::vector<TokenIds> batch;
     std::vector<int64_t> row_trial;
     FrozenRows frozen;

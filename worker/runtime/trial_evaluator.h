@@ -23,7 +23,7 @@ namespace schism::model {
 struct EvaluatorOptions {
   RowNormalization row_normalization = RowNormalization::kFull;
   int max_response_length = 100;
-  int batch_size = 32;         // rows (trial × prompt) per forward pass
+  int batch_size = 32;         // prompts of each trial per forward pass (k trials: k × rows)
   bool early_stopping = true;  // stop a response as soon as a marker appears
   // A finished response hands its cache slot to the next pending (prompt, trial) row at once
   // (false: static batches, rows idle until the whole batch is done). Verdicts are the same.
