@@ -322,7 +322,7 @@ const std::vector<Command>& Commands() {
                  {"no-early-stopping", "",
                   "generate whole responses, not only until a refusal marker appears"},
                  {"max-response-length", "N", "tokens generated per refusal prompt (default 100)"},
-                 {"batch-size", "N", "rows (trial x prompt) per forward pass (default 32)"},
+                 {"batch-size", "N", "prompts of each trial per forward pass (default 32)"},
                  ThreadsFlag(),
                  SystemFlag()},
        .run = RunEvaluate,

@@ -15,7 +15,8 @@ std::string RealModelPath();
 // Gemma 3 270M (base, Q4_K_M GGUF), fetched by scripts/setup for architecture coverage.
 std::string GemmaModelPath();
 
-// A fresh empty directory under the test temp dir.
+// A fresh empty directory under the test temp dir, removed when the test process exits with its
+// tests passed.
 std::string MakeTempDir(const std::string& name);
 
 // A finished shell command: its exit code (-1 when it did not exit normally) and its stdout.

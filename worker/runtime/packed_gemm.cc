@@ -46,8 +46,8 @@ bool PackedWeight::Available() { return LookUp().ok(); }
 
 int64_t PackedWeight::PackedBytes(int64_t out, int64_t in) {
   if (!Available() || !FitsInt(out) || !FitsInt(in)) return 0;
-  return static_cast<int64_t>(LookUp().get_size(kBMatrix, kPackRows, static_cast<int>(out),
-                                                static_cast<int>(in)));
+  return static_cast<int64_t>(
+      LookUp().get_size(kBMatrix, kPackRows, static_cast<int>(out), static_cast<int>(in)));
 }
 
 std::unique_ptr<PackedWeight> PackedWeight::Pack(const at::Tensor& weight) {
@@ -60,8 +60,8 @@ std::unique_ptr<PackedWeight> PackedWeight::Pack(const at::Tensor& weight) {
   const at::Tensor w = weight.contiguous();
   at::Tensor packed = at::empty({bytes}, at::kByte);  // 64-byte aligned (c10's CPU allocator)
   // B = Wᵀ (in, out), given as W (out, in) row-major with trans.
-  LookUp().pack(kRowMajor, kBMatrix, kTrans, kPackRows, static_cast<int>(out),
-                static_cast<int>(in), 1.0f, w.data_ptr<float>(), static_cast<int>(in),
+  LookUp().pack(kRowMajor, kBMatrix, kTrans, kPackRows, static_cast<int>(out), static_cast<int>(in),
+                1.0f, w.data_ptr<float>(), static_cast<int>(in),
                 reinterpret_cast<float*>(packed.data_ptr()));
   return std::unique_ptr<PackedWeight>(new PackedWeight(out, in, std::move(packed)));
 }
@@ -83,8 +83,8 @@ at::Tensor PackedWeight::Multiply(const at::Tensor& x, const at::Tensor& bias) c
   }
   LookUp().compute(kRowMajor, kNoTrans, kPacked, static_cast<int>(rows), static_cast<int>(out_),
                    static_cast<int>(in_), a.data_ptr<float>(), static_cast<int>(in_),
-                   reinterpret_cast<const float*>(packed_.data_ptr()), static_cast<int>(out_),
-                   beta, y.data_ptr<float>(), static_cast<int>(out_));
+                   reinterpret_cast<const float*>(packed_.data_ptr()), static_cast<int>(out_), beta,
+                   y.data_ptr<float>(), static_cast<int>(out_));
   return y;
 }
 

@@ -32,7 +32,8 @@ TEST(PackedWeight, ProductEqualsLinearWithAndWithoutBias) {
         const at::Tensor expected = b.defined() ? at::linear(x, w, b) : at::linear(x, w);
         const at::Tensor got = packed->Multiply(x, b);
         const float diff = (got - expected).abs().max().item<float>();
-        const float ulp = expected.abs().max().item<float>() * std::numeric_limits<float>::epsilon();
+        const float ulp =
+            expected.abs().max().item<float>() * std::numeric_limits<float>::epsilon();
         if (in == 576) {
           EXPECT_TRUE(at::equal(got, expected)) << out << "x" << in << ", " << rows << " rows";
         } else {
