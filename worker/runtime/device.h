@@ -24,10 +24,11 @@ absl::StatusOr<c10::ScalarType> ParseComputeDtype(absl::string_view text,
 void SetComputeThreads(int threads);
 
 // Keeps freed CPU buffers of up to 1 GiB in the process heap for reuse. glibc maps every buffer
-// above 32 MiB afresh and unmaps it when freed, so a decode step's large temporaries (the
-// vocabulary screen of a 64-row batch is 12 MiB... 40 MiB) cost page faults and zeroed pages on
-// every step: 7% of a trial's CPU time. For processes that evaluate trials, not for exports
-// (whose peak memory would then include freed buffers).
+// above its threshold (at most 32 MiB) afresh and unmaps it when freed, so the large temporaries
+// of a many-row decode step (the vocabulary screen of 200 rows is 39 MiB) cost page faults and
+// zeroed pages on every step: 7% of a trial's CPU time at 200 rows, ~1% at the default 64. For
+// processes that evaluate trials, not for exports (whose peak memory would then include freed
+// buffers).
 void KeepLargeBuffersOnTheHeap();
 
 }  // namespace schism::model

@@ -233,7 +233,13 @@ Transformer::Transformer(ModelConfig config, ModelWeights weights,
     lm_head_row_norms_ = lm_head.norm(2, {1}).contiguous();
   }
   // The decoder's dense float32 CPU weights in MKL's layout, MLP first (three quarters of the
-  // products), within kMaxPackedBytes.
+  // products), within kMaxPackedBytes. Weights copied from another model may carry its packed
+  // copies: they are dropped first, so only weights packed here are ever multiplied.
+  for (LayerWeights& layer : weights_.layers) {
+    for (LinearWeights* w : {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+                             &layer.gate_proj, &layer.up_proj, &layer.down_proj})
+      w->mkl_packed.reset();
+  }
   if (device.is_cpu() && weights_.embed_tokens.scalar_type() == at::kFloat &&
       PackedWeight::Available()) {
     auto pack = [&](LinearWeights& w) {

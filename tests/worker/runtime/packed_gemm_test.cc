@@ -74,5 +74,24 @@ TEST(PackedWeight, AFloat32CpuModelPacksItsDecoderLayersAndA4BitOneDoesNot) {
   EXPECT_EQ(packed4->transformer->mkl_packed_bytes(), 0);
 }
 
+// Weights copied from a model carry its packed copies; a model built from them with one weight
+// replaced multiplies by the new weight, not by the stale packing.
+TEST(PackedWeight, AModelBuiltFromCopiedWeightsPacksItsOwn) {
+  if (!PackedWeight::Available()) GTEST_SKIP() << "this libtorch has no MKL packed GEMM";
+  auto loaded = LoadModel(testing_support::RealModelPath());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const Transformer& original = *loaded->transformer;
+  ModelWeights copy = original.weights();
+  LinearWeights& gate = copy.layers[3].gate_proj;
+  ASSERT_NE(gate.mkl_packed, nullptr);
+  gate.weight = gate.weight * 2;
+  const Transformer rebuilt(original.config(), std::move(copy));
+  const LinearWeights& packed = rebuilt.weights().layers[3].gate_proj;
+  ASSERT_NE(packed.mkl_packed, nullptr);
+  EXPECT_NE(packed.mkl_packed, original.weights().layers[3].gate_proj.mkl_packed);
+  const at::Tensor x = at::randn({40, packed.weight.size(1)});
+  EXPECT_TRUE(at::equal(packed.mkl_packed->Multiply(x), at::linear(x, packed.weight)));
+}
+
 }  // namespace
 }  // namespace schism::model
