@@ -248,8 +248,9 @@ std::vector<double> TrialEvaluator::Perplexities(const std::vector<common::Trial
     return model::Perplexities(*model_.transformer, texts, pad_id_, nullptr, 1,
                                options_.batch_size);
   AdapterBatch adapters = BuildAdapters(trials);
+  // batch_size texts of each trial per pass, as in the refusal and KL passes.
   return model::Perplexities(*model_.transformer, texts, pad_id_, &adapters, trials.size(),
-                             options_.batch_size);
+                             options_.batch_size * static_cast<int>(trials.size()));
 }
 
 TrialScores TrialEvaluator::Baseline(std::vector<Response>* responses_out) {
