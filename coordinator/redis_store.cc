@@ -3,6 +3,9 @@
 #include <hiredis/hiredis.h>
 
 #include <charconv>
+#include <chrono>
+#include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -48,6 +51,7 @@ absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Connect(const std::strin
     }
   }
   if (store->host_.empty()) store->host_ = "127.0.0.1";
+  store->nonce_prefix_ = absl::StrCat(std::random_device()(), "-", std::random_device()());
   std::lock_guard<std::mutex> lock(store->mu_);
   if (auto s = store->EnsureConnected(); !s.ok()) return s;
   return store;
@@ -79,17 +83,43 @@ absl::Status RedisStore::Append(const std::string& study_id, const std::string& 
   std::lock_guard<std::mutex> lock(mu_);
   if (auto s = EnsureConnected(); !s.ok()) return s;
   const std::string key = LogKey(study_id);
-  Reply add(
-      redisCommand(ctx_, "XADD %b * r %b", key.data(), key.size(), record.data(), record.size()));
-  if (add.r == nullptr || add.r->type == REDIS_REPLY_ERROR) {
-    return absl::UnavailableError(
-        absl::StrCat("redis XADD ", key, ": ", add.r ? add.r->str : ctx_->errstr));
-  }
+  // The study's membership first: SADD is idempotent, so a failure after it leaves nothing half
+  // done (after the XADD it would report a failure for a record that is already in the log).
   Reply member(redisCommand(ctx_, "SADD schism:studies %b", study_id.data(), study_id.size()));
   if (member.r == nullptr || member.r->type == REDIS_REPLY_ERROR) {
     return absl::UnavailableError("redis SADD schism:studies failed");
   }
-  return absl::OkStatus();
+  const std::string nonce = absl::StrCat(nonce_prefix_, "-", ++appends_);
+  Reply add(redisCommand(ctx_, "XADD %b * r %b n %b", key.data(), key.size(), record.data(),
+                         record.size(), nonce.data(), nonce.size()));
+  if (add.r != nullptr && add.r->type != REDIS_REPLY_ERROR) return absl::OkStatus();
+  if (add.r != nullptr) {  // Redis answered no: nothing was written
+    return absl::UnavailableError(absl::StrCat("redis XADD ", key, ": ", add.r->str));
+  }
+  // The connection broke after the command went out: Redis may have appended the record before
+  // dying (with appendfsync always it is then durable). The caller must not be told "failed" for
+  // a record that is in the log, or the work it stands for is redone and counted twice, so the
+  // stream's last entry (this coordinator is the only writer) says whether it landed.
+  const std::string why = ctx_->errstr;
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!EnsureConnected().ok()) continue;
+    Reply last(redisCommand(ctx_, "XREVRANGE %b + - COUNT 1", key.data(), key.size()));
+    if (last.r == nullptr || last.r->type != REDIS_REPLY_ARRAY) continue;
+    bool landed = false;
+    if (last.r->elements == 1 && last.r->element[0]->elements == 2) {
+      const redisReply* fields = last.r->element[0]->element[1];
+      for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+        landed |= std::string(fields->element[f]->str, fields->element[f]->len) == "n" &&
+                  std::string(fields->element[f + 1]->str, fields->element[f + 1]->len) == nonce;
+      }
+    }
+    if (landed) return absl::OkStatus();
+    return absl::UnavailableError(absl::StrCat("redis XADD ", key, ": ", why));
+  }
+  return absl::UnavailableError(absl::StrCat("redis XADD ", key, ": ", why,
+                                             "; Redis did not come back within 5 s to say "
+                                             "whether the record was written"));
 }
 
 absl::StatusOr<std::map<std::string, std::vector<std::string>>> RedisStore::ReplayAll() {
@@ -109,7 +139,8 @@ absl::StatusOr<std::map<std::string, std::vector<std::string>>> RedisStore::Repl
     auto& records = out[id];
     for (size_t e = 0; e < entries.r->elements; ++e) {
       const redisReply* entry = entries.r->element[e];  // [id, [field, value]]
-      if (entry->elements != 2 || entry->element[1]->elements != 2) {
+      // Fields "r" (the record) and, since appends carry one, "n" (the append's nonce).
+      if (entry->elements != 2 || entry->element[1]->elements < 2) {
         return absl::DataLossError(absl::StrCat("redis ", key, ": malformed stream entry"));
       }
       const redisReply* value = entry->element[1]->element[1];

@@ -1,6 +1,9 @@
 // The study store on Redis (hiredis). The coordinator is the only writer. Key layout:
 //   schism:studies                  SET of study ids
-//   schism:study:<id>:log           STREAM; each entry has one field "r" holding a record (JSON)
+//   schism:study:<id>:log           STREAM; each entry has a field "r" holding a record (JSON) and
+//                                   a field "n", the append's nonce: when the connection breaks
+//                                   after an XADD went out, the stream's last entry says whether
+//                                   it was written (so a durable record is never reported failed)
 //   schism:study:<id>:artifact      STRING; the study's directions artifact
 // Entries are appended with XADD and replayed with XRANGE - +, so the log keeps its order.
 // Durability is Redis's own (run it with appendonly yes / appendfsync always for journal-grade
@@ -8,6 +11,7 @@
 #ifndef SCHISM_COORDINATOR_REDIS_STORE_H_
 #define SCHISM_COORDINATOR_REDIS_STORE_H_
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -38,6 +42,8 @@ class RedisStore : public StudyStore {
   int db_ = 0;
   std::mutex mu_;
   redisContext* ctx_ = nullptr;
+  std::string nonce_prefix_;  // random, per process
+  uint64_t appends_ = 0;
 };
 
 }  // namespace schism::coordinator

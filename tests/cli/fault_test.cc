@@ -48,8 +48,9 @@ TEST(Faults, KillStormOfTwentyWorkerKillsCompletesEveryTrialOnce) {
   std::mt19937 rng(16);
   int kills = 0;
   while (kills < 20 && !Finished(c, study)) {
-    // Kills every 0.15-0.75 s: 20 of them take ~9 s, a 40-trial study with them ~20 s here.
-    std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 600));
+    // Kills every 0.1-0.4 s: 20 of them take ~5 s; a 40-trial study under them took 15 s here
+    // (17 kills landed before it ended with 0.15-0.75 s, once trials got faster).
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 300));
     const size_t victim = rng() % workers.size();
     workers[victim]->Kill(SIGKILL);
     ++kills;
