@@ -71,8 +71,9 @@ struct GreedyOptions {
   std::vector<int64_t> prompt_trial;
   // Rows decoded together (cache slots); 0 = all prompts at once.
   int batch_size = 0;
-  // true: a finished row's slot is refilled at once with the next pending prompt. false: static
-  // batches, the next batch starts when the whole current one has finished (the plain path).
+  // true: a finished row's slot is refilled at once with the next pending prompt, longest prompts
+  // first (less left padding per prefill). false: static batches in prompt order, the next batch
+  // starts when the whole current one has finished (the plain path).
   bool continuous = true;
   // Optional shared prefix of every prompt (slot = the prompt's trial).
   const SharedPrefix* prefix = nullptr;

@@ -11,6 +11,8 @@
 #include <optional>
 #include <vector>
 
+#include "worker/runtime/fused_cpu_ops.h"
+
 #ifdef SCHISM_WITH_CUDA_KERNELS
 #include "worker/runtime/cuda/nf4_kernels.h"
 #endif
@@ -64,6 +66,7 @@ at::Tensor Linear(const at::Tensor& x, const LinearWeights& w) {
 
 // Hugging Face's RMSNorm: normalize in float32, cast back, then scale.
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (fused::Applies(x) && fused::Applies(weight)) return fused::RmsNorm(x, weight, eps);
   auto xf = x.to(at::kFloat);
   auto normed = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
   return weight * normed.to(x.scalar_type());
@@ -80,6 +83,10 @@ at::Tensor GemmaRmsNorm(const at::Tensor& x, const at::Tensor& weight, double ep
 at::Tensor ApplyAdapter(at::Tensor y, const at::Tensor& x, const ComponentAdapters* adapter,
                         const at::Tensor& row_trial) {
   if (adapter == nullptr || !adapter->a.defined()) return y;
+  if (fused::Applies(y) && y.dim() == 3 && y.is_contiguous() && fused::Applies(x) &&
+      fused::Applies(adapter->a) && fused::Applies(adapter->b) &&
+      (!adapter->scale.defined() || fused::Applies(adapter->scale)) && row_trial.device().is_cpu())
+    return fused::Adapter(y, x, adapter->a, adapter->b, adapter->scale, row_trial);
   const auto a =
       adapter->a.index_select(0, row_trial).unsqueeze(1).to(x.scalar_type());  // (B,1,in)
   const auto b =
@@ -512,15 +519,20 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     const auto& [cos, sin] = sliding ? local_rope : global_rope;
     // Attention.
     const auto x = norm(h, layer.attn_norm);
-    auto q = Linear(x, layer.q_proj).view({B, T, nh, hd}).transpose(1, 2);
+    auto q = Linear(x, layer.q_proj).view({B, T, nh, hd});
     auto k = Linear(x, layer.k_proj).view({B, T, nkv, hd});
     auto v = Linear(x, layer.v_proj).view({B, T, nkv, hd});
     if (config_.qk_norm) {
       q = norm(q, layer.q_norm);
       k = norm(k, layer.k_norm);
     }
-    q = ApplyRope(q, cos, sin);
-    k = ApplyRope(k.transpose(1, 2), cos, sin).transpose(1, 2);
+    if (fused::Applies(q) && cos.size(-1) == hd) {
+      q = fused::Rope(q, cos, sin).transpose(1, 2);
+      k = fused::Rope(k, cos, sin);
+    } else {
+      q = ApplyRope(q.transpose(1, 2), cos, sin);
+      k = ApplyRope(k.transpose(1, 2), cos, sin).transpose(1, 2);
+    }
     cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, k.reshape({B * T, nkv * hd}));
     cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, v.reshape({B * T, nkv * hd}));
     const auto keys =
