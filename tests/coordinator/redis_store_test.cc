@@ -7,8 +7,17 @@
 #include <spawn.h>
 #include <sys/wait.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "coordinator/journal_store.h"
 #include "coordinator/study_manager.h"
@@ -135,6 +144,129 @@ TEST(RedisStore, ARestartedCoordinatorContinuesTheStudy) {
   EXPECT_EQ(trials.size(), 10u);
   EXPECT_EQ(m.Get(id)->summary().completed_trials(), 10);
   EXPECT_EQ(m.Get(id)->summary().state(), v1::STUDY_STATE_FINISHED);
+}
+
+// A loopback TCP proxy in front of the real Redis that cuts the first XADD that passes through it
+// once armed: kForwardThenCut sends the command to Redis, waits for Redis's reply and drops it,
+// then closes the client's connection (the reply lost, as when Redis dies right after writing);
+// kCutBeforeForwarding closes it without sending the command (nothing written). Everything else
+// passes unchanged. (A test double for a network failure, which cannot be made to order here.)
+class XaddCuttingProxy {
+ public:
+  enum Mode { kForwardThenCut, kCutBeforeForwarding };
+
+  explicit XaddCuttingProxy(int redis_port) : redis_port_(redis_port) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+        listen(listener_, 8) == 0 &&
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+      port_ = ntohs(addr.sin_port);
+    }
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  ~XaddCuttingProxy() {
+    stop_ = true;
+    shutdown(listener_, SHUT_RDWR);
+    close(listener_);
+    acceptor_.join();
+    for (std::thread& t : pipes_) t.join();
+  }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  void Arm(Mode mode) {
+    mode_ = mode;
+    armed_ = true;
+  }
+  int cuts() const { return cuts_; }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      const int client = accept(listener_, nullptr, nullptr);
+      if (client < 0) return;
+      const int server = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(redis_port_));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        close(client);
+        close(server);
+        continue;
+      }
+      pipes_.emplace_back([this, client, server] { Pipe(client, server); });
+    }
+  }
+  // Copies bytes both ways until either side closes or an armed XADD is cut.
+  void Pipe(int client, int server) {
+    char buf[65536];
+    pollfd fds[2] = {{client, POLLIN, 0}, {server, POLLIN, 0}};
+    while (!stop_ && poll(fds, 2, 100) >= 0) {
+      if (fds[0].revents != 0) {
+        const ssize_t n = read(client, buf, sizeof(buf));
+        if (n <= 0) break;
+        const bool xadd = std::string_view(buf, n).find("XADD") != std::string_view::npos;
+        if (xadd && armed_.exchange(false)) {
+          ++cuts_;
+          if (mode_ == kForwardThenCut) {
+            (void)!send(server, buf, n, MSG_NOSIGNAL);
+            (void)!read(server, buf, sizeof(buf));  // Redis's reply: the entry id, dropped
+          }
+          break;
+        }
+        if (send(server, buf, n, MSG_NOSIGNAL) != n) break;
+      }
+      if (fds[1].revents != 0) {
+        const ssize_t n = read(server, buf, sizeof(buf));
+        if (n <= 0 || send(client, buf, n, MSG_NOSIGNAL) != n) break;
+      }
+    }
+    close(client);
+    close(server);
+  }
+
+  int redis_port_, listener_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false}, armed_{false};
+  std::atomic<Mode> mode_{kForwardThenCut};
+  std::atomic<int> cuts_{0};
+  std::thread acceptor_;
+  std::vector<std::thread> pipes_;  // touched by the acceptor thread only, joined after it
+};
+
+// An append whose XADD reached Redis but whose reply was lost reports success, and the record is
+// in the log once; one whose XADD never arrived reports the failure, and nothing is in the log.
+// Either way nothing is lost or counted twice: the store asks the stream's last entry (its nonce).
+TEST(RedisStore, AnAppendWhoseReplyIsLostIsNeitherLostNorCountedTwice) {
+  ASSERT_TRUE(Server().running());
+  const int redis_port = std::stoi(Server().url().substr(Server().url().rfind(':') + 1));
+  XaddCuttingProxy proxy(redis_port);
+  // A fresh stream each run (the server outlives the test under --gtest_repeat).
+  static int run = 0;
+  const std::string id = "s-cut-" + std::to_string(getpid()) + "-" + std::to_string(++run);
+  auto store = RedisStore::Connect(proxy.url());
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Append(id, "{\"i\":0}").ok());
+
+  proxy.Arm(XaddCuttingProxy::kForwardThenCut);
+  const absl::Status landed = (*store)->Append(id, "{\"i\":1}");
+  EXPECT_EQ(proxy.cuts(), 1);
+  EXPECT_TRUE(landed.ok()) << "the record is in Redis, so the append succeeded: " << landed;
+
+  proxy.Arm(XaddCuttingProxy::kCutBeforeForwarding);
+  const absl::Status lost = (*store)->Append(id, "{\"i\":2}");
+  EXPECT_EQ(proxy.cuts(), 2);
+  EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable) << lost;
+  EXPECT_NE(lost.message().find("XADD"), std::string::npos) << lost;
+
+  ASSERT_TRUE((*store)->Append(id, "{\"i\":3}").ok());
+  auto direct = RedisStore::Connect(Server().url());
+  ASSERT_TRUE(direct.ok()) << direct.status();
+  auto all = (*direct)->ReplayAll();
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->at(id), (std::vector<std::string>{"{\"i\":0}", "{\"i\":1}", "{\"i\":3}"}));
 }
 
 // Redis as deployed (AOF, fsync always) SIGKILLed twice mid-study: what was acknowledged

@@ -28,7 +28,8 @@ float Ulps(const at::Tensor& got, const at::Tensor& expected) {
 TEST(FusedCpuOps, RopeEqualsTheAtenExpressionBitForBit) {
   at::manual_seed(3);
   // SmolLM2's heads (9 x 64), a decode step and a prefill; Gemma 3's 256-wide heads.
-  for (auto [B, T, H, hd] : {std::array<int64_t, 4>{64, 1, 9, 64}, {5, 13, 3, 64}, {2, 7, 4, 256}}) {
+  for (auto [B, T, H, hd] :
+       {std::array<int64_t, 4>{64, 1, 9, 64}, {5, 13, 3, 64}, {2, 7, 4, 256}}) {
     const at::Tensor x = at::randn({B, T, H, hd}) * 3;
     const at::Tensor angles = at::rand({B, 1, T, hd / 2}) * 100;
     const at::Tensor emb = at::cat({angles, angles}, -1);
@@ -48,7 +49,8 @@ TEST(FusedCpuOps, RmsNormMatchesTheAtenExpressionWithinTwoUlps) {
     const at::Tensor weight = at::randn({width});
     const double eps = 1e-5;
     const at::Tensor expected = weight * (x * at::rsqrt(x.pow(2).mean(-1, true) + eps));
-    const at::Tensor got = fused::RmsNorm(x.view({1, rows, width}), weight, eps).view({rows, width});
+    const at::Tensor got =
+        fused::RmsNorm(x.view({1, rows, width}), weight, eps).view({rows, width});
     const float ulps = Ulps(got, expected);
     std::printf("  RMSNorm %ldx%ld: %.2f ulps from ATen's\n", rows, width, ulps);
     EXPECT_LE(ulps, 2.0f) << rows << "x" << width;
@@ -63,7 +65,7 @@ struct AdapterCase {
 };
 
 AdapterCase RandomAdapter(int64_t B, int64_t T, int64_t in, int64_t out, int64_t k) {
-  return {at::randn({B, T, out}), at::randn({B, T, in}), at::randn({k, in}) * 0.1,
+  return {at::randn({B, T, out}), at::randn({B, T, in}),    at::randn({k, in}) * 0.1,
           at::randn({k, out}),    at::rand({k, out}) + 0.5, at::randint(0, k, {B}, at::kLong)};
 }
 
@@ -83,8 +85,8 @@ TEST(FusedCpuOps, AdapterMatchesTheAtenExpressionPerRowTrial) {
          {std::array<int64_t, 4>{64, 1, 576, 576}, {64, 1, 1536, 576}, {3, 11, 576, 576}}) {
       const AdapterCase c = RandomAdapter(B, T, in, out, 3);
       const at::Tensor expected = AtenAdapter(c, scaled);
-      const at::Tensor got = fused::Adapter(c.y.clone(), c.x, c.a, c.b,
-                                            scaled ? c.scale : at::Tensor(), c.row_trial);
+      const at::Tensor got =
+          fused::Adapter(c.y.clone(), c.x, c.a, c.b, scaled ? c.scale : at::Tensor(), c.row_trial);
       const float ulps = Ulps(got, expected);
       std::printf("  adapter %ldx%ldx%ld->%ld%s: %.2f ulps from ATen's\n", B, T, in, out,
                   scaled ? " scaled" : "", ulps);
