@@ -85,7 +85,7 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireExport(const v1::AcquireWorkRe
     job.set_state(v1::EXPORT_STATE_RUNNING);
     job.set_attempts(job.attempts() + 1);
     job.set_worker_id(request.worker_id());
-    if (auto s = JournalExport(job); !s.ok()) StoreRefused("export " + id, s);
+    JournalExport(job).IgnoreError();  // logged and counted by Journal
     Lease lease;
     lease.id = RandomId("l");
     lease.study_id = study.id;
@@ -135,7 +135,7 @@ void StudyManager::RequeueExport(const Lease& lease, const std::string& export_i
     job.set_state(v1::EXPORT_STATE_QUEUED);
     job.set_error(reason);
   }
-  if (auto s = JournalExport(job); !s.ok()) StoreRefused("export " + job.export_id(), s);
+  JournalExport(job).IgnoreError();  // logged and counted by Journal
 }
 
 }  // namespace schism::coordinator

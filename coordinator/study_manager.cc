@@ -28,7 +28,16 @@ StudyManager::StudyManager(StudyStore* store, std::function<Clock::time_point()>
     : store_(store), clock_(std::move(clock)) {}
 
 absl::Status StudyManager::Journal(const std::string& study_id, const journal::Record& record) {
-  return store_->Append(study_id, journal::EncodeRecord(record));
+  const std::string encoded = journal::EncodeRecord(record);
+  absl::Status s = store_->Append(study_id, encoded);
+  if (!s.ok()) {
+    // The record's start names it (its type and number); a submitted spec can be 256 KiB.
+    constexpr size_t kShown = 160;
+    StoreRefused(absl::StrCat("study ", study_id, ": record ", encoded.substr(0, kShown),
+                              encoded.size() > kShown ? "..." : ""),
+                 s);
+  }
+  return s;
 }
 
 void StudyManager::StoreRefused(const std::string& what, const absl::Status& status) {
@@ -38,9 +47,7 @@ void StudyManager::StoreRefused(const std::string& what, const absl::Status& sta
 }
 
 void StudyManager::JournalOrLog(const std::string& study_id, const journal::Record& record) {
-  if (auto s = Journal(study_id, record); !s.ok()) {
-    StoreRefused(absl::StrCat("study ", study_id, ": record ", journal::EncodeRecord(record)), s);
-  }
+  Journal(study_id, record).IgnoreError();  // logged and counted by Journal
 }
 
 int64_t StudyManager::DeadlineUnixMs(Clock::time_point deadline) const {

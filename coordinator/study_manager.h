@@ -142,9 +142,11 @@ class StudyManager {
   using LeaseCause = journal::LeaseCause;
 
   // --- study_manager.cc: shared helpers ---
-  absl::Status Journal(const std::string& study_id, const journal::Record& record);
-  // Journals a record whose loss is not the caller's to report (an expiry, a background change):
-  // a store error is logged and counted, never dropped silently.
+  // Appends a record to the store. A refused write is logged and counted (StoreRefused) here,
+  // whether or not the caller also hands the error on (a refused report goes back to its worker).
+  absl::Status Journal(const std::string& study_id, const journal::Record& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Journals a record whose loss is not the caller's to report (an expiry, a background change).
   void JournalOrLog(const std::string& study_id, const journal::Record& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Logs and counts (Metrics().store_errors) a write the store refused; `what` names it.
@@ -195,7 +197,7 @@ class StudyManager {
   absl::Status ReportExport(const ExportLease& work, const v1::ReportResultRequest& request)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Journals the export's current state under its study.
-  absl::Status JournalExport(const v1::ExportJob& job);
+  absl::Status JournalExport(const v1::ExportJob& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RequeueExport(const Lease& lease, const std::string& export_id, const std::string& reason,
                      bool permanent) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

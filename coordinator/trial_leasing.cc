@@ -44,10 +44,7 @@ std::optional<int64_t> StudyManager::AskTrial(Study* study) {
   TrialEntry t;
   t.number = static_cast<int64_t>(study->trials.size());
   t.params = study->sampler->SampleTrial(records, t.number, study->space);
-  if (auto s = Journal(study->id, journal::Asked{t.number, t.params}); !s.ok()) {
-    StoreRefused(absl::StrCat("study ", study->id, ": trial ", t.number, " not asked"), s);
-    return std::nullopt;
-  }
+  if (!Journal(study->id, journal::Asked{t.number, t.params}).ok()) return std::nullopt;
   study->trials.push_back(std::move(t));
   return study->trials.back().number;
 }

@@ -303,6 +303,7 @@ TEST(RedisStore, ARedisKilledTwiceMidStudyLosesNothingAndCountsNothingTwice) {
     server.Kill();
     const absl::Status refused = m.Report(report);
     EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+    EXPECT_EQ(m.Metrics().store_errors, 1) << "a refused report is logged and counted too";
     EXPECT_EQ(m.Get(id)->summary().completed_trials(), 3)
         << "nothing counted that was not journaled";
     server.Start();
@@ -316,7 +317,7 @@ TEST(RedisStore, ARedisKilledTwiceMidStudyLosesNothingAndCountsNothingTwice) {
     server.Kill();
     now += std::chrono::seconds(61);
     m.ExpireLeases();
-    EXPECT_EQ(m.Metrics().store_errors, 1);
+    EXPECT_EQ(m.Metrics().store_errors, 2);
     server.Start();
     ASSERT_TRUE(server.running());
     DriveStudy(m, id, /*stop_after=*/2);
