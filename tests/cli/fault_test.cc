@@ -46,11 +46,19 @@ TEST(Faults, KillStormOfTwentyWorkerKillsCompletesEveryTrialOnce) {
   std::vector<std::unique_ptr<Process>> workers;
   for (int i = 0; i < 3; ++i) workers.push_back(std::make_unique<Process>(WorkerArgs(c), c.log));
   std::mt19937 rng(16);
-  int kills = 0;
+  auto leases = [&] {
+    int n = 0;
+    for (const nlohmann::json& r : Records(c, study)) n += r.value("type", "") == "leased";
+    return n;
+  };
+  int kills = 0, seen = 0;
   while (kills < 20 && !Finished(c, study)) {
-    // Kills every 0.1-0.4 s: 20 of them take ~5 s; a 40-trial study under them took 15 s here
-    // (17 kills landed before it ended with 0.15-0.75 s, once trials got faster).
-    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 300));
+    // Each kill follows a lease taken since the previous one (waiting at most 3 s), so kills land
+    // while trials run and not only on replacements still loading their model: with kills at a
+    // fixed 0.1-0.4 s pace, a run where none hit a lease holder happened once trials got faster.
+    WaitFor([&] { return leases() > seen || Finished(c, study); }, 3);
+    seen = leases();
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 50));
     const size_t victim = rng() % workers.size();
     workers[victim]->Kill(SIGKILL);
     ++kills;
