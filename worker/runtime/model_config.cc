@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <variant>
 
@@ -523,9 +524,16 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   if (!known) return UnknownArchitecture(gguf.path(), *arch);
   ApplyArchitectureDefaults(&c);
   const std::string p = *arch + ".";
+  // A count read into an int: a 64-bit value beyond int (2^32 + 2 layers would wrap to 2) or
+  // below 0 is refused by name, not truncated.
   auto get_int = [&](const std::string& key, int* out) -> absl::Status {
     auto v = gguf.GetInt(p + key);
     if (!v.ok()) return v.status();
+    if (*v < 0 || *v > std::numeric_limits<int>::max()) {
+      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", p, key, " = ", *v,
+                                                     " is out of range (0 to ",
+                                                     std::numeric_limits<int>::max(), ")"));
+    }
     *out = static_cast<int>(*v);
     return absl::OkStatus();
   };

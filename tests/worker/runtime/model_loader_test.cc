@@ -8,12 +8,17 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/formats/gguf_reader.h"
 #include "tests/test_support.h"
 #include "tests/worker/runtime/llama_cpp_oracle.h"
 #include "worker/runtime/generator.h"
+#include "worker/runtime/model_config.h"
 
 namespace schism::model {
 namespace {
@@ -286,6 +291,58 @@ TEST(ModelLoader, RealModelAsHfFolderEqualsGguf) {
   at::Tensor a = PromptForward(*from_hf->transformer, {ids}, 2).last_logits;
   at::Tensor b = PromptForward(*from_gguf->transformer, {ids}, 2).last_logits;
   EXPECT_LT((a - b).abs().max().item<float>(), 1e-4f);
+}
+
+// A GGUF file with `general.architecture` = "llama" and the given 64-bit integer metadata
+// (GGUF v3, no tensors).
+std::string MetadataOnlyGguf(const std::string& path,
+                             const std::vector<std::pair<std::string, int64_t>>& ints) {
+  std::string b;
+  auto put = [&](auto v) { b.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  auto put_string = [&](const std::string& text) {
+    put(static_cast<uint64_t>(text.size()));
+    b += text;
+  };
+  b += "GGUF";
+  put(uint32_t{3});
+  put(uint64_t{0});                             // tensors
+  put(static_cast<uint64_t>(1 + ints.size()));  // metadata entries
+  put_string("general.architecture");
+  put(uint32_t{8});  // string
+  put_string("llama");
+  for (const auto& [key, value] : ints) {
+    put_string(key);
+    put(uint32_t{11});  // int64
+    put(value);
+  }
+  std::ofstream(path, std::ios::binary) << b;
+  return path;
+}
+
+// Counts from a GGUF header that do not fit an int are refused by name, not truncated (a
+// block_count of 2^32 + 2 used to wrap to 2 layers).
+TEST(ModelConfig, GgufCountsBeyondAnIntAreRefusedByName) {
+  const std::string dir = MakeTempDir("gguf_counts");
+  for (auto [key, value] :
+       {std::pair<std::string, int64_t>{"llama.block_count", (int64_t{1} << 32) + 2},
+        {"llama.embedding_length", -64},
+        {"llama.attention.head_count", int64_t{1} << 40}}) {
+    std::vector<std::pair<std::string, int64_t>> ints = {{"llama.embedding_length", 64},
+                                                         {"llama.feed_forward_length", 128},
+                                                         {"llama.block_count", 2},
+                                                         {"llama.attention.head_count", 4}};
+    for (auto& [k, v] : ints) {
+      if (k == key) v = value;
+    }
+    auto reader = formats::GgufReader::Open(MetadataOnlyGguf(dir + "/m.gguf", ints));
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    auto config = ModelConfigFromGguf(**reader);
+    ASSERT_FALSE(config.ok()) << key;
+    EXPECT_NE(
+        config.status().message().find(key + " = " + std::to_string(value) + " is out of range"),
+        std::string::npos)
+        << config.status();
+  }
 }
 
 TEST(ModelLoader, UnknownArchitectureListsSupportedOnes) {
