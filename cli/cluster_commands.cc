@@ -12,6 +12,7 @@
 #include "cli/cluster_support.h"
 #include "cli/commands.h"
 #include "common/byte_size.h"
+#include "common/connection_hint.h"
 #include "coordinator/coordinator_server.h"
 #include "coordinator/http_side_port.h"
 #include "coordinator/journal_store.h"
@@ -20,6 +21,14 @@
 #include "coordinator/study_manager.h"
 
 namespace schism::cli {
+namespace {
+
+// A failed call's message, with what to check when it names a TLS or connection failure.
+std::string RpcError(const grpc::Status& s) {
+  return s.error_message() + common::ConnectionHint(s.error_message());
+}
+
+}  // namespace
 
 int RunCoordinator(const Args& args) {
   auto store_dir = args.Get("store");  // required
@@ -104,7 +113,7 @@ int RunRemoteExport(const Args& args) {
     const bool usage = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
                        s.error_code() == grpc::StatusCode::NOT_FOUND ||
                        s.error_code() == grpc::StatusCode::FAILED_PRECONDITION;
-    return Fail("export", usage ? kExitUsageError : kExitRuntimeError, s.error_message());
+    return Fail("export", usage ? kExitUsageError : kExitRuntimeError, RpcError(s));
   }
   if (!args.Has("json")) std::fprintf(stderr, "export %s queued\n", job.export_id().c_str());
   // Waits for an export worker, polling the coordinator; transient errors are retried.
@@ -119,7 +128,7 @@ int RunRemoteExport(const Args& args) {
     if (s.ok()) {
       job = std::move(latest);
     } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
-      return Fail("export", kExitRuntimeError, s.error_message());
+      return Fail("export", kExitRuntimeError, RpcError(s));
     }
   }
   if (args.Has("json")) {
@@ -151,7 +160,7 @@ int RunSubmit(const Args& args) {
     return Fail(
         "submit",
         s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? kExitUsageError : kExitRuntimeError,
-        s.error_message());
+        RpcError(s));
   std::printf("%s\n", args.Has("json") ? ProtoJson(resp).c_str() : resp.study_id().c_str());
   return kExitOk;
 }
@@ -165,7 +174,7 @@ int RunStatus(const Args& args) {
     v1::ListStudiesResponse list;
     auto c = client->Context();
     const grpc::Status s = client->stub->ListStudies(c.get(), page, &list);
-    if (!s.ok()) return Fail("status", kExitRuntimeError, s.error_message());
+    if (!s.ok()) return Fail("status", kExitRuntimeError, RpcError(s));
     studies.insert(studies.end(), list.studies().begin(), list.studies().end());
     page.set_page_token(list.next_page_token());
   } while (!page.page_token().empty());
@@ -193,7 +202,7 @@ int RunTrials(const Args& args) {
   if (!s.ok())
     return Fail("trials",
                 s.error_code() == grpc::StatusCode::NOT_FOUND ? kExitUsageError : kExitRuntimeError,
-                s.error_message());
+                RpcError(s));
   std::vector<int64_t> numbers;
   if (args.Has("pareto")) {
     numbers.assign(detail.pareto_front().begin(), detail.pareto_front().end());

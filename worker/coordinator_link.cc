@@ -10,6 +10,8 @@
 #include <mutex>
 #include <thread>
 
+#include "common/connection_hint.h"
+
 namespace schism::worker {
 namespace {
 
@@ -93,6 +95,16 @@ std::unique_ptr<grpc::ClientContext> CoordinatorLink::Context(int seconds) const
   return c;
 }
 
+void CoordinatorLink::LogUnreachable(const grpc::Status& s) {
+  // Once per distinct failure, not once per retry: a worker that can never connect (a wrong CA,
+  // a certificate for another name) says why instead of retrying in silence.
+  if (s.error_message() == unreachable_logged_) return;
+  unreachable_logged_ = s.error_message();
+  std::fprintf(stderr, "schism worker: cannot reach the coordinator at %s: %s%s; retrying\n",
+               options_.coordinator.c_str(), s.error_message().c_str(),
+               common::ConnectionHint(s.error_message()).c_str());
+}
+
 void CoordinatorLink::Pause() {
   const auto delay = backoff_.NextDelay();
   for (auto waited = std::chrono::milliseconds(0); waited < delay && !stopping();
@@ -118,6 +130,7 @@ absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
       const grpc::Status s = stub_->Register(c.get(), req, &resp);
       if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) return FromGrpc(s);
       if (!s.ok()) {
+        LogUnreachable(s);
         Pause();
         continue;
       }
@@ -139,9 +152,11 @@ absl::StatusOr<std::optional<v1::WorkItem>> CoordinatorLink::Next(int capacity,
       continue;
     }
     if (!s.ok()) {
+      LogUnreachable(s);
       Pause();
       continue;
     }
+    unreachable_logged_.clear();
     backoff_.Reset();
     if (!item.lease_id().empty() || (peek && !item.study_id().empty()))
       return std::optional<v1::WorkItem>(std::move(item));

@@ -74,12 +74,15 @@ class CoordinatorLink {
                    bool worker_lost);
   std::unique_ptr<grpc::ClientContext> Context(int seconds) const;
   void Pause();
+  // Logs a failed call to the coordinator with what to check, once per distinct message.
+  void LogUnreachable(const grpc::Status& s);
 
   LinkOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   std::string worker_id_;
   ReconnectBackoff backoff_;
+  std::string unreachable_logged_;  // the last failure LogUnreachable printed ("" after a success)
 };
 
 }  // namespace schism::worker

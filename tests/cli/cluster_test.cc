@@ -5,11 +5,14 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,6 +47,47 @@ TEST(Cluster, CoordinatorAndTwoWorkerProcessesCompleteA12TrialStudy) {
 // One worker split over two processes (Gloo on 127.0.0.1, the second rank started by the first)
 // serves a study through the coordinator, and scores its trials as a one-process worker scores
 // the same trials of the same study submitted again (4 startup trials: the same draws).
+// A TLS client of a plaintext coordinator: the CLI names the cause and what to change, and a
+// worker says so once instead of retrying in silence (it used to log nothing, forever).
+TEST(Cluster, ATlsClientOfAPlaintextCoordinatorIsToldWhyAndAWorkerSaysItOnce) {
+  Cluster c = MakeCluster("tls_mismatch", 30);
+  Process coordinator(CoordinatorArgs(c), c.log);
+  const std::string ca = c.dir + "/ca.pem";
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -keyout " + c.dir +
+                         "/ca.key -out " + ca + " -days 1 -subj /CN=schism-test >/dev/null 2>&1")
+                            .c_str()),
+            0)
+      << "openssl failed";
+  const std::string tls =
+      " --coordinator " + c.address + " --token-file " + c.token_file + " --tls-ca " + ca;
+  std::string status;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = RunCli("status" + tls);
+        return status.find("does not speak TLS") != std::string::npos;
+      },
+      20))
+      << status;
+  EXPECT_NE(status.find("connect without --tls-ca"), std::string::npos) << status;
+
+  std::vector<std::string> args = WorkerArgs(c);
+  args.insert(args.end(), {"--tls-ca", ca});
+  Process worker(args, c.log);
+  auto said = [&] {
+    const std::string log = schism::testing_support::ReadFile(c.log);
+    size_t n = 0;
+    for (size_t at = log.find("cannot reach the coordinator"); at != std::string::npos;
+         at = log.find("cannot reach the coordinator", at + 1))
+      ++n;
+    return std::pair{n, log};
+  };
+  ASSERT_TRUE(WaitFor([&] { return said().first > 0; }, 20)) << said().second;
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // several retries later
+  const auto [times, log] = said();
+  EXPECT_EQ(times, 1u) << log;
+  EXPECT_NE(log.find("does not speak TLS"), std::string::npos) << log;
+}
+
 TEST(Cluster, TensorParallelWorkerScoresTrialsAsAOneProcessWorkerDoes) {
   Cluster c = MakeCluster("cluster_tp", 60, /*trials=*/4);
   // The other scorers too: perplexity is a collective pass on both ranks, and the judge (nobody

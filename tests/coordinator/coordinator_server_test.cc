@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "common/connection_hint.h"
 #include "common/formats/arrow_column.h"
 #include "coordinator/journal_store.h"
 #include "schism/v1/coordinator.grpc.pb.h"
@@ -347,6 +348,16 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
   const grpc::Status wrong_host = call(misnamed->port(), "ca.pem", "client.pem", "client.key");
   EXPECT_EQ(wrong_host.error_code(), grpc::StatusCode::UNAVAILABLE)
       << "a server certificate for another name: " << wrong_host.error_message();
+  // What the CLI and the worker print beside gRPC's words (common/connection_hint.h): the cause
+  // where the client can know it, what to check where only the server knows it.
+  auto hint = [](const grpc::Status& s) { return common::ConnectionHint(s.error_message()); };
+  EXPECT_NE(hint(wrong_ca).find("not signed by the CA this side trusts (--tls-ca)"),
+            std::string::npos)
+      << wrong_ca.error_message();
+  EXPECT_NE(hint(wrong_host).find("issued for another name"), std::string::npos)
+      << wrong_host.error_message();
+  EXPECT_NE(hint(rogue).find("--tls-cert/--tls-key signed by its CA"), std::string::npos)
+      << rogue.error_message();
   // A client that presents an expired certificate anyway (not schism's worker) is refused.
   grpc::SslCredentialsOptions expired_client_ssl;
   expired_client_ssl.pem_root_certs = testing_support::ReadFile(certs + "/ca.pem");
@@ -367,8 +378,10 @@ TEST(CoordinatorTls, MisconfiguredClientsAndCertificatesAreRefusedAndTheServerKe
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::ListStudiesResponse resp;
-  EXPECT_EQ(plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  const grpc::Status plain = plaintext->ListStudies(&context, v1::ListStudiesRequest(), &resp);
+  EXPECT_EQ(plain.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(hint(plain).find("a TLS coordinator needs --tls-ca"), std::string::npos)
+      << plain.error_message();
   const grpc::Status after = call(port, "ca.pem", "client.pem", "client.key");
   EXPECT_TRUE(after.ok()) << "the coordinator must keep serving: " << after.error_message();
 }
