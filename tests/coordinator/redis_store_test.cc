@@ -239,7 +239,7 @@ class XaddCuttingProxy {
 // An append whose XADD reached Redis but whose reply was lost reports success, and the record is
 // in the log once; one whose XADD never arrived reports the failure, and nothing is in the log.
 // Either way nothing is lost or counted twice: the store asks the stream's last entry (its nonce).
-TEST(RedisStore, AnAppendWhoseReplyIsLostIsNeitherLostNorCountedTwice) {
+TEST(RedisStore, AnAppendWhoseReplyIsLostIsNeitherLostNorCountedTwice_CuttingProxyDouble) {
   ASSERT_TRUE(Server().running());
   const int redis_port = std::stoi(Server().url().substr(Server().url().rfind(':') + 1));
   XaddCuttingProxy proxy(redis_port);

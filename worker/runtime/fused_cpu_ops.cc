@@ -1,11 +1,13 @@
 #include "worker/runtime/fused_cpu_ops.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <cmath>
 
-// Compiled with -fp-contract=off (worker/runtime/CMakeLists.txt): a product and a sum stay two
+#include "worker/runtime/intra_op_parallel.h"
+
+// Compiled with -ffp-contract=off (worker/runtime/CMakeLists.txt): a product and a sum stay two
 // roundings, as in the ATen expressions these kernels replace.
 namespace schism::model::fused {
 namespace {

@@ -1,9 +1,9 @@
 #include "worker/runtime/nf4.h"
 
+#include "worker/runtime/intra_op_parallel.h"
 #include "worker/runtime/nf4_codebook.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,6 @@
 #include "worker/runtime/transformer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <ATen/cpu/Utils.h>
 #include <c10/core/GradMode.h>
 
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "worker/runtime/fused_cpu_ops.h"
+#include "worker/runtime/intra_op_parallel.h"
 
 #ifdef SCHISM_WITH_CUDA_KERNELS
 #include "worker/runtime/cuda/nf4_kernels.h"
@@ -163,6 +163,13 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
   if (rotary == hd) return x * cos + RotateHalf(x) * sin;
   const at::Tensor r = x.narrow(-1, 0, rotary);
   return at::cat({r * cos + RotateHalf(r) * sin, x.narrow(-1, rotary, hd - rotary)}, -1);
+}
+
+// RoPE on heads laid out (B, T, H, hd), as the projections give them: one fused pass on float32
+// CPU tensors when every dim rotates, else ApplyRope on the (B, H, T, hd) view.
+at::Tensor ApplyRopeToHeads(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (fused::Applies(x) && cos.size(-1) == x.size(-1)) return fused::Rope(x, cos, sin);
+  return ApplyRope(x.transpose(1, 2), cos, sin).transpose(1, 2);
 }
 
 // The rows of `t` (dim 0) that belong to `slots`: a view when the slots are consecutive (the
@@ -526,13 +533,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
       q = norm(q, layer.q_norm);
       k = norm(k, layer.k_norm);
     }
-    if (fused::Applies(q) && cos.size(-1) == hd) {
-      q = fused::Rope(q, cos, sin).transpose(1, 2);
-      k = fused::Rope(k, cos, sin);
-    } else {
-      q = ApplyRope(q.transpose(1, 2), cos, sin);
-      k = ApplyRope(k.transpose(1, 2), cos, sin).transpose(1, 2);
-    }
+    q = ApplyRopeToHeads(q, cos, sin).transpose(1, 2);
+    k = ApplyRopeToHeads(k, cos, sin);
     cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, k.reshape({B * T, nkv * hd}));
     cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, v.reshape({B * T, nkv * hd}));
     const auto keys =
