@@ -16,7 +16,7 @@ absl::Status StudyManager::JournalExport(const v1::ExportJob& job) {
 }
 
 absl::StatusOr<v1::ExportJob> StudyManager::RequestExport(const v1::RequestExportRequest& request) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto study = studies_.find(request.study_id());
   if (study == studies_.end())
     return absl::NotFoundError(absl::StrCat("no study \"", request.study_id(), "\""));
@@ -68,7 +68,7 @@ absl::StatusOr<v1::ExportJob> StudyManager::RequestExport(const v1::RequestExpor
 }
 
 absl::StatusOr<v1::ExportJob> StudyManager::GetExport(const std::string& export_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
   auto it = exports_.find(export_id);
   if (it == exports_.end())

@@ -17,8 +17,8 @@ namespace schism::coordinator {
 
 std::string RandomId(const char* prefix) {
   static std::mt19937_64 rng(std::random_device{}());
-  static absl::Mutex mu;
-  absl::MutexLock lock(&mu);
+  static Mutex mu;
+  MutexLock lock(&mu);
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%s%016llx", prefix, static_cast<unsigned long long>(rng()));
   return buf;
@@ -116,7 +116,7 @@ v1::StudySummary StudyManager::Summary(const Study& study) const {
 absl::StatusOr<std::string> StudyManager::Submit(v1::StudySpec spec) {
   auto normalized = NormalizeStudySpec(std::move(spec));
   if (!normalized.ok()) return normalized.status();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto study = std::make_unique<Study>();
   study->id = RandomId("s");
   study->spec = *normalized;
@@ -129,7 +129,7 @@ absl::StatusOr<std::string> StudyManager::Submit(v1::StudySpec spec) {
 }
 
 std::vector<v1::StudySummary> StudyManager::List() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
   std::vector<const Study*> ordered;
   for (const auto& [id, s] : studies_) ordered.push_back(s.get());
@@ -162,7 +162,7 @@ absl::StatusOr<v1::ListStudiesResponse> StudyManager::ListPage(
 }
 
 absl::StatusOr<v1::StudyDetail> StudyManager::Get(const std::string& study_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
   auto it = studies_.find(study_id);
   if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study \"", study_id, "\""));
@@ -186,7 +186,7 @@ std::vector<const StudyManager::TrialEntry*> StudyManager::Front(const Study& st
 }
 
 absl::StatusOr<v1::StudySummary> StudyManager::Cancel(const std::string& study_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = studies_.find(study_id);
   if (it == studies_.end()) return absl::NotFoundError(absl::StrCat("no study \"", study_id, "\""));
   Study& study = *it->second;
@@ -199,20 +199,20 @@ absl::StatusOr<v1::StudySummary> StudyManager::Cancel(const std::string& study_i
 }
 
 std::string StudyManager::RegisterWorker(const v1::RegisterRequest&) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::string id = RandomId("w");
   workers_.insert(id);
   return id;
 }
 
 void StudyManager::WaitForChange(std::chrono::milliseconds timeout) {
-  absl::MutexLock lock(&mu_);
-  changed_.WaitWithTimeout(&mu_, absl::FromChrono(timeout));
+  MutexLock lock(&mu_);
+  changed_.WaitWithTimeout(&mu_, timeout);
 }
 
 absl::StatusOr<std::string> StudyManager::Artifact(const std::string& study_id) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!studies_.count(study_id))
       return absl::NotFoundError(absl::StrCat("no study \"", study_id, "\""));
   }
@@ -220,7 +220,7 @@ absl::StatusOr<std::string> StudyManager::Artifact(const std::string& study_id) 
 }
 
 ManagerMetrics StudyManager::Metrics() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
   ManagerMetrics m;
   for (const auto& [id, study] : studies_) {

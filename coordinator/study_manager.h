@@ -32,8 +32,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "coordinator/journal_record.h"
+#include "coordinator/mutex.h"
 #include "coordinator/study_spec.h"
 #include "coordinator/study_store.h"
 #include "coordinator/tpe/tpe_sampler.h"
@@ -209,8 +209,8 @@ class StudyManager {
 
   StudyStore* const store_;
   const std::function<Clock::time_point()> clock_;
-  absl::Mutex mu_;
-  absl::CondVar changed_;
+  Mutex mu_;
+  CondVar changed_;
   std::map<std::string, std::unique_ptr<Study>> studies_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, v1::ExportJob> exports_ ABSL_GUARDED_BY(mu_);  // by export id

@@ -21,7 +21,7 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 absl::Status StudyManager::Recover() {
   auto all = store_->ReplayAll();
   if (!all.ok()) return all.status();
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (const auto& [id, records] : *all) {
     if (auto s = RecoverStudy(id, records); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("study ", id, ": ", s.message()));

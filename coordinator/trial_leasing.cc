@@ -50,7 +50,7 @@ std::optional<int64_t> StudyManager::AskTrial(Study* study) {
 }
 
 absl::StatusOr<v1::WorkItem> StudyManager::Acquire(const v1::AcquireWorkRequest& request) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (!workers_.count(request.worker_id())) {
     return absl::FailedPreconditionError(
         absl::StrCat("unknown worker \"", request.worker_id(), "\"; register first"));
@@ -179,7 +179,7 @@ absl::StatusOr<v1::WorkItem> StudyManager::AcquireTrials(const v1::AcquireWorkRe
 
 absl::StatusOr<int64_t> StudyManager::Heartbeat(const std::string& worker_id,
                                                 const std::string& lease_id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) {
@@ -273,12 +273,12 @@ void StudyManager::MaybeFinish(Study* study) {
 }
 
 void StudyManager::ExpireLeases() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
 }
 
 void StudyManager::ReleaseRestoredLeases() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (auto it = leases_.begin(); it != leases_.end();) {
     if (it->second.restored_unheard) {
       RequeueLease(it->second, LeaseCause::kRestart, "its worker stopped with the coordinator");
@@ -311,7 +311,7 @@ void StudyManager::ExpireLeasesLocked() {
 }
 
 absl::Status StudyManager::Report(const v1::ReportResultRequest& request) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ExpireLeasesLocked();
   if (finished_leases_.count(request.lease_id())) return absl::OkStatus();  // idempotent repeat
   auto it = leases_.find(request.lease_id());
@@ -438,7 +438,7 @@ absl::Status StudyManager::ReportTrials(const Lease& lease, const TrialsLease& w
 }
 
 absl::Status StudyManager::ReportFailure(const v1::ReportFailureRequest& request) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = leases_.find(request.lease_id());
   if (it == leases_.end())
     return absl::FailedPreconditionError(

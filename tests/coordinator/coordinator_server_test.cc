@@ -8,7 +8,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include "common/connection_hint.h"
@@ -179,6 +183,131 @@ TEST_F(CoordinatorServerTest, WatchStudyStreamsChangesUntilTheStudyEnds) {
   ASSERT_GE(states.size(), 2u);
   EXPECT_EQ(states.front(), v1::STUDY_STATE_QUEUED);
   EXPECT_EQ(states.back(), v1::STUDY_STATE_CANCELLED);
+}
+
+// Many clients at once over gRPC, the workload scripts/tsan runs under ThreadSanitizer: 3 studies
+// submitted from 3 threads, 8 worker threads racing for their prepare and trial leases (acquire,
+// heartbeat, report), and a reader listing and fetching the studies all the while. Every trial
+// is reported accepted exactly once and every study finishes with exactly its n_trials.
+TEST_F(CoordinatorServerTest, RacingWorkersSubmittersAndReadersCompleteEveryTrialOnce) {
+  constexpr int kStudies = 3, kTrials = 12, kWorkers = 8;
+  std::vector<std::string> ids(kStudies);
+  std::vector<std::thread> submitters;
+  for (int s = 0; s < kStudies; ++s) {
+    submitters.emplace_back([&, s] {
+      v1::SubmitStudyRequest submit;
+      submit.mutable_spec()->set_model("m.gguf");
+      submit.mutable_spec()->set_n_trials(kTrials);
+      submit.mutable_spec()->set_n_startup_trials(4);
+      submit.mutable_spec()->set_seed(static_cast<uint32_t>(s));
+      v1::SubmitStudyResponse submitted;
+      EXPECT_TRUE(studies_->SubmitStudy(Ctx().get(), submit, &submitted).ok());
+      ids[s] = submitted.study_id();
+    });
+  }
+  for (std::thread& t : submitters) t.join();
+
+  std::atomic<bool> done{false};
+  std::mutex accepted_mu;
+  std::map<std::pair<std::string, int64_t>, int> accepted;  // (study, trial) -> accepted reports
+  std::atomic<int> refused{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      v1::RegisterResponse reg;
+      ASSERT_TRUE(workers_->Register(Ctx().get(), v1::RegisterRequest(), &reg).ok());
+      while (!done) {
+        v1::AcquireWorkRequest acquire;
+        acquire.set_worker_id(reg.worker_id());
+        acquire.set_capacity(1 + w % 2);
+        v1::WorkItem item;
+        if (!workers_->AcquireWork(Ctx().get(), acquire, &item).ok() || item.lease_id().empty()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+        v1::HeartbeatRequest beat;
+        beat.set_worker_id(reg.worker_id());
+        beat.set_lease_id(item.lease_id());
+        v1::HeartbeatResponse beat_resp;
+        EXPECT_TRUE(workers_->Heartbeat(Ctx().get(), beat, &beat_resp).ok());
+        v1::ReportResultRequest report;
+        report.set_worker_id(reg.worker_id());
+        report.set_lease_id(item.lease_id());
+        if (item.has_prepare()) {
+          report.set_artifact("directions");
+          report.set_num_layers(4);
+          report.set_baseline_refusals(10);
+        }
+        for (const v1::Trial& trial : item.evaluate().trials()) {
+          v1::TrialResult* result = report.add_results();
+          result->set_number(trial.number());
+          result->mutable_scores()->set_refusals(static_cast<int>(trial.number() % 7));
+          result->mutable_scores()->set_refusal_prompts(10);
+          result->mutable_scores()->set_kl_divergence(0.1 *
+                                                      static_cast<double>(trial.number() + 1));
+        }
+        v1::ReportResultResponse ack;
+        if (!workers_->ReportResult(Ctx().get(), report, &ack).ok()) {
+          ++refused;
+          continue;
+        }
+        std::lock_guard<std::mutex> lock(accepted_mu);
+        for (const v1::Trial& trial : item.evaluate().trials())
+          ++accepted[{item.study_id(), trial.number()}];
+      }
+    });
+  }
+  std::thread reader([&] {
+    while (!done) {
+      v1::ListStudiesResponse listed;
+      EXPECT_TRUE(studies_->ListStudies(Ctx().get(), v1::ListStudiesRequest(), &listed).ok());
+      for (const std::string& id : ids) {
+        v1::GetStudyRequest get;
+        get.set_study_id(id);
+        v1::StudyDetail detail;
+        EXPECT_TRUE(studies_->GetStudy(Ctx().get(), get, &detail).ok());
+      }
+    }
+  });
+  auto all_finished = [&] {
+    for (const std::string& id : ids) {
+      v1::GetStudyRequest get;
+      get.set_study_id(id);
+      v1::StudyDetail detail;
+      if (!studies_->GetStudy(Ctx().get(), get, &detail).ok() ||
+          detail.summary().state() != v1::STUDY_STATE_FINISHED)
+        return false;
+    }
+    return true;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!all_finished() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  done = true;
+  for (std::thread& t : workers) t.join();
+  reader.join();
+
+  int unique = 0, duplicates = 0;
+  for (const auto& [trial, reports] : accepted) {
+    ++unique;
+    duplicates += reports - 1;
+  }
+  std::printf(
+      "racing clients: studies %d, asked %d, accepted unique %d, duplicates %d, refused %d\n",
+      kStudies, kStudies * kTrials, unique, duplicates, refused.load());
+  EXPECT_EQ(unique, kStudies * kTrials);
+  EXPECT_EQ(duplicates, 0);
+  for (const std::string& id : ids) {
+    v1::GetStudyRequest get;
+    get.set_study_id(id);
+    v1::StudyDetail detail;
+    ASSERT_TRUE(studies_->GetStudy(Ctx().get(), get, &detail).ok());
+    EXPECT_EQ(detail.summary().state(), v1::STUDY_STATE_FINISHED) << id;
+    EXPECT_EQ(detail.summary().completed_trials(), kTrials) << id;
+    int complete = 0;
+    for (const v1::Trial& t : detail.trials()) complete += t.state() == v1::TRIAL_STATE_COMPLETE;
+    EXPECT_EQ(complete, kTrials) << id;
+  }
 }
 
 // A CA, a server certificate for localhost and a client certificate, made with openssl.
