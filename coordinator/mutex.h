@@ -43,7 +43,8 @@ class CondVar {
   void SignalAll() { cv_.notify_all(); }
   // With `mu` held: releases it until SignalAll or `timeout` (or a spurious wake-up), then
   // holds it again.
-  void WaitWithTimeout(Mutex* mu, std::chrono::milliseconds timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  void WaitWithTimeout(Mutex* mu, std::chrono::milliseconds timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
     cv_.wait_for(lock, timeout);
     lock.release();  // still held: the caller's MutexLock unlocks it

@@ -84,6 +84,11 @@ class Process {
     }
     return -2;
   }
+  pid_t pid() const { return pid_; }
+  // Sends `signal` without waiting (SIGSTOP freezes the process mid-work, SIGCONT resumes it).
+  void Signal(int signal) {
+    if (pid_ > 0) ::kill(pid_, signal);
+  }
   // The processes it started (from /proc).
   std::vector<pid_t> Children() const {
     std::ifstream in("/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) +
@@ -282,6 +287,26 @@ inline std::vector<std::string> CoordinatorArgs(const Cluster& c) {
 }
 inline std::vector<std::string> WorkerArgs(const Cluster& c) {
   return {"worker", "--coordinator", c.address, "--token-file", c.token_file, "--threads", "1"};
+}
+
+inline std::vector<std::string> ExportWorkerArgs(const Cluster& c, const std::string& root) {
+  return {"export-worker",
+          "--coordinator",
+          c.address,
+          "--token-file",
+          c.token_file,
+          "--output-root",
+          root,
+          "--threads",
+          "1"};
+}
+
+// The JSON object `schism export --json` printed (or {"output": everything} when there is none).
+inline nlohmann::json ExportJson(const std::string& out) {
+  const size_t brace = out.find('{');
+  auto j =
+      nlohmann::json::parse(brace == std::string::npos ? "" : out.substr(brace), nullptr, false);
+  return j.is_discarded() ? nlohmann::json{{"output", out}} : j;
 }
 
 inline std::map<int64_t, nlohmann::json> TrialsByNumber(const Cluster& c,

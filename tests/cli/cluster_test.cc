@@ -180,13 +180,6 @@ TEST(Cluster, TensorParallelWorkerThatLosesARankExitsAndLosesNothing) {
   EXPECT_EQ(TrialsByNumber(c, study).size(), 4u);
 }
 
-nlohmann::json ExportJson(const std::string& out) {
-  const size_t brace = out.find('{');
-  auto j =
-      nlohmann::json::parse(brace == std::string::npos ? "" : out.substr(brace), nullptr, false);
-  return j.is_discarded() ? nlohmann::json{{"output", out}} : j;
-}
-
 TEST(Cluster, ExportWorkerWritesATrialUnderItsRootAndExportsSurviveACoordinatorRestart) {
   Cluster c = MakeCluster("cluster_export", 30);
   auto coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
@@ -209,9 +202,7 @@ TEST(Cluster, ExportWorkerWritesATrialUnderItsRootAndExportsSurviveACoordinatorR
                         client))["state"],
       "EXPORT_STATE_QUEUED");
 
-  Process export_worker({"export-worker", "--coordinator", c.address, "--token-file", c.token_file,
-                         "--output-root", root, "--threads", "1"},
-                        c.log);
+  Process export_worker(ExportWorkerArgs(c, root), c.log);
   // The same request again is the same export (idempotent), and waits for it.
   const auto done =
       ExportJson(RunCli("export " + study + " 3 --dest team/tiny --format both --json" + client));

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -16,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/sha256.h"
 #include "coordinator/redis_store.h"
 #include "tests/cli/cluster_harness.h"
 #include "tests/redis_server.h"
@@ -172,5 +176,207 @@ TEST(Faults, TenConcurrentSubmitsWithEightWorkersRunEachStudyOnce) {
   }
   Print("10 concurrent submits, 8 workers (all studies)", total);
 }
+
+namespace export_faults {
+
+namespace fs = std::filesystem;
+
+std::string Client(const Cluster& c) {
+  return " --coordinator " + c.address + " --token-file " + c.token_file;
+}
+
+// Entries of `dir` whose names start with `prefix`.
+std::vector<std::string> Entries(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->path().filename().string().rfind(prefix, 0) == 0) out.push_back(it->path().string());
+  }
+  return out;
+}
+
+// The first entry of `dir` starting with `prefix`, polled every millisecond (an export of the
+// tiny model writes for well under a second), or "" after `seconds`.
+std::string WaitForEntry(const std::string& dir, const std::string& prefix, int seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    if (auto found = Entries(dir, prefix); !found.empty()) return found[0];
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return "";
+}
+
+// Each journaled state of export `id` (one "export" record per change), as the ExportJob JSON.
+std::vector<nlohmann::json> ExportRecords(const Cluster& c, const std::string& study,
+                                          const std::string& id) {
+  std::vector<nlohmann::json> jobs;
+  for (const auto& r : Records(c, study)) {
+    if (r.value("type", "") != "export") continue;
+    nlohmann::json job =
+        r["job"].is_string() ? nlohmann::json::parse(r["job"].get<std::string>()) : r["job"];
+    if (job.value("exportId", job.value("export_id", "")) == id) jobs.push_back(job);
+  }
+  return jobs;
+}
+
+int InState(const std::vector<nlohmann::json>& jobs, const std::string& state) {
+  int n = 0;
+  for (const auto& j : jobs) n += j.value("state", "") == state;
+  return n;
+}
+
+// Hidden entries (.directions-*, .<dest>.partial-*, .shard-*.data.tmp) and *.tmp under `root`.
+std::vector<std::string> Leftovers(const std::string& root) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    if (name[0] == '.' || name.ends_with(".tmp")) out.push_back(e.path().string());
+  }
+  return out;
+}
+
+// Exactly one DONE record; every file reproduce.json lists is there with its SHA-256 and size,
+// and nothing else; the DONE record names the same files; nothing left over under `root`.
+void ExpectDoneOnceIntactAndClean(const Cluster& c, const std::string& study, const std::string& id,
+                                  const std::string& root, const std::string& dest) {
+  const auto jobs = ExportRecords(c, study, id);
+  std::cout << "export " << id << ": records " << jobs.size() << ", running "
+            << InState(jobs, "EXPORT_STATE_RUNNING") << ", queued "
+            << InState(jobs, "EXPORT_STATE_QUEUED") << ", done "
+            << InState(jobs, "EXPORT_STATE_DONE") << ", failed "
+            << InState(jobs, "EXPORT_STATE_FAILED") << std::endl;
+  ASSERT_EQ(InState(jobs, "EXPORT_STATE_DONE"), 1) << ::testing::PrintToString(jobs);
+  EXPECT_EQ(InState(jobs, "EXPORT_STATE_FAILED"), 0);
+  const nlohmann::json& done = *std::find_if(jobs.begin(), jobs.end(), [](const auto& j) {
+    return j.value("state", "") == "EXPORT_STATE_DONE";
+  });
+  const auto reproduce =
+      nlohmann::json::parse(schism::testing_support::ReadFile(dest + "/reproduce.json"));
+  std::map<std::string, std::string> listed, reported;
+  for (const auto& f : reproduce["outputs"]) {
+    const std::string path = f["path"];
+    listed[path] = f["sha256"];
+    auto sha = schism::common::Sha256OfFile(dest + "/" + path);
+    ASSERT_TRUE(sha.ok()) << path << ": " << sha.status();
+    EXPECT_EQ(*sha, listed[path]) << path;
+    EXPECT_EQ(fs::file_size(dest + "/" + path), f["bytes"].get<uint64_t>()) << path;
+  }
+  EXPECT_FALSE(listed.empty());
+  std::set<std::string> on_disk, names;
+  for (const auto& e : fs::recursive_directory_iterator(dest)) {
+    if (e.is_regular_file()) on_disk.insert(fs::relative(e.path(), dest).string());
+  }
+  on_disk.erase("reproduce.json");  // written after the outputs are hashed
+  for (const auto& [path, sha] : listed) names.insert(path);
+  EXPECT_EQ(on_disk, names);
+  for (const auto& f : done["files"]) reported[f["path"]] = f["sha256"];
+  reported.erase("reproduce.json");
+  EXPECT_EQ(reported, listed);
+  EXPECT_EQ(Leftovers(root), std::vector<std::string>{});
+  EXPECT_EQ(Entries(root, ""), std::vector<std::string>{dest});
+}
+
+// A finished 4-trial study (its trial worker gone) and an export of trial 3 to `root`/tiny,
+// queued; returns the export's id.
+std::string QueueExport(const Cluster& c, std::string* study, const std::string& root) {
+  *study = Submit(c);
+  {
+    Process worker(WorkerArgs(c), c.log);
+    EXPECT_TRUE(WaitFor([&] { return Finished(c, *study); }, 240))
+        << schism::testing_support::ReadFile(c.log);
+    EXPECT_EQ(worker.Terminate(15), 0);
+  }
+  fs::create_directories(root);
+  const auto queued = ExportJson(
+      RunCli("export " + *study + " 3 --dest tiny --format both --json --no-wait" + Client(c)));
+  return queued.value("export_id", "");
+}
+
+bool ExportDone(const Cluster& c, const std::string& study, const std::string& id) {
+  return InState(ExportRecords(c, study, id), "EXPORT_STATE_DONE") > 0;
+}
+
+// An export worker SIGKILLed in the middle of writing (frozen with SIGSTOP as soon as its staging
+// folder appears, so the kill lands mid-write however fast the export is): its lease expires, a
+// new export worker removes the dead one's directions file and staging folder and writes the
+// export once. One DONE, every file as reproduce.json hashes it, nothing left over.
+TEST(Faults, ExportWorkerKilledMidWriteIsReplacedAndTheExportIsDoneOnce) {
+  Cluster c = MakeCluster("fault_export_worker", /*lease_seconds=*/3, /*trials=*/4);
+  Process coordinator(CoordinatorArgs(c), c.log);
+  const std::string root = c.dir + "/exports", dest = root + "/tiny";
+  std::string study;
+  const std::string id = QueueExport(c, &study, root);
+  ASSERT_FALSE(id.empty()) << schism::testing_support::ReadFile(c.log);
+  auto victim = std::make_unique<Process>(ExportWorkerArgs(c, root), c.log);
+  const std::string staging =
+      WaitForEntry(root, ".tiny.partial-" + std::to_string(victim->pid()) + "-", 120);
+  ASSERT_FALSE(staging.empty()) << schism::testing_support::ReadFile(c.log);
+  victim->Signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(fs::exists(dest)) << "committed before the kill";
+  victim->Kill(SIGKILL);
+  EXPECT_TRUE(fs::is_directory(staging));
+  EXPECT_EQ(Entries(root, ".directions-" + id + "-").size(), 1u) << "the dead worker's file";
+
+  Process replacement(ExportWorkerArgs(c, root), c.log);
+  ASSERT_TRUE(WaitFor([&] { return ExportDone(c, study, id); }, 240))
+      << schism::testing_support::ReadFile(c.log);
+  EXPECT_EQ(replacement.Terminate(15), 0);
+  const auto job = ExportJson(
+      RunCli("export " + study + " 3 --dest tiny --format both --json --no-wait" + Client(c)));
+  EXPECT_EQ(job["export_id"], id);
+  EXPECT_EQ(job["state"], "EXPORT_STATE_DONE");
+  EXPECT_EQ(job["attempts"], 2);
+  const std::string log = schism::testing_support::ReadFile(c.log);
+  EXPECT_NE(log.find("removed 1 directions file(s) of killed exports"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(staging));
+  ExpectDoneOnceIntactAndClean(c, study, id, root, dest);
+}
+
+// The coordinator SIGKILLed while an export is mid-write (the export worker frozen there for the
+// whole outage) and restarted on its journal: the export is queued again, the worker's late
+// report is refused, and the next lease finds the export finished on disk instead of writing it
+// again. One DONE, every file as reproduce.json hashes it, nothing left over.
+TEST(Faults, CoordinatorKilledMidExportRestartsAndTheExportIsDoneOnce) {
+  Cluster c = MakeCluster("fault_export_coordinator", /*lease_seconds=*/3, /*trials=*/4);
+  auto coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
+  const std::string root = c.dir + "/exports", dest = root + "/tiny";
+  std::string study;
+  const std::string id = QueueExport(c, &study, root);
+  ASSERT_FALSE(id.empty()) << schism::testing_support::ReadFile(c.log);
+  Process export_worker(ExportWorkerArgs(c, root), c.log);
+  ASSERT_FALSE(WaitForEntry(root, ".tiny.partial-", 120).empty())
+      << schism::testing_support::ReadFile(c.log);
+  export_worker.Signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(fs::exists(dest)) << "committed before the kill";
+  coordinator->Kill(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  coordinator = std::make_unique<Process>(CoordinatorArgs(c), c.log);
+  nlohmann::json back;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        back = ExportJson(RunCli("export " + study +
+                                 " 3 --dest tiny --format both --json --no-wait" + Client(c)));
+        return back.contains("state");
+      },
+      30));
+  EXPECT_EQ(back["export_id"], id);
+  EXPECT_EQ(back["state"], "EXPORT_STATE_QUEUED") << back.dump();
+  export_worker.Signal(SIGCONT);
+  ASSERT_TRUE(WaitFor([&] { return ExportDone(c, study, id); }, 240))
+      << schism::testing_support::ReadFile(c.log);
+  EXPECT_EQ(export_worker.Terminate(15), 0);
+  const std::string log = schism::testing_support::ReadFile(c.log);
+  const std::string written = "export-worker: " + id + ": trial";
+  size_t writes = 0;
+  for (size_t at = log.find(written); at != std::string::npos; at = log.find(written, at + 1))
+    ++writes;
+  EXPECT_EQ(writes, 1u) << "written once; the second lease found it finished\n" << log;
+  ExpectDoneOnceIntactAndClean(c, study, id, root, dest);
+}
+
+}  // namespace export_faults
 
 }  // namespace
