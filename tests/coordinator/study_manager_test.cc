@@ -257,6 +257,69 @@ v1::ReportFailureRequest FailureFor(const v1::WorkItem& item, const std::string&
   return r;
 }
 
+// A heartbeat moves the lease's deadline to lease_seconds after it (and says when that is): a
+// trial lease and an export lease kept alive by heartbeats outlive their first deadline many times
+// over and their reports are accepted; once the heartbeats stop, the lease expires lease_seconds
+// after the last one, not before, and its work is re-queued.
+TEST(StudyManager, HeartbeatsExtendALeaseUntilTheyStop) {
+  JournalStore store(testing_support::MakeTempDir("manager_heartbeat"));
+  TestClock clock;
+  StudyManager m(&store, clock.fn());
+  const std::string w = m.RegisterWorker({}), exporter = m.RegisterWorker({});
+  const std::string study = StudyWithACompletedTrial(m, w);  // lease_seconds = 10
+  auto item = m.Acquire(Acquire(w, 1));
+  ASSERT_TRUE(item.ok() && item->has_evaluate()) << item.status();
+  const auto wall_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  for (int beat = 1; beat <= 5; ++beat) {  // 5 x 8 s = 40 s: four times the lease
+    clock.now += std::chrono::seconds(8);
+    m.ExpireLeases();
+    auto deadline = m.Heartbeat(w, item->lease_id());
+    ASSERT_TRUE(deadline.ok()) << "beat " << beat << ": " << deadline.status();
+    // The deadline in wall-clock time: lease_seconds from now (the test clock moved 8 s).
+    EXPECT_NEAR(static_cast<double>(*deadline - wall_ms()), 10000.0, 1000.0) << "beat " << beat;
+    EXPECT_EQ(m.Get(study)->trials(1).state(), v1::TRIAL_STATE_RUNNING);
+  }
+  clock.now += std::chrono::seconds(9);  // 9 s after the last beat: still alive
+  m.ExpireLeases();
+  EXPECT_EQ(m.Get(study)->trials(1).state(), v1::TRIAL_STATE_RUNNING);
+  ASSERT_TRUE(m.Report(ScoresFor(*item, w)).ok());
+  EXPECT_EQ(m.Get(study)->trials(1).state(), v1::TRIAL_STATE_COMPLETE);
+  EXPECT_EQ(m.Get(study)->trials(1).attempts(), 1);
+
+  // An export lease the same way; then the beats stop and it expires 10 s after the last one.
+  v1::RequestExportRequest request;
+  request.set_study_id(study);
+  request.set_trial(1);
+  request.set_dest("model");
+  auto job = m.RequestExport(request);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto exporting = m.Acquire(AcquireExport(exporter));
+  ASSERT_TRUE(exporting.ok() && exporting->has_export_trial());
+  for (int beat = 0; beat < 3; ++beat) {
+    clock.now += std::chrono::seconds(8);
+    m.ExpireLeases();
+    ASSERT_TRUE(m.Heartbeat(exporter, exporting->lease_id()).ok()) << "beat " << beat;
+    EXPECT_EQ(m.GetExport(job->export_id())->state(), v1::EXPORT_STATE_RUNNING);
+  }
+  clock.now += std::chrono::milliseconds(9999);
+  m.ExpireLeases();
+  EXPECT_EQ(m.GetExport(job->export_id())->state(), v1::EXPORT_STATE_RUNNING);
+  clock.now += std::chrono::milliseconds(2);
+  m.ExpireLeases();
+  EXPECT_EQ(m.GetExport(job->export_id())->state(), v1::EXPORT_STATE_QUEUED);
+  auto late = m.Heartbeat(exporter, exporting->lease_id());
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(late.status().message().find("expired"), std::string::npos) << late.status();
+  // Someone else's lease cannot be kept alive.
+  auto next = m.Acquire(AcquireExport(exporter));
+  ASSERT_TRUE(next.ok() && next->has_export_trial());
+  EXPECT_EQ(m.Heartbeat(w, next->lease_id()).status().code(), absl::StatusCode::kPermissionDenied);
+}
+
 TEST(StudyManager, AWorkerThatVanishesIsNotTheTrialsFaultButAPoisonTrialFailsAndIsReplaced) {
   const std::string dir = testing_support::MakeTempDir("manager_poison");
   JournalStore store(dir);
