@@ -1,5 +1,6 @@
 #include "common/formats/gguf_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -10,6 +11,7 @@ namespace schism::formats {
 namespace {
 
 constexpr uint64_t kMaxDims = 8;
+constexpr uint64_t kMaxElements = uint64_t{1} << 40;  // per tensor
 constexpr uint64_t kMaxArrayNesting = 4;
 
 enum GgufValueType : uint32_t {
@@ -174,7 +176,9 @@ absl::Status GgufReader::Parse() {
     if (!type.ok()) return type.status();
     auto value = ReadValue(cursor, *type, 0, *key, path);
     if (!value.ok()) return value.status();
-    metadata_[*key] = std::move(*value);
+    if (!metadata_.emplace(*key, std::move(*value)).second) {
+      return absl::DataLossError(absl::StrCat(path, ": metadata key ", *key, " appears twice"));
+    }
   }
 
   uint64_t alignment = 32;
@@ -203,9 +207,10 @@ absl::Status GgufReader::Parse() {
     for (uint32_t d = 0; d < *n_dims; ++d) {
       auto dim = cursor.Read<uint64_t>("tensor dimension");
       if (!dim.ok()) return dim.status();
-      if (*dim == 0 || *dim > (uint64_t{1} << 40) || info.n_elements > (uint64_t{1} << 40)) {
-        return absl::DataLossError(
-            absl::StrCat(path, ": tensor ", info.name, ": bad dimension ", *dim));
+      // Divided, not multiplied, so the running product cannot wrap: at most 2^40 elements.
+      if (*dim == 0 || *dim > kMaxElements / info.n_elements) {
+        return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, ": bad dimension ",
+                                                *dim, " (over 2^40 elements in all)"));
       }
       info.dims.push_back(*dim);
       info.n_elements *= *dim;
@@ -215,7 +220,12 @@ absl::Status GgufReader::Parse() {
     info.type = *type;
     auto offset = cursor.Read<uint64_t>("tensor offset");
     if (!offset.ok()) return offset.status();
-    info.offset = *offset;  // relative for now
+    if (*offset % alignment != 0) {
+      return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, ": data offset ",
+                                              *offset, " is not a multiple of general.alignment ",
+                                              alignment));
+    }
+    info.offset = *offset;  // relative to the data section for now
     if (tensor_index_.count(info.name)) {
       return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, " appears twice"));
     }
@@ -223,9 +233,20 @@ absl::Status GgufReader::Parse() {
     tensors_.push_back(std::move(info));
   }
 
-  const uint64_t data_start = (cursor.offset() + alignment - 1) / alignment * alignment;
+  // The data section starts at the next multiple of the alignment (computed without overflow);
+  // each tensor's bytes must lie inside it and no two tensors may share bytes.
+  const uint64_t header_end = cursor.offset();
+  const uint64_t data_start = header_end + (alignment - header_end % alignment) % alignment;
+  const uint64_t data_size = data_start <= file_->size() ? file_->size() - data_start : 0;
+  std::vector<const GgufTensorInfo*> sized;
   for (GgufTensorInfo& info : tensors_) {
-    info.offset += data_start;
+    const uint64_t relative = info.offset;
+    if (relative > data_size) {
+      return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, ": data offset ",
+                                              relative, " is past the end of the data section (",
+                                              data_size, " bytes); the file is truncated"));
+    }
+    info.offset = data_start + relative;  // cannot wrap: both lie within the file
     auto type = LookupGgmlType(info.type);
     if (!type) continue;  // reported when someone reads it
     if (info.dims[0] % type->block_elements != 0) {
@@ -233,12 +254,24 @@ absl::Status GgufReader::Parse() {
                                               info.dims[0], " is not a multiple of ", type->name,
                                               "'s block of ", type->block_elements));
     }
-    info.n_bytes = info.n_elements / type->block_elements * type->block_bytes;
-    if (info.offset > file_->size() || info.n_bytes > file_->size() - info.offset) {
+    info.n_bytes = info.n_elements / type->block_elements * type->block_bytes;  // < 2^49
+    if (info.n_bytes > data_size - relative) {
       return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, " (", type->name, ", ",
                                               info.n_bytes, " bytes at offset ", info.offset,
                                               ") runs past the end of the file (", file_->size(),
                                               " bytes); the file is truncated"));
+    }
+    sized.push_back(&info);
+  }
+  std::sort(sized.begin(), sized.end(),
+            [](const GgufTensorInfo* a, const GgufTensorInfo* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < sized.size(); ++i) {
+    const GgufTensorInfo& before = *sized[i - 1];
+    const GgufTensorInfo& after = *sized[i];
+    if (after.offset - before.offset < before.n_bytes) {
+      return absl::DataLossError(absl::StrCat(
+          path, ": tensors ", before.name, " (", before.n_bytes, " bytes at offset ", before.offset,
+          ") and ", after.name, " (at offset ", after.offset, ") overlap"));
     }
   }
   return absl::OkStatus();

@@ -292,9 +292,17 @@ absl::Status ReadLlamaRopeScaling(const nlohmann::json& rs, const std::string& p
 // pattern key, an integer or one boolean per layer, defaults to 6), the local RoPE base
 // (default 10000), a linear RoPE factor for the global layers, the 27B model's attention scale.
 absl::Status ReadGemma3Gguf(const formats::GgufReader& gguf, const std::string& p, ModelConfig* c) {
+  if (c->num_heads <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", p, "attention.head_count ",
+                                                   c->num_heads, " is not a positive count"));
+  }
   c->query_pre_attn_scalar =
       c->num_layers == 62 ? c->hidden_size / c->num_heads : c->head_dim;  // 27B: hidden / heads
   if (auto window = gguf.GetInt(p + "attention.sliding_window"); window.ok() && *window > 0) {
+    if (*window > std::numeric_limits<int>::max()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          gguf.path(), ": ", p, "attention.sliding_window ", *window, " is out of range"));
+    }
     c->sliding_window = static_cast<int>(*window);
     const std::string pattern_key = p + "attention.sliding_window_pattern";
     if (auto per_layer = gguf.GetIntArray(pattern_key); per_layer.ok()) {
@@ -314,6 +322,10 @@ absl::Status ReadGemma3Gguf(const formats::GgufReader& gguf, const std::string& 
       auto pattern = gguf.Has(pattern_key) ? gguf.GetInt(pattern_key)
                                            : absl::StatusOr<int64_t>(kGemma3SlidingWindowPattern);
       if (!pattern.ok()) return pattern.status();
+      if (*pattern < 0 || *pattern > c->num_layers) {
+        return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", pattern_key, " ",
+                                                       *pattern, " is not in 0..block_count"));
+      }
       c->sliding_layers = SlidingLayersByPattern(c->num_layers, static_cast<int>(*pattern));
     }
   }
@@ -402,6 +414,61 @@ std::vector<std::string> SupportedArchitectureNames() {
   return names;
 }
 
+// The integer keys of a config.json, checked before any is read: nlohmann narrows a 64-bit value
+// to int silently and converts an out-of-range float with undefined behaviour, and a layer or
+// expert count of 2^31 would run a loop that long. null means unset; an integral float (4096.0)
+// counts as that integer.
+absl::Status CheckIntegerKeys(const nlohmann::json& j, const std::string& path) {
+  constexpr int64_t kCount = int64_t{1} << 16;  // layers, heads, experts
+  constexpr int64_t kWidth = int64_t{1} << 30;  // vocabulary and widths
+  constexpr int64_t kPositions = std::numeric_limits<int>::max();
+  static constexpr std::pair<const char*, int64_t> kKeys[] = {
+      {"vocab_size", kWidth},
+      {"hidden_size", kWidth},
+      {"intermediate_size", kWidth},
+      {"num_hidden_layers", kCount},
+      {"num_attention_heads", kCount},
+      {"num_key_value_heads", kCount},
+      {"head_dim", kCount},
+      {"max_position_embeddings", kPositions},
+      {"sliding_window", kPositions},
+      {"sliding_window_pattern", kCount},
+      {"num_experts", kCount},
+      {"num_local_experts", kCount},
+      {"num_experts_per_tok", kCount},
+      {"moe_intermediate_size", kWidth},
+      {"decoder_sparse_step", kCount},
+      {"mlp_only_layers", kCount}};
+  auto check = [&](const nlohmann::json& v, const char* key, int64_t max) -> absl::Status {
+    bool ok = false;
+    if (v.is_number_unsigned()) {
+      ok = v.get<uint64_t>() <= static_cast<uint64_t>(max);
+    } else if (v.is_number_integer()) {
+      ok = v.get<int64_t>() >= 0 && v.get<int64_t>() <= max;
+    } else if (v.is_number_float()) {
+      const double d = v.get<double>();
+      ok = d >= 0 && d <= static_cast<double>(max) && d == std::floor(d);
+    }
+    if (ok) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(path, ": \"", key, "\" is ", v.dump(),
+                                                   "; expected an integer from 0 to ", max));
+  };
+  for (const auto& [key, max] : kKeys) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    const nlohmann::json& v = j[key];
+    if (v.is_array()) {  // mlp_only_layers: one index per entry
+      if (std::string(key) != "mlp_only_layers" || v.size() > static_cast<size_t>(kCount))
+        return absl::InvalidArgumentError(absl::StrCat(path, ": \"", key, "\" is an array"));
+      for (const auto& item : v) {
+        if (auto s = check(item, key, max); !s.ok()) return s;
+      }
+    } else if (auto s = check(v, key, max); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
@@ -441,6 +508,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
     text.update(j["text_config"]);
     j = std::move(text);
   }
+  if (auto s = CheckIntegerKeys(j, path); !s.ok()) return s;
   ApplyArchitectureDefaults(&c);
   // Gemma 3's published configs leave Gemma3TextConfig's defaults out (its 4B's text_config has
   // only the sizes that differ); other families write every size.
@@ -492,6 +560,10 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const std::string& path) {
       }
       if (auto s = ReadSlidingWindowJson(j, path, &c); !s.ok()) return s;
       if (auto factor = OptionalNumber(j, "partial_rotary_factor")) {
+        if (!(*factor > 0 && *factor <= 1)) {
+          return absl::InvalidArgumentError(absl::StrCat(path, ": partial_rotary_factor ", *factor,
+                                                         " is not a fraction in (0, 1]"));
+        }
         c.rope_dim = static_cast<int>(std::lround(*factor * c.head_dim));
         if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) {
           return absl::InvalidArgumentError(absl::StrCat(
@@ -551,8 +623,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   if (gguf.Has(p + "attention.key_length")) {
     if (auto s = get_int("attention.key_length", &c.head_dim); !s.ok()) return s;
   }
-  if (gguf.Has(p + "context_length"))
-    get_int("context_length", &c.max_position_embeddings).IgnoreError();
+  if (gguf.Has(p + "context_length")) {
+    if (auto st = get_int("context_length", &c.max_position_embeddings); !st.ok()) return st;
+  }
   auto eps = gguf.GetFloat(p + "attention.layer_norm_rms_epsilon");
   if (!eps.ok()) return eps.status();
   c.rms_norm_eps = *eps;
@@ -560,6 +633,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   if (gguf.Has(p + "vocab_size")) {
     if (auto s = get_int("vocab_size", &c.vocab_size); !s.ok()) return s;
   } else if (auto tokens = gguf.GetStringArray("tokenizer.ggml.tokens"); tokens.ok()) {
+    if (tokens->size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+      return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": too many tokens"));
     c.vocab_size = static_cast<int>(tokens->size());
   }
   c.tie_word_embeddings = gguf.FindTensor("output.weight") == nullptr;
@@ -570,17 +645,17 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const formats::GgufReader& gguf)
   }
   if (auto s = ReadMoeGguf(gguf, p, &c); !s.ok()) return s;
   if (auto dims = gguf.GetInt(p + "rope.dimension_count"); dims.ok() && *dims != c.head_dim) {
-    c.rope_dim = static_cast<int>(*dims);
-    if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) {
+    // Checked as the 64-bit value, before it is narrowed (2^32 + 64 is not 64).
+    if (*dims <= 0 || *dims > c.head_dim || *dims % 2 != 0) {
       return absl::InvalidArgumentError(absl::StrCat(gguf.path(), ": ", p, "rope.dimension_count ",
-                                                     c.rope_dim, " does not fit head_dim ",
-                                                     c.head_dim));
+                                                     *dims, " does not fit head_dim ", c.head_dim));
     }
+    c.rope_dim = static_cast<int>(*dims);
   }
   if (c.architecture == Architecture::kPhi3) {
     // Phi-3's window covers every layer (as transformers applies it; llama.cpp turns it off).
     if (auto window = gguf.GetInt(p + "attention.sliding_window"); window.ok() && *window > 0) {
-      c.sliding_window = static_cast<int>(*window);
+      if (auto st = get_int("attention.sliding_window", &c.sliding_window); !st.ok()) return st;
       c.sliding_layers.assign(c.num_layers, true);
     }
   }

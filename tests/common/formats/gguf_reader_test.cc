@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "common/formats/ggml_types.h"
 #include "tests/test_support.h"
@@ -128,6 +130,87 @@ TEST(GgufReader, RejectsNonGgufAndMissingFiles) {
   auto missing = GgufReader::Open("/nonexistent/model.gguf");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+// A GGUF v3 with float32 tensors {name, dims, data offset} and `data_bytes` bytes of data after
+// the header (padded to 32); `extra_key` adds a second metadata entry of that name.
+struct TinyTensor {
+  std::string name;
+  std::vector<uint64_t> dims;
+  uint64_t offset;
+};
+std::string TinyGguf(const std::string& name, const std::vector<TinyTensor>& tensors,
+                     size_t data_bytes, const std::string& extra_key = "") {
+  std::string b;
+  auto put = [&](auto v) { b.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  auto put_string = [&](const std::string& text) {
+    put(static_cast<uint64_t>(text.size()));
+    b += text;
+  };
+  b += "GGUF";
+  put(uint32_t{3});
+  put(static_cast<uint64_t>(tensors.size()));
+  put(static_cast<uint64_t>(extra_key.empty() ? 1 : 2));
+  put_string("general.architecture");
+  put(uint32_t{8});  // string
+  put_string("llama");
+  if (!extra_key.empty()) {
+    put_string(extra_key);
+    put(uint32_t{8});
+    put_string("again");
+  }
+  for (const TinyTensor& t : tensors) {
+    put_string(t.name);
+    put(static_cast<uint32_t>(t.dims.size()));
+    for (uint64_t d : t.dims) put(d);
+    put(uint32_t{0});  // F32
+    put(t.offset);
+  }
+  b.resize((b.size() + 31) / 32 * 32, '\0');
+  b.append(data_bytes, '\0');
+  const std::string path = testing_support::MakeTempDir(name) + "/model.gguf";
+  std::ofstream(path, std::ios::binary) << b;
+  return path;
+}
+
+std::string OpenError(const std::string& path) {
+  auto reader = GgufReader::Open(path);
+  return reader.ok() ? "accepted" : std::string(reader.status().message());
+}
+
+// Tensor directories that lie about where the data is: misaligned, overlapping, beyond the file
+// (also through an offset that would wrap around 2^64), or with more elements than 64 bits count.
+// Each is refused with a message that names the tensor; a well-formed file opens.
+TEST(GgufReader, TensorDataMustBeAlignedInsideTheFileAndNotOverlap) {
+  auto good = GgufReader::Open(TinyGguf("gguf_good", {{"a", {8}, 0}, {"b", {8}, 32}}, 64));
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ((*good)->tensors().size(), 2u);
+
+  EXPECT_NE(OpenError(TinyGguf("gguf_misaligned", {{"a", {8}, 4}}, 64))
+                .find("tensor a: data offset 4 is not a multiple of general.alignment 32"),
+            std::string::npos);
+  const std::string overlap =
+      OpenError(TinyGguf("gguf_overlap", {{"a", {16}, 0}, {"b", {8}, 32}}, 96));
+  EXPECT_NE(overlap.find("tensors a (64 bytes at offset"), std::string::npos) << overlap;
+  EXPECT_NE(overlap.find("and b (at offset"), std::string::npos) << overlap;
+  EXPECT_NE(overlap.find("overlap"), std::string::npos) << overlap;
+  const std::string wrap =
+      OpenError(TinyGguf("gguf_wrap", {{"a", {8}, 0xFFFFFFFFFFFFFFE0ull}}, 64));
+  EXPECT_NE(wrap.find("tensor a: data offset 18446744073709551584 is past the end of the data "
+                      "section (64 bytes)"),
+            std::string::npos)
+      << wrap;
+  const std::string past = OpenError(TinyGguf("gguf_past", {{"a", {32}, 0}}, 64));
+  EXPECT_NE(past.find("tensor a (F32, 128 bytes"), std::string::npos) << past;
+  EXPECT_NE(past.find("truncated"), std::string::npos) << past;
+  const std::string huge =
+      OpenError(TinyGguf("gguf_huge", {{"a", {uint64_t{1} << 40, uint64_t{1} << 24}, 0}}, 64));
+  EXPECT_NE(huge.find("tensor a: bad dimension 16777216 (over 2^40 elements in all)"),
+            std::string::npos)
+      << huge;
+  EXPECT_NE(OpenError(TinyGguf("gguf_dup_key", {}, 0, "general.architecture"))
+                .find("metadata key general.architecture appears twice"),
+            std::string::npos);
 }
 
 }  // namespace

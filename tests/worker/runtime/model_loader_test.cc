@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -306,10 +307,13 @@ std::string MetadataOnlyGguf(const std::string& path,
   b += "GGUF";
   put(uint32_t{3});
   put(uint64_t{0});                             // tensors
-  put(static_cast<uint64_t>(1 + ints.size()));  // metadata entries
+  put(static_cast<uint64_t>(2 + ints.size()));  // metadata entries
   put_string("general.architecture");
   put(uint32_t{8});  // string
   put_string("llama");
+  put_string("llama.attention.layer_norm_rms_epsilon");
+  put(uint32_t{6});  // float32
+  put(1e-5f);
   for (const auto& [key, value] : ints) {
     put_string(key);
     put(uint32_t{11});  // int64
@@ -343,6 +347,73 @@ TEST(ModelConfig, GgufCountsBeyondAnIntAreRefusedByName) {
         std::string::npos)
         << config.status();
   }
+}
+
+// config.json integers that do not fit what they count are refused by name before anything
+// reads them (a float beyond int was undefined behaviour in the conversion, a 64-bit value was
+// narrowed silently, and 2^31 layers of a mixture-of-experts model ran a loop that long).
+TEST(ModelConfig, ConfigJsonIntegersOutOfRangeAreRefusedByName) {
+  const std::string dir = MakeTempDir("config_ints");
+  const nlohmann::json base = {{"architectures", {"Qwen3MoeForCausalLM"}},
+                               {"vocab_size", 32},
+                               {"hidden_size", 16},
+                               {"intermediate_size", 32},
+                               {"num_hidden_layers", 2},
+                               {"num_attention_heads", 2},
+                               {"num_key_value_heads", 1},
+                               {"head_dim", 8},
+                               {"num_experts", 4},
+                               {"num_experts_per_tok", 2},
+                               {"moe_intermediate_size", 8},
+                               {"sliding_window", nullptr}};
+  auto parse = [&](const nlohmann::json& j) {
+    std::ofstream(dir + "/config.json") << j.dump();
+    return ModelConfigFromHfJson(dir + "/config.json");
+  };
+  auto ok = parse(base);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->num_layers, 2);
+  nlohmann::json integral_float = base;
+  integral_float["hidden_size"] = 16.0;
+  EXPECT_TRUE(parse(integral_float).ok());
+  for (const auto& [key, value, shown] :
+       {std::tuple<std::string, nlohmann::json, std::string>{"hidden_size", 1e30, "1e+30"},
+        {"num_hidden_layers", int64_t{2147483647}, "2147483647"},
+        {"vocab_size", (int64_t{1} << 32) + 32, "4294967328"},
+        {"num_experts", -4, "-4"},
+        {"head_dim", 8.5, "8.5"},
+        {"num_key_value_heads", "1", "\"1\""},
+        {"mlp_only_layers", nlohmann::json::array({0, uint64_t{1} << 63}),
+         "9223372036854775808"}}) {
+    nlohmann::json j = base;
+    j[key] = value;
+    auto config = parse(j);
+    ASSERT_FALSE(config.ok()) << key;
+    EXPECT_NE(config.status().message().find("\"" + key + "\" is " + shown +
+                                             "; expected an integer from 0 to"),
+              std::string::npos)
+        << config.status();
+  }
+}
+
+// A GGUF rope.dimension_count is checked as the 64-bit value (2^32 + 16 used to pass as 16).
+TEST(ModelConfig, GgufRopeDimensionCountIsCheckedBeforeItIsNarrowed) {
+  const std::string dir = MakeTempDir("gguf_gemma_heads");
+  auto open = [&](const std::vector<std::pair<std::string, int64_t>>& ints) {
+    auto reader = formats::GgufReader::Open(MetadataOnlyGguf(dir + "/m.gguf", ints));
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    return ModelConfigFromGguf(**reader);
+  };
+  auto rope = open({{"llama.embedding_length", 64},
+                    {"llama.feed_forward_length", 128},
+                    {"llama.block_count", 2},
+                    {"llama.attention.head_count", 4},
+                    {"llama.rope.dimension_count", (int64_t{1} << 32) + 16}});
+  ASSERT_FALSE(rope.ok());
+  EXPECT_NE(
+      rope.status().message().find("rope.dimension_count 4294967312 does not fit head_dim 16"),
+      std::string::npos)
+      << rope.status();
 }
 
 TEST(ModelLoader, UnknownArchitectureListsSupportedOnes) {
