@@ -1,10 +1,12 @@
 #include "common/formats/safetensors.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <vector>
 
 #include <unistd.h>
 
@@ -111,9 +113,17 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
           absl::StrCat(where, ": unknown dtype ", entry["dtype"].get<std::string>()));
     }
     t.dtype = *dtype;
+    // At most 2^40 elements, checked dimension by dimension so the product cannot overflow.
+    constexpr uint64_t kMaxElements = uint64_t{1} << 40;
+    uint64_t elements = 1;
     for (const auto& d : entry["shape"]) {
-      if (!d.is_number_unsigned()) return absl::DataLossError(absl::StrCat(where, ": bad shape"));
-      t.shape.push_back(d.get<int64_t>());
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxElements ||
+          (d.get<uint64_t>() > 0 && elements > kMaxElements / d.get<uint64_t>())) {
+        return absl::DataLossError(
+            absl::StrCat(where, ": bad shape ", entry["shape"].dump(), " (over 2^40 elements)"));
+      }
+      elements *= d.get<uint64_t>();
+      t.shape.push_back(static_cast<int64_t>(d.get<uint64_t>()));
     }
     const auto& offsets = entry["data_offsets"];
     if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) {
@@ -135,6 +145,22 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     t.n_bytes = end - begin;
     file->index_[t.name] = file->tensors_.size();
     file->tensors_.push_back(std::move(t));
+  }
+  // No two tensors may share bytes (the format lays them out back to back).
+  std::vector<const SafetensorsTensor*> by_offset;
+  for (const auto& t : file->tensors_) {
+    if (t.n_bytes > 0) by_offset.push_back(&t);
+  }
+  std::sort(
+      by_offset.begin(), by_offset.end(),
+      [](const SafetensorsTensor* a, const SafetensorsTensor* b) { return a->data < b->data; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const SafetensorsTensor& before = *by_offset[i - 1];
+    const SafetensorsTensor& after = *by_offset[i];
+    if (static_cast<uint64_t>(after.data - before.data) < before.n_bytes) {
+      return absl::DataLossError(absl::StrCat(path, ": tensors ", before.name, " and ", after.name,
+                                              " overlap in the data section"));
+    }
   }
   return file;
 }
@@ -163,6 +189,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(
       if (unique.insert(it->get<std::string>()).second) files.push_back(it->get<std::string>());
     }
     for (const std::string& f : files) {
+      // A shard is a file of the folder: an absolute or ../ name would read elsewhere.
+      if (f.empty() || f == "." || f == ".." || f.find('/') != std::string::npos ||
+          f.find('\0') != std::string::npos) {
+        return absl::DataLossError(absl::StrCat(index_path.string(), ": shard name \"", f,
+                                                "\" is not a file of the folder"));
+      }
       auto shard = SafetensorsFile::Open((fs::path(folder) / f).string());
       if (!shard.ok()) return shard.status();
       model->shards_.push_back(std::move(*shard));

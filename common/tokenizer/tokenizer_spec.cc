@@ -1,6 +1,7 @@
 #include "common/tokenizer/tokenizer_spec.h"
 
 #include <fstream>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -26,9 +27,12 @@ absl::StatusOr<PreTokenizer> PreTokenizerFromGgufName(const std::string& name) {
                    "qwen2)"));
 }
 
+// A token id from the header; an id beyond int32 becomes -1, which every id check refuses (a
+// narrowing cast would turn 2^32 + 5 into 5, a valid id).
 std::optional<int32_t> OptionalId(const formats::GgufReader& gguf, const std::string& key) {
   auto v = gguf.GetInt(key);
   if (!v.ok()) return std::nullopt;
+  if (*v < 0 || *v > std::numeric_limits<int32_t>::max()) return -1;
   return static_cast<int32_t>(*v);
 }
 

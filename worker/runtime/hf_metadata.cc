@@ -146,7 +146,13 @@ absl::StatusOr<std::string> HfTokenizerJson(const tokenizer::TokenizerSpec& spec
                 {"ignore_merges", false},
                 {"vocab", vocab},
                 {"merges", merges}};
-  return j.dump();
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::type_error& e) {  // 316: a string that is not UTF-8
+    return absl::DataLossError(absl::StrCat(
+        "the vocabulary holds a token that is not valid UTF-8, so no tokenizer.json can hold it (",
+        e.what(), ")"));
+  }
 }
 
 absl::Status WriteHfMetadataFromGguf(const formats::GgufReader& gguf, const ModelConfig& config,
@@ -190,7 +196,16 @@ absl::Status WriteHfMetadataFromGguf(const formats::GgufReader& gguf, const Mode
       !s.ok())
     return s;
   if (auto s = common::WriteTextFile(f + "tokenizer.json", *tokenizer_json); !s.ok()) return s;
-  if (auto s = common::WriteTextFile(f + "tokenizer_config.json", tc.dump(2) + "\n"); !s.ok())
+  std::string tokenizer_config;
+  try {
+    tokenizer_config = tc.dump(2) + "\n";
+  } catch (const nlohmann::json::type_error& e) {  // a special token or template not in UTF-8
+    return absl::DataLossError(absl::StrCat(gguf.path(),
+                                            ": a special token or the chat template is not valid "
+                                            "UTF-8, so no tokenizer_config.json can hold it (",
+                                            e.what(), ")"));
+  }
+  if (auto s = common::WriteTextFile(f + "tokenizer_config.json", tokenizer_config); !s.ok())
     return s;
   return common::WriteTextFile(f + "generation_config.json", gen.dump(2) + "\n");
 }

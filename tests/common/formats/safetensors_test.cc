@@ -114,5 +114,63 @@ TEST(SafetensorsFile, TruncatedAndCorruptFilesNameTheProblem) {
   EXPECT_NE(bad.status().message().find("garbage.safetensors"), std::string::npos);
 }
 
+// A safetensors file with `header` (JSON) and `data_bytes` zero bytes of data.
+std::string WriteSafetensors(const std::string& path, const std::string& header,
+                             size_t data_bytes) {
+  std::string b;
+  const uint64_t n = header.size();
+  b.append(reinterpret_cast<const char*>(&n), sizeof(n));
+  b += header;
+  b.append(data_bytes, '\0');
+  std::ofstream(path, std::ios::binary) << b;
+  return path;
+}
+
+std::string OpenError(const std::string& path) {
+  auto file = SafetensorsFile::Open(path);
+  return file.ok() ? "accepted" : std::string(file.status().message());
+}
+
+// Headers that lie: tensors sharing bytes, a shape whose element count wraps 64 bits (it used to
+// pass with empty data_offsets), and an index naming shards outside its folder.
+TEST(SafetensorsFile, OverlappingTensorsWrappingShapesAndEscapingShardsAreRefused) {
+  const std::string dir = MakeTempDir("st_lies");
+  EXPECT_EQ(OpenError(WriteSafetensors(dir + "/ok.safetensors",
+                                       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                                       16)),
+            "accepted");
+  const std::string overlap =
+      OpenError(WriteSafetensors(dir + "/overlap.safetensors",
+                                 R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                                 R"("b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+                                 16));
+  EXPECT_NE(overlap.find("tensors a and b overlap in the data section"), std::string::npos)
+      << overlap;
+  const std::string wrap = OpenError(WriteSafetensors(
+      dir + "/wrap.safetensors",
+      R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0));
+  EXPECT_NE(wrap.find("bad shape [4294967296,4294967296] (over 2^40 elements)"), std::string::npos)
+      << wrap;
+
+  const std::string folder = MakeTempDir("st_escape");
+  WriteSafetensors(folder + "/model-1.safetensors",
+                   R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8);
+  for (const std::string shard : {"/etc/passwd", "../model-1.safetensors", ".."}) {
+    std::ofstream(folder + "/model.safetensors.index.json")
+        << R"({"weight_map":{"a":")" << shard << R"("}})";
+    auto model = SafetensorsModel::Open(folder);
+    ASSERT_FALSE(model.ok()) << shard;
+    EXPECT_NE(
+        model.status().message().find("shard name \"" + shard + "\" is not a file of the folder"),
+        std::string::npos)
+        << model.status();
+  }
+  std::ofstream(folder + "/model.safetensors.index.json")
+      << R"({"weight_map":{"a":"model-1.safetensors"}})";
+  auto model = SafetensorsModel::Open(folder);
+  ASSERT_TRUE(model.ok()) << model.status();
+}
+
 }  // namespace
 }  // namespace schism::formats
