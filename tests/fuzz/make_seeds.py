@@ -191,4 +191,50 @@ max_shard_size = "2GB"
 }
 for name, text in CONFIGS.items():
     out("study_config_fuzz", name, text)
+# config.json of each family the reader knows, with the branches it takes (biases, Gemma's layer
+# types and per-type RoPE, Mistral's window, Qwen3-MoE's dense layers, Llama 3 RoPE scaling,
+# Phi-3's partial rotary factor, a vision-language wrapper's text_config).
+SIZES = {"vocab_size": 32, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 4,
+         "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8, "rms_norm_eps": 1e-6,
+         "max_position_embeddings": 128}
+MODEL_CONFIGS = {
+    "qwen2.json": {"architectures": ["Qwen2ForCausalLM"], "attention_bias": True,
+                   "sliding_window": None, "rope_theta": 1000000.0},
+    "gemma3.json": {"architectures": ["Gemma3ForCausalLM"],
+                    "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention",
+                                    "full_attention"],
+                    "sliding_window": 16,
+                    "rope_parameters": {"full_attention": {"rope_type": "default",
+                                                           "rope_theta": 1000000.0},
+                                        "sliding_attention": {"rope_type": "default",
+                                                              "rope_theta": 10000.0}}},
+    "mixtral.json": {"architectures": ["MixtralForCausalLM"], "num_local_experts": 4,
+                     "num_experts_per_tok": 2, "sliding_window": 64},
+    "qwen3_moe.json": {"architectures": ["Qwen3MoeForCausalLM"], "num_experts": 4,
+                       "num_experts_per_tok": 2, "moe_intermediate_size": 8,
+                       "decoder_sparse_step": 1, "mlp_only_layers": [0]},
+    "llama3.json": {"architectures": ["LlamaForCausalLM"],
+                    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                     "high_freq_factor": 4.0,
+                                     "original_max_position_embeddings": 64}},
+    "phi3.json": {"architectures": ["Phi3ForCausalLM"], "partial_rotary_factor": 0.5,
+                  "sliding_window": 2047},
+    "qwen2_vl.json": {"architectures": ["Qwen2VLForConditionalGeneration"],
+                      "text_config": dict(SIZES, rope_scaling={"type": "mrope",
+                                                               "mrope_section": [1, 1, 2]})},
+}
+for name, extra in MODEL_CONFIGS.items():
+    out("model_config_fuzz", name, json.dumps(dict(SIZES, **extra)))
+
+# model.safetensors.index.json over safetensors_index_fuzz's two fixed shards (tensors a and b).
+INDEXES = {
+    "two_shards.json": {"metadata": {"total_size": 32},
+                        "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                       "b": "model-00002-of-00002.safetensors"}},
+    "missing_tensor.json": {"weight_map": {"a": "model-00001-of-00002.safetensors",
+                                           "c": "model-00002-of-00002.safetensors"}},
+    "escaping_shard.json": {"weight_map": {"a": "../model-00001-of-00002.safetensors"}},
+}
+for name, index in INDEXES.items():
+    out("safetensors_index_fuzz", name, json.dumps(index))
 print("seeds written to", os.path.join(HERE, "corpus"))
