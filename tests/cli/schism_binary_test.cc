@@ -250,4 +250,32 @@ TEST(SchismBinary, WorkerRejectsTensorParallelFlagsThatDoNotFit) {
   EXPECT_NE(srun.output.find("needs 2 tasks in the step, not 3"), std::string::npos) << srun.output;
 }
 
+// Heretic 1.4.0's own config.default.toml (every Settings field at its default, written from the
+// installed heretic-llm's Settings by tests/oracles/heretic_default_config.py, the prompt sets
+// pointed at the shared datasets and the model at the real one) runs unchanged under
+// `schism run`, for one trial (--trials overrides its n_trials = 200): Heretic's 400+400 direction
+// prompts, 100 refusal prompts of 100 tokens, batch_size 0 (auto), its checkpoint folder.
+// Skipped where heretic-llm is not installed (scripts/setup installs it).
+TEST(SchismBinary, RunAcceptsHereticsOwnDefaultConfigUnchanged) {
+  std::string dir, log;
+  const int rc = schism::testing_support::RunOracleOnce(
+      "heretic_default_config.py",
+      {schism::testing_support::RealModelPath(), schism::common::DefaultDataDir(), "{OUT}"}, &dir,
+      &log);
+  if (rc == 77) GTEST_SKIP() << log;
+  ASSERT_EQ(rc, 0) << log;
+  const std::string work = schism::testing_support::MakeTempDir("heretic_default_run");
+  Outcome run =
+      schism::testing_support::RunCommand("cd " + work + " && " + SCHISM_BINARY + " run " + dir +
+                                          "/config.default.toml --trials 1 2>&1");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("[finished] trial 1/1"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("[Trial   0] Refusals:"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("/100, KL divergence:"), std::string::npos)
+      << "bad_evaluation_prompts' [:100]\n"
+      << run.output;
+  EXPECT_TRUE(std::filesystem::is_directory(work + "/checkpoints"))
+      << "the store goes to study_checkpoint_dir";
+}
+
 }  // namespace

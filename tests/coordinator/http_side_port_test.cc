@@ -13,7 +13,7 @@
 namespace schism::coordinator {
 namespace {
 
-TEST(HttpSidePort, ServesProbesMetricsApiAndDashboard) {
+TEST(HttpSidePort, ServesProbesMetricsApiAndDashboardWithEveryScore) {
   JournalStore store(testing_support::MakeTempDir("http_side_port"));
   StudyManager manager(&store);
   v1::StudySpec spec;
@@ -68,6 +68,44 @@ TEST(HttpSidePort, ServesProbesMetricsApiAndDashboard) {
   ASSERT_EQ(chart->status, 200);
   EXPECT_NE(chart->body.find("Chart.js v3"), std::string::npos);
   EXPECT_GT(chart->body.size(), 100000u);
+
+  // A trial scored by the judge and the perplexity scorer: the API the dashboard draws its table
+  // from carries both, and the table has their columns.
+  const std::string worker = manager.RegisterWorker({});
+  v1::AcquireWorkRequest acquire;
+  acquire.set_worker_id(worker);
+  acquire.set_capacity(1);
+  auto prepare = manager.Acquire(acquire);
+  ASSERT_TRUE(prepare.ok() && prepare->has_prepare()) << prepare.status();
+  v1::ReportResultRequest prepared;
+  prepared.set_worker_id(worker);
+  prepared.set_lease_id(prepare->lease_id());
+  prepared.set_artifact("directions");
+  prepared.set_num_layers(4);
+  prepared.set_baseline_refusals(7);
+  ASSERT_TRUE(manager.Report(prepared).ok());
+  auto trial = manager.Acquire(acquire);
+  ASSERT_TRUE(trial.ok() && trial->has_evaluate()) << trial.status();
+  v1::ReportResultRequest scored;
+  scored.set_worker_id(worker);
+  scored.set_lease_id(trial->lease_id());
+  v1::TrialResult* result = scored.add_results();
+  result->set_number(trial->evaluate().trials(0).number());
+  result->mutable_scores()->set_refusals(3);
+  result->mutable_scores()->set_refusal_prompts(10);
+  result->mutable_scores()->set_kl_divergence(0.25);
+  result->mutable_scores()->set_judge_refusals(2);
+  result->mutable_scores()->set_judge_prompts(10);
+  result->mutable_scores()->set_perplexity(12.5);
+  ASSERT_TRUE(manager.Report(scored).ok());
+  const auto trials =
+      nlohmann::json::parse(client.Get("/api/studies/" + *id, auth)->body)["trials"];
+  ASSERT_EQ(trials.size(), 1u) << trials;
+  EXPECT_EQ(trials[0]["scores"]["judge_refusals"], 2) << trials;
+  EXPECT_EQ(trials[0]["scores"]["judge_prompts"], 10) << trials;
+  EXPECT_EQ(trials[0]["scores"]["perplexity"], 12.5) << trials;
+  EXPECT_NE(page->body.find("<th>judge</th><th>perplexity</th>"), std::string::npos);
+  EXPECT_NE(page->body.find("sc.judge_refusals + '/' + sc.judge_prompts"), std::string::npos);
 
   EXPECT_FALSE(HttpSidePort::Start(&manager, "127.0.0.1", "").ok());
 }

@@ -25,9 +25,8 @@ std::string Shard(const std::string& tensor) {
 // The folder of the index: the two shards are written there once per process.
 const std::string& Folder() {
   static const std::string folder = [] {
-    for (const auto& [name, tensor] :
-         {std::pair{"model-00001-of-00002.safetensors", "a"},
-          std::pair{"model-00002-of-00002.safetensors", "b"}}) {
+    for (const auto& [name, tensor] : {std::pair{"model-00001-of-00002.safetensors", "a"},
+                                       std::pair{"model-00002-of-00002.safetensors", "b"}}) {
       const std::string bytes = Shard(tensor);
       schism::fuzz::WriteInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), name);
     }
