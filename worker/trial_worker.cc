@@ -9,6 +9,7 @@
 #include "common/prompt_set.h"
 #include "common/trial_parameters.h"
 #include "worker/coordinator_link.h"
+#include "worker/prompt_encoding.h"
 #include "worker/runtime/device.h"
 #include "worker/runtime/directions.h"
 #include "worker/runtime/response_prefix.h"
@@ -36,38 +37,6 @@ std::string ModelKey(const v1::StudySpec& spec) {
   std::string key = spec.model() + "|" + spec.quantization();
   for (const std::string& d : spec.dtypes()) key += "|" + d;
   return key;
-}
-
-// A prompt set as Heretic's load_prompts returns it: the split's rows, each as "prefix prompt
-// suffix" (space-joined) when the set has them, at most `limit` of them, chat-encoded with the
-// set's own system prompt over the study's.
-absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSetHere(
-    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
-    const std::string& response_prefix, size_t limit, std::vector<std::string>* texts) {
-  auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
-  if (!lines.ok()) return lines.status();
-  if (lines->size() > limit) lines->resize(limit);
-  for (std::string& line : *lines) {
-    if (!set.prefix().empty()) line = set.prefix() + " " + line;
-    if (!set.suffix().empty()) line = line + " " + set.suffix();
-  }
-  const std::string& system = set.has_system_prompt() ? set.system_prompt() : spec.system_prompt();
-  auto encoded = model::EncodeChatPrompts(model, *lines, system, response_prefix);
-  if (texts != nullptr) *texts = std::move(*lines);
-  return encoded;
-}
-
-// The same; with tensor parallelism, every rank reads the files itself and all of them go on
-// only if all could (a file missing on one host fails the step everywhere, at once).
-absl::StatusOr<std::vector<model::TokenIds>> EncodePromptSet(
-    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
-    const std::string& response_prefix, size_t limit = std::numeric_limits<size_t>::max(),
-    std::vector<std::string>* texts = nullptr) {
-  auto encoded = EncodePromptSetHere(model, spec, set, response_prefix, limit, texts);
-  if (const model::TensorParallel* tp = model.transformer->tensor_parallel()) {
-    if (auto agreed = tp->Agree(encoded.status()); !agreed.ok()) return agreed;
-  }
-  return encoded;
 }
 
 // Rank 0's messages to the other ranks of a tensor-parallel worker: a step and its work item,
