@@ -6,12 +6,9 @@
 namespace schism::worker {
 namespace {
 
-absl::StatusOr<std::vector<model::TokenIds>> EncodeHere(const model::LoadedModel& model,
-                                                        const v1::StudySpec& spec,
-                                                        const v1::PromptSet& set,
-                                                        const std::string& response_prefix,
-                                                        size_t limit,
-                                                        std::vector<std::string>* texts) {
+absl::StatusOr<std::vector<model::TokenIds>> EncodeHere(
+    const model::LoadedModel& model, const v1::StudySpec& spec, const v1::PromptSet& set,
+    const std::string& response_prefix, size_t limit, std::vector<std::string>* texts) {
   auto lines = common::LoadPromptLines(set.path(), set.split(), set.column());
   if (!lines.ok()) return lines.status();
   if (lines->size() > limit) lines->resize(limit);

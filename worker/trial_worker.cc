@@ -161,6 +161,11 @@ TrialWorker::~TrialWorker() = default;
 
 const std::string& TrialWorker::loaded_model_key() const { return state_->model_key; }
 
+std::optional<c10::ScalarType> TrialWorker::loaded_dtype() const {
+  if (!state_->model) return std::nullopt;
+  return state_->model->transformer->options().dtype().toScalarType();
+}
+
 absl::Status TrialWorker::Run() {
   model::TensorParallel* tp = options_.tensor_parallel.get();
   model::SetComputeThreads(options_.threads);

@@ -85,6 +85,9 @@ class TrialWorker {
 
   // "path|quantization|dtypes" of the loaded model; empty before the first LoadModel.
   const std::string& loaded_model_key() const;
+  // The compute dtype the model was loaded in (the first of the spec's dtypes that loads, or the
+  // worker's --dtype); undefined before the first LoadModel.
+  std::optional<c10::ScalarType> loaded_dtype() const;
 
  private:
   // Ranks > 0 of a tensor-parallel group: every step rank 0 announces, with its artifacts.

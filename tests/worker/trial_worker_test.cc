@@ -220,6 +220,34 @@ TEST_F(TrialWorkerSteps, OtherScorersRunOnTheBaselineAndOnlyOnTrialsTheLeasesFro
 
 // Step 0: a worker told which study comes next (a peek) builds the model and the evaluator then,
 // so that the lease it takes after is scored at once, with the scores it would have had anyway.
+// Heretic's dtypes list is tried in order, "auto" meaning the device's default (float32 on the
+// CPU); a worker's --dtype overrides the study's list.
+TEST_F(TrialWorkerSteps, TheStudysDtypesChooseTheComputeDtypeUnlessTheWorkerSetsOne) {
+  v1::StudySpec spec = Item("dtypes").spec();
+  WorkerOptions options;
+  options.threads = 1;
+  for (const auto& [dtypes, expected] : {std::pair<std::vector<std::string>, c10::ScalarType>{
+                                             {"bfloat16", "float32"}, at::kBFloat16},
+                                         {{"float16"}, at::kHalf},
+                                         {{"auto", "float16"}, at::kFloat},
+                                         {{}, at::kFloat}}) {
+    spec.clear_dtypes();
+    for (const std::string& d : dtypes) spec.add_dtypes(d);
+    TrialWorker worker(options);
+    ASSERT_TRUE(worker.LoadModel(spec).ok());
+    ASSERT_TRUE(worker.loaded_dtype().has_value());
+    EXPECT_EQ(*worker.loaded_dtype(), expected) << ::testing::PrintToString(dtypes);
+  }
+  WorkerOptions pinned = options;
+  pinned.dtype = at::kBFloat16;
+  spec.clear_dtypes();
+  spec.add_dtypes("float16");
+  TrialWorker worker(pinned);
+  EXPECT_FALSE(worker.loaded_dtype().has_value());
+  ASSERT_TRUE(worker.LoadModel(spec).ok());
+  EXPECT_EQ(*worker.loaded_dtype(), at::kBFloat16);
+}
+
 TEST_F(TrialWorkerSteps, ReadyBuildsTheModelAndEvaluatorBeforeTheLeaseIsTaken) {
   TrialWorker preparer(WorkerOptions{});
   v1::WorkItem prepare = Item("s1");
