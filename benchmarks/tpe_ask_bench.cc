@@ -1,5 +1,5 @@
 // Latency of one TPE ask (all 10 Heretic parameters, 128 EI candidates, constant liar with 4
-// running trials) as the number of finished trials grows: 100, 1,000, 5,000.
+// running trials) as the number of finished trials grows: 100, 1,000, 5,000, 10,000.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
