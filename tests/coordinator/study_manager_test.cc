@@ -88,6 +88,16 @@ std::string StudyWithACompletedTrial(StudyManager& m, const std::string& w) {
   return *id;
 }
 
+// An export of trial `trial` of `study` to `dest` (relative to the export worker's root).
+v1::RequestExportRequest ExportRequest(const std::string& study, int64_t trial,
+                                       const std::string& dest) {
+  v1::RequestExportRequest request;
+  request.set_study_id(study);
+  request.set_trial(trial);
+  request.set_dest(dest);
+  return request;
+}
+
 v1::AcquireWorkRequest AcquireExport(const std::string& worker) {
   v1::AcquireWorkRequest a = Acquire(worker, 1);
   a.set_role(v1::WORKER_ROLE_EXPORT);
@@ -103,10 +113,7 @@ TEST(StudyManager, ExportsGoOnlyToExportWorkersAreIdempotentAndSurviveARestart) 
     StudyManager m(&store, clock.fn());
     const std::string w = m.RegisterWorker({}), exporter = m.RegisterWorker({});
     study = StudyWithACompletedTrial(m, w);
-    v1::RequestExportRequest request;
-    request.set_study_id(study);
-    request.set_trial(0);
-    request.set_dest("team/model");
+    v1::RequestExportRequest request = ExportRequest(study, 0, "team/model");
     auto job = m.RequestExport(request);
     ASSERT_TRUE(job.ok()) << job.status();
     export_id = job->export_id();
@@ -291,11 +298,7 @@ TEST(StudyManager, HeartbeatsExtendALeaseUntilTheyStop) {
   EXPECT_EQ(m.Get(study)->trials(1).attempts(), 1);
 
   // An export lease the same way; then the beats stop and it expires 10 s after the last one.
-  v1::RequestExportRequest request;
-  request.set_study_id(study);
-  request.set_trial(1);
-  request.set_dest("model");
-  auto job = m.RequestExport(request);
+  auto job = m.RequestExport(ExportRequest(study, 1, "model"));
   ASSERT_TRUE(job.ok()) << job.status();
   auto exporting = m.Acquire(AcquireExport(exporter));
   ASSERT_TRUE(exporting.ok() && exporting->has_export_trial());
@@ -1018,11 +1021,9 @@ TEST(StudyManager, RacingThreadsCompleteEveryTrialExactlyOnce) {
           EXPECT_TRUE(detail.ok());
           for (const auto& t : detail->trials()) {
             if (t.state() != v1::TRIAL_STATE_COMPLETE) continue;
-            v1::RequestExportRequest request;
-            request.set_study_id(id);
-            request.set_trial(t.number());
-            request.set_dest("racing-" + id + "-" + std::to_string(t.number()));
-            (void)m.RequestExport(request);  // a repeat of the same request is refused: fine
+            // A repeat of the same request is the same export: fine.
+            (void)m.RequestExport(
+                ExportRequest(id, t.number(), "racing-" + id + "-" + std::to_string(t.number())));
             break;
           }
         }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/formats/ggml_types.h"
+#include "tests/gguf_writer.h"
 #include "tests/test_support.h"
 
 namespace schism::formats {
@@ -133,7 +134,7 @@ TEST(GgufReader, RejectsNonGgufAndMissingFiles) {
 }
 
 // A GGUF v3 with float32 tensors {name, dims, data offset} and `data_bytes` bytes of data after
-// the header (padded to 32); `extra_key` adds a second metadata entry of that name.
+// the header; `extra_key` adds a second metadata entry of that name.
 struct TinyTensor {
   std::string name;
   std::vector<uint64_t> dims;
@@ -141,36 +142,11 @@ struct TinyTensor {
 };
 std::string TinyGguf(const std::string& name, const std::vector<TinyTensor>& tensors,
                      size_t data_bytes, const std::string& extra_key = "") {
-  std::string b;
-  auto put = [&](auto v) { b.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
-  auto put_string = [&](const std::string& text) {
-    put(static_cast<uint64_t>(text.size()));
-    b += text;
-  };
-  b += "GGUF";
-  put(uint32_t{3});
-  put(static_cast<uint64_t>(tensors.size()));
-  put(static_cast<uint64_t>(extra_key.empty() ? 1 : 2));
-  put_string("general.architecture");
-  put(uint32_t{8});  // string
-  put_string("llama");
-  if (!extra_key.empty()) {
-    put_string(extra_key);
-    put(uint32_t{8});
-    put_string("again");
-  }
-  for (const TinyTensor& t : tensors) {
-    put_string(t.name);
-    put(static_cast<uint32_t>(t.dims.size()));
-    for (uint64_t d : t.dims) put(d);
-    put(uint32_t{0});  // F32
-    put(t.offset);
-  }
-  b.resize((b.size() + 31) / 32 * 32, '\0');
-  b.append(data_bytes, '\0');
-  const std::string path = testing_support::MakeTempDir(name) + "/model.gguf";
-  std::ofstream(path, std::ios::binary) << b;
-  return path;
+  testing_support::GgufWriter gguf;
+  gguf.String("general.architecture", "llama");
+  if (!extra_key.empty()) gguf.String(extra_key, "again");
+  for (const TinyTensor& t : tensors) gguf.Tensor(t.name, t.dims, t.offset);
+  return gguf.Write(testing_support::MakeTempDir(name) + "/model.gguf", data_bytes);
 }
 
 std::string OpenError(const std::string& path) {

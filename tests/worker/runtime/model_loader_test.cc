@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/formats/gguf_reader.h"
+#include "tests/gguf_writer.h"
 #include "tests/test_support.h"
 #include "tests/worker/runtime/llama_cpp_oracle.h"
 #include "worker/runtime/generator.h"
@@ -298,29 +299,11 @@ TEST(ModelLoader, RealModelAsHfFolderEqualsGguf) {
 // (GGUF v3, no tensors).
 std::string MetadataOnlyGguf(const std::string& path,
                              const std::vector<std::pair<std::string, int64_t>>& ints) {
-  std::string b;
-  auto put = [&](auto v) { b.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
-  auto put_string = [&](const std::string& text) {
-    put(static_cast<uint64_t>(text.size()));
-    b += text;
-  };
-  b += "GGUF";
-  put(uint32_t{3});
-  put(uint64_t{0});                             // tensors
-  put(static_cast<uint64_t>(2 + ints.size()));  // metadata entries
-  put_string("general.architecture");
-  put(uint32_t{8});  // string
-  put_string("llama");
-  put_string("llama.attention.layer_norm_rms_epsilon");
-  put(uint32_t{6});  // float32
-  put(1e-5f);
-  for (const auto& [key, value] : ints) {
-    put_string(key);
-    put(uint32_t{11});  // int64
-    put(value);
-  }
-  std::ofstream(path, std::ios::binary) << b;
-  return path;
+  testing_support::GgufWriter gguf;
+  gguf.String("general.architecture", "llama")
+      .Float32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  for (const auto& [key, value] : ints) gguf.Int64(key, value);
+  return gguf.Write(path);
 }
 
 // Counts from a GGUF header that do not fit an int are refused by name, not truncated (a
