@@ -237,4 +237,19 @@ INDEXES = {
 }
 for name, index in INDEXES.items():
     out("safetensors_index_fuzz", name, json.dumps(index))
+# tokenizer_config.json, a NUL byte, generation_config.json (hf_tokenizer_files_fuzz): special
+# tokens as strings and as {"content": ...} objects, eos_token_id as an id and as a list.
+TOKENIZER_FILES = {
+    "strings.bin": ({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "H",
+                     "add_bos_token": True, "chat_template": "{{ messages[0]['content'] }}"},
+                    {"eos_token_id": 1}),
+    "objects.bin": ({"eos_token": {"content": "<|im_end|>", "special": True},
+                     "add_bos_token": None}, {"eos_token_id": [1, 0]}),
+    "no_generation_config.bin": ({"eos_token": "<|im_end|>"}, None),
+}
+for name, (tc, gen) in TOKENIZER_FILES.items():
+    data = json.dumps(tc)
+    if gen is not None:
+        data += "\0" + json.dumps(gen)
+    out("hf_tokenizer_files_fuzz", name, data)
 print("seeds written to", os.path.join(HERE, "corpus"))

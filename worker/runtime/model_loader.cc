@@ -9,8 +9,6 @@
 #include <map>
 #include <optional>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -18,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "common/formats/gguf_reader.h"
 #include "common/formats/safetensors.h"
+#include "common/tokenizer/hf_tokenizer_files.h"
 #include "worker/runtime/nf4.h"
 #include "worker/runtime/tensor_source.h"
 
@@ -232,26 +231,6 @@ absl::StatusOr<LoadedModel> LoadGguf(const ModelSource& source, const LoadOption
   return model;
 }
 
-absl::StatusOr<nlohmann::json> ReadJson(const std::filesystem::path& path, bool required) {
-  std::ifstream in(path);
-  if (!in) {
-    if (required) return absl::NotFoundError(absl::StrCat(path.string(), ": missing"));
-    return nlohmann::json::object();
-  }
-  auto j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded())
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": invalid JSON"));
-  return j;
-}
-
-// tokenizer_config.json writes special tokens as strings or as {"content": ...} objects.
-std::string TokenText(const nlohmann::json& j) {
-  if (j.is_string()) return j.get<std::string>();
-  if (j.is_object() && j.contains("content") && j["content"].is_string())
-    return j["content"].get<std::string>();
-  return "";
-}
-
 absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOptions& options) {
   namespace fs = std::filesystem;
   const std::string& folder = source.path;
@@ -259,73 +238,18 @@ absl::StatusOr<LoadedModel> LoadHfFolder(const ModelSource& source, const LoadOp
   if (!weights.ok()) return weights.status();
   auto spec = tokenizer::TokenizerSpecFromJson((fs::path(folder) / "tokenizer.json").string());
   if (!spec.ok()) return spec.status();
-  auto tok_config = ReadJson(fs::path(folder) / "tokenizer_config.json", true);
-  if (!tok_config.ok()) return tok_config.status();
-  auto gen_config = ReadJson(fs::path(folder) / "generation_config.json", false);
-  if (!gen_config.ok()) return gen_config.status();
+  auto files = tokenizer::ReadHfTokenizerFiles(folder, &*spec);
+  if (!files.ok()) return files.status();
 
   LoadedModel model;
-  const nlohmann::json& tc = *tok_config;
-  model.bos_token = tc.contains("bos_token") ? TokenText(tc["bos_token"]) : "";
-  model.eos_token = tc.contains("eos_token") ? TokenText(tc["eos_token"]) : "";
-  if (tc.contains("chat_template") && tc["chat_template"].is_string()) {
-    model.chat_template = tc["chat_template"].get<std::string>();
-  } else if (fs::exists(fs::path(folder) / "chat_template.jinja")) {
-    std::ifstream in(fs::path(folder) / "chat_template.jinja");
-    model.chat_template.assign(std::istreambuf_iterator<char>(in), {});
-  } else if (fs::exists(fs::path(folder) / "chat_template.json")) {
-    // Vision-language checkpoints keep it beside the processor: {"chat_template": "..."}.
-    auto tmpl = ReadJson(fs::path(folder) / "chat_template.json", true);
-    if (!tmpl.ok()) return tmpl.status();
-    if (!tmpl->contains("chat_template") || !(*tmpl)["chat_template"].is_string()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(folder, "/chat_template.json: chat_template must be a string"));
-    }
-    model.chat_template = (*tmpl)["chat_template"].get<std::string>();
-  }
-  if (tc.contains("add_bos_token") && !tc["add_bos_token"].is_boolean() &&
-      !tc["add_bos_token"].is_null()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(folder, "/tokenizer_config.json: add_bos_token must be true or false"));
-  }
-  spec->add_bos = tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean() &&
-                  tc["add_bos_token"].get<bool>();
-  // tokenizer_config.json names the special tokens by text; the spec wants their ids.
-  auto id_of = [&](const std::string& text) -> std::optional<int32_t> {
-    if (text.empty()) return std::nullopt;
-    auto it = std::find(spec->tokens.begin(), spec->tokens.end(), text);
-    if (it == spec->tokens.end()) return std::nullopt;
-    return static_cast<int32_t>(it - spec->tokens.begin());
-  };
-  if (auto id = id_of(model.bos_token)) spec->bos_id = *id;
-  if (auto id = id_of(model.eos_token)) spec->eos_id = *id;
-  if (tc.contains("pad_token")) {
-    if (auto id = id_of(TokenText(tc["pad_token"]))) spec->pad_id = *id;
-  }
+  model.bos_token = files->bos_token;
+  model.eos_token = files->eos_token;
+  model.chat_template = std::move(files->chat_template);
   const std::optional<int32_t> eos_id = spec->eos_id;
   auto tok = tokenizer::BpeTokenizer::Create(std::move(*spec));
   if (!tok.ok()) return tok.status();
   model.tokenizer = std::move(*tok);
-  std::vector<int32_t> eos_ids;
-  if (gen_config->contains("eos_token_id")) {
-    const auto& e = (*gen_config)["eos_token_id"];
-    const auto bad = absl::InvalidArgumentError(absl::StrCat(
-        folder, "/generation_config.json: eos_token_id must be a token id or a list of token ids"));
-    auto add = [&](const nlohmann::json& id) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
-          id.get<int64_t>() >= model.tokenizer->vocab_size())
-        return false;
-      eos_ids.push_back(id.get<int32_t>());
-      return true;
-    };
-    if (e.is_array()) {
-      for (const auto& id : e) {
-        if (!add(id)) return bad;
-      }
-    } else if (!e.is_null() && !add(e)) {
-      return bad;
-    }
-  }
+  std::vector<int32_t> eos_ids = files->eos_ids;
   if (eos_id) eos_ids.push_back(*eos_id);
   AddStopIds(&model, eos_ids);
   model.transformer =
