@@ -14,8 +14,9 @@ namespace {
 
 schism::tokenizer::TokenizerSpec SmallSpec() {
   schism::tokenizer::TokenizerSpec spec;
-  spec.tokens = {"<|im_start|>", "<|im_end|>", "H", "e", "l", "o", "Ġ", "w", "r", "d", "He", "ll",
-                 "llo", "Hello", "Ġw", "Ġwor", "Ġworld", "\n", "Ċ"};
+  spec.tokens = {
+      "<|im_start|>", "<|im_end|>", "H",   "e",     "l",  "o",    "Ġ",      "w",  "r", "d",
+      "He",           "ll",         "llo", "Hello", "Ġw", "Ġwor", "Ġworld", "\n", "Ċ"};
   spec.merges = {"H e", "l l", "ll o", "He llo", "Ġ w", "Ġw o", "r l", "Ġwo rld"};
   spec.special_token_ids = {0, 1};
   return spec;
@@ -27,9 +28,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
   const std::string tokenizer_config = input.substr(0, nul);
-  const std::string path = schism::fuzz::WriteInput(
-      reinterpret_cast<const uint8_t*>(tokenizer_config.data()), tokenizer_config.size(),
-      "tokenizer_config.json");
+  const std::string path =
+      schism::fuzz::WriteInput(reinterpret_cast<const uint8_t*>(tokenizer_config.data()),
+                               tokenizer_config.size(), "tokenizer_config.json");
   const std::filesystem::path folder = std::filesystem::path(path).parent_path();
   if (nul == std::string::npos) {
     std::filesystem::remove(folder / "generation_config.json");
