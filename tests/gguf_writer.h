@@ -27,6 +27,13 @@ class GgufWriter {
     Put(&metadata_, value);
     return *this;
   }
+  GgufWriter& StringArray(const std::string& key, const std::vector<std::string>& values) {
+    Key(key, 9);
+    Put(&metadata_, uint32_t{8});  // of strings
+    Put(&metadata_, static_cast<uint64_t>(values.size()));
+    for (const std::string& v : values) Text(&metadata_, v);
+    return *this;
+  }
   // A tensor of ggml `type` (0 = F32) whose data starts `offset` bytes into the data section.
   GgufWriter& Tensor(const std::string& name, const std::vector<uint64_t>& dims, uint64_t offset,
                      uint32_t type = 0) {

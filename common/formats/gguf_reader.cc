@@ -1,17 +1,16 @@
 #include "common/formats/gguf_reader.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/formats/byte_ranges.h"
 #include "common/formats/ggml_types.h"
 
 namespace schism::formats {
 namespace {
 
 constexpr uint64_t kMaxDims = 8;
-constexpr uint64_t kMaxElements = uint64_t{1} << 40;  // per tensor
 constexpr uint64_t kMaxArrayNesting = 4;
 
 enum GgufValueType : uint32_t {
@@ -208,7 +207,7 @@ absl::Status GgufReader::Parse() {
       auto dim = cursor.Read<uint64_t>("tensor dimension");
       if (!dim.ok()) return dim.status();
       // Divided, not multiplied, so the running product cannot wrap: at most 2^40 elements.
-      if (*dim == 0 || *dim > kMaxElements / info.n_elements) {
+      if (*dim == 0 || *dim > kMaxTensorElements / info.n_elements) {
         return absl::DataLossError(absl::StrCat(path, ": tensor ", info.name, ": bad dimension ",
                                                 *dim, " (over 2^40 elements in all)"));
       }
@@ -238,7 +237,7 @@ absl::Status GgufReader::Parse() {
   const uint64_t header_end = cursor.offset();
   const uint64_t data_start = header_end + (alignment - header_end % alignment) % alignment;
   const uint64_t data_size = data_start <= file_->size() ? file_->size() - data_start : 0;
-  std::vector<const GgufTensorInfo*> sized;
+  std::vector<ByteRange> ranges;
   for (GgufTensorInfo& info : tensors_) {
     const uint64_t relative = info.offset;
     if (relative > data_size) {
@@ -261,18 +260,14 @@ absl::Status GgufReader::Parse() {
                                               ") runs past the end of the file (", file_->size(),
                                               " bytes); the file is truncated"));
     }
-    sized.push_back(&info);
+    ranges.push_back({info.offset, info.n_bytes, static_cast<size_t>(&info - tensors_.data())});
   }
-  std::sort(sized.begin(), sized.end(),
-            [](const GgufTensorInfo* a, const GgufTensorInfo* b) { return a->offset < b->offset; });
-  for (size_t i = 1; i < sized.size(); ++i) {
-    const GgufTensorInfo& before = *sized[i - 1];
-    const GgufTensorInfo& after = *sized[i];
-    if (after.offset - before.offset < before.n_bytes) {
-      return absl::DataLossError(absl::StrCat(
-          path, ": tensors ", before.name, " (", before.n_bytes, " bytes at offset ", before.offset,
-          ") and ", after.name, " (at offset ", after.offset, ") overlap"));
-    }
+  if (auto pair = FirstOverlap(std::move(ranges))) {
+    const GgufTensorInfo& before = tensors_[pair->first];
+    const GgufTensorInfo& after = tensors_[pair->second];
+    return absl::DataLossError(absl::StrCat(path, ": tensors ", before.name, " (", before.n_bytes,
+                                            " bytes at offset ", before.offset, ") and ",
+                                            after.name, " (at offset ", after.offset, ") overlap"));
   }
   return absl::OkStatus();
 }

@@ -1,6 +1,5 @@
 #include "common/formats/safetensors.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/formats/byte_ranges.h"
 #include "common/formats/ggml_types.h"
 
 namespace schism::formats {
@@ -114,11 +114,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     }
     t.dtype = *dtype;
     // At most 2^40 elements, checked dimension by dimension so the product cannot overflow.
-    constexpr uint64_t kMaxElements = uint64_t{1} << 40;
     uint64_t elements = 1;
     for (const auto& d : entry["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxElements ||
-          (d.get<uint64_t>() > 0 && elements > kMaxElements / d.get<uint64_t>())) {
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMaxTensorElements ||
+          (d.get<uint64_t>() > 0 && elements > kMaxTensorElements / d.get<uint64_t>())) {
         return absl::DataLossError(
             absl::StrCat(where, ": bad shape ", entry["shape"].dump(), " (over 2^40 elements)"));
       }
@@ -147,20 +146,15 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     file->tensors_.push_back(std::move(t));
   }
   // No two tensors may share bytes (the format lays them out back to back).
-  std::vector<const SafetensorsTensor*> by_offset;
-  for (const auto& t : file->tensors_) {
-    if (t.n_bytes > 0) by_offset.push_back(&t);
+  std::vector<ByteRange> ranges;
+  for (size_t i = 0; i < file->tensors_.size(); ++i) {
+    const SafetensorsTensor& t = file->tensors_[i];
+    ranges.push_back({static_cast<uint64_t>(t.data - m.data()), t.n_bytes, i});
   }
-  std::sort(
-      by_offset.begin(), by_offset.end(),
-      [](const SafetensorsTensor* a, const SafetensorsTensor* b) { return a->data < b->data; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    const SafetensorsTensor& before = *by_offset[i - 1];
-    const SafetensorsTensor& after = *by_offset[i];
-    if (static_cast<uint64_t>(after.data - before.data) < before.n_bytes) {
-      return absl::DataLossError(absl::StrCat(path, ": tensors ", before.name, " and ", after.name,
-                                              " overlap in the data section"));
-    }
+  if (auto pair = FirstOverlap(std::move(ranges))) {
+    return absl::DataLossError(absl::StrCat(path, ": tensors ", file->tensors_[pair->first].name,
+                                            " and ", file->tensors_[pair->second].name,
+                                            " overlap in the data section"));
   }
   return file;
 }

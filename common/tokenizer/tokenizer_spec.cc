@@ -27,13 +27,19 @@ absl::StatusOr<PreTokenizer> PreTokenizerFromGgufName(const std::string& name) {
                    "qwen2)"));
 }
 
-// A token id from the header; an id beyond int32 becomes -1, which every id check refuses (a
-// narrowing cast would turn 2^32 + 5 into 5, a valid id).
-std::optional<int32_t> OptionalId(const formats::GgufReader& gguf, const std::string& key) {
+// A special token's id from the header into `id` (left unset when the key is absent). An id
+// beyond int32 is refused by name: narrowing would turn 2^32 + 5 into 5, a valid id.
+absl::Status ReadOptionalId(const formats::GgufReader& gguf, const std::string& key,
+                            std::optional<int32_t>* id) {
+  if (!gguf.Has(key)) return absl::OkStatus();
   auto v = gguf.GetInt(key);
-  if (!v.ok()) return std::nullopt;
-  if (*v < 0 || *v > std::numeric_limits<int32_t>::max()) return -1;
-  return static_cast<int32_t>(*v);
+  if (!v.ok()) return v.status();
+  if (*v < 0 || *v > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(gguf.path(), ": ", key, " = ", *v, " is not a token id"));
+  }
+  *id = static_cast<int32_t>(*v);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -91,10 +97,12 @@ absl::StatusOr<TokenizerSpec> TokenizerSpecFromGguf(const formats::GgufReader& g
                         absl::StrCat(gguf.path(), ": ", pre_tokenizer.status().message()));
   }
   spec.pre_tokenizer = *pre_tokenizer;
-  spec.bos_id = OptionalId(gguf, "tokenizer.ggml.bos_token_id");
-  spec.eos_id = OptionalId(gguf, "tokenizer.ggml.eos_token_id");
-  spec.unk_id = OptionalId(gguf, "tokenizer.ggml.unknown_token_id");
-  spec.pad_id = OptionalId(gguf, "tokenizer.ggml.padding_token_id");
+  for (auto [key, id] : {std::pair{"tokenizer.ggml.bos_token_id", &spec.bos_id},
+                         {"tokenizer.ggml.eos_token_id", &spec.eos_id},
+                         {"tokenizer.ggml.unknown_token_id", &spec.unk_id},
+                         {"tokenizer.ggml.padding_token_id", &spec.pad_id}}) {
+    if (auto s = ReadOptionalId(gguf, key, id); !s.ok()) return s;
+  }
   if (auto add_bos = gguf.GetBool("tokenizer.ggml.add_bos_token"); add_bos.ok()) {
     spec.add_bos = *add_bos;
   }

@@ -437,8 +437,7 @@ absl::Status CheckIntegerKeys(const nlohmann::json& j, const std::string& path) 
       {"num_local_experts", kCount},
       {"num_experts_per_tok", kCount},
       {"moe_intermediate_size", kWidth},
-      {"decoder_sparse_step", kCount},
-      {"mlp_only_layers", kCount}};
+      {"decoder_sparse_step", kCount}};
   auto check = [&](const nlohmann::json& v, const char* key, int64_t max) -> absl::Status {
     bool ok = false;
     if (v.is_number_unsigned()) {
@@ -455,15 +454,12 @@ absl::Status CheckIntegerKeys(const nlohmann::json& j, const std::string& path) 
   };
   for (const auto& [key, max] : kKeys) {
     if (!j.contains(key) || j[key].is_null()) continue;
-    const nlohmann::json& v = j[key];
-    if (v.is_array()) {  // mlp_only_layers: one index per entry
-      if (std::string(key) != "mlp_only_layers" || v.size() > static_cast<size_t>(kCount))
-        return absl::InvalidArgumentError(absl::StrCat(path, ": \"", key, "\" is an array"));
-      for (const auto& item : v) {
-        if (auto s = check(item, key, max); !s.ok()) return s;
-      }
-    } else if (auto s = check(v, key, max); !s.ok()) {
-      return s;
+    if (auto s = check(j[key], key, max); !s.ok()) return s;
+  }
+  // Qwen3-MoE's dense layers: a list of layer indices.
+  if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array()) {
+    for (const auto& layer : j["mlp_only_layers"]) {
+      if (auto s = check(layer, "mlp_only_layers", kCount); !s.ok()) return s;
     }
   }
   return absl::OkStatus();

@@ -7,6 +7,7 @@
 
 #include "common/env.h"
 #include "common/formats/gguf_reader.h"
+#include "tests/gguf_writer.h"
 #include "tests/test_support.h"
 
 namespace schism::tokenizer {
@@ -203,4 +204,32 @@ TEST(TokenizerSpec, MalformedTokenizerJsonIsRefusedNotACrash) {
 }
 
 }  // namespace
+// A GGUF's special-token ids beyond int32 are refused by name, not narrowed into a valid id
+// (2^32 + 1 used to become token 1).
+TEST(TokenizerSpecFromGguf, SpecialTokenIdsBeyondInt32AreRefusedByName) {
+  const std::string dir = testing_support::MakeTempDir("gguf_token_ids");
+  auto spec_with = [&](int64_t eos) {
+    auto path = testing_support::GgufWriter()
+                    .String("general.architecture", "llama")
+                    .String("tokenizer.ggml.model", "gpt2")
+                    .StringArray("tokenizer.ggml.tokens", {"a", "b", "ab"})
+                    .StringArray("tokenizer.ggml.merges", {"a b"})
+                    .Int64("tokenizer.ggml.eos_token_id", eos)
+                    .Write(dir + "/t.gguf");
+    auto gguf = formats::GgufReader::Open(path);
+    EXPECT_TRUE(gguf.ok()) << gguf.status();
+    return TokenizerSpecFromGguf(**gguf);
+  };
+  auto ok = spec_with(1);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->eos_id, 1);
+  EXPECT_FALSE(ok->bos_id.has_value());
+  auto wide = spec_with((int64_t{1} << 32) + 1);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(
+      wide.status().message().find("tokenizer.ggml.eos_token_id = 4294967297 is not a token id"),
+      std::string::npos)
+      << wide.status();
+}
+
 }  // namespace schism::tokenizer
