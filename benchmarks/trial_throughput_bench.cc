@@ -101,6 +101,38 @@ void BM_StudyTrial(benchmark::State& state) {
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// A lease late in benchmarks/vs_heretic's study: trials 12 and 13 of its seed-0 run (TPE's
+// low-KL trials; first adapted layers 15 and 12 of 30). Reports seconds per trial.
+void BM_StudyLease(benchmark::State& state) {
+  auto m = LoadOrSkip(state);
+  if (!m) return;
+  auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
+  const at::Tensor r = Directions(*m, "[:64]");
+  model::EvaluatorOptions options;
+  options.max_response_length = 32;
+  options.batch_size = 32;
+  auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:100]"),
+                                                 encode("harmless_test.txt", "[:32]"), options);
+  std::vector<common::TrialParameters> trials(2);
+  for (auto& t : trials) t.global_direction = false;  // direction_scope "per layer"
+  trials[0].direction_index = 15.160065121989922;
+  trials[0].components[common::kAttentionComponent] = {1.3098652526347103, 18.802840310609835,
+                                                       0.025433698752358264, 3.6190651344218265};
+  trials[0].components[common::kMlpComponent] = {0.8823133332201853, 17.962500578098805,
+                                                 0.9791175978276023, 1.1767601263365435};
+  trials[1].direction_index = 25.585689252683622;
+  trials[1].components[common::kAttentionComponent] = {1.2759227987627713, 18.764413570963573,
+                                                       0.09605275013945803, 7.037009807158308};
+  trials[1].components[common::kMlpComponent] = {0.8203261550575063, 19.03964918306832,
+                                                 0.5052316707121233, 1.5477847779257243};
+  for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
+  state.counters["s_per_trial"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * trials.size()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+BENCHMARK(BM_StudyLease)->Iterations(3)->Unit(benchmark::kSecond);
+
 BENCHMARK(BM_StudyTrial)
     ->ArgNames({"continuous", "shared_prefix", "frozen"})
     ->ArgsProduct({{0, 1}, {0, 1}, {0, 1}})
