@@ -42,7 +42,7 @@ void BM_DecodeGemm(benchmark::State& state) {
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t rows : {16, 24, 32, 40, 48, 56, 64})
+  for (int64_t rows : {1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64})
     for (auto [out, in] : {std::pair<int64_t, int64_t>{1536, 576}, {576, 1536}, {576, 576}})
       for (int method : {0, 1, 2})
         for (int weights : {1, 30}) b->Args({rows, out, in, method, weights});
