@@ -4,6 +4,9 @@
 //   build/benchmarks/trial_throughput_bench [--model PATH]
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -80,25 +83,41 @@ void BM_EvaluateTrials(benchmark::State& state) {
 // prompts with 32-token responses and 32 KL prompts, 32 rows per batch, k = 2 trials per batch.
 // args: continuous batching (0/1), shared prefix (0/1), frozen layers (0/1; the trials' weight
 // windows start at layers 2 and 8 of 30). Reports seconds per trial.
-void BM_StudyTrial(benchmark::State& state) {
-  auto m = LoadOrSkip(state);
-  if (!m) return;
-  auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
-  const at::Tensor r = Directions(*m, "[:64]");
-  model::EvaluatorOptions options;
+// The quick study's evaluator: directions from 64 + 64 prompts, 100 refusal prompts with
+// 32-token responses, 32 KL prompts, 32 rows of each trial per batch.
+std::unique_ptr<model::TrialEvaluator> StudyEvaluator(const model::LoadedModel& m,
+                                                      model::EvaluatorOptions options) {
   options.max_response_length = 32;
   options.batch_size = 32;
-  options.continuous_batching = state.range(0) != 0;
-  options.share_prefix = state.range(1) != 0;
-  options.freeze_unmodified_layers = state.range(2) != 0;
-  auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:100]"),
-                                                 encode("harmless_test.txt", "[:32]"), options);
-  const std::vector<common::TrialParameters> trials = {Trial(14), Trial(20)};
-  for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
-  state.counters["frozen_MiB"] = static_cast<double>((*evaluator)->frozen_bytes()) / (1 << 20);
+  auto evaluator = model::TrialEvaluator::Create(m, Directions(m, "[:64]"),
+                                                 Encode(m, "harmful_test.txt", "[:100]"),
+                                                 Encode(m, "harmless_test.txt", "[:32]"), options);
+  if (!evaluator.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(evaluator.status().message()).c_str());
+    std::exit(1);
+  }
+  return std::move(*evaluator);
+}
+
+// Evaluates `trials` together once per iteration and reports seconds per trial.
+void EvaluateEachIteration(benchmark::State& state, model::TrialEvaluator& evaluator,
+                           const std::vector<common::TrialParameters>& trials) {
+  for (auto _ : state) benchmark::DoNotOptimize(evaluator.Evaluate(trials));
   state.counters["s_per_trial"] =
       benchmark::Counter(static_cast<double>(state.iterations() * trials.size()),
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_StudyTrial(benchmark::State& state) {
+  auto m = LoadOrSkip(state);
+  if (!m) return;
+  model::EvaluatorOptions options;
+  options.continuous_batching = state.range(0) != 0;
+  options.share_prefix = state.range(1) != 0;
+  options.freeze_unmodified_layers = state.range(2) != 0;
+  auto evaluator = StudyEvaluator(*m, options);
+  EvaluateEachIteration(state, *evaluator, {Trial(14), Trial(20)});
+  state.counters["frozen_MiB"] = static_cast<double>(evaluator->frozen_bytes()) / (1 << 20);
 }
 
 // A lease late in benchmarks/vs_heretic's study: trials 12 and 13 of its seed-0 run (TPE's
@@ -106,13 +125,7 @@ void BM_StudyTrial(benchmark::State& state) {
 void BM_StudyLease(benchmark::State& state) {
   auto m = LoadOrSkip(state);
   if (!m) return;
-  auto encode = [&](const char* file, const char* split) { return Encode(*m, file, split); };
-  const at::Tensor r = Directions(*m, "[:64]");
-  model::EvaluatorOptions options;
-  options.max_response_length = 32;
-  options.batch_size = 32;
-  auto evaluator = model::TrialEvaluator::Create(*m, r, encode("harmful_test.txt", "[:100]"),
-                                                 encode("harmless_test.txt", "[:32]"), options);
+  auto evaluator = StudyEvaluator(*m, {});
   std::vector<common::TrialParameters> trials(2);
   for (auto& t : trials) t.global_direction = false;  // direction_scope "per layer"
   trials[0].direction_index = 15.160065121989922;
@@ -125,10 +138,7 @@ void BM_StudyLease(benchmark::State& state) {
                                                        0.09605275013945803, 7.037009807158308};
   trials[1].components[common::kMlpComponent] = {0.8203261550575063, 19.03964918306832,
                                                  0.5052316707121233, 1.5477847779257243};
-  for (auto _ : state) benchmark::DoNotOptimize((*evaluator)->Evaluate(trials));
-  state.counters["s_per_trial"] =
-      benchmark::Counter(static_cast<double>(state.iterations() * trials.size()),
-                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  EvaluateEachIteration(state, *evaluator, trials);
 }
 
 BENCHMARK(BM_StudyLease)->Iterations(3)->Unit(benchmark::kSecond);
