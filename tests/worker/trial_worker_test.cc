@@ -218,8 +218,6 @@ TEST_F(TrialWorkerSteps, OtherScorersRunOnTheBaselineAndOnlyOnTrialsTheLeasesFro
   }
 }
 
-// Step 0: a worker told which study comes next (a peek) builds the model and the evaluator then,
-// so that the lease it takes after is scored at once, with the scores it would have had anyway.
 // Heretic's dtypes list is tried in order, "auto" meaning the device's default (float32 on the
 // CPU); a worker's --dtype overrides the study's list.
 TEST_F(TrialWorkerSteps, TheStudysDtypesChooseTheComputeDtypeUnlessTheWorkerSetsOne) {
@@ -248,6 +246,8 @@ TEST_F(TrialWorkerSteps, TheStudysDtypesChooseTheComputeDtypeUnlessTheWorkerSets
   EXPECT_EQ(*worker.loaded_dtype(), at::kBFloat16);
 }
 
+// Step 0: a worker told which study comes next (a peek) builds the model and the evaluator then,
+// so that the lease it takes after is scored at once, with the scores it would have had anyway.
 TEST_F(TrialWorkerSteps, ReadyBuildsTheModelAndEvaluatorBeforeTheLeaseIsTaken) {
   TrialWorker preparer(WorkerOptions{});
   v1::WorkItem prepare = Item("s1");

@@ -457,7 +457,12 @@ absl::Status CheckIntegerKeys(const nlohmann::json& j, const std::string& path) 
     if (auto s = check(j[key], key, max); !s.ok()) return s;
   }
   // Qwen3-MoE's dense layers: a list of layer indices.
-  if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array()) {
+  if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null()) {
+    if (!j["mlp_only_layers"].is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": \"mlp_only_layers\" is ",
+                                                     j["mlp_only_layers"].dump(),
+                                                     "; expected a list of layer indices"));
+    }
     for (const auto& layer : j["mlp_only_layers"]) {
       if (auto s = check(layer, "mlp_only_layers", kCount); !s.ok()) return s;
     }

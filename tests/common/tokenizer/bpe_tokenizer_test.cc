@@ -203,7 +203,6 @@ TEST(TokenizerSpec, MalformedTokenizerJsonIsRefusedNotACrash) {
       << tok.status();
 }
 
-}  // namespace
 // A GGUF's special-token ids beyond int32 are refused by name, not narrowed into a valid id
 // (2^32 + 1 used to become token 1).
 TEST(TokenizerSpecFromGguf, SpecialTokenIdsBeyondInt32AreRefusedByName) {
@@ -232,4 +231,5 @@ TEST(TokenizerSpecFromGguf, SpecialTokenIdsBeyondInt32AreRefusedByName) {
       << wide.status();
 }
 
+}  // namespace
 }  // namespace schism::tokenizer

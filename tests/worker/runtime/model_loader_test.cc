@@ -377,6 +377,18 @@ TEST(ModelConfig, ConfigJsonIntegersOutOfRangeAreRefusedByName) {
               std::string::npos)
         << config.status();
   }
+  // mlp_only_layers is a list; anything else is refused by name (a string used to reach only
+  // nlohmann's type error).
+  for (const nlohmann::json& value : {nlohmann::json(3), nlohmann::json("0,1")}) {
+    nlohmann::json j = base;
+    j["mlp_only_layers"] = value;
+    auto config = parse(j);
+    ASSERT_FALSE(config.ok()) << value;
+    EXPECT_NE(config.status().message().find("\"mlp_only_layers\" is " + value.dump() +
+                                             "; expected a list of layer indices"),
+              std::string::npos)
+        << config.status();
+  }
 }
 
 // A GGUF rope.dimension_count is checked as the 64-bit value (2^32 + 16 used to pass as 16).
