@@ -28,12 +28,17 @@ absl::StatusOr<nlohmann::json> ReadJson(const fs::path& path, bool required) {
   return j;
 }
 
-// tokenizer_config.json writes special tokens as strings or as {"content": ...} objects.
-std::string TokenText(const nlohmann::json& j) {
+// tokenizer_config.json writes special tokens as strings or as {"content": ...} objects (null or
+// absent: none); anything else is an error naming the key.
+absl::StatusOr<std::string> TokenText(const nlohmann::json& config, const char* key,
+                                      const std::string& folder) {
+  if (!config.contains(key) || config[key].is_null()) return std::string();
+  const nlohmann::json& j = config[key];
   if (j.is_string()) return j.get<std::string>();
   if (j.is_object() && j.contains("content") && j["content"].is_string())
     return j["content"].get<std::string>();
-  return "";
+  return absl::InvalidArgumentError(absl::StrCat(folder, "/tokenizer_config.json: ", key,
+                                                 " must be a token's text or {\"content\": text}"));
 }
 
 }  // namespace
@@ -47,8 +52,14 @@ absl::StatusOr<HfTokenizerFiles> ReadHfTokenizerFiles(const std::string& folder,
 
   HfTokenizerFiles files;
   const nlohmann::json& tc = *tok_config;
-  files.bos_token = tc.contains("bos_token") ? TokenText(tc["bos_token"]) : "";
-  files.eos_token = tc.contains("eos_token") ? TokenText(tc["eos_token"]) : "";
+  auto bos = TokenText(tc, "bos_token", folder);
+  if (!bos.ok()) return bos.status();
+  auto eos = TokenText(tc, "eos_token", folder);
+  if (!eos.ok()) return eos.status();
+  auto pad = TokenText(tc, "pad_token", folder);
+  if (!pad.ok()) return pad.status();
+  files.bos_token = *bos;
+  files.eos_token = *eos;
   if (tc.contains("chat_template") && tc["chat_template"].is_string()) {
     files.chat_template = tc["chat_template"].get<std::string>();
   } else if (fs::exists(fs::path(folder) / "chat_template.jinja")) {
@@ -80,9 +91,7 @@ absl::StatusOr<HfTokenizerFiles> ReadHfTokenizerFiles(const std::string& folder,
   };
   if (auto id = id_of(files.bos_token)) spec->bos_id = *id;
   if (auto id = id_of(files.eos_token)) spec->eos_id = *id;
-  if (tc.contains("pad_token")) {
-    if (auto id = id_of(TokenText(tc["pad_token"]))) spec->pad_id = *id;
-  }
+  if (auto id = id_of(*pad)) spec->pad_id = *id;
   if (gen_config->contains("eos_token_id")) {
     const auto& e = (*gen_config)["eos_token_id"];
     const auto bad = absl::InvalidArgumentError(absl::StrCat(

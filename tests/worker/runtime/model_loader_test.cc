@@ -547,6 +547,13 @@ TEST(ModelLoader, MistypedTokenizerAndGenerationConfigsAreRefusedByFile) {
   ASSERT_FALSE(add_bos.ok());
   EXPECT_NE(add_bos.status().message().find("add_bos_token"), std::string::npos)
       << add_bos.status();
+  edit("tokenizer_config.json", "add_bos_token", false);
+  edit("tokenizer_config.json", "pad_token", 0);
+  auto pad = LoadModel(dir + "/hf");
+  ASSERT_FALSE(pad.ok());
+  EXPECT_NE(pad.status().message().find("tokenizer_config.json: pad_token must be a token's text"),
+            std::string::npos)
+      << pad.status();
 }
 
 }  // namespace
