@@ -21,8 +21,9 @@ void BM_DecodeGemm(benchmark::State& state) {
   std::vector<std::unique_ptr<schism::model::PackedWeight>> packed;
   for (int64_t i = 0; i < state.range(4); ++i) {
     w.push_back(at::randn({out, in}));
+    if (method != 0) continue;
     packed.push_back(schism::model::PackedWeight::Pack(w.back()));
-    if (method == 0 && packed.back() == nullptr) {
+    if (packed.back() == nullptr) {
       state.SkipWithError("no MKL packed GEMM in this libtorch");
       return;
     }
