@@ -1,5 +1,6 @@
-// Fused float32 CPU kernels for the decoder's small per-row steps: RMSNorm, RoPE and the trial
-// adapters, each one pass over its rows split over the intra-op threads.
+// Fused float32 CPU kernels for the decoder's small per-row steps: RMSNorm, RoPE, the trial
+// adapters and a decode step's attention, each one pass over its rows split over the intra-op
+// threads.
 //
 // Why: a 64-row decode step of SmolLM2 ran ~56 ATen kernels per layer, most of them elementwise
 // ops on 64 x 576 floats. Each is below ATen's parallel grain (32768 elements), so it ran on the
@@ -17,6 +18,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace schism::model::fused {
 
 // Whether the fused kernels serve t: a float32 tensor on the CPU.
@@ -33,6 +37,22 @@ at::Tensor Rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& si
 // the rows of a (k, in), b (k, out) and scale (k, out; undefined: no scaling). Returns y.
 at::Tensor Adapter(at::Tensor y, const at::Tensor& x, const at::Tensor& a, const at::Tensor& b,
                    const at::Tensor& scale, const at::Tensor& row_trial);
+
+// Attention of a decode step: one query per row over its cache slot's first S columns.
+//   q (B, 1, H, hd): the rotated queries; keys, values (slots, capacity, kv_heads, hd): a layer's
+//   cache; slots: row b's cache slot; visible (B, 1, 1, S) or (B, S) bool: the key columns row
+//   b's query sees (at least one); scale: the score scale (1/sqrt(hd) as SDPA's default).
+// Returns softmax(scale q·kᵀ over the visible columns)·v as (B, 1, H·hd). Query head h reads KV
+// head h / (H / kv_heads), as SDPA's enable_gqa and Hugging Face's repeat_kv.
+//
+// Why: ATen's CPU flash attention runs two matrix-vector products per (row, head) for a single
+// query, 1152 MKL calls a layer in a 64-row SmolLM2 step, and reads each cached key and value
+// once per query head. Here one task per (row, KV head) reads them once for all its query heads
+// (AVX-512 where the CPU has it). Its sums run in another order than ATen's: outputs differ from
+// SDPA's in their last bits (as close to float64 as SDPA's: FusedCpuOps.DecodeAttention*).
+at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
+                           const std::vector<int64_t>& slots, const at::Tensor& visible, int64_t S,
+                           double scale);
 
 }  // namespace schism::model::fused
 

@@ -524,6 +524,8 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     return partial;
   };
   const at::Tensor row_trial = adapters ? adapters->row_trial.to(device) : at::Tensor();
+  // A decode step's single query per row: the fused CPU kernel, not SDPA's per-(row, head) calls.
+  const bool fused_decode_attention = T == 1 && device.is_cpu() && dtype == at::kFloat;
   for (int i = first_layer; i < config_.num_layers; ++i) {
     const LayerWeights& layer = weights_.layers[i];
     const bool sliding = config_.IsSliding(i);
@@ -537,19 +539,26 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
       q = norm(q, layer.q_norm);
       k = norm(k, layer.k_norm);
     }
-    q = ApplyRopeToHeads(q, cos, sin).transpose(1, 2);
+    q = ApplyRopeToHeads(q, cos, sin);
     k = ApplyRopeToHeads(k, cos, sin);
     cache->keys[i].view({-1, nkv * hd}).index_copy_(0, flat_index, k.reshape({B * T, nkv * hd}));
     cache->values[i].view({-1, nkv * hd}).index_copy_(0, flat_index, v.reshape({B * T, nkv * hd}));
-    const auto keys =
-        SlotRows(cache->keys[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
-    const auto values =
-        SlotRows(cache->values[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
-    auto attn = at::scaled_dot_product_attention(q, keys, values, sliding ? local_mask : attn_mask,
-                                                 0.0, false, attn_scale,
-                                                 /*enable_gqa=*/nh != nkv)
-                    .transpose(1, 2)
-                    .reshape({B, T, nh * hd});
+    const at::Tensor& mask = sliding ? local_mask : attn_mask;
+    at::Tensor attn;
+    if (fused_decode_attention) {
+      attn = fused::DecodeAttention(q, cache->keys[i], cache->values[i], slots, mask, S,
+                                    attn_scale.value_or(1.0 / std::sqrt(static_cast<double>(hd))));
+    } else {
+      const auto keys =
+          SlotRows(cache->keys[i], slots, slot_index, consecutive).narrow(1, 0, S).transpose(1, 2);
+      const auto values = SlotRows(cache->values[i], slots, slot_index, consecutive)
+                              .narrow(1, 0, S)
+                              .transpose(1, 2);
+      attn = at::scaled_dot_product_attention(q.transpose(1, 2), keys, values, mask, 0.0, false,
+                                              attn_scale, /*enable_gqa=*/nh != nkv)
+                 .transpose(1, 2)
+                 .reshape({B, T, nh * hd});
+    }
     // The adapters act on the projections' outputs, before Gemma's post norms (as a LoRA on
     // o_proj and down_proj does in Hugging Face's Gemma 3).
     auto attn_out = sum_over_ranks(ApplyAdapter(
