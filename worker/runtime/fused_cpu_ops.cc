@@ -1,7 +1,10 @@
 #include "worker/runtime/fused_cpu_ops.h"
 
 #include <ATen/ATen.h>
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
+#define SCHISM_X86_KERNELS 1
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -62,8 +65,13 @@ AttentionTask TaskOf(const DecodeAttentionArgs& a, int64_t task) {
   return {a.q + head, a.keys + base, a.values + base, a.visible + b * a.S, a.out + head};
 }
 
+// A score that makes SDPA's output NaN: NaN or +inf (-inf only zeroes its column's weight).
+inline bool Poisons(float score) {
+  return std::isnan(score) || score == std::numeric_limits<float>::infinity();
+}
+
 // The portable kernel: per query head, its scores against the visible keys, a max-shifted
-// softmax, then Σ p·v. A non-finite score makes the head's output NaN, as in SDPA.
+// softmax, then Σ p·v. A NaN or +inf score makes the head's output NaN, as in SDPA.
 void DecodeAttentionTasksPlain(const DecodeAttentionArgs& a, int64_t begin, int64_t end) {
   const int64_t group = a.heads / a.kv_heads, hd = a.hd, S = a.S, stride = a.kv_heads * hd;
   std::vector<float> row(S);
@@ -73,14 +81,14 @@ void DecodeAttentionTasksPlain(const DecodeAttentionArgs& a, int64_t begin, int6
       const float* q = t.q + j * hd;
       float* o = t.o + j * hd;
       float top = -std::numeric_limits<float>::infinity();
-      bool finite = true;
+      bool poisoned = false;
       for (int64_t s = 0; s < S; ++s) {
         if (!t.seen[s]) continue;
         row[s] = Dot(q, t.k + s * stride, hd) * a.scale;
-        finite &= std::isfinite(row[s]);
+        poisoned |= Poisons(row[s]);
         top = std::max(top, row[s]);
       }
-      if (!finite) {
+      if (poisoned) {
         std::fill(o, o + hd, std::numeric_limits<float>::quiet_NaN());
         continue;
       }
@@ -99,6 +107,7 @@ void DecodeAttentionTasksPlain(const DecodeAttentionArgs& a, int64_t begin, int6
   }
 }
 
+#ifdef SCHISM_X86_KERNELS
 #define SCHISM_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma")))
 
 // exp(x) for x ≤ 0 in 16 lanes; lanes outside `keep`, or below -87 (exp < 2^-125: nothing next
@@ -135,7 +144,7 @@ SCHISM_AVX512 void DecodeAttentionTasksAvx512(const DecodeAttentionArgs& a, int6
       float* o = t.o + j * hd;
       __m512 q[kChunks];
       for (int c = 0; c < kChunks; ++c) q[c] = _mm512_loadu_ps(t.q + j * hd + 16 * c);
-      bool finite = true;
+      bool poisoned = false;
       for (int64_t s = 0; s < S; ++s) {
         if (!t.seen[s]) {
           row[s] = minus_infinity;
@@ -146,9 +155,9 @@ SCHISM_AVX512 void DecodeAttentionTasksAvx512(const DecodeAttentionArgs& a, int6
         for (int c = 1; c < kChunks; ++c)
           dot = _mm512_fmadd_ps(q[c], _mm512_loadu_ps(ks + 16 * c), dot);
         row[s] = _mm512_reduce_add_ps(dot) * a.scale;
-        finite &= std::isfinite(row[s]);
+        poisoned |= Poisons(row[s]);
       }
-      if (!finite) {
+      if (poisoned) {
         std::fill(o, o + hd, std::numeric_limits<float>::quiet_NaN());
         continue;
       }
@@ -185,12 +194,14 @@ bool CpuHasAvx512() {
                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma");
   return has;
 }
+#endif  // SCHISM_X86_KERNELS
 
 using AttentionKernel = void (*)(const DecodeAttentionArgs&, int64_t, int64_t);
 
 // The AVX-512 kernel for the head sizes models use (32 to 256), else the portable one.
-AttentionKernel DecodeAttentionKernel(int64_t hd) {
-  if (CpuHasAvx512()) {
+AttentionKernel DecodeAttentionKernel(int64_t hd, bool portable) {
+#ifdef SCHISM_X86_KERNELS
+  if (!portable && CpuHasAvx512()) {
     switch (hd) {
       case 32:
         return DecodeAttentionTasksAvx512<2>;
@@ -204,6 +215,7 @@ AttentionKernel DecodeAttentionKernel(int64_t hd) {
         break;
     }
   }
+#endif
   return DecodeAttentionTasksPlain;
 }
 
@@ -305,7 +317,7 @@ at::Tensor Adapter(at::Tensor y, const at::Tensor& x, const at::Tensor& a, const
 
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                            const std::vector<int64_t>& slots, const at::Tensor& visible, int64_t S,
-                           double scale) {
+                           double scale, bool portable_kernel) {
   TORCH_CHECK(q.dim() == 4 && q.size(1) == 1 && keys.dim() == 4 && Applies(q) && Applies(keys) &&
                   Applies(values) && keys.sizes() == values.sizes() && keys.is_contiguous() &&
                   values.is_contiguous(),
@@ -317,9 +329,10 @@ at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at
               "fused::DecodeAttention: head sizes do not match");
   TORCH_CHECK(static_cast<int64_t>(slots.size()) == B && S >= 1 && S <= capacity,
               "fused::DecodeAttention: one slot per row and 1 <= S <= capacity");
-  const at::Tensor seen = visible.to(at::kBool).contiguous().view({-1});
-  TORCH_CHECK(visible.device().is_cpu() && seen.numel() == B * S,
-              "fused::DecodeAttention: visible must be (B, S) on the CPU");
+  TORCH_CHECK(
+      visible.scalar_type() == at::kBool && visible.device().is_cpu() && visible.numel() == B * S,
+      "fused::DecodeAttention: visible must be a (B, S) bool mask on the CPU");
+  const at::Tensor seen = visible.contiguous().view({-1});
   for (const int64_t slot : slots)
     TORCH_CHECK(slot >= 0 && slot < keys.size(0), "fused::DecodeAttention: slot out of range");
   const at::Tensor qc = q.contiguous();
@@ -338,7 +351,7 @@ at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at
                                  static_cast<float>(scale)};
   // A task reads S columns of one KV head's keys and values: about S·hd·2 floats.
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, 2 * S * hd));
-  const AttentionKernel kernel = DecodeAttentionKernel(hd);
+  const AttentionKernel kernel = DecodeAttentionKernel(hd, portable_kernel);
   at::parallel_for(0, B * kv_heads, grain,
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
   return out;

@@ -41,9 +41,11 @@ at::Tensor Adapter(at::Tensor y, const at::Tensor& x, const at::Tensor& a, const
 // Attention of a decode step: one query per row over its cache slot's first S columns.
 //   q (B, 1, H, hd): the rotated queries; keys, values (slots, capacity, kv_heads, hd): a layer's
 //   cache; slots: row b's cache slot; visible (B, 1, 1, S) or (B, S) bool: the key columns row
-//   b's query sees (at least one); scale: the score scale (1/sqrt(hd) as SDPA's default).
+//   b's query sees (at least one); scale: the score scale (1/sqrt(hd) as SDPA's default);
+//   portable_kernel: the portable loops even where an AVX-512 kernel serves (tests run both).
 // Returns softmax(scale q·kᵀ over the visible columns)·v as (B, 1, H·hd). Query head h reads KV
-// head h / (H / kv_heads), as SDPA's enable_gqa and Hugging Face's repeat_kv.
+// head h / (H / kv_heads), as SDPA's enable_gqa and Hugging Face's repeat_kv. As in SDPA, a NaN
+// or +inf score makes its head's output NaN and a -inf score gets no weight.
 //
 // Why: ATen's CPU flash attention runs two matrix-vector products per (row, head) for a single
 // query, 1152 MKL calls a layer in a 64-row SmolLM2 step, and reads each cached key and value
@@ -52,7 +54,7 @@ at::Tensor Adapter(at::Tensor y, const at::Tensor& x, const at::Tensor& a, const
 // SDPA's in their last bits (as close to float64 as SDPA's: FusedCpuOps.DecodeAttention*).
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                            const std::vector<int64_t>& slots, const at::Tensor& visible, int64_t S,
-                           double scale);
+                           double scale, bool portable_kernel = false);
 
 }  // namespace schism::model::fused
 

@@ -158,20 +158,23 @@ at::Tensor SdpaAttention(const AttentionCase& c, double scale) {
       .reshape({B, 1, H * hd});
 }
 
-// Measured: within 2.5 ulps of the largest output of SDPA's (its flash kernel sums the scores and
-// the weighted values in another order). A row's output is bit for bit the same whatever rows
-// share its step: continuous batching changes a step's rows, never a row's result.
+// Both kernels (the AVX-512 one where the CPU has it, and the portable one everywhere) against
+// SDPA and a float64 reference. Measured, in units of the largest output's last place from
+// float64: AVX-512 3.1, portable 4.0 (no fused multiply-add, sums in order), SDPA 3.4. A row's
+// output is bit for bit the same whatever rows share its step: continuous batching changes a step's
+// rows, never a row's result.
 TEST(FusedCpuOps, DecodeAttentionMatchesSdpaWithGroupedHeadsAndHoles) {
   at::manual_seed(7);
   // SmolLM2 (9 heads on 3 KV heads), Qwen2.5 0.5B (14 on 2), Gemma 3 270M (4 on 1, 256 wide),
-  // plain multi-head attention, a single row, and a head size without an AVX-512 kernel (the
-  // portable one).
+  // plain multi-head attention, a single row, a head size without an AVX-512 kernel, and S a
+  // multiple of 16.
   for (auto [B, H, kv, hd, S] : {std::array<int64_t, 5>{64, 9, 3, 64, 97},
                                  {7, 14, 2, 64, 40},
                                  {5, 4, 1, 256, 33},
                                  {6, 4, 4, 32, 12},
                                  {1, 9, 3, 64, 1},
-                                 {9, 6, 2, 48, 50}}) {
+                                 {9, 6, 2, 48, 50},
+                                 {4, 9, 3, 64, 32}}) {
     const AttentionCase c = RandomAttention(B, H, kv, hd, S);
     for (double scale : {1.0 / std::sqrt(static_cast<double>(hd)), 0.0625}) {
       const at::Tensor sdpa = SdpaAttention(c, scale);
@@ -182,29 +185,65 @@ TEST(FusedCpuOps, DecodeAttentionMatchesSdpaWithGroupedHeadsAndHoles) {
                                     c.slots,
                                     c.S};
       const at::Tensor exact = SdpaAttention(in_double, scale).to(at::kFloat);
-      const at::Tensor got =
-          fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible, S, scale);
-      ASSERT_EQ(got.sizes(), sdpa.sizes());
-      const float ours = Ulps(got, exact), theirs = Ulps(sdpa, exact);
-      std::printf(
-          "  decode attention %ld rows, %ld/%ld heads x %ld, S %ld, scale %.4f: %.2f ulps "
-          "from float64 (SDPA: %.2f), %.2f from SDPA's\n",
-          B, H, kv, hd, S, scale, ours, theirs, Ulps(got, sdpa));
-      EXPECT_LE(ours, 4.0f) << B << " rows, " << H << "/" << kv << " heads";
+      const float theirs = Ulps(sdpa, exact);
+      for (bool portable : {false, true}) {
+        const at::Tensor got =
+            fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible, S, scale, portable);
+        ASSERT_EQ(got.sizes(), sdpa.sizes());
+        const float ours = Ulps(got, exact);
+        std::printf(
+            "  decode attention (%s) %ld rows, %ld/%ld heads x %ld, S %ld, scale %.4f: %.2f "
+            "ulps from float64 (SDPA: %.2f), %.2f from SDPA's\n",
+            portable ? "portable" : "best", B, H, kv, hd, S, scale, ours, theirs, Ulps(got, sdpa));
+        EXPECT_LE(ours, portable ? 4.5f : 3.5f)
+            << B << " rows, " << H << "/" << kv << " heads, portable " << portable;
+      }
     }
     // The last row alone, in a step of its own.
     const int64_t last = B - 1;
-    const at::Tensor alone =
-        fused::DecodeAttention(c.q.narrow(0, last, 1), c.keys, c.values, {c.slots[last]},
-                               c.visible.narrow(0, last, 1), S, 0.125);
-    const at::Tensor together =
-        fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible, S, 0.125);
-    EXPECT_TRUE(at::equal(alone[0], together[last])) << B << " rows";
+    for (bool portable : {false, true}) {
+      const at::Tensor alone =
+          fused::DecodeAttention(c.q.narrow(0, last, 1), c.keys, c.values, {c.slots[last]},
+                                 c.visible.narrow(0, last, 1), S, 0.125, portable);
+      const at::Tensor together =
+          fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible, S, 0.125, portable);
+      EXPECT_TRUE(at::equal(alone[0], together[last])) << B << " rows, portable " << portable;
+    }
   }
 }
 
-TEST(FusedCpuOps, DecodeAttentionRefusesASlotOutOfRangeAndMismatchedHeads) {
+// As SDPA: a NaN in a row's query makes that row's output NaN (and no other row's); a score that
+// overflows to -inf gets no weight, and a column far below the top one gets none either.
+TEST(FusedCpuOps, DecodeAttentionTreatsNonFiniteScoresAsSdpaDoes) {
+  at::manual_seed(8);
+  AttentionCase c = RandomAttention(3, 9, 3, 64, 20);
+  c.visible.fill_(true);
+  c.q[0][0][4][7] = std::numeric_limits<float>::quiet_NaN();  // row 0, head 4 (KV head 1)
+  // Row 1, head 0: column 0's key overflows the product to -inf; the other columns score about
+  // ±1e20, so all but the top one fall far below it.
+  c.q[1][0][0].fill_(1e20f);
+  c.keys[c.slots[1]][0][0].fill_(-1e20f);
+  for (bool portable : {false, true}) {
+    const at::Tensor got =
+        fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible, c.S, 0.125, portable)
+            .view({3, 9, 64});
+    const at::Tensor sdpa = SdpaAttention(c, 0.125).view({3, 9, 64});
+    EXPECT_TRUE(got[0][4].isnan().all().item<bool>()) << "portable " << portable;
+    EXPECT_TRUE(sdpa[0][4].isnan().all().item<bool>());
+    EXPECT_FALSE(got[0][0].isnan().any().item<bool>()) << "portable " << portable;
+    EXPECT_FALSE(got[1].isnan().any().item<bool>()) << "portable " << portable;
+    EXPECT_FALSE(got[2].isnan().any().item<bool>()) << "portable " << portable;
+    // Head 0 of row 1: the top column takes all the weight.
+    EXPECT_TRUE(at::allclose(got[1][0], sdpa[1][0], 1e-5, 1e-6)) << "portable " << portable;
+  }
+}
+
+// A float mask (additive, 0 / -inf) would read inverted as bool: refused, not converted.
+TEST(FusedCpuOps, DecodeAttentionRefusesBadSlotsHeadsAndMasks) {
   AttentionCase c = RandomAttention(2, 9, 3, 64, 8);
+  EXPECT_THROW(
+      fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible.to(at::kFloat), c.S, 0.125),
+      c10::Error);
   c.slots[1] = c.keys.size(0);
   EXPECT_THROW(fused::DecodeAttention(c.q, c.keys, c.values, c.slots, c.visible, c.S, 0.125),
                c10::Error);
