@@ -315,6 +315,10 @@ at::Tensor Adapter(at::Tensor y, const at::Tensor& x, const at::Tensor& a, const
   return y;
 }
 
+bool DecodeAttentionHasFastKernel(int64_t head_dim) {
+  return DecodeAttentionKernel(head_dim, /*portable=*/false) != DecodeAttentionTasksPlain;
+}
+
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                            const std::vector<int64_t>& slots, const at::Tensor& visible, int64_t S,
                            double scale, bool portable_kernel) {

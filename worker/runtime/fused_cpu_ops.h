@@ -52,6 +52,11 @@ at::Tensor Adapter(at::Tensor y, const at::Tensor& x, const at::Tensor& a, const
 // once per query head. Here one task per (row, KV head) reads them once for all its query heads
 // (AVX-512 where the CPU has it). Its sums run in another order than ATen's: outputs differ from
 // SDPA's in their last bits (as close to float64 as SDPA's: FusedCpuOps.DecodeAttention*).
+// Whether DecodeAttention has its AVX-512 kernel for head_dim on this CPU. Without it the
+// decoder keeps SDPA: the portable loops lose to it from about 64 rows (decode_attention_bench,
+// 64 rows, 60 columns, caches read from memory: 829 us against SDPA's 605 and AVX-512's 389).
+bool DecodeAttentionHasFastKernel(int64_t head_dim);
+
 at::Tensor DecodeAttention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
                            const std::vector<int64_t>& slots, const at::Tensor& visible, int64_t S,
                            double scale, bool portable_kernel = false);

@@ -524,8 +524,10 @@ ForwardOutput Transformer::Forward(const at::Tensor& input_ids, const at::Tensor
     return partial;
   };
   const at::Tensor row_trial = adapters ? adapters->row_trial.to(device) : at::Tensor();
-  // A decode step's single query per row: the fused CPU kernel, not SDPA's per-(row, head) calls.
-  const bool fused_decode_attention = T == 1 && device.is_cpu() && dtype == at::kFloat;
+  // A decode step's single query per row: the fused CPU kernel, not SDPA's per-(row, head) calls,
+  // where it has its fast kernel.
+  const bool fused_decode_attention =
+      T == 1 && device.is_cpu() && dtype == at::kFloat && fused::DecodeAttentionHasFastKernel(hd);
   for (int i = first_layer; i < config_.num_layers; ++i) {
     const LayerWeights& layer = weights_.layers[i];
     const bool sliding = config_.IsSliding(i);

@@ -238,6 +238,21 @@ TEST(FusedCpuOps, DecodeAttentionTreatsNonFiniteScoresAsSdpaDoes) {
   }
 }
 
+// The decoder takes the fused kernel only where it has AVX-512 code for the head size.
+TEST(FusedCpuOps, DecodeAttentionIsFastOnlyWhereAnAvx512KernelServes) {
+  EXPECT_FALSE(fused::DecodeAttentionHasFastKernel(48));
+  EXPECT_FALSE(fused::DecodeAttentionHasFastKernel(80));
+#if defined(__x86_64__) && defined(__GNUC__)
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("fma");
+#else
+  const bool avx512 = false;
+#endif
+  for (int64_t hd : {32, 64, 128, 256})
+    EXPECT_EQ(fused::DecodeAttentionHasFastKernel(hd), avx512) << "head_dim " << hd;
+}
+
 // A float mask (additive, 0 / -inf) would read inverted as bool: refused, not converted.
 TEST(FusedCpuOps, DecodeAttentionRefusesBadSlotsHeadsAndMasks) {
   AttentionCase c = RandomAttention(2, 9, 3, 64, 8);
