@@ -79,10 +79,6 @@ void BM_EvaluateTrials(benchmark::State& state) {
                          benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// The quick study's trial (README's `schism run`; benchmarks/vs_heretic's study): 100 refusal
-// prompts with 32-token responses and 32 KL prompts, 32 rows per batch, k = 2 trials per batch.
-// args: continuous batching (0/1), shared prefix (0/1), frozen layers (0/1; the trials' weight
-// windows start at layers 2 and 8 of 30). Reports seconds per trial.
 // The quick study's evaluator: directions from 64 + 64 prompts, 100 refusal prompts with
 // 32-token responses, 32 KL prompts, 32 rows of each trial per batch.
 std::unique_ptr<model::TrialEvaluator> StudyEvaluator(const model::LoadedModel& m,
@@ -108,6 +104,10 @@ void EvaluateEachIteration(benchmark::State& state, model::TrialEvaluator& evalu
                          benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// The quick study's trial (README's `schism run`; benchmarks/vs_heretic's study): 100 refusal
+// prompts with 32-token responses and 32 KL prompts, 32 rows per batch, k = 2 trials per batch.
+// args: continuous batching (0/1), shared prefix (0/1), frozen layers (0/1; the trials' weight
+// windows start at layers 2 and 8 of 30). Reports seconds per trial.
 void BM_StudyTrial(benchmark::State& state) {
   auto m = LoadOrSkip(state);
   if (!m) return;

@@ -21,9 +21,8 @@ namespace {
 // and a single row stays on the caller.
 int64_t Grain(int64_t width) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, width)); }
 
-// Σ a[i]·b[i] in 16 interleaved float32 partial sums (vectorizable; always inlined, so the
-// AVX-512 copy of a kernel gets an AVX-512 copy of it).
-__attribute__((always_inline)) inline float Dot(const float* a, const float* b, int64_t n) {
+// Σ a[i]·b[i] in 16 interleaved float32 partial sums (vectorizable).
+inline float Dot(const float* a, const float* b, int64_t n) {
   constexpr int kLanes = 16;
   float lanes[kLanes] = {};
   int64_t i = 0;
